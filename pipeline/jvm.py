@@ -1,0 +1,74 @@
+"""Java and the locally cached Maven jars.
+
+`make jars` resolves two POMs under ``jvm/`` into ``<jars_dir>/broker`` (the Kafka 4
+broker and Kafka's tools) and ``<jars_dir>/spark`` (Kafka connector + Delta). This module
+checks that Java is there and new enough, and lists the jars each JVM needs, so a running
+product never touches the network.
+"""
+
+from __future__ import annotations
+
+import re
+import shutil
+import subprocess
+from pathlib import Path
+
+from .errors import JarsMissingError, JavaError
+
+MIN_JAVA = 17
+
+
+def java_version(java: str = "java") -> int:
+    """Major version of `java` on PATH; raises JavaError when missing or too old."""
+    exe = shutil.which(java)
+    if exe is None:
+        raise JavaError(
+            f"Java {MIN_JAVA}+ is required but `java` is not on PATH; install a JDK/JRE {MIN_JAVA} "
+            "(e.g. `apt-get install openjdk-17-jre-headless`)"
+        )
+    out = subprocess.run([exe, "-version"], capture_output=True, text=True, timeout=30)
+    m = re.search(r'version "(\d+)(?:\.(\d+))?', out.stderr + out.stdout)
+    if not m:
+        raise JavaError(f"could not read the Java version from `java -version`: {out.stderr.strip()[:200]}")
+    major = int(m.group(1))
+    if major == 1 and m.group(2):  # "1.8.0" style
+        major = int(m.group(2))
+    if major < MIN_JAVA:
+        raise JavaError(
+            f"Java {major} found, but Kafka 4 and Spark 4 need Java {MIN_JAVA} or newer; "
+            f"install e.g. openjdk-{MIN_JAVA}-jre-headless and put it first on PATH"
+        )
+    return major
+
+
+def _jar_dir(jars_dir: Path, name: str) -> Path:
+    folder = jars_dir / name
+    if not folder.is_dir() or not any(folder.glob("*.jar")):
+        raise JarsMissingError(f"the {name} jars are not in {folder}; run `make jars` to resolve them from Maven")
+    return folder
+
+
+def broker_classpath(jars_dir: Path) -> str:
+    return str(_jar_dir(jars_dir, "broker") / "*")
+
+
+def _artifact(jar_name: str) -> str:
+    """'kafka-clients-3.9.2.jar' -> 'kafka-clients'."""
+    return re.sub(r"-\d[\w.+-]*$", "", jar_name[:-4])
+
+
+def spark_extra_jars(jars_dir: Path) -> list[str]:
+    """Connector and Delta jars that the pyspark wheel does not already ship.
+
+    Maven also resolves Spark's own transitive libraries (Jackson, Hadoop, Parquet, Scala)
+    in versions that differ from pyspark's; putting those on the classpath twice breaks
+    Spark, so every artifact pyspark already has is left out.
+    """
+    import pyspark
+
+    folder = _jar_dir(jars_dir, "spark")
+    shipped = {_artifact(p.name) for p in (Path(pyspark.__file__).parent / "jars").glob("*.jar")}
+    jars = sorted(str(p) for p in folder.glob("*.jar") if _artifact(p.name) not in shipped)
+    if not any("spark-sql-kafka" in j for j in jars) or not any("delta-spark" in j for j in jars):
+        raise JarsMissingError(f"Kafka connector or Delta jar missing in {folder}; run `make jars`")
+    return jars

@@ -1,0 +1,117 @@
+"""Topic management for the transactions topic (and the emulator's control/status topics).
+
+    python -m pipeline topic create|describe
+
+`create` is idempotent: an existing topic is described, not recreated. Defaults follow the
+transactions contract: 3 partitions, retention one day, cleanup.policy=delete, replication
+factor min(2, number of brokers).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from confluent_kafka import KafkaException
+from confluent_kafka.admin import AdminClient, ConfigResource, NewTopic
+
+from .errors import TopicError
+from .settings import Settings
+
+
+@dataclass
+class TopicInfo:
+    name: str
+    partitions: int
+    replication_factor: int
+    config: dict[str, str]
+    created: bool = False
+
+    def describe(self) -> str:
+        keys = ("retention.ms", "cleanup.policy", "min.insync.replicas", "compression.type")
+        cfg = ", ".join(f"{k}={self.config[k]}" for k in keys if k in self.config)
+        verb = "created" if self.created else "exists"
+        return (f"topic {self.name} {verb}: partitions={self.partitions} "
+                f"replication={self.replication_factor} {cfg}")
+
+
+def admin(settings: Settings) -> AdminClient:
+    return AdminClient({"bootstrap.servers": settings.bootstrap_servers, "socket.timeout.ms": 5000})
+
+
+def _broker_count(client: AdminClient, timeout: float) -> int:
+    try:
+        return len(client.list_topics(timeout=timeout).brokers)
+    except KafkaException as exc:
+        raise TopicError(f"cannot reach Kafka: {exc.args[0].str() if exc.args else exc}; "
+                         "start the local broker with `python -m pipeline broker start`") from None
+
+
+def describe_topic(settings: Settings, name: str | None = None, timeout: float = 10) -> TopicInfo:
+    name = name or settings.topic
+    client = admin(settings)
+    _broker_count(client, timeout)
+    md = client.list_topics(topic=name, timeout=timeout)
+    t = md.topics.get(name)
+    if t is None or t.error is not None:
+        raise TopicError(f"topic {name} does not exist; create it with `python -m pipeline topic create`")
+    parts = list(t.partitions.values())
+    rf = len(parts[0].replicas) if parts else 0
+    res = ConfigResource(ConfigResource.Type.TOPIC, name)
+    cfg = client.describe_configs([res])[res].result(timeout=timeout)
+    return TopicInfo(name, len(parts), rf, {k: v.value for k, v in cfg.items() if v.value is not None})
+
+
+def ensure_topic(settings: Settings, name: str | None = None, *, partitions: int | None = None,
+                 config: dict[str, str] | None = None, timeout: float = 15) -> TopicInfo:
+    """Create the topic if missing (contract defaults), else describe it."""
+    name = name or settings.topic
+    client = admin(settings)
+    brokers = _broker_count(client, timeout)
+    md = client.list_topics(timeout=timeout)
+    if name in md.topics and md.topics[name].error is None:
+        return describe_topic(settings, name, timeout)
+    cfg = {"retention.ms": str(settings.retention_ms), "cleanup.policy": "delete"}
+    cfg.update(config or {})
+    rf = min(2, brokers)
+    new = NewTopic(name, num_partitions=partitions or settings.partitions, replication_factor=rf, config=cfg)
+    fut = client.create_topics([new], operation_timeout=timeout)[name]
+    try:
+        fut.result(timeout=timeout)
+    except KafkaException as exc:
+        err = exc.args[0]
+        if err.name() != "TOPIC_ALREADY_EXISTS":
+            raise TopicError(f"creating topic {name} failed: {err.str()}") from None
+    info = describe_topic(settings, name, timeout)
+    info.created = True
+    return info
+
+
+def ensure_all_topics(settings: Settings) -> list[TopicInfo]:
+    """Transactions topic plus the emulator's compacted control topic and status topic."""
+    return [
+        ensure_topic(settings),
+        ensure_topic(settings, settings.control_topic, partitions=1,
+                     config={"cleanup.policy": "compact", "retention.ms": "-1"}),
+        ensure_topic(settings, settings.status_topic, partitions=1,
+                     config={"cleanup.policy": "delete", "retention.ms": str(6 * 3600 * 1000)}),
+    ]
+
+
+def log_end_offsets(settings: Settings, name: str | None = None, timeout: float = 10) -> dict[int, int]:
+    """High watermark per partition (what has been written so far)."""
+    from confluent_kafka import Consumer, TopicPartition
+
+    name = name or settings.topic
+    consumer = Consumer({"bootstrap.servers": settings.bootstrap_servers, "group.id": "tormenta-offsets",
+                         "enable.auto.commit": False})
+    try:
+        md = consumer.list_topics(name, timeout=timeout)
+        if name not in md.topics or md.topics[name].error is not None:
+            raise TopicError(f"topic {name} does not exist; create it with `python -m pipeline topic create`")
+        ends = {}
+        for p in md.topics[name].partitions:
+            _, high = consumer.get_watermark_offsets(TopicPartition(name, p), timeout=timeout)
+            ends[p] = high
+        return ends
+    finally:
+        consumer.close()
