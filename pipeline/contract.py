@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import json
 import re
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from decimal import Decimal
 from typing import Any
 
@@ -51,7 +51,7 @@ def parse_timestamp(text: str) -> datetime:
         off = off[:3] + ":" + off[3:]
     frac = (frac + "000000")[:7] if frac else ""
     try:
-        return datetime.fromisoformat(base + frac + off).astimezone(timezone.utc)
+        return datetime.fromisoformat(base + frac + off).astimezone(UTC)
     except ValueError:
         raise Invalid("timestamp is not a valid date-time") from None
 

@@ -17,10 +17,11 @@ from __future__ import annotations
 import dataclasses
 import os
 import re
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from decimal import Decimal, InvalidOperation
 from pathlib import Path
-from typing import Any, Callable, Mapping
+from typing import Any
 
 from .errors import SettingsError
 
@@ -239,7 +240,7 @@ class Settings:
     status_topic: str = "tormenta.emulator.status"
 
     @classmethod
-    def from_env(cls, environ: Mapping[str, str] | None = None, **overrides: Any) -> "Settings":
+    def from_env(cls, environ: Mapping[str, str] | None = None, **overrides: Any) -> Settings:
         """Build from the environment; collect every invalid value into one SettingsError."""
         env = os.environ if environ is None else environ
         values: dict[str, Any] = {}
@@ -256,7 +257,7 @@ class Settings:
         values.update(overrides)
         return cls(**values)
 
-    def replace(self, **changes: Any) -> "Settings":
+    def replace(self, **changes: Any) -> Settings:
         return dataclasses.replace(self, **changes)
 
     # ---- derived values -------------------------------------------------------------

@@ -20,7 +20,7 @@ import json
 import logging
 import threading
 import time
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 
 from ..errors import JobError
 from ..settings import Settings, spark_interval
@@ -65,7 +65,7 @@ class HighValueBatchWriter:
 
         s = self.settings
         started = time.time()
-        trigger_time = datetime.now(timezone.utc)
+        trigger_time = datetime.now(UTC)
         spark = batch_df.sparkSession
         parsed = transforms.parse_messages(batch_df).persist()
         try:

@@ -1,0 +1,5 @@
+"""`python -m pipeline` entry point."""
+
+from .cli import main
+
+raise SystemExit(main())

@@ -1,0 +1,101 @@
+"""Stack commands: ``broker``, ``topic`` and ``smoke``.
+
+    python -m pipeline broker start|stop|status
+    python -m pipeline topic create|describe
+    python -m pipeline smoke
+"""
+
+from __future__ import annotations
+
+import time
+import uuid
+
+from .broker import EmbeddedBroker
+from .errors import BrokerError
+from .settings import Settings
+from .topic import describe_topic, ensure_all_topics, ensure_topic
+
+
+def register(sub) -> None:
+    p = sub.add_parser("broker", help="start, stop or inspect the embedded local Kafka broker")
+    p.add_argument("action", choices=("start", "stop", "status"))
+    p.set_defaults(func=broker_cmd)
+    p = sub.add_parser("topic", help="create or describe the transactions topic")
+    p.add_argument("action", choices=("create", "describe"))
+    p.set_defaults(func=topic_cmd)
+    p = sub.add_parser("smoke", help="produce a hello message and read it back")
+    p.add_argument("--timeout", type=float, default=15.0, help="seconds to wait for the message (default 15)")
+    p.set_defaults(func=smoke_cmd)
+
+
+def broker_cmd(settings: Settings, args) -> int:
+    broker = EmbeddedBroker(settings)
+    if args.action == "start":
+        print(broker.start().message)
+    elif args.action == "stop":
+        print(broker.stop())
+    else:
+        st = broker.status()
+        print(st.message)
+        return 0 if st.running and st.answers else 3
+    return 0
+
+
+def topic_cmd(settings: Settings, args) -> int:
+    if args.action == "create":
+        for info in ensure_all_topics(settings):
+            print(info.describe())
+    else:
+        print(describe_topic(settings).describe())
+    return 0
+
+
+def smoke(settings: Settings, timeout: float = 15.0) -> float:
+    """Round trip through the broker; returns milliseconds. Raises BrokerError saying which part failed."""
+    from confluent_kafka import Consumer, KafkaException, Producer, TopicPartition
+
+    topic = f"{settings.topic}.smoke"
+    try:
+        ensure_topic(settings, topic, partitions=1, config={"retention.ms": "3600000"})
+    except Exception as exc:
+        raise BrokerError(f"smoke: cannot reach the broker at {settings.bootstrap_servers}: {exc}") from None
+    token = uuid.uuid4().hex
+    delivered: list = []
+    producer = Producer({"bootstrap.servers": settings.bootstrap_servers, "acks": "all",
+                         "enable.idempotence": True})
+    start = time.perf_counter()
+    producer.produce(topic, f"hello {token}".encode(), key=b"smoke",
+                     on_delivery=lambda err, msg: delivered.append((err, msg)))
+    if producer.flush(timeout) or not delivered:
+        raise BrokerError(f"smoke: produce to {topic} timed out after {timeout:.0f}s (producer side)")
+    err, msg = delivered[0]
+    if err is not None:
+        raise BrokerError(f"smoke: produce failed: {err.str()}")
+    consumer = Consumer({"bootstrap.servers": settings.bootstrap_servers, "group.id": f"tormenta-smoke-{token}",
+                         "enable.auto.commit": False})
+    try:
+        consumer.assign([TopicPartition(topic, msg.partition(), msg.offset())])
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            got = consumer.poll(0.2)
+            if got is None:
+                continue
+            if got.error():
+                raise BrokerError(f"smoke: consume failed: {got.error().str()}")
+            if got.value() == f"hello {token}".encode():
+                return (time.perf_counter() - start) * 1000
+        raise BrokerError(f"smoke: message was produced but not read back within {timeout:.0f}s (consumer side)")
+    except KafkaException as exc:
+        raise BrokerError(f"smoke: consumer failed: {exc}") from None
+    finally:
+        consumer.close()
+
+
+def smoke_cmd(settings: Settings, args) -> int:
+    if args.timeout <= 0:
+        from .errors import SettingsError
+
+        raise SettingsError(f"--timeout={args.timeout} must be greater than zero")
+    ms = smoke(settings, args.timeout)
+    print(f"OK: round trip through {settings.bootstrap_servers} in {ms:.1f} ms")
+    return 0

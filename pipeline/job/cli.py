@@ -1,0 +1,54 @@
+"""Job commands: ``job`` (the streaming queries) and ``sql`` (query the Delta tables).
+
+    python -m pipeline job            run until Ctrl-C
+    python -m pipeline job --once     catch up with the topic, then stop (tests, backfills)
+    python -m pipeline sql "SELECT count(*) FROM tormenta.high_value"
+"""
+
+from __future__ import annotations
+
+import signal
+import threading
+
+from ..settings import Settings
+
+
+def register(sub) -> None:
+    p = sub.add_parser("job", help="run the Spark streaming job")
+    p.add_argument("--once", action="store_true", help="process what is in the topic now, then stop")
+    p.add_argument("--query", action="append", choices=("high_value", "sales_hourly"),
+                   help="run only this query (repeatable; default both)")
+    p.set_defaults(func=job_cmd)
+    p = sub.add_parser("sql", help="run a Spark SQL query over the Delta tables")
+    p.add_argument("query", help='e.g. "SELECT count(*) FROM tormenta.high_value"')
+    p.add_argument("--limit", type=int, default=50, help="rows to print (default 50)")
+    p.set_defaults(func=sql_cmd)
+
+
+def job_cmd(settings: Settings, args) -> int:
+    from .runner import run_job
+
+    stop = threading.Event()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(sig, lambda *_: stop.set())
+    run_job(settings, once=args.once, stop_event=stop, queries=tuple(args.query or ("high_value", "sales_hourly")))
+    return 0
+
+
+def sql_cmd(settings: Settings, args) -> int:
+    from ..errors import SettingsError
+    from .spark import build_spark
+    from .tables import register_all
+
+    if args.limit <= 0:
+        raise SettingsError(f"--limit={args.limit} must be a positive number of rows")
+    spark = build_spark(settings, "tormenta-sql")
+    try:
+        names = register_all(spark, settings)
+        if not names:
+            print("no tables yet: start the job (`python -m pipeline job`) first")
+            return 1
+        spark.sql(args.query).show(args.limit, truncate=False)
+    finally:
+        spark.stop()
+    return 0
