@@ -1,0 +1,462 @@
+"""Read the job's Delta tables for the dashboard, with delta-rs (`deltalake`), never Spark.
+
+Every read is bounded: it names the columns it needs (projection), prunes files by
+partition (``event_date``) and by per-file min/max statistics (``file_pruning_predicate``),
+and filters rows with a pyarrow expression so row groups are skipped too. No page ever
+loads a whole table: the high-value table may hold tens of millions of rows.
+
+``sales_agg`` rows are *partial* per micro-batch: one window can have several rows (one
+per batch that saw it), so every figure SUMs over rows grouped by ``window_start``.
+
+    reader = DeltaReader(settings)
+    reader.sales_series(start, end, bucket_s=60)
+    reader.high_value_page(HighValueQuery(start=..., end=...))
+
+A missing table raises `DataUnavailable` with the command that creates it.
+"""
+
+from __future__ import annotations
+
+import io
+import threading
+import time
+from dataclasses import dataclass, field, replace
+from datetime import UTC, date, datetime, timedelta
+from decimal import Decimal
+from pathlib import Path
+
+import pandas as pd
+import pyarrow as pa
+import pyarrow.compute as pc
+import pyarrow.dataset as pads
+
+from .errors import DataUnavailable, SettingsError
+from .settings import Settings
+
+TABLE_LABELS = {
+    "high_value": "high-value transactions",
+    "quarantine": "quarantine",
+    "sales_agg": "sales aggregates",
+    "sales_hourly": "hourly sales summary",
+    "batch_metrics": "batch metrics",
+}
+HIGH_VALUE_COLUMNS = ("event_time", "transaction_id", "person_id", "merchant_id", "amount", "currency",
+                      "merchant_category", "country", "channel", "processing_time")
+SORTABLE = ("event_time", "amount", "person_id", "merchant_id", "merchant_category", "country")
+PAGE_SIZES = (25, 50, 100, 200)
+MAX_RANGE = timedelta(days=31)
+CSV_MAX_ROWS = 100_000
+MAX_POINTS = 5_000
+DIMENSIONS = {"category": "merchant_category", "country": "country"}
+_REFRESH_S = 1.0  # re-list the Delta log at most this often per table
+
+
+def utcnow() -> datetime:
+    return datetime.now(UTC)
+
+
+def _utc(ts: datetime) -> datetime:
+    return ts.replace(tzinfo=UTC) if ts.tzinfo is None else ts.astimezone(UTC)
+
+
+def _ts(ts: datetime) -> pa.Scalar:
+    return pa.scalar(_utc(ts), type=pa.timestamp("us", tz="UTC"))
+
+
+def _days(start: datetime, end: datetime) -> list[date]:
+    d, last = _utc(start).date(), _utc(end).date()
+    out = []
+    while d <= last:
+        out.append(d)
+        d += timedelta(days=1)
+    return out
+
+
+# ---- query objects (validated: every input is bounded) ---------------------------------
+@dataclass(frozen=True)
+class HighValueQuery:
+    """Filters, sort and page of the Explorer's high-value view. Times are UTC."""
+
+    start: datetime
+    end: datetime
+    min_amount: Decimal | None = None
+    max_amount: Decimal | None = None
+    person_id: str = ""
+    merchant_id: str = ""
+    categories: tuple[str, ...] = ()
+    sort_by: str = "event_time"
+    descending: bool = True
+    page: int = 1
+    page_size: int = 50
+
+    def validated(self) -> HighValueQuery:
+        start, end = _utc(self.start), _utc(self.end)
+        if end <= start:
+            raise SettingsError("the time range is empty: 'to' must be after 'from'")
+        if end - start > MAX_RANGE:
+            raise SettingsError(f"the time range is {(end - start).days} days; at most {MAX_RANGE.days} days at a time")
+        for name in ("min_amount", "max_amount"):
+            v = getattr(self, name)
+            if v is not None and (not Decimal(v).is_finite() or Decimal(v) < 0):
+                raise SettingsError(f"{name.replace('_', ' ')} must be an amount >= 0")
+        if self.min_amount is not None and self.max_amount is not None and self.min_amount > self.max_amount:
+            raise SettingsError("the minimum amount is larger than the maximum amount")
+        if self.sort_by not in SORTABLE:
+            raise SettingsError(f"cannot sort by {self.sort_by!r}; allowed: {', '.join(SORTABLE)}")
+        if self.page_size not in PAGE_SIZES:
+            raise SettingsError(f"page size must be one of {PAGE_SIZES}")
+        if not 1 <= self.page <= 1_000_000:
+            raise SettingsError("page must be a whole number >= 1")
+        for name in ("person_id", "merchant_id"):
+            if len(getattr(self, name)) > 128:
+                raise SettingsError(f"{name} is longer than 128 characters")
+        return replace(self, start=start, end=end, person_id=self.person_id.strip(),
+                       merchant_id=self.merchant_id.strip())
+
+
+@dataclass
+class HighValuePage:
+    rows: pd.DataFrame
+    total: int          # rows matching the filters
+    page: int
+    pages: int
+    version: int        # Delta version read
+
+
+@dataclass
+class SalesSeries:
+    frame: pd.DataFrame  # window_start, sales_count, sales_amount, high_value_count, high_value_amount, high_value_share
+    bucket_s: int
+    coarsened: bool = False  # the requested bucket would have drawn more than MAX_POINTS
+
+
+@dataclass
+class TableInfo:
+    name: str
+    version: int
+    rows: int            # from file statistics, no scan
+    files: int
+    newest: datetime | None = None
+    extra: dict = field(default_factory=dict)
+
+
+# ---- the reader ----------------------------------------------------------------------
+class DeltaReader:
+    """Opens each Delta table once and refreshes it incrementally; thread-safe for the app."""
+
+    def __init__(self, settings: Settings):
+        self.settings = settings
+        self._tables: dict[str, tuple[object, float]] = {}
+        self._lock = threading.Lock()
+
+    # -- opening ------------------------------------------------------------------------
+    def path(self, name: str) -> Path:
+        return self.settings.table_path(name)
+
+    def exists(self, name: str) -> bool:
+        return (self.path(name) / "_delta_log").is_dir()
+
+    def _missing(self, name: str) -> DataUnavailable:
+        return DataUnavailable(
+            f"The {TABLE_LABELS.get(name, name)} table does not exist yet (looked in {self.path(name)}). "
+            "Start the streaming job with `python -m pipeline job` (or everything with `make run`); "
+            "it creates the tables and writes the first rows after one processing interval."
+        )
+
+    def table(self, name: str, as_of: int | datetime | None = None):
+        """The DeltaTable, fresh (at most _REFRESH_S old), or as of a version / time."""
+        from deltalake import DeltaTable
+        from deltalake.exceptions import TableNotFoundError
+
+        if not self.exists(name):
+            raise self._missing(name)
+        try:
+            if as_of is not None:
+                if isinstance(as_of, int):
+                    return DeltaTable(self.path(name), version=as_of)
+                dt = DeltaTable(self.path(name))
+                dt.load_as_version(_utc(as_of))
+                return dt
+            with self._lock:
+                cached = self._tables.get(name)
+                now = time.monotonic()
+                if cached is None:
+                    dt = DeltaTable(self.path(name))
+                    self._tables[name] = (dt, now)
+                    return dt
+                dt, seen = cached
+                if now - seen > _REFRESH_S:
+                    dt.update_incremental()
+                    self._tables[name] = (dt, now)
+                return dt
+        except TableNotFoundError:
+            raise self._missing(name) from None
+        except (ValueError, OSError, Exception) as exc:
+            if isinstance(exc, DataUnavailable):
+                raise
+            if as_of is not None:
+                raise DataUnavailable(
+                    f"The {TABLE_LABELS.get(name, name)} table has no version at {as_of!s}: "
+                    f"{str(exc).splitlines()[0][:200]}. Pick a version listed in the history."
+                ) from None
+            raise DataUnavailable(
+                f"The {TABLE_LABELS.get(name, name)} table could not be read: {str(exc).splitlines()[0][:200]}"
+            ) from None
+
+    def _dataset(self, dt, prune=None) -> pads.Dataset:
+        return dt.to_pyarrow_dataset(file_pruning_predicate=prune or None)
+
+    # -- table facts (metadata only, no scan) ---------------------------------------------
+    def info(self, name: str, time_column: str | None = None) -> TableInfo:
+        dt = self.table(name)
+        cols = ["num_records"] + ([f"max.{time_column}"] if time_column else [])
+        actions = dt.get_add_actions(flatten=True)
+        if not isinstance(actions, pa.Table):
+            actions = pa.table(actions)
+        names = set(actions.column_names)
+        rows = int(pc.sum(actions["num_records"]).as_py() or 0) if "num_records" in names else 0
+        newest = None
+        if time_column and cols[1] in names and actions.num_rows:
+            m = pc.max(actions[cols[1]]).as_py()
+            newest = _utc(m) if isinstance(m, datetime) else None
+        return TableInfo(name, dt.version(), rows, actions.num_rows, newest)
+
+    def history(self, name: str, limit: int = 50) -> pd.DataFrame:
+        """Versions with their commit time (newest first), for the "as of" picker."""
+        dt = self.table(name)
+        rows = []
+        for h in dt.history(limit):
+            ts = h.get("timestamp")
+            rows.append({"version": int(h.get("version", -1)),
+                         "time": datetime.fromtimestamp(ts / 1000, UTC) if ts else None,
+                         "operation": h.get("operation", "")})
+        return pd.DataFrame(rows, columns=["version", "time", "operation"])
+
+    # -- sales aggregates ---------------------------------------------------------------
+    def _agg_rows(self, start: datetime, end: datetime, columns: list[str]) -> pa.Table:
+        dt = self.table("sales_agg")
+        ds = self._dataset(dt, [("window_start", ">=", _utc(start)), ("window_start", "<", _utc(end))])
+        flt = (pc.field("window_start") >= _ts(start)) & (pc.field("window_start") < _ts(end))
+        return ds.to_table(columns=columns, filter=flt)
+
+    def sales_series(self, start: datetime, end: datetime, bucket_s: int = 60) -> SalesSeries:
+        """Sales per time bucket (sum of the partial rows), at most MAX_POINTS buckets."""
+        start, end = _utc(start), _utc(end)
+        if end <= start:
+            raise SettingsError("the time range is empty")
+        bucket_s = max(int(bucket_s), int(self.settings.agg_window))
+        coarsened = False
+        span = (end - start).total_seconds()
+        while span / bucket_s > MAX_POINTS:
+            bucket_s *= 2
+            coarsened = True
+        cols = ["window_start", "sales_count", "sales_amount", "high_value_count", "high_value_amount"]
+        t = self._agg_rows(start, end, cols)
+        if t.num_rows == 0:
+            return SalesSeries(_empty_series(), bucket_s, coarsened)
+        secs = pc.divide(pc.cast(t["window_start"], pa.int64()), 1_000_000)
+        bucket = pc.multiply(pc.divide(secs, bucket_s), bucket_s)
+        t = pa.table({
+            "bucket": bucket,
+            "sales_count": t["sales_count"],
+            "sales_amount": pc.cast(t["sales_amount"], pa.float64()),
+            "high_value_count": t["high_value_count"],
+            "high_value_amount": pc.cast(t["high_value_amount"], pa.float64()),
+        })
+        g = t.group_by("bucket").aggregate([(c, "sum") for c in t.column_names[1:]]).sort_by("bucket")
+        df = g.to_pandas()
+        df.columns = [c.removesuffix("_sum") for c in df.columns]
+        df["window_start"] = pd.to_datetime(df.pop("bucket"), unit="s", utc=True)
+        df = df[["window_start", "sales_count", "sales_amount", "high_value_count", "high_value_amount"]]
+        df["high_value_share"] = (df["high_value_count"] / df["sales_count"].where(df["sales_count"] > 0)).fillna(0.0)
+        return SalesSeries(df.reset_index(drop=True), bucket_s, coarsened)
+
+    def latest_window(self) -> dict | None:
+        """The newest aggregate window: its start, sales count and amount (partial rows summed)."""
+        info = self.info("sales_agg", "window_start")
+        if info.rows == 0:
+            return None
+        newest = info.newest or utcnow()
+        t = self._agg_rows(newest - timedelta(seconds=self.settings.agg_window * 2), newest + timedelta(seconds=1),
+                           ["window_start", "sales_count", "sales_amount", "high_value_count"])
+        if t.num_rows == 0:
+            return None
+        last = pc.max(t["window_start"])
+        rows = t.filter(pc.equal(t["window_start"], last))
+        return {
+            "window_start": _utc(last.as_py()),
+            "sales_count": int(pc.sum(rows["sales_count"]).as_py() or 0),
+            "sales_amount": float(pc.sum(pc.cast(rows["sales_amount"], pa.float64())).as_py() or 0.0),
+            "high_value_count": int(pc.sum(rows["high_value_count"]).as_py() or 0),
+        }
+
+    def top_dimension(self, dimension: str, start: datetime, end: datetime, n: int = 10) -> pd.DataFrame:
+        """Top categories or countries by sales amount in the range (from the aggregates)."""
+        if dimension not in DIMENSIONS:
+            raise SettingsError(f"unknown dimension {dimension!r}; allowed: {', '.join(DIMENSIONS)}")
+        col = DIMENSIONS[dimension]
+        t = self._agg_rows(start, end, [col, "sales_count", "sales_amount", "high_value_count"])
+        return _top(t, col, n, amount="sales_amount", count="sales_count", label=dimension)
+
+    def top_merchants(self, start: datetime, end: datetime, n: int = 10) -> pd.DataFrame:
+        """Top merchants by high-value amount (the aggregates carry no merchant, the high-value table does)."""
+        start, end = _utc(start), _utc(end)
+        ds, flt = self._high_value_scan(HighValueQuery(start=start, end=end).validated())
+        t = ds.to_table(columns=["merchant_id", "amount"], filter=flt)
+        return _top(t, "merchant_id", n, amount="amount", count=None, label="merchant")
+
+    # -- high-value explorer ------------------------------------------------------------
+    def _high_value_scan(self, q: HighValueQuery, dt=None):
+        dt = dt or self.table("high_value")
+        days = _days(q.start, q.end)
+        prune: list = [("event_date", "in", days), ("event_time", ">=", q.start), ("event_time", "<", q.end)]
+        flt = (pc.field("event_time") >= _ts(q.start)) & (pc.field("event_time") < _ts(q.end))
+        amount_type = pa.decimal128(18, 2)
+        if q.min_amount is not None:
+            flt &= pc.field("amount") >= pa.scalar(Decimal(q.min_amount).quantize(Decimal("0.01")), amount_type)
+        if q.max_amount is not None:
+            flt &= pc.field("amount") <= pa.scalar(Decimal(q.max_amount).quantize(Decimal("0.01")), amount_type)
+        if q.person_id:
+            flt &= pc.field("person_id") == q.person_id
+        if q.merchant_id:
+            flt &= pc.field("merchant_id") == q.merchant_id
+        if q.categories:
+            flt &= pc.field("merchant_category").isin(list(q.categories))
+        return self._dataset(dt, prune), flt
+
+    def _sorted_rows(self, q: HighValueQuery, k: int, dt) -> tuple[pa.Table, int]:
+        """The first k rows in sort order and the number of matches, reading one column for the count.
+
+        Phase 1 reads only the sort column of the matching rows and finds the k-th value; phase 2
+        reads the display columns of rows on the near side of that value (file statistics prune the
+        rest), sorts them with a stable tie-breaker and keeps the first k.
+        """
+        ds, flt = self._high_value_scan(q, dt)
+        keys = ds.to_table(columns=[q.sort_by], filter=flt)
+        total = keys.num_rows
+        if total == 0 or k <= 0:
+            return pa.table({c: pa.array([], ds.schema.field(c).type) for c in HIGH_VALUE_COLUMNS}), total
+        k = min(k, total)
+        order = "descending" if q.descending else "ascending"
+        top = pc.select_k_unstable(keys, k, sort_keys=[(q.sort_by, order)])
+        boundary = keys[q.sort_by].take(pa.array([top[k - 1].as_py()]))[0]
+        near = (pc.field(q.sort_by) >= boundary) if q.descending else (pc.field(q.sort_by) <= boundary)
+        rows = ds.to_table(columns=list(HIGH_VALUE_COLUMNS), filter=flt & near)
+        rows = rows.sort_by([(q.sort_by, order), ("transaction_id", "ascending")]).slice(0, k)
+        return rows, total
+
+    def high_value_page(self, q: HighValueQuery, as_of: int | datetime | None = None) -> HighValuePage:
+        q = q.validated()
+        dt = self.table("high_value", as_of)
+        pages = 1
+        offset = (q.page - 1) * q.page_size
+        rows, total = self._sorted_rows(q, offset + q.page_size, dt)
+        pages = max(1, -(-total // q.page_size))
+        if q.page > pages:
+            raise SettingsError(f"page {q.page} does not exist; the filters match {pages} page(s)")
+        df = _to_frame(rows.slice(offset, q.page_size))
+        return HighValuePage(df, total, q.page, pages, dt.version())
+
+    def high_value_csv(self, q: HighValueQuery, as_of: int | datetime | None = None,
+                       max_rows: int = CSV_MAX_ROWS) -> bytes:
+        """The filtered rows in sort order as CSV (at most max_rows; the page says so)."""
+        q = q.validated()
+        dt = self.table("high_value", as_of)
+        rows, _ = self._sorted_rows(q, max_rows, dt)
+        buf = io.StringIO()
+        _to_frame(rows).to_csv(buf, index=False)
+        return buf.getvalue().encode()
+
+    def categories(self, start: datetime, end: datetime) -> list[str]:
+        """Category names seen in the aggregates of the range (for the filter choices)."""
+        try:
+            t = self._agg_rows(start, end, ["merchant_category"])
+        except DataUnavailable:
+            return []
+        return sorted(v for v in pc.unique(t["merchant_category"]).to_pylist() if v)
+
+    # -- quarantine ----------------------------------------------------------------------
+    def quarantine(self, start: datetime, end: datetime, reason: str = "", limit: int = 200) -> tuple[pd.DataFrame, pd.DataFrame]:
+        """(reason counts, newest rows up to limit) of quarantined messages that arrived in the range."""
+        if not 1 <= limit <= 5000:
+            raise SettingsError("limit must be 1..5000 rows")
+        dt = self.table("quarantine")
+        start, end = _utc(start), _utc(end)
+        ds = self._dataset(dt, [("arrival_time", ">=", start), ("arrival_time", "<", end)])
+        flt = (pc.field("arrival_time") >= _ts(start)) & (pc.field("arrival_time") < _ts(end))
+        reasons = ds.to_table(columns=["reason"], filter=flt)
+        counts = (reasons.group_by("reason").aggregate([("reason", "count")])
+                  .rename_columns(["reason", "messages"]).sort_by([("messages", "descending")]).to_pandas())
+        if reason:
+            flt &= pc.field("reason") == reason
+        cols = ["arrival_time", "reason", "kafka_partition", "kafka_offset", "raw_key", "raw_value"]
+        keys = ds.to_table(columns=["arrival_time"], filter=flt)
+        if keys.num_rows > limit:
+            top = pc.select_k_unstable(keys, limit, sort_keys=[("arrival_time", "descending")])
+            flt &= pc.field("arrival_time") >= keys["arrival_time"].take(pa.array([top[limit - 1].as_py()]))[0]
+        rows = ds.to_table(columns=cols, filter=flt).sort_by([("arrival_time", "descending")]).slice(0, limit)
+        df = rows.to_pandas()
+        if len(df):
+            df["raw_value"] = df["raw_value"].astype("string").str.slice(0, 300)
+        return counts, df
+
+    # -- batch metrics -------------------------------------------------------------------
+    def batch_metrics(self, start: datetime, end: datetime | None = None, query: str = "high_value") -> pd.DataFrame:
+        """One row per micro-batch of the query in the range, oldest first."""
+        dt = self.table("batch_metrics")
+        start, end = _utc(start), _utc(end or utcnow() + timedelta(minutes=1))
+        ds = self._dataset(dt, [("trigger_time", ">=", start), ("trigger_time", "<", end)])
+        flt = ((pc.field("trigger_time") >= _ts(start)) & (pc.field("trigger_time") < _ts(end))
+               & (pc.field("query") == query))
+        cols = ["batch_id", "trigger_time", "duration_s", "trigger_interval_s", "input_rows", "valid_rows",
+                "high_value_rows", "quarantined_rows", "offsets_behind", "event_lag_s", "max_event_time",
+                "end_offsets"]
+        t = ds.to_table(columns=cols, filter=flt).sort_by("trigger_time")
+        if t.num_rows > MAX_POINTS:
+            t = t.slice(t.num_rows - MAX_POINTS)
+        return t.to_pandas()
+
+    def last_batch(self, query: str = "high_value") -> dict | None:
+        """The newest metrics row of the query (file statistics find it without a scan)."""
+        info = self.info("batch_metrics", "trigger_time")
+        if info.rows == 0 or info.newest is None:
+            return None
+        for back in (timedelta(hours=1), timedelta(days=2), timedelta(days=400)):
+            df = self.batch_metrics(info.newest - back, info.newest + timedelta(seconds=1), query)
+            if len(df):
+                return df.iloc[-1].to_dict()
+        return None
+
+
+# ---- helpers ---------------------------------------------------------------------------
+def _empty_series() -> pd.DataFrame:
+    return pd.DataFrame({"window_start": pd.Series([], dtype="datetime64[ns, UTC]"),
+                         "sales_count": pd.Series([], dtype="int64"),
+                         "sales_amount": pd.Series([], dtype="float64"),
+                         "high_value_count": pd.Series([], dtype="int64"),
+                         "high_value_amount": pd.Series([], dtype="float64"),
+                         "high_value_share": pd.Series([], dtype="float64")})
+
+
+def _top(t: pa.Table, col: str, n: int, *, amount: str, count: str | None, label: str) -> pd.DataFrame:
+    if not 1 <= n <= 100:
+        raise SettingsError("top N must be 1..100")
+    if t.num_rows == 0:
+        return pd.DataFrame({label: pd.Series([], dtype="string"), "amount": pd.Series([], dtype="float64"),
+                             "count": pd.Series([], dtype="int64")})
+    # count=None: every row is one transaction (the high-value table), else sum the count column
+    t = pa.table({label: t[col], "amount": pc.cast(t[amount], pa.float64()),
+                  "count": t[count] if count else pa.nulls(t.num_rows, pa.int64()).fill_null(1)})
+    g = t.group_by(label).aggregate([("amount", "sum"), ("count", "sum")])
+    g = g.rename_columns([c.removesuffix("_sum") for c in g.column_names])
+    g = g.sort_by([("amount", "descending")]).slice(0, n)
+    df = g.to_pandas()
+    df[label] = df[label].fillna("(unknown)")
+    return df[[label, "amount", "count"]]
+
+
+def _to_frame(t: pa.Table) -> pd.DataFrame:
+    df = t.to_pandas()
+    if "amount" in df:
+        df["amount"] = df["amount"].astype("float64")
+    return df
