@@ -1,0 +1,125 @@
+"""``python -m pipeline run``: the whole product on the embedded default, in one command.
+
+Starts (or reuses) the local broker, creates the topics, then launches the Spark job, the
+storm emulator and the Streamlit app as child processes with their logs in
+``<data_dir>/run/*.log``, prints the URL and waits. Ctrl-C (or SIGTERM) stops every
+process it started, children first, the broker last. A child that dies is reported with
+the end of its log.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+from .broker import EmbeddedBroker, port_open
+from .errors import TormentaError
+from .settings import PROJECT_ROOT, Settings, format_duration
+from .topic import ensure_all_topics
+
+
+def register(sub) -> None:
+    p = sub.add_parser("run", help="run everything: broker, topics, job, emulator and the app (Ctrl-C stops all)")
+    p.add_argument("--no-emulator", action="store_true", help="do not start the storm emulator")
+    p.add_argument("--no-app", action="store_true", help="do not start the Streamlit app")
+    p.set_defaults(func=run_cmd)
+
+
+@dataclass
+class Child:
+    name: str
+    proc: subprocess.Popen
+    log: Path
+    reported: bool = False
+
+
+def _tail(path: Path, lines: int = 12) -> str:
+    try:
+        return "\n".join("    " + ln for ln in path.read_text(errors="replace").splitlines()[-lines:])
+    except OSError:
+        return "    (no log)"
+
+
+def _start(name: str, cmd: list[str], run_dir: Path) -> Child:
+    log = run_dir / f"{name}.log"
+    fh = open(log, "ab")
+    proc = subprocess.Popen(cmd, stdout=fh, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
+                            cwd=PROJECT_ROOT, start_new_session=True, env=os.environ.copy())
+    fh.close()
+    (run_dir / f"{name}.pid").write_text(str(proc.pid))
+    print(f"  {name:<9} pid {proc.pid:<7} log {log}")
+    return Child(name, proc, log)
+
+
+def _stop(child: Child, timeout: float = 30.0) -> None:
+    if child.proc.poll() is not None:
+        return
+    try:
+        os.killpg(child.proc.pid, signal.SIGTERM)
+    except ProcessLookupError:
+        return
+    try:
+        child.proc.wait(timeout)
+    except subprocess.TimeoutExpired:
+        os.killpg(child.proc.pid, signal.SIGKILL)
+        child.proc.wait(10)
+    (child.log.parent / f"{child.name}.pid").unlink(missing_ok=True)
+
+
+def run_cmd(settings: Settings, args) -> int:
+    py = sys.executable
+    run_dir = settings.run_dir
+    run_dir.mkdir(parents=True, exist_ok=True)
+    if not args.no_app and port_open("127.0.0.1", settings.app_port):
+        raise TormentaError(f"port {settings.app_port} is taken (is the app already running?); "
+                            "set TORMENTA_APP_PORT to a free port")
+    broker = EmbeddedBroker(settings)
+    started_broker = not broker.status().running
+    print(broker.start().message)
+    children: list[Child] = []
+    stopping = False
+
+    def on_signal(signum, _frame):
+        nonlocal stopping
+        stopping = True
+
+    signal.signal(signal.SIGTERM, on_signal)
+    signal.signal(signal.SIGINT, on_signal)
+    try:
+        for info in ensure_all_topics(settings):
+            print(info.describe())
+        print("starting:")
+        children.append(_start("job", [py, "-m", "pipeline", "job"], run_dir))
+        if not args.no_emulator:
+            children.append(_start("emulator", [py, "-m", "pipeline", "emulate", "--rate", f"{settings.emulator_rate:g}"],
+                                   run_dir))
+        if not args.no_app:
+            children.append(_start("app", [py, "-m", "streamlit", "run", str(PROJECT_ROOT / "streamlit_app.py"),
+                                           "--server.address", "127.0.0.1", "--server.port", str(settings.app_port),
+                                           "--server.headless", "true", "--browser.gatherUsageStats", "false"],
+                                   run_dir))
+        print()
+        print(f"Tormenta is running. Open http://127.0.0.1:{settings.app_port}" if not args.no_app else "Tormenta is running.")
+        print(f"  ingest interval {format_duration(settings.ingest_interval)}, record lifetime "
+              f"{format_duration(settings.retention)}, processing interval {format_duration(settings.trigger_interval)}")
+        print(f"  first rows reach the Delta tables in {settings.delta_dir} after one processing interval.")
+        print("Press Ctrl-C to stop everything.")
+        while not stopping:
+            for c in children:
+                if c.proc.poll() is not None and not c.reported:
+                    c.reported = True
+                    print(f"\n{c.name} exited with code {c.proc.returncode}; last lines of {c.log}:\n{_tail(c.log)}")
+            time.sleep(0.5)
+    finally:
+        print("\nstopping ...")
+        for c in reversed(children):
+            _stop(c)
+            print(f"  {c.name} stopped")
+        if started_broker:
+            print("  " + broker.stop())
+    return 0

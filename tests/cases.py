@@ -1,0 +1,44 @@
+"""Contract cases shared by the Python-validator and Spark-parser tests: (raw value, reason or None)."""
+
+import json
+
+TS = "2026-11-24T19:12:03.123456Z"
+
+
+def _tx(**kw):
+    base = {"transaction_id": "t1", "person_id": "P1", "merchant_id": "M1", "amount": 10.5, "timestamp": TS}
+    base.update(kw)
+    return json.dumps({k: v for k, v in base.items() if v is not ...})
+
+
+CASES = [
+    (_tx(), None),
+    (_tx(amount=1500.00), None),
+    (_tx(amount=1500.01), None),
+    (_tx(amount=2000), None),
+    (_tx(timestamp="2026-11-24T20:12:03+01:00"), None),
+    (_tx(timestamp="2026-11-24T20:12:03+0100"), None),
+    (_tx(currency="EUR", country="ES", channel="online", merchant_category="travel", extra={"x": 1}), None),
+    (_tx(currency="euro", country=5, channel="fax"), None),  # bad optional fields are treated as absent
+    ("not json at all", "value is not JSON"),
+    ("[1, 2, 3]", "value is not a JSON object"),
+    ('"just a string"', "value is not a JSON object"),
+    (_tx(transaction_id=...), "missing required field transaction_id"),
+    (_tx(amount=None), "missing required field amount"),
+    (_tx(timestamp=...), "missing required field timestamp"),
+    (_tx(person_id=42), "person_id is not a string"),
+    (_tx(merchant_id=""), "merchant_id must be 1..64 characters"),
+    (_tx(transaction_id="x" * 65), "transaction_id must be 1..64 characters"),
+    (_tx(amount="1600"), "amount is not a number"),
+    (_tx(amount=True), "amount is not a number"),
+    (_tx(amount=0), "amount must be greater than 0"),
+    (_tx(amount=-3.5), "amount must be greater than 0"),
+    ('{"transaction_id":"t1","person_id":"P1","merchant_id":"M1","amount":1e400,"timestamp":"' + TS + '"}',
+     "amount is not a finite number"),
+    (_tx(amount=10000000.01), "amount exceeds 10,000,000"),
+    (_tx(amount=1500.001), "amount has more than 2 decimals"),
+    (_tx(timestamp=1732475523), "timestamp is not a string"),
+    (_tx(timestamp="2026-11-24T19:12:03"), "timestamp is not ISO-8601 with an offset or Z"),
+    (_tx(timestamp="yesterday"), "timestamp is not ISO-8601 with an offset or Z"),
+    (_tx(timestamp="2026-13-24T19:12:03Z"), "timestamp is not a valid date-time"),
+]

@@ -1,0 +1,117 @@
+"""The command line: clear one-line errors for bad input, and the stack commands on a real broker."""
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from pipeline.broker import EmbeddedBroker, free_port
+from pipeline.errors import JavaError, SettingsError
+from pipeline.jvm import java_version
+from pipeline.settings import Settings, parse_duration
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def cli(*args, env=None, timeout=120):
+    full = os.environ.copy()
+    full.update(env or {})
+    return subprocess.run([sys.executable, "-m", "pipeline", *args], cwd=ROOT, env=full, capture_output=True,
+                          text=True, timeout=timeout)
+
+
+@pytest.mark.parametrize("var,value,expect", [
+    ("TORMENTA_THRESHOLD", "abc", "TORMENTA_THRESHOLD='abc' is not a number"),
+    ("TORMENTA_TRIGGER_INTERVAL", "0", "must be greater than zero"),
+    ("TORMENTA_TRIGGER_INTERVAL", "soon", "is not a duration"),
+    ("TORMENTA_PARTITIONS", "-1", "allowed: 1..1000"),
+    ("TORMENTA_BOOTSTRAP_SERVERS", "localhost", "is not a host:port list"),
+    ("TORMENTA_TOPIC", "bad topic!", "is not a valid Kafka topic name"),
+    ("TORMENTA_DRIVER_MEMORY", "lots", "is not a JVM memory size"),
+    ("TORMENTA_FAIL_ON_DATA_LOSS", "maybe", "is not a boolean"),
+])
+def test_bad_settings_give_one_line_error(var, value, expect, tmp_path):
+    out = cli("broker", "status", env={var: value, "TORMENTA_DATA_DIR": str(tmp_path)})
+    assert out.returncode == 2
+    lines = out.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("error: ") and expect in lines[0], out.stderr
+    assert "Traceback" not in out.stderr
+
+
+def test_bad_cli_values_are_refused(tmp_path):
+    out = cli("broker", "restart", env={"TORMENTA_DATA_DIR": str(tmp_path)})
+    assert out.returncode == 2 and "invalid choice: 'restart'" in out.stderr and "Traceback" not in out.stderr
+    out = cli("smoke", "--timeout", "-1", env={"TORMENTA_DATA_DIR": str(tmp_path)})
+    assert out.returncode == 2 and "--timeout" in out.stderr
+
+
+def test_all_errors_are_collected():
+    with pytest.raises(SettingsError) as err:
+        Settings.from_env({"TORMENTA_THRESHOLD": "x", "TORMENTA_JOB_CORES": "0"})
+    assert "TORMENTA_THRESHOLD" in str(err.value) and "TORMENTA_JOB_CORES" in str(err.value)
+
+
+def test_durations():
+    assert parse_duration("1m") == 60 and parse_duration("1 minute") == 60 and parse_duration("500ms") == 0.5
+    assert parse_duration("1d") == 86400 and parse_duration("90") == 90
+
+
+def test_defaults_follow_the_contract():
+    s = Settings.from_env({})
+    assert (s.topic, s.partitions, s.retention_ms, s.trigger_interval, str(s.threshold)) == \
+        ("transactions", 3, 86_400_000, 60.0, "1500")
+    assert s.first_bootstrap[0] == "127.0.0.1"
+    assert s.effective_shuffle_partitions == 5  # 2 cores x 2.5
+
+
+def test_java_missing_is_a_clear_error(monkeypatch):
+    monkeypatch.setenv("PATH", "/nonexistent")
+    with pytest.raises(JavaError, match="install a JDK"):
+        java_version()
+
+
+def test_stop_and_status_when_not_running(tmp_path):
+    env = {"TORMENTA_DATA_DIR": str(tmp_path), "TORMENTA_BOOTSTRAP_SERVERS": f"127.0.0.1:{free_port()}"}
+    out = cli("broker", "stop", env=env)
+    assert out.returncode == 0 and "not running" in out.stdout
+    out = cli("broker", "status", env=env)
+    assert out.returncode == 3 and "python -m pipeline broker start" in out.stdout
+
+
+def test_job_without_broker_says_how_to_fix(tmp_path):
+    env = {"TORMENTA_DATA_DIR": str(tmp_path), "TORMENTA_BOOTSTRAP_SERVERS": f"127.0.0.1:{free_port()}"}
+    out = cli("job", "--once", env=env)
+    assert out.returncode == 1 and "python -m pipeline broker start" in out.stderr and "Traceback" not in out.stderr
+
+
+def test_broker_refuses_non_loopback(tmp_path):
+    from pipeline.errors import BrokerError
+
+    with pytest.raises(BrokerError, match="loopback"):
+        EmbeddedBroker(Settings.from_env({"TORMENTA_BOOTSTRAP_SERVERS": "10.1.2.3:9092", "TORMENTA_DATA_DIR": str(tmp_path)}))
+
+
+@pytest.mark.integration
+def test_broker_lifecycle_topic_and_smoke(tmp_path):
+    env = {"TORMENTA_DATA_DIR": str(tmp_path), "TORMENTA_BOOTSTRAP_SERVERS": f"127.0.0.1:{free_port()}",
+           "TORMENTA_CONTROLLER_PORT": str(free_port()), "TORMENTA_BROKER_HEAP": "512m"}
+    try:
+        out = cli("broker", "start", env=env)
+        assert out.returncode == 0 and "broker started" in out.stdout, out.stderr
+        out = cli("broker", "start", env=env)
+        assert out.returncode == 0 and "already running" in out.stdout
+        out = cli("topic", "describe", env=env)
+        assert out.returncode == 1 and "python -m pipeline topic create" in out.stderr
+        out = cli("topic", "create", env=env)
+        assert out.returncode == 0 and "partitions=3" in out.stdout and "retention.ms=86400000" in out.stdout
+        out = cli("topic", "create", env=env)  # idempotent
+        assert out.returncode == 0 and "transactions exists" in out.stdout
+        out = cli("smoke", env=env)
+        assert out.returncode == 0 and out.stdout.startswith("OK: round trip"), out.stderr
+    finally:
+        out = cli("broker", "stop", env=env)
+    assert "stopped" in out.stdout
+    out = cli("broker", "status", env=env)
+    assert out.returncode == 3

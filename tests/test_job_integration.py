@@ -1,0 +1,113 @@
+"""The streaming job on the real broker and real Spark: exact ids, quarantine, dedupe, exactly-once."""
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+from deltalake import DeltaTable
+
+from pipeline.job.runner import run_job
+from pipeline.job.tables import SCHEMAS
+from tests.conftest import produce, tx
+
+pytestmark = pytest.mark.integration
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def table(settings, name):
+    return DeltaTable(str(settings.table_path(name))).to_pandas()
+
+
+def test_exact_ids_quarantine_and_dedupe(stack, spark_session):
+    values = [
+        tx("at-threshold", 1500.00),
+        tx("just-above", 1500.01),
+        tx("low", 99.99),
+        tx("big", 25000, timestamp="2026-11-24T20:12:03+01:00"),
+        tx("dup", 1800),
+        tx("dup", 1800),                                         # retry of the same message
+        tx("dup", 1800, timestamp="2026-11-24T19:20:00Z"),       # same id within 10 minutes
+        tx("dup", 1800, timestamp="2026-11-24T23:00:00Z"),       # same id hours later: a new transaction
+        tx("string-amount", "2000"),
+        "garbage{",
+        tx("neg", -5),
+    ]
+    produce(stack, values)
+    run_job(stack, once=True)
+
+    hv = table(stack, "high_value")
+    assert sorted(zip(hv.transaction_id, hv.event_time.dt.hour)) == [
+        ("big", 19), ("dup", 19), ("dup", 23), ("just-above", 19)]
+    assert str(hv.loc[hv.transaction_id == "just-above", "amount"].iloc[0]) == "1500.01"
+    assert {"kafka_partition", "kafka_offset", "ingest_time", "processing_time"} <= set(hv.columns)
+
+    q = table(stack, "quarantine")
+    assert sorted(q.reason) == ["amount is not a number", "amount must be greater than 0", "value is not JSON"]
+    assert "garbage{" in set(q.raw_value)
+    assert q.kafka_offset.notna().all()
+
+    metrics = table(stack, "batch_metrics")
+    assert metrics.input_rows.sum() == len(values)
+    assert metrics.quarantined_rows.sum() == 3
+    agg = table(stack, "sales_agg")
+    assert agg.sales_count.sum() > 0
+    for name in SCHEMAS:  # every table is readable without a JVM
+        DeltaTable(str(stack.table_path(name))).to_pyarrow_table()
+
+    # A second catch-up run over the same topic writes nothing twice.
+    produce(stack, [tx("dup", 1800), tx("late-comer", 3000)])
+    run_job(stack, once=True)
+    hv2 = table(stack, "high_value")
+    assert sorted(hv2.transaction_id) == ["big", "dup", "dup", "just-above", "late-comer"]
+
+
+def _env(settings):
+    env = os.environ.copy()
+    env.update({
+        "TORMENTA_BOOTSTRAP_SERVERS": settings.bootstrap_servers, "TORMENTA_TOPIC": settings.topic,
+        "TORMENTA_DATA_DIR": str(settings.data_dir), "TORMENTA_TRIGGER_INTERVAL": "2s",
+        "TORMENTA_COMPACT_EVERY": "0", "TORMENTA_DRIVER_MEMORY": "1g",
+    })
+    return env
+
+
+def test_kill_minus_nine_then_restart_is_exactly_once(stack, spark_session):
+    n_rounds, per_round = 4, 300
+    expected = set()
+    first = [tx(f"r0-{i}", 1501 + i) for i in range(per_round)]
+    expected |= {v["transaction_id"] for v in first}
+    produce(stack, first)
+    job = subprocess.Popen([sys.executable, "-m", "pipeline", "job", "--query", "high_value"], cwd=ROOT,
+                           env=_env(stack), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
+    try:
+        metrics = stack.table_path("batch_metrics")
+        deadline = time.monotonic() + 180
+        while time.monotonic() < deadline:
+            if (metrics / "_delta_log").exists() and len(DeltaTable(str(metrics)).to_pandas()) >= 1:
+                break
+            assert job.poll() is None, "job exited early"
+            time.sleep(0.5)
+        else:
+            pytest.fail("no batch within 180 s")
+        # Keep producing while the job runs, then kill it mid-stream without warning.
+        for r in range(1, n_rounds):
+            batch = [tx(f"r{r}-{i}", 1600 + i) for i in range(per_round)] + [tx(f"low{r}-{i}", 5) for i in range(50)]
+            expected |= {f"r{r}-{i}" for i in range(per_round)}
+            produce(stack, batch)
+            time.sleep(0.7)
+        os.killpg(job.pid, signal.SIGKILL)
+        job.wait(30)
+    finally:
+        if job.poll() is None:
+            os.killpg(job.pid, signal.SIGKILL)
+            job.wait(30)
+    restart = subprocess.run([sys.executable, "-m", "pipeline", "job", "--once", "--query", "high_value"], cwd=ROOT,
+                             env=_env(stack), capture_output=True, text=True, timeout=600)
+    assert restart.returncode == 0, restart.stderr[-2000:]
+    ids = list(table(stack, "high_value").transaction_id)
+    assert len(ids) == len(set(ids)), "duplicated rows after kill -9 and restart"
+    assert set(ids) == expected
