@@ -1,0 +1,107 @@
+"""Overview: is each part alive, the settings that matter, headline figures, next steps."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+
+import streamlit as st
+
+from pages.common import broker_up, get_control, get_reader, get_settings, guard, page_header
+from pipeline import health
+from pipeline.dashboard import fmt_count, fmt_money, headline_rate, settings_summary
+from pipeline.readers import utcnow
+
+ICONS = {"up": ":material/check_circle:", "idle": ":material/pause_circle:", "down": ":material/cancel:",
+         "unknown": ":material/help:"}
+COLORS = {"up": "green", "idle": "orange", "down": "red", "unknown": "gray"}
+
+
+@st.cache_data(ttl=5, show_spinner=False)
+def parts_and_facts():
+    s = get_settings()
+    reader = get_reader()
+    up = broker_up()
+    broker = health.broker_health(s)
+    topic, facts = health.topic_health(s, up)
+    last = None
+    try:
+        last = reader.last_batch()
+    except Exception:  # noqa: BLE001 - a missing metrics table is judged below
+        last = None
+    new_records = None
+    if up and last:
+        try:
+            from pipeline.topic import log_end_offsets
+
+            new_records = health.backlog(log_end_offsets(s, timeout=2), last)
+        except Exception:  # noqa: BLE001 - unknown backlog keeps the judgement conservative
+            new_records = None
+    job = health.job_health(last, s, table_exists=reader.exists("batch_metrics"), new_records=new_records)
+    status = None
+    if up:
+        try:
+            status = get_control().call("latest_status", max_age_s=5.0)
+        except Exception:  # noqa: BLE001 - reported as "emulator down"
+            status = None
+    emulator = health.emulator_health(status, up)
+    return [broker, topic, job, emulator], facts, status, last
+
+
+@st.cache_data(ttl=10, show_spinner=False)
+def headline():
+    reader = get_reader()
+    window = reader.latest_window()
+    hv = reader.info("high_value")
+    metrics = reader.batch_metrics(utcnow() - timedelta(minutes=15))
+    return window, hv.rows, metrics
+
+
+page_header("Tormenta — storm data at a glance",
+            "Is everything running, what is it set to, and what is happening right now. Times are UTC.")
+
+
+@st.fragment(run_every="10s")
+def live_overview():
+    status = None
+    with guard():
+        parts, facts, status, _ = parts_and_facts()
+        st.subheader("Is each part alive?")
+        cols = st.columns(len(parts))
+        for col, p in zip(cols, parts, strict=True):
+            with col.container(border=True):
+                st.markdown(f"#### {ICONS[p.state]} {p.part.capitalize()}")
+                st.markdown(f":{COLORS[p.state]}-badge[{p.state.upper()}]")
+                st.caption(p.detail)
+        steps = health.next_steps(parts)
+        if steps:
+            st.warning("**Next steps**\n\n" + "\n".join(f"- {s}" for s in steps), icon=":material/build:")
+        else:
+            st.success("All parts are running.", icon=":material/check_circle:")
+
+    st.subheader("Right now")
+    with guard():
+        window, hv_rows, metrics = headline()
+        rate, source = headline_rate(status, metrics)
+        c1, c2, c3, c4 = st.columns(4)
+        if window:
+            c1.metric("Sales in the last window", fmt_count(window["sales_count"]),
+                      help=f"Transactions in the window starting {window['window_start']:%H:%M} UTC")
+            c2.metric("Sales amount, last window", fmt_money(window["sales_amount"]),
+                      help="Sum of amounts in that window (all currencies as sent)")
+        else:
+            c1.metric("Sales in the last window", "–")
+            c2.metric("Sales amount, last window", "–")
+        c3.metric("High-value transactions (total)", fmt_count(hv_rows),
+                  help="Rows in the high-value table (from Delta file statistics)")
+        c4.metric("Current storm rate", f"{fmt_count(rate)} tx/s" if rate is not None else "–",
+                  help=f"Source: {source}" if source else "No emulator status and no recent batch")
+
+
+live_overview()
+
+st.subheader("Settings that matter")
+with guard():
+    _, facts, _, _ = parts_and_facts()
+    st.dataframe(settings_summary(get_settings(), facts), hide_index=True, width="stretch")
+    if facts and facts.retention_s is None:
+        st.caption("The topic has no time-based retention.")
