@@ -1,0 +1,343 @@
+"""Live control of a running storm emulator from another process.
+
+The *desired state* lives in a compacted Kafka topic (``settings.control_topic``), one
+record per emulator name (key ``"default"``), value a JSON object::
+
+    {"state": "running" | "paused" | "stopped",
+     "rate": 10000.0,                  # base rate, tx/s (the profile shapes it)
+     "ingest_interval": 1.0,           # tick, seconds (records per tick = rate x tick)
+     "profile": {"name": "steady"},    # see pipeline.emulator.presets
+     "faults": {"duplicates": 0.0, "malformed": 0.0, "late": 0.0, "late_seconds": 900},
+     "version": 7, "updated_at": "2026-11-24T19:12:03Z"}
+
+Because the topic is compacted, the last desired state survives a restart of the
+emulator, the dashboard or the broker. The emulator follows the topic with a consumer it
+polls every few milliseconds, so a change takes effect well within a second.
+
+The emulator publishes one JSON status per second to ``settings.status_topic`` (key = the
+name); `EmulatorControl.latest_status()` and `status_history()` read them back for the
+dashboard and the ``storm status`` command.
+
+    with EmulatorControl(settings) as ctl:
+        ctl.set_desired(rate=50_000, profile={"name": "spike", "factor": 3})
+        print(ctl.latest_status())
+"""
+
+from __future__ import annotations
+
+import copy
+import json
+import logging
+import math
+import time
+from datetime import UTC, datetime
+from typing import Any
+
+from ..errors import EmulatorError, SettingsError
+from ..settings import Settings
+from .presets import MAX_RATE, make_profile, preset_rate
+
+log = logging.getLogger(__name__)
+
+STATES = ("running", "paused", "stopped")
+FAULT_SHARES = ("duplicates", "malformed", "late")
+CHANGE_KEYS = ("state", "rate", "per_tick", "ingest_interval", "preset", "profile", "faults")
+
+
+def now_iso() -> str:
+    return datetime.now(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+
+
+def default_desired(settings: Settings) -> dict[str, Any]:
+    return {
+        "state": "running",
+        "rate": float(settings.emulator_rate),
+        "ingest_interval": float(settings.ingest_interval),
+        "profile": {"name": "steady"},
+        "faults": {"duplicates": 0.0, "malformed": 0.0, "late": 0.0, "late_seconds": 900},
+        "version": 0,
+        "updated_at": None,
+    }
+
+
+def _number(name: str, value: Any, lo: float, hi: float, *, lo_open: bool = False) -> float:
+    if isinstance(value, bool) or not isinstance(value, (int, float, str)):
+        raise SettingsError(f"{name}={value!r} is not a number")
+    try:
+        number = float(value)
+    except ValueError:
+        raise SettingsError(f"{name}={value!r} is not a number") from None
+    low_ok = number > lo if lo_open else number >= lo
+    if not math.isfinite(number) or not low_ok or number > hi:
+        bound = f"> {lo:g}" if lo_open else f">= {lo:g}"
+        raise SettingsError(f"{name}={value!r} is out of range; allowed: {bound} and <= {hi:g}")
+    return number
+
+
+def apply_changes(current: dict[str, Any], changes: dict[str, Any]) -> dict[str, Any]:
+    """Validate `changes` and merge them into a copy of `current` (version not bumped)."""
+    unknown = sorted(set(changes) - set(CHANGE_KEYS))
+    if unknown:
+        raise SettingsError(f"unknown emulator setting {', '.join(unknown)}; allowed: {', '.join(CHANGE_KEYS)}")
+    state = copy.deepcopy(current)
+    changes = {k: v for k, v in changes.items() if v is not None}
+    if "state" in changes:
+        if changes["state"] not in STATES:
+            raise SettingsError(f"state={changes['state']!r} is not allowed; allowed: {', '.join(STATES)}")
+        state["state"] = changes["state"]
+    if "ingest_interval" in changes:
+        state["ingest_interval"] = _number("ingest_interval", changes["ingest_interval"], 0, 3600, lo_open=True)
+    given = [k for k in ("rate", "per_tick", "preset") if k in changes]
+    if len(given) > 1:
+        raise SettingsError(f"give only one of rate, per_tick and preset (got {', '.join(given)})")
+    if "rate" in changes:
+        state["rate"] = _number("rate", changes["rate"], 0, MAX_RATE)
+    if "per_tick" in changes:
+        per_tick = _number("per_tick", changes["per_tick"], 0, MAX_RATE * 3600)
+        state["rate"] = _number("rate (per_tick / ingest_interval)", per_tick / state["ingest_interval"], 0, MAX_RATE)
+    if "preset" in changes:
+        state["rate"] = preset_rate(changes["preset"])
+    if "profile" in changes:
+        state["profile"] = make_profile(changes["profile"]).as_dict()
+    if "faults" in changes:
+        faults = changes["faults"]
+        if not isinstance(faults, dict):
+            raise SettingsError(f"faults={faults!r} must be an object like {{\"duplicates\": 0.01}}")
+        bad = sorted(set(faults) - {*FAULT_SHARES, "late_seconds"})
+        if bad:
+            raise SettingsError(f"unknown fault {', '.join(bad)}; allowed: {', '.join(FAULT_SHARES)}, late_seconds")
+        merged = dict(state["faults"])
+        for key, value in faults.items():
+            if key == "late_seconds":
+                merged[key] = _number("late_seconds", value, 0, 30 * 86400)
+            else:
+                merged[key] = _number(f"faults.{key}", value, 0, 1)
+        state["faults"] = merged
+    return state
+
+
+def normalise(settings: Settings, raw: Any) -> dict[str, Any]:
+    """A desired state read from the topic, merged over the defaults and validated."""
+    if not isinstance(raw, dict):
+        raise SettingsError("desired state is not a JSON object")
+    base = default_desired(settings)
+    changes = {k: raw[k] for k in CHANGE_KEYS if k in raw and k not in ("per_tick", "preset")}
+    state = apply_changes(base, changes)
+    state["version"] = int(raw.get("version") or 0)
+    state["updated_at"] = raw.get("updated_at")
+    return state
+
+
+def _consumer(settings: Settings):
+    from confluent_kafka import Consumer
+
+    return Consumer({"bootstrap.servers": settings.bootstrap_servers, "group.id": "tormenta-emulator-control",
+                     "enable.auto.commit": False, "enable.partition.eof": False,
+                     "fetch.wait.max.ms": 50, "socket.timeout.ms": 5000})
+
+
+def ensure_control_topics(settings: Settings) -> None:
+    from ..topic import ensure_topic
+
+    ensure_topic(settings, settings.control_topic, partitions=1,
+                 config={"cleanup.policy": "compact", "retention.ms": "-1"})
+    ensure_topic(settings, settings.status_topic, partitions=1,
+                 config={"cleanup.policy": "delete", "retention.ms": str(6 * 3600 * 1000)})
+
+
+def _read_range(consumer, topic: str, start: int, end: int, timeout: float = 10.0) -> list:
+    """Messages of partition 0 in [start, end)."""
+    from confluent_kafka import TopicPartition
+
+    if end <= start:
+        return []
+    consumer.assign([TopicPartition(topic, 0, start)])
+    out: list = []
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        for msg in consumer.consume(num_messages=1000, timeout=0.5):
+            if msg.error() is None:
+                out.append(msg)
+                if msg.offset() >= end - 1:
+                    return out
+        if out and out[-1].offset() >= end - 1:
+            return out
+        # Compaction can leave gaps: stop once the fetch position has passed the end.
+        if consumer.position([TopicPartition(topic, 0)])[0].offset >= end:
+            return out
+    raise EmulatorError(f"reading {topic} timed out after {timeout:.0f}s (offsets {start}..{end})")
+
+
+class EmulatorControl:
+    """Read and write the desired state of one emulator; read its published status."""
+
+    def __init__(self, settings: Settings, name: str = "default"):
+        if not name:
+            raise SettingsError("emulator name must not be empty")
+        self.settings = settings
+        self.name = name
+        self._key = name.encode()
+        self._consumer = None
+        self._producer = None
+        self._topics_ready = False
+
+    # ---- lifecycle ------------------------------------------------------------------
+    def _ready(self) -> None:
+        if not self._topics_ready:
+            ensure_control_topics(self.settings)
+            self._topics_ready = True
+
+    def _get_consumer(self):
+        self._ready()
+        if self._consumer is None:
+            self._consumer = _consumer(self.settings)
+        return self._consumer
+
+    def close(self) -> None:
+        if self._consumer is not None:
+            self._consumer.close()
+            self._consumer = None
+        if self._producer is not None:
+            self._producer.flush(5)
+            self._producer = None
+
+    def __enter__(self) -> EmulatorControl:
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+    # ---- desired state ----------------------------------------------------------------
+    def desired(self) -> dict[str, Any]:
+        from confluent_kafka import TopicPartition
+
+        consumer = self._get_consumer()
+        topic = self.settings.control_topic
+        low, high = consumer.get_watermark_offsets(TopicPartition(topic, 0), timeout=10)
+        state = default_desired(self.settings)
+        for msg in _read_range(consumer, topic, low, high):
+            if msg.key() != self._key:
+                continue
+            if msg.value() is None:  # tombstone: back to defaults
+                state = default_desired(self.settings)
+                continue
+            try:
+                state = normalise(self.settings, json.loads(msg.value()))
+            except (ValueError, SettingsError) as exc:
+                log.warning("ignoring invalid desired state at %s offset %d: %s", topic, msg.offset(), exc)
+        return state
+
+    def set_desired(self, **changes: Any) -> dict[str, Any]:
+        current = self.desired()
+        state = apply_changes(current, changes)
+        state["version"] = int(current.get("version") or 0) + 1
+        state["updated_at"] = now_iso()
+        self._write(state)
+        return state
+
+    def _write(self, state: dict[str, Any]) -> None:
+        from confluent_kafka import Producer
+
+        self._ready()
+        if self._producer is None:
+            self._producer = Producer({"bootstrap.servers": self.settings.bootstrap_servers, "acks": "all",
+                                       "enable.idempotence": True, "linger.ms": 0})
+        errors: list = []
+        self._producer.produce(self.settings.control_topic, json.dumps(state).encode(), key=self._key,
+                               on_delivery=lambda err, msg: err and errors.append(err))
+        if self._producer.flush(10) or errors:
+            reason = errors[0].str() if errors else "timed out"
+            raise EmulatorError(f"writing the desired state to {self.settings.control_topic} failed: {reason}")
+
+    # ---- status -----------------------------------------------------------------------
+    def _statuses_since(self, since_epoch: float) -> list[dict[str, Any]]:
+        from confluent_kafka import TopicPartition
+
+        consumer = self._get_consumer()
+        topic = self.settings.status_topic
+        low, high = consumer.get_watermark_offsets(TopicPartition(topic, 0), timeout=10)
+        if high <= low:
+            return []
+        found = consumer.offsets_for_times([TopicPartition(topic, 0, int(since_epoch * 1000))], timeout=10)
+        start = found[0].offset
+        if start < 0:  # nothing at or after that time
+            return []
+        out = []
+        for msg in _read_range(consumer, topic, max(start, low), high):
+            if msg.key() != self._key or msg.value() is None:
+                continue
+            try:
+                status = json.loads(msg.value())
+            except ValueError:
+                continue
+            if isinstance(status, dict):
+                out.append(status)
+        return out
+
+    def latest_status(self, max_age_s: float = 5.0) -> dict[str, Any] | None:
+        statuses = self._statuses_since(time.time() - max_age_s)
+        return statuses[-1] if statuses else None
+
+    def status_history(self, seconds: float = 300) -> list[dict[str, Any]]:
+        return self._statuses_since(time.time() - seconds)
+
+
+class ControlFollower:
+    """The emulator's side: follows the control topic and reports new desired states."""
+
+    def __init__(self, settings: Settings, name: str = "default"):
+        from confluent_kafka import TopicPartition
+
+        self.settings = settings
+        self._key = name.encode()
+        ensure_control_topics(settings)
+        self._consumer = _consumer(settings)
+        self._consumer.assign([TopicPartition(settings.control_topic, 0, -2)])  # OFFSET_BEGINNING
+        self.version: int | None = None
+
+    def poll(self) -> dict[str, Any] | None:
+        """The newest desired state received since the last call, or None (never blocks)."""
+        newest = None
+        for msg in self._consumer.consume(num_messages=100, timeout=0):
+            if msg.error() is not None or msg.key() != self._key:
+                continue
+            if msg.value() is None:
+                newest = default_desired(self.settings)
+                continue
+            try:
+                newest = normalise(self.settings, json.loads(msg.value()))
+            except (ValueError, SettingsError) as exc:
+                log.warning("ignoring invalid desired state: %s", exc)
+        if newest is not None:
+            self.version = newest["version"]
+        return newest
+
+    def close(self) -> None:
+        self._consumer.close()
+
+
+class StatusPublisher:
+    """Publishes the emulator's status (one JSON per call) to the status topic."""
+
+    def __init__(self, settings: Settings, name: str = "default"):
+        from confluent_kafka import Producer
+
+        self.topic = settings.status_topic
+        self._key = name.encode()
+        self.failed = 0
+        self._producer = Producer({"bootstrap.servers": settings.bootstrap_servers, "acks": "1",
+                                   "linger.ms": 0, "message.timeout.ms": 10_000})
+
+    def _report(self, err, msg) -> None:
+        if err is not None:
+            self.failed += 1
+
+    def publish(self, status: dict[str, Any]) -> None:
+        try:
+            self._producer.produce(self.topic, json.dumps(status).encode(), key=self._key, on_delivery=self._report)
+        except BufferError:
+            self.failed += 1
+        self._producer.poll(0)
+
+    def close(self) -> None:
+        self._producer.flush(5)

@@ -1,0 +1,157 @@
+"""The emulator's Kafka producer: idempotent, acks=all, lz4, batched for throughput.
+
+Every delivery report is counted (delivered, failed with the error name as reason).
+Ordinary messages share one cheap callback that only counts; "tracked" messages (those
+over the threshold, plus one latency probe per chunk) get a second callback that also
+samples the delivery latency and, when asked, records the transaction id of a delivered
+over-threshold record. A full local queue is backpressure, not an error: on BufferError
+the producer serves delivery reports for a moment and retries the same message.
+"""
+
+from __future__ import annotations
+
+import collections
+import json
+from collections.abc import Callable
+from typing import IO
+
+from ..errors import EmulatorError
+from ..settings import Settings
+from .sources import ID_PREFIX, EncodedBatch
+
+# Tuned on the 2-core box (bench/bench_producer.py): large lz4 batches and a few ms of
+# linger let librdkafka's thread keep up with the Python loop.
+PRODUCER_CONFIG = {
+    "enable.idempotence": True,
+    "acks": "all",
+    "compression.type": "lz4",
+    "linger.ms": 20,
+    "batch.size": 1_000_000,
+    "batch.num.messages": 100_000,
+    "queue.buffering.max.messages": 500_000,
+    "queue.buffering.max.kbytes": 262_144,
+    "message.timeout.ms": 120_000,
+    "statistics.interval.ms": 0,
+}
+
+
+def _transaction_id(value: bytes) -> str | None:
+    if value.startswith(ID_PREFIX):
+        end = value.find(b'"', len(ID_PREFIX))
+        return value[len(ID_PREFIX):end].decode() if end > 0 else None
+    try:
+        return str(json.loads(value)["transaction_id"])
+    except (ValueError, KeyError, TypeError):
+        return None
+
+
+class StormProducer:
+    """Counts every delivery report; never drops a message on a full queue."""
+
+    def __init__(self, settings: Settings, topic: str | None = None, *, record_ids: IO[str] | None = None,
+                 overrides: dict | None = None, factory: Callable | None = None):
+        from confluent_kafka import Producer
+
+        self.topic = topic or settings.topic
+        self.delivered = 0
+        self.failed = 0
+        self.failed_reasons: collections.Counter[str] = collections.Counter()
+        self.high_delivered = 0
+        self.enqueued = 0
+        self.backpressure_waits = 0
+        self.latencies: collections.deque[float] = collections.deque(maxlen=4096)
+        self.record_ids = record_ids
+        config = {"bootstrap.servers": settings.bootstrap_servers, **PRODUCER_CONFIG,
+                  "on_delivery": self._on_delivery, "error_cb": self._on_error}
+        config.update(overrides or {})
+        try:
+            self._producer = (factory or Producer)(config)
+        except Exception as exc:  # KafkaException for a bad config
+            raise EmulatorError(f"cannot create the Kafka producer: {exc}") from None
+        self.client_errors: collections.Counter[str] = collections.Counter()
+
+    # ---- delivery reports (called from poll()/flush() on this thread) -----------------
+    def _on_delivery(self, err, msg) -> None:
+        if err is None:
+            self.delivered += 1
+        else:
+            self.failed += 1
+            self.failed_reasons[err.name()] += 1
+
+    def _on_tracked(self, err, msg) -> None:
+        if err is not None:
+            self.failed += 1
+            self.failed_reasons[err.name()] += 1
+            return
+        self.delivered += 1
+        latency = msg.latency()
+        if latency is not None:
+            self.latencies.append(latency)
+        self.high_delivered += 1
+        if self.record_ids is not None:
+            tid = _transaction_id(msg.value())
+            if tid is not None:
+                self.record_ids.write(tid + "\n")
+
+    def _on_error(self, err) -> None:
+        # Client-level errors (broker down, ...) are retried by librdkafka; count them for status.
+        self.client_errors[err.name()] += 1
+
+    # ---- sending --------------------------------------------------------------------
+    def send(self, batch: EncodedBatch, probe: bool = True) -> int:
+        """Enqueue a batch; blocks (serving reports) while the local queue is full."""
+        produce = self._producer.produce
+        topic = self.topic
+        tracked = self._on_tracked
+        probe_cb = self._on_probe
+        first = probe
+        for key, value, high in zip(batch.keys, batch.values, batch.high):
+            cb = tracked if high else (probe_cb if first else None)
+            first = False
+            while True:
+                try:
+                    if cb is None:
+                        produce(topic, value, key)
+                    else:
+                        produce(topic, value, key, on_delivery=cb)
+                    break
+                except BufferError:
+                    # Backpressure: let librdkafka drain the queue, then retry this message.
+                    self.backpressure_waits += 1
+                    self._producer.poll(0.05)
+        self.enqueued += len(batch)
+        self._producer.poll(0)
+        return len(batch)
+
+    def _on_probe(self, err, msg) -> None:
+        if err is not None:
+            self.failed += 1
+            self.failed_reasons[err.name()] += 1
+            return
+        self.delivered += 1
+        latency = msg.latency()
+        if latency is not None:
+            self.latencies.append(latency)
+
+    def poll(self, timeout: float = 0.0) -> int:
+        return self._producer.poll(timeout)
+
+    def queue_depth(self) -> int:
+        return len(self._producer)
+
+    def latency_ms(self) -> tuple[float | None, float | None]:
+        if not self.latencies:
+            return None, None
+        data = sorted(self.latencies)
+        p50 = data[len(data) // 2]
+        p99 = data[min(len(data) - 1, int(len(data) * 0.99))]
+        return round(p50 * 1000, 2), round(p99 * 1000, 2)
+
+    def flush(self, timeout: float = 30.0) -> int:
+        """Wait for outstanding reports; what is still queued after `timeout` is purged and
+        reported as failed (reason _PURGE_QUEUE / _PURGE_INFLIGHT), never silently lost."""
+        remaining = self._producer.flush(timeout)
+        if remaining:
+            self._producer.purge()
+            self._producer.flush(5)
+        return remaining

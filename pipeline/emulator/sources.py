@@ -1,0 +1,230 @@
+"""Client sources: where the storm's transactions come from.
+
+A source is anything with ``fetch(max_records, now) -> Batch`` (the `ClientSource`
+protocol). A batch is either a list of records -- contract dicts, or raw ``bytes`` values
+that are sent unchanged -- or an already encoded `EncodedBatch`. Everything downstream
+(binarizer, fault injection, producer, pacing, control) is the same for every source, so
+swapping the emulator for a real client feed means writing one class with a ``fetch``.
+
+- `EmulatorSource`: draws random sample transactions and stamps each with a fresh unique
+  transaction_id and the current event time. For speed it pre-serializes every sample
+  once into a byte template and splices in only the id and the chunk's timestamp.
+- `FileReplaySource`: replays a JSON-lines capture (optionally gzipped) in order, at its
+  original pace (event-time gaps, optionally sped up) or at the emulator's set rate.
+"""
+
+from __future__ import annotations
+
+import gzip
+import json
+import os
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from decimal import Decimal
+from pathlib import Path
+from typing import Any, Protocol, runtime_checkable
+
+import numpy as np
+
+from ..contract import Invalid, parse_timestamp, validate
+from ..errors import EmulatorError
+
+ID_PREFIX = b'{"transaction_id":"'
+_TS_PART = b'","timestamp":"'
+
+
+@dataclass
+class EncodedBatch:
+    """Wire-ready messages: key bytes (or None), value bytes, and whether each is over the threshold."""
+
+    keys: list[bytes | None] = field(default_factory=list)
+    values: list[bytes] = field(default_factory=list)
+    high: list[bool] = field(default_factory=list)
+
+    def __len__(self) -> int:
+        return len(self.values)
+
+
+Batch = list[dict[str, Any] | bytes] | EncodedBatch
+
+
+@runtime_checkable
+class ClientSource(Protocol):
+    """What the emulator needs from a source of transactions."""
+
+    #: True when the source sets its own pace (a replay at original speed); the emulator
+    #: then asks it every few milliseconds instead of applying the target rate.
+    self_paced: bool
+    #: True once the source has nothing more to give (a finished replay); the emulator stops.
+    exhausted: bool
+
+    def fetch(self, max_records: int, now: float) -> Batch:
+        """Up to `max_records` transactions; `now` is the wall-clock time (epoch seconds)."""
+        ...
+
+
+def iso_utc(epoch: float) -> str:
+    """Contract timestamp for an epoch time: 2026-11-24T19:12:03.123456Z."""
+    return datetime.fromtimestamp(epoch, UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+
+
+def _open_lines(path: Path):
+    if not path.exists():
+        raise EmulatorError(f"sample file {path} does not exist; set TORMENTA_SAMPLE_FILE or run "
+                            "`python samples/generate_samples.py`")
+    opener = gzip.open if path.suffix == ".gz" else open
+    try:
+        return opener(path, "rb")
+    except OSError as exc:
+        raise EmulatorError(f"cannot read sample file {path}: {exc}") from None
+
+
+def load_samples(path: Path | str) -> list[dict[str, Any]]:
+    """All sample transactions of a JSON-lines file (.gz or plain); amounts kept exact."""
+    path = Path(path)
+    rows = []
+    with _open_lines(path) as fh:
+        for n, line in enumerate(fh, 1):
+            if not line.strip():
+                continue
+            try:
+                rows.append(json.loads(line, parse_float=Decimal))
+            except ValueError:
+                raise EmulatorError(f"sample file {path} line {n} is not JSON") from None
+    if not rows:
+        raise EmulatorError(f"sample file {path} holds no transactions")
+    return rows
+
+
+def _json_default(value: Any) -> Any:
+    if isinstance(value, Decimal):
+        return float(value)
+    raise TypeError(f"{type(value).__name__} is not JSON serializable")
+
+
+def _dump_number(value: Any) -> bytes:
+    # Decimal keeps the sample's exact text ("123.40" stays 2-decimal valid JSON).
+    return str(value).encode() if isinstance(value, Decimal) else json.dumps(value).encode()
+
+
+class EmulatorSource:
+    """N random sample transactions per fetch, each with a fresh id and the current event time.
+
+    Ids are ``E<run>-<counter>``: a random run token (unique per process start) plus a
+    counter, so they never repeat, not even across restarts, and cost a tenth of a uuid4.
+    """
+
+    self_paced = False
+    exhausted = False
+
+    def __init__(self, sample_file: Path | str, threshold: Decimal = Decimal("1500"), *, seed: int | None = None,
+                 samples: list[dict[str, Any]] | None = None):
+        rows = samples if samples is not None else load_samples(sample_file)
+        self.threshold = Decimal(threshold)
+        self._rng = np.random.default_rng(seed)
+        # A seeded source is reproducible (tests); otherwise the run token is random.
+        token = f"{int(self._rng.integers(0, 2**32)):08x}" if seed is not None else os.urandom(4).hex()
+        self.id_prefix = f"E{token}-".encode()
+        self._counter = 0
+        self.keys: list[bytes] = []
+        self.rests: list[bytes] = []  # everything after the timestamp, closing brace included
+        high = []
+        for row in rows:
+            rest = {k: v for k, v in row.items() if k not in ("transaction_id", "timestamp")}
+            parts = [b'"' + k.encode() + b'":' + (_dump_number(v) if isinstance(v, (int, float, Decimal))
+                                                 and not isinstance(v, bool) else
+                                                 json.dumps(v, ensure_ascii=False).encode())
+                     for k, v in rest.items()]
+            self.rests.append(b",".join(parts) + b"}")
+            self.keys.append(str(row["person_id"]).encode())
+            high.append(Decimal(str(row["amount"])) > self.threshold)
+        self.high = np.array(high, dtype=bool)
+        self.size = len(rows)
+
+    def fetch(self, max_records: int, now: float) -> EncodedBatch:
+        n = int(max_records)
+        if n <= 0:
+            return EncodedBatch()
+        idx = self._rng.integers(0, self.size, n)
+        start = self._counter
+        self._counter += n
+        prefix = ID_PREFIX + self.id_prefix
+        middle = _TS_PART + iso_utc(now).encode() + b'",'
+        rests, keys = self.rests, self.keys
+        index = idx.tolist()
+        values = [b"%s%d%s%s" % (prefix, i, middle, rests[j]) for i, j in zip(range(start, start + n), index)]
+        return EncodedBatch([keys[j] for j in index], values, self.high[idx].tolist())
+
+
+class FileReplaySource:
+    """Replays a JSON-lines capture in file order.
+
+    ``speed=None`` replays at the emulator's target rate (records taken as they come);
+    ``speed=1.0`` keeps the original pace given by the records' event-time gaps, 2.0 is
+    twice as fast. Lines that are not valid by the contract are forwarded unchanged as
+    raw bytes (a real feed sends them too; the streaming job quarantines them).
+    ``restamp=True`` replaces each valid record's timestamp with the current time.
+    """
+
+    def __init__(self, path: Path | str, *, speed: float | None = None, restamp: bool = False, loop: bool = False):
+        if speed is not None and speed <= 0:
+            raise EmulatorError(f"replay speed {speed} must be > 0 (1.0 = original pace)")
+        self.path = Path(path)
+        self.speed = speed
+        self.restamp = restamp
+        self.loop = loop
+        self.self_paced = speed is not None
+        self.exhausted = False
+        self.invalid = 0
+        self._items: list[tuple[float | None, dict[str, Any] | bytes]] = []
+        with _open_lines(self.path) as fh:
+            for line in fh:
+                line = line.rstrip(b"\r\n")
+                if not line.strip():
+                    continue
+                try:
+                    validate(line)
+                    record = json.loads(line, parse_float=Decimal)
+                    self._items.append((parse_timestamp(record["timestamp"]).timestamp(), record))
+                except Invalid:
+                    self.invalid += 1
+                    self._items.append((None, line))
+        if not self._items:
+            raise EmulatorError(f"capture {self.path} holds no records")
+        times = [t for t, _ in self._items if t is not None]
+        self._t0 = min(times) if times else 0.0
+        self._pos = 0
+        self._started: float | None = None
+        self._last_offset = 0.0
+
+    def __len__(self) -> int:
+        return len(self._items)
+
+    def fetch(self, max_records: int, now: float) -> list[dict[str, Any] | bytes]:
+        if self.exhausted or max_records <= 0:
+            return []
+        if self._started is None:
+            self._started = now
+        out: list[dict[str, Any] | bytes] = []
+        while len(out) < max_records and self._pos < len(self._items):
+            t, item = self._items[self._pos]
+            if self.speed is not None:
+                # Invalid lines keep the pace of the record before them.
+                offset = self._last_offset if t is None else (t - self._t0) / self.speed
+                if offset > now - self._started:
+                    break
+                self._last_offset = offset
+            if isinstance(item, dict) and self.restamp:
+                item = {**item, "timestamp": iso_utc(now)}
+            out.append(item)
+            self._pos += 1
+        if self._pos >= len(self._items):
+            if self.loop:
+                self._pos, self._started, self._last_offset = 0, None, 0.0
+            else:
+                self.exhausted = True
+        return out
+
+
+def to_json_bytes(record: dict[str, Any]) -> bytes:
+    return json.dumps(record, separators=(",", ":"), ensure_ascii=False, default=_json_default).encode()
