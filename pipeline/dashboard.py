@@ -25,6 +25,8 @@ RATE_MAX = 200_000          # tx/s offered on the page
 TICK_MIN_MS, TICK_MAX_MS = 10, 10_000
 RECORDS_PER_TICK_MAX = 200_000
 STATES = ("running", "paused", "stopped")
+PROFILE_UNITS = {"to": "tx/s", "from": "tx/s", "at": "seconds", "seconds": "seconds", "factor": "x rate",
+                 "every": "seconds", "length": "seconds", "period": "seconds", "start_hour": "hour of day"}
 
 
 def time_window(label: str, now: datetime | None = None) -> tuple[datetime, datetime]:

@@ -1,0 +1,173 @@
+"""AppTest tests of the dashboard: every page renders without an exception, with data, without
+data and without a broker; filters change the rows; the rate slider reaches the emulator's
+control channel on a real broker."""
+
+from __future__ import annotations
+
+import socket
+from pathlib import Path
+
+import pytest
+import streamlit as st
+from streamlit.testing.v1 import AppTest
+
+from tests.app_fixtures import write_demo_tables
+
+APP = str(Path(__file__).resolve().parent.parent / "streamlit_app.py")
+PAGES = ["pages/overview.py", "pages/pipeline_health.py", "pages/storm_control.py", "pages/live_sales.py",
+         "pages/explorer.py"]
+
+
+def closed_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]  # closed again when the socket goes: nothing listens there
+
+
+@pytest.fixture(scope="module")
+def demo_dir(tmp_path_factory) -> Path:
+    d = tmp_path_factory.mktemp("demo")
+    write_demo_tables(d, high_value_rows=3_000, days=2)
+    return d
+
+
+def use_env(monkeypatch, data_dir: Path, bootstrap: str | None = None, **more: str) -> None:
+    monkeypatch.setenv("TORMENTA_DATA_DIR", str(data_dir))
+    monkeypatch.setenv("TORMENTA_BOOTSTRAP_SERVERS", bootstrap or f"127.0.0.1:{closed_port()}")
+    for k, v in more.items():
+        monkeypatch.setenv(f"TORMENTA_{k.upper()}", v)
+    st.cache_data.clear()
+    st.cache_resource.clear()
+
+
+def open_page(page: str) -> AppTest:
+    at = AppTest.from_file(APP, default_timeout=60)
+    at.run()
+    if page != PAGES[0]:
+        at.switch_page(page)
+        at.run()
+    return at
+
+
+def texts(at: AppTest) -> str:
+    parts = [e.value for kind in ("info", "warning", "success", "markdown", "caption") for e in getattr(at, kind)]
+    return "\n".join(str(p) for p in parts)
+
+
+def hv_rows(at: AppTest):
+    """The high-value rows table of the Explorer (AppTest does not expose dataframe keys)."""
+    return next(d.value for d in at.dataframe if "transaction_id" in d.value.columns)
+
+
+def assert_clean(at: AppTest) -> None:
+    assert not at.exception, [e.value for e in at.exception]
+    assert not at.error, [e.value for e in at.error]
+
+
+@pytest.mark.parametrize("page", PAGES)
+def test_every_page_renders_with_data_and_no_broker(monkeypatch, demo_dir, page):
+    use_env(monkeypatch, demo_dir)
+    at = open_page(page)
+    assert_clean(at)
+    assert at.title, "every page has a title"
+
+
+def test_overview_shows_health_headline_and_next_steps(monkeypatch, demo_dir):
+    use_env(monkeypatch, demo_dir)
+    at = open_page(PAGES[0])
+    assert_clean(at)
+    metrics = {m.label: m.value for m in at.metric}
+    assert metrics["High-value transactions (total)"] == "3.0 k"
+    assert metrics["Sales in the last window"] != "–"
+    assert "python -m pipeline broker start" in texts(at)   # broker down -> the command that starts it
+    settings_table = at.dataframe[0].value
+    assert {"Ingest interval", "Record lifetime", "Processing interval", "High-value threshold"} <= set(
+        settings_table["setting"])
+
+
+@pytest.mark.parametrize("page", PAGES)
+def test_missing_tables_show_a_friendly_message(monkeypatch, tmp_path, page):
+    use_env(monkeypatch, tmp_path / "empty")
+    at = open_page(page)
+    assert_clean(at)
+    text = texts(at)
+    if page == "pages/storm_control.py":
+        assert "python -m pipeline broker start" in text
+    elif page == "pages/overview.py":
+        assert "make run" in text
+    else:
+        assert "python -m pipeline job" in text, text
+
+
+def test_explorer_filters_change_the_rows(monkeypatch, demo_dir):
+    use_env(monkeypatch, demo_dir)
+    at = open_page("pages/explorer.py")
+    at.selectbox(key="hv_range").set_value("Last 7 days").run()
+    assert_clean(at)
+    all_rows = hv_rows(at)
+    assert "3,000 matching" in texts(at)
+    assert len(all_rows) == 50 and all_rows["event_time"].is_monotonic_decreasing
+
+    at.number_input(key="hv_min").set_value(15000.0).run()
+    rows = hv_rows(at)
+    assert (rows["amount"] >= 15000).all() and "3,000 matching" not in texts(at)
+
+    person = rows["person_id"].iloc[0]
+    at.text_input(key="hv_person").input(person).run()
+    rows = hv_rows(at)
+    assert set(rows["person_id"]) == {person}
+
+    at.number_input(key="hv_min").set_value(None).run()
+    at.text_input(key="hv_person").input("nobody").run()
+    assert_clean(at)
+    assert "No high-value transactions match" in texts(at)
+
+
+def test_explorer_sorting_and_bad_input(monkeypatch, demo_dir):
+    use_env(monkeypatch, demo_dir)
+    at = open_page("pages/explorer.py")
+    at.selectbox(key="hv_range").set_value("Last 7 days").run()
+    at.selectbox(key="hv_sort").set_value("amount").run()
+    at.toggle(key="hv_desc").set_value(False).run()
+    rows = hv_rows(at)
+    assert rows["amount"].is_monotonic_increasing
+    at.number_input(key="hv_min").set_value(5000.0).run()
+    at.number_input(key="hv_max").set_value(1000.0).run()
+    assert_clean(at)
+    assert "minimum amount is larger" in texts(at)
+
+
+def test_live_sales_bucket_choice(monkeypatch, demo_dir):
+    use_env(monkeypatch, demo_dir)
+    at = open_page("pages/live_sales.py")
+    assert_clean(at)
+    at.selectbox(key="sales_range").set_value("Last 24 hours").run()
+    at.button_group(key="sales_bucket").set_value("1 hour").run() if hasattr(at, "button_group") else None
+    assert_clean(at)
+    assert {m.label for m in at.metric} >= {"Sales (transactions)", "High-value share"}
+
+
+@pytest.mark.integration
+def test_rate_slider_reaches_the_control_channel(monkeypatch, demo_dir, stack):
+    from pipeline.emulator.control import EmulatorControl
+
+    use_env(monkeypatch, demo_dir, bootstrap=stack.bootstrap_servers, topic=stack.topic,
+            control_topic=stack.control_topic, status_topic=stack.status_topic)
+    at = open_page("pages/storm_control.py")
+    assert_clean(at)
+    at.slider(key="storm_rate").set_value(25_500).run()
+    assert_clean(at)
+    ctl = EmulatorControl(stack)
+    try:
+        desired = ctl.desired()
+        assert desired["rate"] == 25_500
+        at.button(key="storm_preset_Christmas").click().run()
+        assert ctl.desired()["rate"] == 50_000
+        at.button(key="storm_pause").click().run()
+        assert ctl.desired()["state"] == "paused"
+        # a change made elsewhere (a second browser, the CLI) shows after a rerun
+        ctl.set_desired(rate=12_000)
+        fresh = open_page("pages/storm_control.py")
+        assert fresh.slider(key="storm_rate").value == 12_000
+    finally:
+        ctl.close()
