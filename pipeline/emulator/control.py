@@ -155,7 +155,10 @@ def _read_range(consumer, topic: str, start: int, end: int, timeout: float = 10.
     out: list = []
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
-        for msg in consumer.consume(num_messages=1000, timeout=0.5):
+        # consume() waits until it has num_messages or the timeout passed: ask for exactly
+        # what is left, so a read of a few records returns as soon as they arrive.
+        left = end - (out[-1].offset() + 1 if out else start)
+        for msg in consumer.consume(num_messages=max(1, min(1000, left)), timeout=0.2):
             if msg.error() is None:
                 out.append(msg)
                 if msg.offset() >= end - 1:
@@ -241,7 +244,7 @@ class EmulatorControl:
         self._ready()
         if self._producer is None:
             self._producer = Producer({"bootstrap.servers": self.settings.bootstrap_servers, "acks": "all",
-                                       "enable.idempotence": True, "linger.ms": 0})
+                                       "linger.ms": 0})
         errors: list = []
         self._producer.produce(self.settings.control_topic, json.dumps(state).encode(), key=self._key,
                                on_delivery=lambda err, msg: err and errors.append(err))
