@@ -41,12 +41,16 @@ class LockedControl:
         self._ctl = EmulatorControl(settings)
         self._lock = threading.Lock()
 
+    def close(self) -> None:
+        with self._lock:
+            self._ctl.close()
+
     def call(self, method: str, *args, **kwargs):
         with self._lock:
             return getattr(self._ctl, method)(*args, **kwargs)
 
 
-@st.cache_resource(show_spinner=False)
+@st.cache_resource(show_spinner=False, on_release=lambda ctl: ctl.close())
 def get_control() -> LockedControl:
     return LockedControl(get_settings())
 

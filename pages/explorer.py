@@ -59,7 +59,7 @@ with hv_tab:
                                     format="%.2f", placeholder="any", key="hv_max", help="Amount, currency as sent")
         person = c[3].text_input("Person id (exact)", max_chars=128, key="hv_person", placeholder="e.g. P12345")
         merchant = c[4].text_input("Merchant id (exact)", max_chars=128, key="hv_merchant", placeholder="e.g. M42")
-        d = st.columns([3, 2, 1, 1, 1, 2])
+        d = st.columns([3, 2, 1.3, 1, 1, 2])
         cats = d[0].multiselect("Merchant categories", categories("cats"), key="hv_cats", placeholder="all")
         sort_by = d[1].selectbox("Sort by", SORTABLE, key="hv_sort",
                                  format_func=lambda c: c.replace("_", " "))

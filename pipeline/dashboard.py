@@ -29,6 +29,11 @@ PROFILE_UNITS = {"to": "tx/s", "from": "tx/s", "at": "seconds", "seconds": "seco
                  "every": "seconds", "length": "seconds", "period": "seconds", "start_hour": "hour of day"}
 
 
+def duration_text(seconds: float) -> str:
+    """format_duration with a singular for exactly one second."""
+    return "1 second" if float(seconds) == 1 else format_duration(seconds)
+
+
 def time_window(label: str, now: datetime | None = None) -> tuple[datetime, datetime]:
     """(start, end) in UTC for a TIME_RANGES label; the end is one minute ahead so a live window is in."""
     if label not in TIME_RANGES:
@@ -69,7 +74,7 @@ def settings_summary(settings: Settings, topic=None) -> pd.DataFrame:
     """The settings that matter to a business user, with units and what they mean."""
     retention = topic.retention_s if topic is not None and topic.retention_s else settings.retention
     rows = [
-        SettingRow("Ingest interval", format_duration(settings.ingest_interval),
+        SettingRow("Ingest interval", duration_text(settings.ingest_interval),
                    "How often the emulator sends a burst of transactions (records per tick = rate x tick)"),
         SettingRow("Record lifetime", format_duration(retention),
                    "How long Kafka keeps a transaction; unprocessed older records are lost"),

@@ -1,0 +1,186 @@
+"""Unit tests of the dashboard's logic in pipeline/ (readers, health, dashboard): no Streamlit, no broker."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+from decimal import Decimal
+
+import pandas as pd
+import pytest
+
+from pipeline import dashboard, health
+from pipeline.errors import DataUnavailable, SettingsError
+from pipeline.readers import MAX_POINTS, DeltaReader, HighValueQuery
+from pipeline.settings import Settings
+from tests.app_fixtures import write_demo_tables
+
+
+@pytest.fixture(scope="module")
+def demo(tmp_path_factory):
+    d = tmp_path_factory.mktemp("readers")
+    facts = write_demo_tables(d, high_value_rows=4_000, days=3, agg_minutes=600, dims=20)
+    return DeltaReader(Settings.from_env({"TORMENTA_DATA_DIR": str(d)})), facts
+
+
+def test_missing_table_says_how_to_create_it(tmp_path):
+    reader = DeltaReader(Settings.from_env({"TORMENTA_DATA_DIR": str(tmp_path)}))
+    with pytest.raises(DataUnavailable, match="python -m pipeline job"):
+        reader.sales_series(datetime.now(UTC) - timedelta(hours=1), datetime.now(UTC))
+
+
+def test_table_facts_come_from_file_statistics(demo):
+    reader, facts = demo
+    info = reader.info("high_value", "event_time")
+    assert info.rows == facts["high_value_rows"] and info.files >= 3
+    assert info.newest <= facts["now"]
+
+
+def test_sales_series_sums_partial_rows_per_window(demo):
+    reader, facts = demo
+    now = facts["now"]
+    s = reader.sales_series(now - timedelta(minutes=10), now + timedelta(minutes=1), 60)
+    assert len(s.frame) == 10 and s.frame["window_start"].is_monotonic_increasing
+    # two partial rows per (window, dims) are summed: the bucket totals equal the raw sums
+    raw = reader._agg_rows(now - timedelta(minutes=10), now + timedelta(minutes=1), ["sales_count"])
+    assert s.frame["sales_count"].sum() == sum(raw["sales_count"].to_pylist())
+    five = reader.sales_series(now - timedelta(minutes=10), now + timedelta(minutes=1), 300)
+    assert five.frame["sales_count"].sum() == s.frame["sales_count"].sum() and len(five.frame) <= 3
+    assert (s.frame["high_value_share"].between(0, 1)).all()
+
+
+def test_sales_series_never_returns_more_than_max_points(demo):
+    reader, facts = demo
+    s = reader.sales_series(facts["now"] - timedelta(days=31), facts["now"], 60)
+    assert s.coarsened and (31 * 86400) / s.bucket_s <= MAX_POINTS
+
+
+def test_latest_window_and_tops(demo):
+    reader, facts = demo
+    w = reader.latest_window()
+    assert w["window_start"] == facts["now"] - timedelta(minutes=1) and w["sales_count"] > 0
+    top = reader.top_dimension("country", facts["now"] - timedelta(hours=1), facts["now"], 3)
+    assert len(top) <= 3 and top["amount"].is_monotonic_decreasing
+    merchants = reader.top_merchants(facts["now"] - timedelta(days=3), facts["now"], 5)
+    assert len(merchants) == 5 and merchants["count"].min() >= 1
+
+
+def test_high_value_paging_is_consistent_and_sorted(demo):
+    reader, facts = demo
+    base = HighValueQuery(start=facts["now"] - timedelta(days=4), end=facts["now"] + timedelta(minutes=1),
+                          sort_by="amount", descending=True, page_size=100)
+    pages = [reader.high_value_page(HighValueQuery(**{**base.__dict__, "page": p})) for p in (1, 2, 3)]
+    assert pages[0].total == facts["high_value_rows"] and pages[0].pages == 40
+    ids = [i for p in pages for i in p.rows["transaction_id"]]
+    assert len(ids) == len(set(ids)) == 300
+    amounts = pd.concat([p.rows["amount"] for p in pages])
+    assert amounts.is_monotonic_decreasing
+
+
+def test_high_value_filters(demo):
+    reader, facts = demo
+    q = HighValueQuery(start=facts["now"] - timedelta(days=4), end=facts["now"] + timedelta(minutes=1),
+                       min_amount=Decimal("5000"), max_amount=Decimal("6000"), categories=("travel",))
+    page = reader.high_value_page(q)
+    assert 0 < page.total < facts["high_value_rows"]
+    assert page.rows["amount"].between(5000, 6000).all() and set(page.rows["merchant_category"]) == {"travel"}
+    csv = reader.high_value_csv(q).decode().splitlines()
+    assert len(csv) == page.total + 1 and csv[0].startswith("event_time,transaction_id")
+
+
+@pytest.mark.parametrize("bad", [
+    {"min_amount": Decimal("10"), "max_amount": Decimal("5")},
+    {"sort_by": "raw_value"}, {"page_size": 7}, {"page": 0},
+    {"end": datetime(2020, 1, 1, tzinfo=UTC)},
+])
+def test_bad_explorer_input_is_rejected_with_a_message(bad):
+    q = HighValueQuery(start=datetime(2026, 1, 1, tzinfo=UTC), end=datetime(2026, 1, 2, tzinfo=UTC))
+    with pytest.raises(SettingsError):
+        HighValueQuery(**{**q.__dict__, **bad}).validated()
+    with pytest.raises(SettingsError, match="at most 31 days"):
+        HighValueQuery(start=q.start, end=q.start + timedelta(days=40)).validated()
+
+
+def test_as_of_version_reads_the_old_table(demo):
+    reader, facts = demo
+    q = HighValueQuery(start=facts["now"] - timedelta(days=4), end=facts["now"] + timedelta(minutes=1))
+    first = reader.high_value_page(q, as_of=0)
+    assert first.version == 0 and first.total < facts["high_value_rows"]
+    assert list(reader.history("high_value")["version"])[0] == reader.info("high_value").version
+    with pytest.raises(DataUnavailable):
+        reader.high_value_page(q, as_of=999)
+
+
+def test_quarantine_counts_and_rows(demo):
+    reader, facts = demo
+    counts, rows = reader.quarantine(facts["now"] - timedelta(hours=2), facts["now"] + timedelta(minutes=1), limit=10)
+    assert counts["messages"].sum() == facts["quarantine_rows"] and len(rows) == 10
+    assert rows["arrival_time"].is_monotonic_decreasing
+    _, only = reader.quarantine(facts["now"] - timedelta(hours=2), facts["now"] + timedelta(minutes=1),
+                                reason="not JSON")
+    assert set(only["reason"]) == {"not JSON"}
+
+
+# ---- health ------------------------------------------------------------------------------
+NOW = datetime(2026, 11, 24, 12, 0, tzinfo=UTC)
+S = Settings.from_env({})
+
+
+def batch(age_s: float, **extra) -> dict:
+    return {"trigger_time": NOW - timedelta(seconds=age_s), "trigger_interval_s": 60.0, "duration_s": 10.0,
+            "end_offsets": '{"0": 100, "1": 200}', **extra}
+
+
+def test_job_is_up_when_batches_are_fresh_and_down_when_stale_with_new_records():
+    assert health.job_health(batch(70), S, table_exists=True, now=NOW).state == "up"
+    stale = health.job_health(batch(600), S, table_exists=True, new_records=5000, now=NOW)
+    assert stale.state == "down" and stale.fix == "python -m pipeline job"
+    assert health.job_health(batch(600), S, table_exists=True, new_records=0, now=NOW).state == "idle"
+    assert health.job_health(None, S, table_exists=False, now=NOW).state == "down"
+
+
+def test_backlog_and_retention_risk():
+    assert health.backlog({0: 150, 1: 200, 2: 10}, batch(0)) == 60
+    assert health.backlog(None, batch(0)) is None
+    risk = health.retention_risk(NOW - timedelta(hours=1), 3_600_000, 1000.0, 86400, now=NOW)
+    assert risk.oldest_unprocessed_age_s == pytest.approx(7200) and risk.level == "ok"
+    late = health.retention_risk(NOW - timedelta(hours=22), 0, 1000.0, 86400, now=NOW)
+    assert late.level == "critical" and late.time_left_s == pytest.approx(7200)
+
+
+def test_next_steps_name_the_commands():
+    parts = [health.PartHealth("broker", "down", "x", health.FIX["broker"]),
+             health.PartHealth("topic", "unknown", "y", health.FIX["broker"]),
+             health.PartHealth("job", "up", "z"), health.PartHealth("emulator", "down", "w", health.FIX["emulator"])]
+    steps = health.next_steps(parts)
+    assert len(steps) == 2 and "python -m pipeline broker start" in steps[0] and "emulate" in steps[1]
+    all_down = [health.PartHealth(p.part, "down", "", p.fix or "x") for p in parts]
+    assert "make run" in health.next_steps(all_down)[0]
+
+
+def test_ingest_and_quarantine_rate():
+    df = pd.DataFrame({"trigger_time": pd.to_datetime([0, 60, 120], unit="s", utc=True),
+                       "input_rows": [999, 6000, 6000], "quarantined_rows": [0, 6, 6]})
+    assert health.ingest_rate(df) == pytest.approx(100.0)
+    assert health.quarantine_rate(df) == pytest.approx(12 / 12999)
+
+
+# ---- dashboard helpers -------------------------------------------------------------------
+def test_rate_conversions_are_bounded():
+    assert dashboard.rate_from_ticks(500, 100) == 5000
+    assert dashboard.records_per_tick(10_000, 250) == 2500
+    with pytest.raises(SettingsError):
+        dashboard.rate_from_ticks(100_000, 10)   # 10 M tx/s: above the page's bound
+    with pytest.raises(SettingsError):
+        dashboard.rate_from_ticks(10, 5)
+    assert dashboard.clamp_rate(-5) == 0 and dashboard.clamp_rate(1e9) == dashboard.RATE_MAX
+
+
+def test_settings_summary_and_headline():
+    table = dashboard.settings_summary(S)
+    values = dict(zip(table["setting"], table["value"], strict=True))
+    assert values["Processing interval"] == "1 minute" and values["Record lifetime"] == "1 day"
+    assert values["Ingest interval"] == "1 second"
+    rate, source = dashboard.headline_rate({"achieved_rate": 9500.0}, None)
+    assert rate == 9500 and "emulator" in source
+    m = pd.DataFrame({"input_rows": [600_000], "trigger_interval_s": [60.0]})
+    assert dashboard.headline_rate(None, m) == (10_000.0, "job, last batch")
