@@ -102,11 +102,6 @@ def _json_default(value: Any) -> Any:
     raise TypeError(f"{type(value).__name__} is not JSON serializable")
 
 
-def _dump_number(value: Any) -> bytes:
-    # Decimal keeps the sample's exact text ("123.40" stays 2-decimal valid JSON).
-    return str(value).encode() if isinstance(value, Decimal) else json.dumps(value).encode()
-
-
 class EmulatorSource:
     """N random sample transactions per fetch, each with a fresh id and the current event time.
 
@@ -129,15 +124,17 @@ class EmulatorSource:
         self.keys: list[bytes] = []
         self.rests: list[bytes] = []  # everything after the timestamp, closing brace included
         high = []
+        dumps = json.JSONEncoder(separators=(",", ":"), ensure_ascii=False, default=_json_default).encode
         for row in rows:
             rest = {k: v for k, v in row.items() if k not in ("transaction_id", "timestamp")}
-            parts = [b'"' + k.encode() + b'":' + (_dump_number(v) if isinstance(v, (int, float, Decimal))
-                                                 and not isinstance(v, bool) else
-                                                 json.dumps(v, ensure_ascii=False).encode())
-                     for k, v in rest.items()]
-            self.rests.append(b",".join(parts) + b"}")
+            amount = rest.get("amount")
+            if isinstance(amount, Decimal):
+                # Decimal -> float keeps the sample's value exactly for 2-decimal amounts
+                # (repr of a float is the shortest text that reads back the same).
+                rest["amount"] = float(amount) if amount == Decimal(repr(float(amount))) else amount
+            self.rests.append(dumps(rest)[1:].encode())  # drop "{": the id and timestamp go first
             self.keys.append(str(row["person_id"]).encode())
-            high.append(Decimal(str(row["amount"])) > self.threshold)
+            high.append(Decimal(str(amount)) > self.threshold)
         self.high = np.array(high, dtype=bool)
         self.size = len(rows)
 

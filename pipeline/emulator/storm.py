@@ -227,6 +227,7 @@ class StormEmulator:
             "duration_s": round(duration_s, 3),
             "achieved_rate": round(sent / duration_s, 1),
             "backpressure_waits": producer.backpressure_waits,
+            "skipped": pacer.skipped,
             "latency_p50_ms": final["latency_p50_ms"],
             "latency_p99_ms": final["latency_p99_ms"],
             "sent_by_minute": self._minutes(by_minute),

@@ -1,0 +1,115 @@
+"""Producer throughput: Kafka's own ProducerPerformance vs the storm emulator, in one run.
+
+    .venv/bin/python bench/bench_producer.py [--records 1000000] [--profile]
+
+Starts its own embedded broker on free loopback ports in a temp folder (stopped at the
+end), then measures on fresh 3-partition topics with the same settings (acks=all,
+idempotence, lz4, linger 20 ms, 1 MB batches):
+
+(a) ``org.apache.kafka.tools.ProducerPerformance`` (what users know as
+    kafka-producer-perf-test) with a payload file of realistic contract records -- the
+    same bytes and size the emulator sends;
+(b) the emulator (StormEmulator at full speed, EmulatorSource: fresh ids, timestamps,
+    keys, every delivery report counted), timed from first produce to the last
+    delivery report.
+
+It prints both rates and the ratio. ``--profile`` runs the emulator part once more under
+cProfile and prints where the time goes.
+"""
+
+from __future__ import annotations
+
+import argparse
+import cProfile
+import io
+import pstats
+import re
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+from pipeline.broker import EmbeddedBroker, free_port  # noqa: E402
+from pipeline.emulator.producer import PRODUCER_CONFIG  # noqa: E402
+from pipeline.emulator.sources import EmulatorSource  # noqa: E402
+from pipeline.emulator.storm import StormEmulator  # noqa: E402
+from pipeline.jvm import broker_classpath  # noqa: E402
+from pipeline.settings import Settings  # noqa: E402
+from pipeline.topic import ensure_topic, log_end_offsets  # noqa: E402
+
+
+def java_perf(settings: Settings, topic: str, records: int, payload: Path) -> tuple[float, str]:
+    props = {"bootstrap.servers": settings.bootstrap_servers, "acks": "all", "enable.idempotence": "true",
+             "compression.type": PRODUCER_CONFIG["compression.type"], "linger.ms": PRODUCER_CONFIG["linger.ms"],
+             "batch.size": PRODUCER_CONFIG["batch.size"], "buffer.memory": 256 * 1024 * 1024}
+    cmd = ["java", "-Xmx512m", "-cp", broker_classpath(settings.jars_dir), "org.apache.kafka.tools.ProducerPerformance",
+           "--topic", topic, "--num-records", str(records), "--throughput", "-1", "--payload-file", str(payload),
+           "--producer-props", *[f"{k}={v}" for k, v in props.items()]]
+    out = subprocess.run(cmd, capture_output=True, text=True, timeout=600)
+    lines = [line for line in out.stdout.splitlines() if "records sent" in line]
+    if out.returncode != 0 or not lines:
+        raise SystemExit(f"ProducerPerformance failed: {out.stderr[-2000:]}")
+    m = re.search(r"([\d.]+) records/sec", lines[-1])
+    return float(m.group(1)), lines[-1]
+
+
+def emulator_run(settings: Settings, records: int) -> dict:
+    return StormEmulator(settings, control=False, full_speed=True, seed=1).run(max_records=records)
+
+
+def main(argv=None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--records", type=int, default=1_000_000, help="records per measurement (default 1,000,000)")
+    ap.add_argument("--profile", action="store_true", help="profile the emulator run with cProfile")
+    args = ap.parse_args(argv)
+    with tempfile.TemporaryDirectory(prefix="tormenta-bench-") as tmp:
+        base = Settings.from_env({"TORMENTA_DATA_DIR": tmp, "TORMENTA_BROKER_HEAP": "1g",
+                                  "TORMENTA_BOOTSTRAP_SERVERS": f"127.0.0.1:{free_port()}",
+                                  "TORMENTA_CONTROLLER_PORT": str(free_port())})
+        broker = EmbeddedBroker(base)
+        print(broker.start().message, flush=True)
+        try:
+            source = EmulatorSource(base.sample_file, base.threshold, seed=2)
+            sample = source.fetch(20_000, time.time()).values
+            payload = Path(tmp) / "payload.txt"
+            payload.write_bytes(b"\n".join(sample))
+            size = sum(map(len, sample)) / len(sample)
+            print(f"record size: {size:.0f} bytes average (realistic contract JSON), {args.records:,} records per run")
+
+            java_topic = base.replace(topic="bench-java")
+            ensure_topic(java_topic)
+            java_rate, java_line = java_perf(base, "bench-java", args.records, payload)
+            print(f"(a) ProducerPerformance: {java_rate:,.0f} tx/s   [{java_line.strip()}]", flush=True)
+
+            ours = base.replace(topic="bench-emulator")
+            ensure_topic(ours)
+            summary = emulator_run(ours, args.records)
+            in_topic = sum(log_end_offsets(ours).values())
+            rate = summary["delivered"] / summary["duration_s"]
+            print(f"(b) storm emulator:      {rate:,.0f} tx/s   [sent {summary['sent']:,}, delivered "
+                  f"{summary['delivered']:,}, failed {summary['failed']}, in topic {in_topic:,}, "
+                  f"{summary['duration_s']:.2f} s, backpressure waits {summary['backpressure_waits']:,}, "
+                  f"latency p50/p99 {summary['latency_p50_ms']}/{summary['latency_p99_ms']} ms]")
+            print(f"ratio emulator / ProducerPerformance = {rate / java_rate:.2f}   "
+                  f"(goals: ratio >= 1.0 and >= 250,000 tx/s)")
+
+            if args.profile:
+                prof_topic = base.replace(topic="bench-profile")
+                ensure_topic(prof_topic)
+                profiler = cProfile.Profile()
+                profiler.enable()
+                emulator_run(prof_topic, min(args.records, 500_000))
+                profiler.disable()
+                buf = io.StringIO()
+                pstats.Stats(profiler, stream=buf).sort_stats("tottime").print_stats(12)
+                print(buf.getvalue())
+        finally:
+            print(broker.stop())
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
