@@ -9,7 +9,7 @@ import streamlit as st
 
 from pages.common import get_reader, guard, page_header, show_problem
 from pipeline.dashboard import TIME_RANGES, time_window
-from pipeline.readers import CSV_MAX_ROWS, PAGE_SIZES, SORTABLE, HighValueQuery, MAX_RANGE, utcnow
+from pipeline.readers import CSV_MAX_ROWS, MAX_RANGE, PAGE_SIZES, SORTABLE, HighValueQuery, utcnow
 
 page_header("Explorer", "High-value transactions and quarantined messages, straight from Delta. Times are UTC.")
 
@@ -26,9 +26,9 @@ def history():
     return get_reader().history("high_value", 50)
 
 
-@st.cache_data(ttl=60, show_spinner=False)
+@st.cache_data(ttl=300, show_spinner=False)
 def categories(label: str):
-    start, end = time_window("Last 7 days")
+    start, end = time_window("Last 24 hours")
     return get_reader().categories(start, end)
 
 

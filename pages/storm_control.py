@@ -12,8 +12,18 @@ import streamlit as st
 from plotly.subplots import make_subplots
 
 from pages.common import broker_down_box, broker_up, get_control, guard, page_header, show_problem
-from pipeline.dashboard import (PROFILE_UNITS, RATE_MAX, RECORDS_PER_TICK_MAX, TICK_MAX_MS, TICK_MIN_MS, clamp_rate, fmt_count,
-                                rate_from_ticks, records_per_tick, status_frame)
+from pipeline.dashboard import (
+    PROFILE_UNITS,
+    RATE_MAX,
+    RECORDS_PER_TICK_MAX,
+    TICK_MAX_MS,
+    TICK_MIN_MS,
+    clamp_rate,
+    fmt_count,
+    rate_from_ticks,
+    records_per_tick,
+    status_frame,
+)
 from pipeline.emulator.presets import PRESETS, PROFILES
 
 page_header("Storm control", "Set how hard the storm blows. Changes reach the running emulator within a second.")

@@ -232,12 +232,25 @@ class DeltaReader:
                          "operation": h.get("operation", "")})
         return pd.DataFrame(rows, columns=["version", "time", "operation"])
 
+    # -- SQL through delta-rs (DataFusion: partition, file, row-group and page pruning, top-k) ----
+    def _sql(self, sql: str, **tables) -> pa.Table:
+        from deltalake import QueryBuilder
+
+        qb = QueryBuilder()
+        for name, dt in tables.items():
+            qb.register(name, dt)
+        return pa.table(qb.execute(sql).read_all())
+
     # -- sales aggregates ---------------------------------------------------------------
     def _agg_rows(self, start: datetime, end: datetime, columns: list[str]) -> pa.Table:
         dt = self.table("sales_agg")
         ds = self._dataset(dt, [("window_start", ">=", _utc(start)), ("window_start", "<", _utc(end))])
         flt = (pc.field("window_start") >= _ts(start)) & (pc.field("window_start") < _ts(end))
         return ds.to_table(columns=columns, filter=flt)
+
+    @staticmethod
+    def _window_where(start: datetime, end: datetime) -> str:
+        return f"window_start >= {_lit_ts(start)} AND window_start < {_lit_ts(end)}"
 
     def sales_series(self, start: datetime, end: datetime, bucket_s: int = 60) -> SalesSeries:
         """Sales per time bucket (sum of the partial rows), at most MAX_POINTS buckets."""
@@ -250,24 +263,15 @@ class DeltaReader:
         while span / bucket_s > MAX_POINTS:
             bucket_s *= 2
             coarsened = True
-        cols = ["window_start", "sales_count", "sales_amount", "high_value_count", "high_value_amount"]
-        t = self._agg_rows(start, end, cols)
+        t = self._sql(
+            f"SELECT date_bin(INTERVAL '{bucket_s} seconds', window_start, TIMESTAMP '1970-01-01T00:00:00Z') AS window_start,"
+            " sum(sales_count) AS sales_count, sum(CAST(sales_amount AS DOUBLE)) AS sales_amount,"
+            " sum(high_value_count) AS high_value_count, sum(CAST(high_value_amount AS DOUBLE)) AS high_value_amount"
+            f" FROM agg WHERE {self._window_where(start, end)} GROUP BY 1 ORDER BY 1",
+            agg=self.table("sales_agg"))
         if t.num_rows == 0:
             return SalesSeries(_empty_series(), bucket_s, coarsened)
-        secs = pc.divide(pc.cast(t["window_start"], pa.int64()), 1_000_000)
-        bucket = pc.multiply(pc.divide(secs, bucket_s), bucket_s)
-        t = pa.table({
-            "bucket": bucket,
-            "sales_count": t["sales_count"],
-            "sales_amount": pc.cast(t["sales_amount"], pa.float64()),
-            "high_value_count": t["high_value_count"],
-            "high_value_amount": pc.cast(t["high_value_amount"], pa.float64()),
-        })
-        g = t.group_by("bucket").aggregate([(c, "sum") for c in t.column_names[1:]]).sort_by("bucket")
-        df = g.to_pandas()
-        df.columns = [c.removesuffix("_sum") for c in df.columns]
-        df["window_start"] = pd.to_datetime(df.pop("bucket"), unit="s", utc=True)
-        df = df[["window_start", "sales_count", "sales_amount", "high_value_count", "high_value_amount"]]
+        df = t.to_pandas()
         df["high_value_share"] = (df["high_value_count"] / df["sales_count"].where(df["sales_count"] > 0)).fillna(0.0)
         return SalesSeries(df.reset_index(drop=True), bucket_s, coarsened)
 
@@ -277,92 +281,65 @@ class DeltaReader:
         if info.rows == 0:
             return None
         newest = info.newest or utcnow()
-        t = self._agg_rows(newest - timedelta(seconds=self.settings.agg_window * 2), newest + timedelta(seconds=1),
-                           ["window_start", "sales_count", "sales_amount", "high_value_count"])
+        lo, hi = newest - timedelta(seconds=self.settings.agg_window * 2), newest + timedelta(seconds=1)
+        t = self._sql(
+            "SELECT window_start, sum(sales_count) AS sales_count, sum(CAST(sales_amount AS DOUBLE)) AS sales_amount,"
+            f" sum(high_value_count) AS high_value_count FROM agg WHERE {self._window_where(lo, hi)}"
+            " GROUP BY window_start ORDER BY window_start DESC LIMIT 1", agg=self.table("sales_agg"))
         if t.num_rows == 0:
             return None
-        last = pc.max(t["window_start"])
-        rows = t.filter(pc.equal(t["window_start"], last))
-        return {
-            "window_start": _utc(last.as_py()),
-            "sales_count": int(pc.sum(rows["sales_count"]).as_py() or 0),
-            "sales_amount": float(pc.sum(pc.cast(rows["sales_amount"], pa.float64())).as_py() or 0.0),
-            "high_value_count": int(pc.sum(rows["high_value_count"]).as_py() or 0),
-        }
+        row = t.to_pylist()[0]
+        return {"window_start": _utc(row["window_start"]), "sales_count": int(row["sales_count"] or 0),
+                "sales_amount": float(row["sales_amount"] or 0.0), "high_value_count": int(row["high_value_count"] or 0)}
 
     def top_dimension(self, dimension: str, start: datetime, end: datetime, n: int = 10) -> pd.DataFrame:
         """Top categories or countries by sales amount in the range (from the aggregates)."""
         if dimension not in DIMENSIONS:
             raise SettingsError(f"unknown dimension {dimension!r}; allowed: {', '.join(DIMENSIONS)}")
+        _check_top(n)
         col = DIMENSIONS[dimension]
-        t = self._agg_rows(start, end, [col, "sales_count", "sales_amount", "high_value_count"])
-        return _top(t, col, n, amount="sales_amount", count="sales_count", label=dimension)
+        t = self._sql(
+            f"SELECT {col} AS {dimension}, sum(CAST(sales_amount AS DOUBLE)) AS amount, sum(sales_count) AS count"
+            f" FROM agg WHERE {self._window_where(_utc(start), _utc(end))} GROUP BY 1 ORDER BY amount DESC LIMIT {n}",
+            agg=self.table("sales_agg"))
+        return _top_frame(t, dimension)
 
     def top_merchants(self, start: datetime, end: datetime, n: int = 10) -> pd.DataFrame:
         """Top merchants by high-value amount (the aggregates carry no merchant, the high-value table does)."""
-        start, end = _utc(start), _utc(end)
-        ds, flt = self._high_value_scan(HighValueQuery(start=start, end=end).validated())
-        t = ds.to_table(columns=["merchant_id", "amount"], filter=flt)
-        return _top(t, "merchant_id", n, amount="amount", count=None, label="merchant")
+        _check_top(n)
+        q = HighValueQuery(start=_utc(start), end=_utc(end)).validated()
+        t = self._sql(
+            "SELECT merchant_id AS merchant, sum(CAST(amount AS DOUBLE)) AS amount, count(*) AS count"
+            f" FROM hv WHERE {_hv_where(q)} GROUP BY 1 ORDER BY amount DESC LIMIT {n}", hv=self.table("high_value"))
+        return _top_frame(t, "merchant")
 
     # -- high-value explorer ------------------------------------------------------------
-    def _high_value_scan(self, q: HighValueQuery, dt=None):
-        dt = dt or self.table("high_value")
-        days = _days(q.start, q.end)
-        prune: list = [("event_date", "in", days), ("event_time", ">=", q.start), ("event_time", "<", q.end)]
-        flt = (pc.field("event_time") >= _ts(q.start)) & (pc.field("event_time") < _ts(q.end))
-        amount_type = pa.decimal128(18, 2)
-        if q.min_amount is not None:
-            flt &= pc.field("amount") >= pa.scalar(Decimal(q.min_amount).quantize(Decimal("0.01")), amount_type)
-        if q.max_amount is not None:
-            flt &= pc.field("amount") <= pa.scalar(Decimal(q.max_amount).quantize(Decimal("0.01")), amount_type)
-        if q.person_id:
-            flt &= pc.field("person_id") == q.person_id
-        if q.merchant_id:
-            flt &= pc.field("merchant_id") == q.merchant_id
-        if q.categories:
-            flt &= pc.field("merchant_category").isin(list(q.categories))
-        return self._dataset(dt, prune), flt
-
-    def _sorted_rows(self, q: HighValueQuery, k: int, dt) -> tuple[pa.Table, int]:
-        """The first k rows in sort order and the number of matches, reading one column for the count.
-
-        Phase 1 reads only the sort column of the matching rows and finds the k-th value; phase 2
-        reads the display columns of rows on the near side of that value (file statistics prune the
-        rest), sorts them with a stable tie-breaker and keeps the first k.
-        """
-        ds, flt = self._high_value_scan(q, dt)
-        keys = ds.to_table(columns=[q.sort_by], filter=flt)
-        total = keys.num_rows
-        if total == 0 or k <= 0:
-            return pa.table({c: pa.array([], ds.schema.field(c).type) for c in HIGH_VALUE_COLUMNS}), total
-        k = min(k, total)
-        order = "descending" if q.descending else "ascending"
-        top = pc.select_k_unstable(keys, k, sort_keys=[(q.sort_by, order)])
-        boundary = keys[q.sort_by].take(pa.array([top[k - 1].as_py()]))[0]
-        near = (pc.field(q.sort_by) >= boundary) if q.descending else (pc.field(q.sort_by) <= boundary)
-        rows = ds.to_table(columns=list(HIGH_VALUE_COLUMNS), filter=flt & near)
-        rows = rows.sort_by([(q.sort_by, order), ("transaction_id", "ascending")]).slice(0, k)
-        return rows, total
+    def _page_sql(self, q: HighValueQuery, limit: int, offset: int) -> str:
+        order = "DESC" if q.descending else "ASC"
+        tie = "" if q.sort_by == "transaction_id" else ", transaction_id ASC"
+        return (f"SELECT {', '.join(HIGH_VALUE_COLUMNS)} FROM hv WHERE {_hv_where(q)}"
+                f" ORDER BY {q.sort_by} {order}{tie} LIMIT {int(limit)} OFFSET {int(offset)}")
 
     def high_value_page(self, q: HighValueQuery, as_of: int | datetime | None = None) -> HighValuePage:
+        """One page of the filtered, sorted high-value rows and the number of matches.
+
+        DataFusion (inside delta-rs) prunes partitions, files, row groups and pages, and sorts
+        with a top-k, so a page costs about the same on 50 million rows as on 50 thousand.
+        """
         q = q.validated()
         dt = self.table("high_value", as_of)
-        pages = 1
-        offset = (q.page - 1) * q.page_size
-        rows, total = self._sorted_rows(q, offset + q.page_size, dt)
+        total = int(self._sql(f"SELECT count(*) AS n FROM hv WHERE {_hv_where(q)}", hv=dt).column("n")[0].as_py())
         pages = max(1, -(-total // q.page_size))
         if q.page > pages:
             raise SettingsError(f"page {q.page} does not exist; the filters match {pages} page(s)")
-        df = _to_frame(rows.slice(offset, q.page_size))
-        return HighValuePage(df, total, q.page, pages, dt.version())
+        rows = self._sql(self._page_sql(q, q.page_size, (q.page - 1) * q.page_size), hv=dt)
+        return HighValuePage(_to_frame(rows), total, q.page, pages, dt.version())
 
     def high_value_csv(self, q: HighValueQuery, as_of: int | datetime | None = None,
                        max_rows: int = CSV_MAX_ROWS) -> bytes:
         """The filtered rows in sort order as CSV (at most max_rows; the page says so)."""
         q = q.validated()
-        dt = self.table("high_value", as_of)
-        rows, _ = self._sorted_rows(q, max_rows, dt)
+        rows = self._sql(self._page_sql(q, max_rows, 0), hv=self.table("high_value", as_of))
         buf = io.StringIO()
         _to_frame(rows).to_csv(buf, index=False)
         return buf.getvalue().encode()
@@ -370,10 +347,11 @@ class DeltaReader:
     def categories(self, start: datetime, end: datetime) -> list[str]:
         """Category names seen in the aggregates of the range (for the filter choices)."""
         try:
-            t = self._agg_rows(start, end, ["merchant_category"])
+            t = self._sql(f"SELECT DISTINCT merchant_category AS c FROM agg WHERE {self._window_where(_utc(start), _utc(end))}",
+                          agg=self.table("sales_agg"))
         except DataUnavailable:
             return []
-        return sorted(v for v in pc.unique(t["merchant_category"]).to_pylist() if v)
+        return sorted(v for v in t.column("c").to_pylist() if v)
 
     # -- quarantine ----------------------------------------------------------------------
     def quarantine(self, start: datetime, end: datetime, reason: str = "", limit: int = 200) -> tuple[pd.DataFrame, pd.DataFrame]:
@@ -429,6 +407,52 @@ class DeltaReader:
 
 
 # ---- helpers ---------------------------------------------------------------------------
+def _lit_ts(ts: datetime) -> str:
+    return f"TIMESTAMP '{_utc(ts):%Y-%m-%dT%H:%M:%S.%f}Z'"
+
+
+def _lit_str(value: str) -> str:
+    """A SQL string literal; quotes doubled, control characters refused (values come from users)."""
+    if any(ord(ch) < 32 for ch in value):
+        raise SettingsError("text filters must not contain control characters")
+    return "'" + value.replace("'", "''") + "'"
+
+
+def _lit_amount(value: Decimal) -> str:
+    return f"CAST('{Decimal(value).quantize(Decimal('0.01'))}' AS DECIMAL(18,2))"
+
+
+def _hv_where(q: HighValueQuery) -> str:
+    """WHERE clause of a validated query: partition range first so DataFusion prunes by event_date."""
+    parts = [f"event_date BETWEEN DATE '{q.start.date()}' AND DATE '{q.end.date()}'",
+             f"event_time >= {_lit_ts(q.start)}", f"event_time < {_lit_ts(q.end)}"]
+    if q.min_amount is not None:
+        parts.append(f"amount >= {_lit_amount(q.min_amount)}")
+    if q.max_amount is not None:
+        parts.append(f"amount <= {_lit_amount(q.max_amount)}")
+    if q.person_id:
+        parts.append(f"person_id = {_lit_str(q.person_id)}")
+    if q.merchant_id:
+        parts.append(f"merchant_id = {_lit_str(q.merchant_id)}")
+    if q.categories:
+        parts.append(f"merchant_category IN ({', '.join(_lit_str(c) for c in q.categories)})")
+    return " AND ".join(parts)
+
+
+def _check_top(n: int) -> None:
+    if not isinstance(n, int) or not 1 <= n <= 100:
+        raise SettingsError("top N must be 1..100")
+
+
+def _top_frame(t: pa.Table, label: str) -> pd.DataFrame:
+    df = t.to_pandas()
+    if df.empty:
+        return pd.DataFrame({label: pd.Series([], dtype="string"), "amount": pd.Series([], dtype="float64"),
+                             "count": pd.Series([], dtype="int64")})
+    df[label] = df[label].fillna("(unknown)")
+    return df[[label, "amount", "count"]].reset_index(drop=True)
+
+
 def _empty_series() -> pd.DataFrame:
     return pd.DataFrame({"window_start": pd.Series([], dtype="datetime64[ns, UTC]"),
                          "sales_count": pd.Series([], dtype="int64"),
@@ -436,23 +460,6 @@ def _empty_series() -> pd.DataFrame:
                          "high_value_count": pd.Series([], dtype="int64"),
                          "high_value_amount": pd.Series([], dtype="float64"),
                          "high_value_share": pd.Series([], dtype="float64")})
-
-
-def _top(t: pa.Table, col: str, n: int, *, amount: str, count: str | None, label: str) -> pd.DataFrame:
-    if not 1 <= n <= 100:
-        raise SettingsError("top N must be 1..100")
-    if t.num_rows == 0:
-        return pd.DataFrame({label: pd.Series([], dtype="string"), "amount": pd.Series([], dtype="float64"),
-                             "count": pd.Series([], dtype="int64")})
-    # count=None: every row is one transaction (the high-value table), else sum the count column
-    t = pa.table({label: t[col], "amount": pc.cast(t[amount], pa.float64()),
-                  "count": t[count] if count else pa.nulls(t.num_rows, pa.int64()).fill_null(1)})
-    g = t.group_by(label).aggregate([("amount", "sum"), ("count", "sum")])
-    g = g.rename_columns([c.removesuffix("_sum") for c in g.column_names])
-    g = g.sort_by([("amount", "descending")]).slice(0, n)
-    df = g.to_pandas()
-    df[label] = df[label].fillna("(unknown)")
-    return df[[label, "amount", "count"]]
 
 
 def _to_frame(t: pa.Table) -> pd.DataFrame:

@@ -87,6 +87,15 @@ def test_high_value_filters(demo):
     assert len(csv) == page.total + 1 and csv[0].startswith("event_time,transaction_id")
 
 
+def test_text_filters_are_literals_not_sql(demo):
+    reader, facts = demo
+    q = HighValueQuery(start=facts["now"] - timedelta(days=4), end=facts["now"] + timedelta(minutes=1),
+                       person_id="x' OR '1'='1")
+    assert reader.high_value_page(q).total == 0
+    with pytest.raises(SettingsError):
+        reader.high_value_page(HighValueQuery(**{**q.__dict__, "person_id": "a\x00b"}))
+
+
 @pytest.mark.parametrize("bad", [
     {"min_amount": Decimal("10"), "max_amount": Decimal("5")},
     {"sort_by": "raw_value"}, {"page_size": 7}, {"page": 0},
