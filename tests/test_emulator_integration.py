@@ -170,3 +170,17 @@ def test_cli_emulate_and_storm(stack, monkeypatch, capsys, tmp_path):
     monkeypatch.setenv("TORMENTA_SAMPLE_FILE", str(tmp_path / "missing.jsonl.gz"))
     assert main(["emulate", "--no-control", "--max-records", "1"]) == 1
     assert "does not exist" in capsys.readouterr().err
+
+
+def test_full_local_queue_is_backpressure_not_loss(stack):
+    from pipeline.emulator.producer import StormProducer
+    from pipeline.emulator.sources import EmulatorSource
+
+    producer = StormProducer(stack, overrides={"queue.buffering.max.messages": 1000, "linger.ms": 5})
+    source = EmulatorSource(stack.sample_file, seed=1)
+    for _ in range(4):
+        producer.send(source.fetch(5000, time.time()))
+    assert producer.flush(30) == 0
+    assert producer.backpressure_waits > 0  # the queue did fill up ...
+    assert producer.delivered == 20_000 and producer.failed == 0  # ... and nothing was lost
+    assert topic_count(stack) == 20_000

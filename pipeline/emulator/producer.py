@@ -99,29 +99,52 @@ class StormProducer:
 
     # ---- sending --------------------------------------------------------------------
     def send(self, batch: EncodedBatch, probe: bool = True) -> int:
-        """Enqueue a batch; blocks (serving reports) while the local queue is full."""
-        produce = self._producer.produce
-        topic = self.topic
-        tracked = self._on_tracked
-        probe_cb = self._on_probe
-        first = probe
-        for key, value, high in zip(batch.keys, batch.values, batch.high):
-            cb = tracked if high else (probe_cb if first else None)
-            first = False
-            while True:
-                try:
-                    if cb is None:
-                        produce(topic, value, key)
-                    else:
-                        produce(topic, value, key, on_delivery=cb)
-                    break
-                except BufferError:
-                    # Backpressure: let librdkafka drain the queue, then retry this message.
-                    self.backpressure_waits += 1
-                    self._producer.poll(0.05)
-        self.enqueued += len(batch)
+        """Enqueue a batch; blocks (serving reports) while the local queue is full.
+
+        The first message of a batch is a latency probe (`probe`); messages over the
+        threshold get the tracking callback; all others the counting default callback.
+        """
+        n = len(batch)
+        if n == 0:
+            return 0
+        pos = 0
+        if probe and not batch.high[0]:
+            self._produce_one(batch.keys[0], batch.values[0], self._on_probe)
+            pos = 1
+        while pos < n:
+            pos = self._send_from(batch, pos)
+            if pos < n:
+                # Backpressure: let librdkafka drain the queue, then go on from this message.
+                self.backpressure_waits += 1
+                self._producer.poll(0.05)
+        self.enqueued += n
         self._producer.poll(0)
-        return len(batch)
+        return n
+
+    def _send_from(self, batch: EncodedBatch, start: int) -> int:
+        """Produce from `start` on; returns the index of the first message not enqueued."""
+        produce, topic, tracked = self._producer.produce, self.topic, self._on_tracked
+        keys, values, high = batch.keys, batch.values, batch.high
+        i = start
+        try:
+            # The hot loop: no per-message branches beyond `high`, no allocations.
+            for i in range(start, len(values)):
+                if high[i]:
+                    produce(topic, values[i], keys[i], on_delivery=tracked)
+                else:
+                    produce(topic, values[i], keys[i])
+        except BufferError:
+            return i
+        return len(values)
+
+    def _produce_one(self, key, value, callback) -> None:
+        while True:
+            try:
+                self._producer.produce(self.topic, value, key, on_delivery=callback)
+                return
+            except BufferError:
+                self.backpressure_waits += 1
+                self._producer.poll(0.05)
 
     def _on_probe(self, err, msg) -> None:
         if err is not None:
