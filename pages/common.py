@@ -95,6 +95,22 @@ def broker_down_box() -> None:
     )
 
 
+def _hand_over_to_the_entry_script() -> None:
+    """Leave Streamlit's old pages/-folder mode if a fresh server started in it.
+
+    Until the entry script's st.navigation has run once, Streamlit serves a `pages/` folder
+    next to the entry by running a page file directly (no navigation, no page config). That
+    happens when the first visitor after a restart opens a page URL; flip the flag that
+    st.navigation itself flips, and rerun so the entry script routes to the same page.
+    """
+    from streamlit.runtime.pages_manager import PagesManager
+
+    if PagesManager.uses_pages_directory:
+        PagesManager.uses_pages_directory = False
+        st.rerun()
+
+
 def page_header(title: str, caption: str) -> None:
+    _hand_over_to_the_entry_script()
     st.title(title)
     st.caption(caption)

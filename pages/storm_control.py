@@ -54,10 +54,9 @@ def sync_widgets(desired: dict) -> None:
 
 
 def send(**changes) -> None:
-    """Callback: write a change to the control topic; remember the new version so widgets keep it."""
+    """Callback: write a change to the control topic; the rerun then loads the new state into the widgets."""
     try:
-        state = get_control().call("set_desired", **changes)
-        SS.storm_version = state["version"]
+        get_control().call("set_desired", **changes)
         SS.storm_sent = changes
         SS.pop("storm_error", None)
     except Exception as exc:  # noqa: BLE001 - shown at the top of the page after the rerun
@@ -152,7 +151,9 @@ with right, st.container(border=True):
         if st.form_submit_button("Apply profile", icon=":material/check:"):
             send(profile={"name": name, **params})
             st.rerun()
-    st.caption(f"Running profile: `{desired['profile']}`")
+    prof = desired["profile"]
+    args = ", ".join(f"{k}={v:g}" for k, v in prof.items() if k != "name" and isinstance(v, int | float))
+    st.caption(f"Desired profile: **{prof.get('name', 'steady')}**" + (f" ({args})" if args else ""))
 
 # ---- faults ----------------------------------------------------------------------------------
 with st.container(border=True):

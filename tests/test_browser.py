@@ -13,6 +13,7 @@ import subprocess
 import sys
 import time
 import urllib.request
+from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
@@ -37,18 +38,19 @@ pytestmark = [pytest.mark.browser,
               pytest.mark.skipif(not Path(CHROMIUM).exists(), reason="needs Debian's chromium: `make browser`")]
 
 
-@pytest.fixture(scope="module")
-def app_url(tmp_path_factory):
-    data = tmp_path_factory.mktemp("browser-data")
-    write_demo_tables(data, high_value_rows=5_000, days=2)
+@contextmanager
+def running_app(data: Path, **env: str):
+    """`streamlit run` on a free loopback port with TORMENTA_* env; stopped (process group) on exit."""
     port = free_port()
-    env = dict(os.environ, TORMENTA_DATA_DIR=str(data), TORMENTA_BOOTSTRAP_SERVERS=f"127.0.0.1:{free_port()}")
-    log = (data / "streamlit.log").open("wb")
+    full_env = dict(os.environ, TORMENTA_DATA_DIR=str(data), **{f"TORMENTA_{k.upper()}": v for k, v in env.items()})
+    full_env.setdefault("TORMENTA_BOOTSTRAP_SERVERS", f"127.0.0.1:{free_port()}")
+    log_path = data / f"streamlit-{port}.log"
+    log = log_path.open("wb")
     proc = subprocess.Popen(
         [sys.executable, "-m", "streamlit", "run", "streamlit_app.py", "--server.port", str(port),
          "--server.address", "127.0.0.1", "--server.headless", "true", "--server.fileWatcherType", "none",
          "--browser.gatherUsageStats", "false"],
-        cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
+        cwd=ROOT, env=full_env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
     url = f"http://127.0.0.1:{port}"
     try:
         deadline = time.monotonic() + 60
@@ -59,7 +61,7 @@ def app_url(tmp_path_factory):
             except OSError:
                 pass
             if proc.poll() is not None or time.monotonic() > deadline:
-                raise RuntimeError("streamlit did not start: " + (data / "streamlit.log").read_text()[-2000:])
+                raise RuntimeError("streamlit did not start: " + log_path.read_text()[-2000:])
             time.sleep(0.3)
         yield url
     finally:
@@ -70,6 +72,14 @@ def app_url(tmp_path_factory):
             os.killpg(proc.pid, signal.SIGKILL)
             proc.wait(5)
         log.close()
+
+
+@pytest.fixture(scope="module")
+def app_url(tmp_path_factory):
+    data = tmp_path_factory.mktemp("browser-data")
+    write_demo_tables(data, high_value_rows=5_000, days=2)
+    with running_app(data) as url:
+        yield url
 
 
 @pytest.fixture(scope="module")
@@ -105,3 +115,42 @@ def test_page_renders_in_chromium(app_url, browser, artifacts, path, must_show, 
             assert title in nav
     finally:
         page.close()
+
+
+def settle(page) -> None:
+    page.wait_for_function("() => !document.querySelector('[data-testid=stStatusWidget]')", timeout=30_000)
+    page.wait_for_timeout(1200)
+
+
+@pytest.mark.integration
+def test_storm_control_with_a_real_broker(browser, artifacts, stack, tmp_path):
+    """With Kafka up, the page shows the desired state and a slider change reaches the control topic."""
+    from pipeline.emulator.control import EmulatorControl
+
+    write_demo_tables(tmp_path, high_value_rows=500, days=1)
+    env = {"bootstrap_servers": stack.bootstrap_servers, "topic": stack.topic,
+           "control_topic": stack.control_topic, "status_topic": stack.status_topic}
+    with running_app(tmp_path, **env) as url, EmulatorControl(stack) as ctl:
+        ctl.set_desired(rate=30_000)
+        page = browser.new_page(viewport={"width": 1440, "height": 1100})
+        try:
+            page.goto(f"{url}/storm_control", wait_until="domcontentloaded")
+            page.get_by_text("Rate (transactions per second)").first.wait_for(timeout=30_000)
+            page.get_by_text("No emulator is reporting").first.wait_for(timeout=30_000)
+            settle(page)
+            assert "30,000 tx/s" in page.inner_text("body")
+            nav = page.locator('[data-testid="stSidebarNav"]').inner_text()
+            assert "Overview" in nav and "common" not in nav  # routed by st.navigation, even as the first visit
+            page.get_by_role("button", name="Christmas · 50,000 tx/s").click()
+            deadline = time.monotonic() + 10
+            while ctl.desired()["rate"] != 50_000 and time.monotonic() < deadline:
+                time.sleep(0.2)
+            assert ctl.desired()["rate"] == 50_000
+            page.get_by_text("50,000 tx/s =").first.wait_for(timeout=10_000)
+            settle(page)
+            slider = page.locator('[data-testid="stSlider"]').first.inner_text()
+            assert "50000" in slider.replace(",", ""), slider  # the widget follows the new desired state
+            page.screenshot(path=str(artifacts / "dashboard-storm_control-live.png"), full_page=True)
+            assert page.locator('[data-testid="stException"]').count() == 0
+        finally:
+            page.close()
