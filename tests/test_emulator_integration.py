@@ -184,3 +184,31 @@ def test_full_local_queue_is_backpressure_not_loss(stack):
     assert producer.backpressure_waits > 0  # the queue did fill up ...
     assert producer.delivered == 20_000 and producer.failed == 0  # ... and nothing was lost
     assert topic_count(stack) == 20_000
+
+
+def test_sigterm_stops_the_emulator_process_cleanly(stack):
+    import os
+    import signal
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    env = {**os.environ, "TORMENTA_BOOTSTRAP_SERVERS": stack.bootstrap_servers, "TORMENTA_TOPIC": stack.topic,
+           "TORMENTA_CONTROL_TOPIC": stack.control_topic, "TORMENTA_STATUS_TOPIC": stack.status_topic,
+           "TORMENTA_DATA_DIR": str(stack.data_dir)}
+    root = Path(__file__).resolve().parent.parent
+    proc = subprocess.Popen([sys.executable, "-m", "pipeline", "emulate", "--rate", "2000", "--duration", "60"],
+                            cwd=root, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        wait_for(lambda: topic_count(stack) > 1000, timeout=20, step=0.1)
+        proc.send_signal(signal.SIGTERM)
+        out, err = proc.communicate(timeout=20)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+    assert proc.returncode == 0, err
+    summary = json.loads(out)
+    assert summary["stopped_by"] == "signal" and summary["failed"] == 0
+    assert summary["delivered"] == summary["sent"] == topic_count(stack)
+    assert "achieved" in err  # the live status line

@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from pipeline.contract import Invalid, parse_timestamp, validate
+from pipeline.contract import Invalid, validate
 from pipeline.emulator.binarizer import FaultInjector, JsonBinarizer, late_by
 from pipeline.emulator.control import apply_changes, default_desired, normalise
 from pipeline.emulator.pacing import Pacer

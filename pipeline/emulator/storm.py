@@ -28,8 +28,7 @@ from typing import Any
 from ..errors import EmulatorError
 from ..settings import Settings
 from .binarizer import FaultInjector, JsonBinarizer
-from .control import (ControlFollower, EmulatorControl, StatusPublisher, apply_changes, default_desired,
-                      now_iso)
+from .control import ControlFollower, EmulatorControl, StatusPublisher, apply_changes, default_desired, now_iso
 from .pacing import Pacer
 from .presets import make_profile
 from .producer import StormProducer
