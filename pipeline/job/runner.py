@@ -58,6 +58,7 @@ class HighValueBatchWriter:
         self.paths = {n: str(settings.table_path(n)) for n in tables.SCHEMAS}
         self.batches_done = 0
         self.last_end_offsets: dict[int, int] = {}
+        self.last_timings: dict[str, float] = {}  # seconds per stage of the last batch (bench, logs)
 
     def __call__(self, batch_df, batch_id: int) -> None:
         from delta.tables import DeltaTable
@@ -68,6 +69,14 @@ class HighValueBatchWriter:
         trigger_time = datetime.now(UTC)
         spark = batch_df.sparkSession
         parsed = transforms.parse_messages(batch_df).persist()
+        timings = self.last_timings = {}
+        mark = [time.perf_counter()]
+
+        def lap(stage: str) -> None:
+            now_ = time.perf_counter()
+            timings[stage] = now_ - mark[0]
+            mark[0] = now_
+
         try:
             now = F.lit(trigger_time.replace(tzinfo=None)).cast("timestamp")
             stats = parsed.agg(
@@ -80,10 +89,12 @@ class HighValueBatchWriter:
                     parsed.groupBy("kafka_partition").agg((F.max("kafka_offset") + 1).alias("end")).collect()}
             n, bad = stats["n"] or 0, stats["bad"] or 0
             app = f"tormenta-{self.query_name}"
+            lap("read+parse")
 
             if bad:
                 q = transforms.quarantine_rows(parsed, now).withColumn("batch_id", F.lit(batch_id).cast("long"))
                 _append(q, self.paths["quarantine"], f"{app}-quarantine", batch_id)
+            lap("quarantine")
 
             valid = transforms.valid_rows(parsed)
             hv = transforms.high_value(valid, s.threshold)
@@ -96,6 +107,7 @@ class HighValueBatchWriter:
             if hv_rows:
                 self._merge_high_value(spark, DeltaTable, hv, stats["min_et"], stats["max_et"])
             hv.unpersist()
+            lap("high_value")
 
             agg_rows = 0
             if n - bad:
@@ -105,6 +117,7 @@ class HighValueBatchWriter:
                 agg_rows = agg.count()
                 _append(agg, self.paths["sales_agg"], f"{app}-sales_agg", batch_id)
                 agg.unpersist()
+            lap("sales_agg")
 
             self.last_end_offsets.update(ends)
             behind = self._offsets_behind()
@@ -117,8 +130,10 @@ class HighValueBatchWriter:
                 schema=" ".join(tables.SCHEMAS["batch_metrics"].split()),
             )
             _append(metrics.coalesce(1), self.paths["batch_metrics"], f"{app}-metrics", batch_id)
-            log.info("batch %d: %d in, %d high-value, %d quarantined, %.1fs, %s behind",
-                     batch_id, n, hv_rows, bad, time.time() - started, behind)
+            lap("metrics")
+            log.info("batch %d: %d in, %d high-value, %d quarantined, %.1fs, %s behind (%s)",
+                     batch_id, n, hv_rows, bad, time.time() - started, behind,
+                     ", ".join(f"{k} {v:.2f}s" for k, v in timings.items()))
         finally:
             parsed.unpersist()
         self.batches_done += 1
