@@ -1,0 +1,16 @@
+"""Closed-loop volumetric test ("Will it hold at Christmas?").
+
+`python -m pipeline loadtest --profile christmas` drives the real storm emulator through a
+plan (warm-up, ramp, hold at the peak, steps beyond the peak) while the real Spark job
+runs on a fresh topic and data folder, samples every second, judges each step (holds /
+degrades / breaks), reconciles what was sent with the Delta tables by transaction id and
+writes a self-contained HTML report. See docs/LOADTEST.md.
+
+- `plan`: the plans and their scaling,
+- `sampling`: what is measured each second (rates, offsets, lag, processes),
+- `verdict`: the rules that turn samples and batch metrics into a verdict (pure),
+- `reconcile`: sent vs Delta by id and per window (pure + a Delta read),
+- `report`: the HTML report (Plotly),
+- `runner`: the orchestration of broker, topic, job, emulator and sampler,
+- `cli`: ``loadtest`` and ``capacity`` sub-commands.
+"""

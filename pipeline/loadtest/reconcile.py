@@ -1,0 +1,176 @@
+"""After a run: what was sent vs what is in Delta (by transaction id and per window), and freshness.
+
+* expected = the transaction ids the emulator recorded for every *delivered* record over
+  the threshold (``--record-ids``); actual = the ``transaction_id`` column of the run's
+  ``high_value`` Delta table (read with delta-rs). lost = expected - actual, unexpected =
+  actual - expected, duplicated = ids that occur more than once in the table.
+* per window: the emulator's own per-minute counts (sent, over threshold; its summary's
+  ``sent_by_minute``) next to the high-value rows per minute of event time in Delta.
+* totals along the pipe: emulator sent / delivered, broker log-end offsets, rows the job
+  read (sum of ``batch_metrics.input_rows``).
+* freshness of each high-value row: the time its batch's MERGE became visible in the Delta
+  log (commit timestamp) minus its event time.
+"""
+
+from __future__ import annotations
+
+import collections
+from dataclasses import asdict, dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+MAX_EXAMPLES = 20
+
+
+@dataclass
+class Reconciliation:
+    expected: int
+    actual_rows: int
+    actual_unique: int
+    lost: int
+    duplicated: int
+    unexpected: int
+    lost_examples: list[str] = field(default_factory=list)
+    duplicated_examples: list[str] = field(default_factory=list)
+    unexpected_examples: list[str] = field(default_factory=list)
+    expected_file_duplicates: int = 0
+    windows: list[dict[str, Any]] = field(default_factory=list)
+    totals: dict[str, Any] = field(default_factory=dict)
+    complete: bool = True
+    note: str = ""
+
+    @property
+    def ok(self) -> bool:
+        return self.lost == 0 and self.duplicated == 0 and self.unexpected == 0
+
+    def as_dict(self) -> dict[str, Any]:
+        return asdict(self) | {"ok": self.ok}
+
+    def sentence(self) -> str:
+        if self.ok:
+            return (f"{self.expected:,} high-value transactions sent, {self.actual_unique:,} in Delta: "
+                    "0 lost, 0 duplicated, 0 unexpected.")
+        return (f"{self.expected:,} sent, {self.actual_unique:,} in Delta: {self.lost:,} lost, "
+                f"{self.duplicated:,} duplicated, {self.unexpected:,} unexpected.")
+
+
+def compare_ids(expected: list[str], actual: list[str], *, max_examples: int = MAX_EXAMPLES) -> Reconciliation:
+    """Pure comparison of two id lists (expected may repeat if a record was recorded twice)."""
+    exp_counts = collections.Counter(expected)
+    act_counts = collections.Counter(actual)
+    exp, act = set(exp_counts), set(act_counts)
+    lost = sorted(exp - act)
+    unexpected = sorted(act - exp)
+    dup = sorted(k for k, n in act_counts.items() if n > 1)
+    return Reconciliation(
+        expected=len(exp), actual_rows=len(actual), actual_unique=len(act), lost=len(lost),
+        duplicated=len(dup), unexpected=len(unexpected), lost_examples=lost[:max_examples],
+        duplicated_examples=dup[:max_examples], unexpected_examples=unexpected[:max_examples],
+        expected_file_duplicates=sum(n - 1 for n in exp_counts.values() if n > 1),
+    )
+
+
+def read_ids(path: Path) -> list[str]:
+    try:
+        return [line.strip() for line in path.read_text().splitlines() if line.strip()]
+    except OSError:
+        return []
+
+
+def _minute(epoch_s: float) -> str:
+    return datetime.fromtimestamp(int(epoch_s // 60) * 60, UTC).strftime("%Y-%m-%dT%H:%M:00Z")
+
+
+def per_window(sent_by_minute: list[dict[str, Any]], event_times_s: np.ndarray) -> list[dict[str, Any]]:
+    """Emulator per-minute counts next to Delta high-value rows per minute of event time."""
+    delta_counts = collections.Counter(_minute(t) for t in event_times_s.tolist()) if len(event_times_s) else {}
+    rows = []
+    minutes = sorted({w["minute"] for w in sent_by_minute} | set(delta_counts))
+    sent = {w["minute"]: w for w in sent_by_minute}
+    for m in minutes:
+        w = sent.get(m, {})
+        over = w.get("over_threshold")
+        in_delta = int(delta_counts.get(m, 0))
+        rows.append({"minute": m, "sent": w.get("sent"), "over_threshold": over, "in_delta": in_delta,
+                     "difference": (in_delta - over) if over is not None else None})
+    return rows
+
+
+# ---- Delta reads (delta-rs) -----------------------------------------------------------------------
+def _to_epoch(col) -> np.ndarray:
+    """A pyarrow timestamp column (naive = UTC) as float epoch seconds."""
+    import pyarrow as pa
+    import pyarrow.compute as pc
+
+    if len(col) == 0:
+        return np.array([], dtype=float)
+    micros = pc.cast(pc.cast(col, pa.timestamp("us")), pa.int64())
+    return micros.to_numpy(zero_copy_only=False).astype(float) / 1e6
+
+
+def read_high_value(path: Path):
+    """transaction_id, event_time (epoch s), batch_id of every row, or empty arrays."""
+    from deltalake import DeltaTable
+
+    if not (path / "_delta_log").is_dir():
+        return [], np.array([]), np.array([], dtype=np.int64)
+    t = DeltaTable(str(path)).to_pyarrow_table(columns=["transaction_id", "event_time", "batch_id"])
+    return (t.column("transaction_id").to_pylist(), _to_epoch(t.column("event_time")),
+            t.column("batch_id").to_numpy(zero_copy_only=False).astype(np.int64))
+
+
+def read_batches(path: Path) -> list[dict[str, Any]]:
+    """Rows of the run's batch_metrics table (high_value query), trigger_time as epoch seconds."""
+    from deltalake import DeltaTable
+
+    if not (path / "_delta_log").is_dir():
+        return []
+    t = DeltaTable(str(path)).to_pyarrow_table(
+        columns=["query", "batch_id", "trigger_time", "duration_s", "trigger_interval_s", "input_rows",
+                 "high_value_rows", "offsets_behind", "event_lag_s"])
+    epochs = _to_epoch(t.column("trigger_time"))
+    rows = t.drop_columns(["trigger_time"]).to_pylist()
+    out = []
+    for r, ts in zip(rows, epochs.tolist()):
+        if r["query"] != "high_value":
+            continue
+        r["trigger_time"] = ts
+        out.append(r)
+    return sorted(out, key=lambda r: r["batch_id"])
+
+
+def merge_commit_times(path: Path) -> list[float]:
+    """Epoch seconds of every MERGE/WRITE commit of the high-value table, ascending."""
+    from deltalake import DeltaTable
+
+    if not (path / "_delta_log").is_dir():
+        return []
+    hist = DeltaTable(str(path)).history()
+    return sorted(h["timestamp"] / 1000.0 for h in hist if str(h.get("operation", "")).upper() in ("MERGE", "WRITE"))
+
+
+def visible_times(batches: list[dict[str, Any]], commits: list[float], slack_s: float = 2.0) -> dict[int, float]:
+    """batch_id -> when its rows became visible: the first MERGE commit inside the batch's run
+    (trigger time .. trigger time + duration); the batch end if no commit matches."""
+    out = {}
+    arr = np.asarray(commits, dtype=float)
+    for b in batches:
+        start = float(b["trigger_time"])
+        end = start + float(b["duration_s"])
+        i = int(np.searchsorted(arr, start - 0.5)) if arr.size else 0
+        if arr.size and i < arr.size and arr[i] <= end + slack_s:
+            out[int(b["batch_id"])] = float(arr[i])
+        else:
+            out[int(b["batch_id"])] = end
+    return out
+
+
+def freshness(event_times: np.ndarray, batch_ids: np.ndarray, visible: dict[int, float]) -> np.ndarray:
+    """Seconds from event time to visibility in Delta, one per row (NaN if the batch is unknown)."""
+    if event_times.size == 0:
+        return np.array([], dtype=float)
+    vis = np.array([visible.get(int(b), np.nan) for b in batch_ids.tolist()], dtype=float)
+    return vis - event_times

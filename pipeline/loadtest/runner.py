@@ -1,0 +1,625 @@
+"""Orchestrate one load test: broker, fresh topic and data folder, job, emulator, sampler, report.
+
+    result = LoadTest(settings, LoadTestOptions(profile="christmas")).run(stop_event)
+
+1. use the running broker, or start the embedded one (and stop it afterwards);
+2. create a fresh topic ``loadtest-<run-id>`` (plus private control/status topics) and a
+   data folder ``<data_dir>/loadtests/<run-id>/`` with the job's own checkpoints and Delta
+   tables, so a run never mixes with production data;
+3. start the real job as a subprocess (``python -m pipeline job --query high_value`` with
+   the plan's trigger interval) and wait until its query runs;
+4. start the real emulator as a subprocess recording the ids of delivered over-threshold
+   records, and steer it step by step through its control topic (ramps use its ``ramp``
+   profile); after each step the live verdict decides whether to push further;
+5. stop producing, let the job catch up (committed offsets = log end, with a timeout), stop
+   the job; then judge every step, reconcile, and write ``result.json``, ``samples.json``
+   and the self-contained ``report.html``; delete the run's topics (unless kept).
+
+A stop request (SIGINT/SIGTERM in the CLI, the Stop button of the page) ends the current
+step at once and goes on with the catch-up (shortened) and the report; a second request
+skips the catch-up. Every process the run started is stopped in all cases.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import platform
+import shutil
+import signal
+import subprocess
+import sys
+import threading
+import time
+import uuid
+from dataclasses import asdict, dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from ..errors import TormentaError
+from ..settings import PROJECT_ROOT, Settings
+from . import plan as plans
+from . import reconcile, verdict
+from .sampling import Sampler, listener_pid
+
+log = logging.getLogger(__name__)
+
+EMULATOR_NAME = "loadtest"
+
+
+class LoadTestError(TormentaError):
+    """A load test could not start or run."""
+
+
+@dataclass
+class LoadTestOptions:
+    profile: str = "christmas"
+    scale: float = 1.0
+    trigger_s: float | None = None
+    ceiling: float | None = None
+    normal: float | None = None
+    peak: float | None = None
+    beyond: bool = True
+    keep_topic: bool = False
+    catch_up_timeout_s: float = 300.0
+    run_id: str | None = None
+
+    def build_plan(self) -> plans.Plan:
+        return plans.build_plan(self.profile, scale=self.scale, trigger_s=self.trigger_s, ceiling=self.ceiling,
+                                normal=self.normal, peak=self.peak, beyond=self.beyond)
+
+
+def new_run_id() -> str:
+    return datetime.now(UTC).strftime("%Y%m%d-%H%M%S") + "-" + uuid.uuid4().hex[:4]
+
+
+def runs_dir(settings: Settings) -> Path:
+    return settings.data_dir / "loadtests"
+
+
+def _write_json(path: Path, data: Any) -> None:
+    tmp = path.with_suffix(path.suffix + ".tmp")
+    tmp.write_text(json.dumps(data, default=str))
+    os.replace(tmp, path)
+
+
+def machine_facts() -> dict[str, Any]:
+    import psutil
+
+    model = ""
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                model = line.split(":", 1)[1].strip()
+                break
+    except OSError:
+        pass
+    facts: dict[str, Any] = {
+        "host": platform.node(), "os": platform.platform(), "cpu_model": model,
+        "logical_cores": psutil.cpu_count(), "physical_cores": psutil.cpu_count(logical=False),
+        "memory_gb": round(psutil.virtual_memory().total / 2**30, 1),
+        "load_average_at_start": [round(x, 2) for x in os.getloadavg()],
+        "python": platform.python_version(),
+    }
+    try:
+        out = subprocess.run(["java", "-version"], capture_output=True, text=True, timeout=20)
+        facts["java"] = (out.stderr or out.stdout).splitlines()[0]
+    except (OSError, subprocess.SubprocessError, IndexError):
+        facts["java"] = "unknown"
+    for mod in ("pyspark", "confluent_kafka", "deltalake", "delta"):
+        try:
+            from importlib.metadata import version
+
+            facts[mod] = version({"delta": "delta-spark", "confluent_kafka": "confluent-kafka"}.get(mod, mod))
+        except Exception:  # noqa: BLE001 - a fact we can do without
+            pass
+    return facts
+
+
+class _Child:
+    def __init__(self, name: str, cmd: list[str], env: dict[str, str], log_path: Path, stdout: Path | None = None):
+        self.name = name
+        self.log_path = log_path
+        err = open(log_path, "ab")
+        out = open(stdout, "wb") if stdout else err
+        try:
+            self.proc = subprocess.Popen(cmd, stdout=out, stderr=err, stdin=subprocess.DEVNULL, cwd=PROJECT_ROOT,
+                                         env=env, start_new_session=True)
+        finally:
+            err.close()
+            if stdout:
+                out.close()
+
+    @property
+    def pid(self) -> int:
+        return self.proc.pid
+
+    def alive(self) -> bool:
+        return self.proc.poll() is None
+
+    def stop(self, timeout: float = 60.0) -> int | None:
+        if self.proc.poll() is None:
+            try:
+                os.killpg(self.proc.pid, signal.SIGTERM)
+            except ProcessLookupError:
+                pass
+            try:
+                self.proc.wait(timeout)
+            except subprocess.TimeoutExpired:
+                log.warning("%s did not stop within %.0f s; killing it", self.name, timeout)
+                try:
+                    os.killpg(self.proc.pid, signal.SIGKILL)
+                except ProcessLookupError:
+                    pass
+                self.proc.wait(10)
+        return self.proc.returncode
+
+    def tail(self, lines: int = 15) -> str:
+        try:
+            return "\n".join(self.log_path.read_text(errors="replace").splitlines()[-lines:])
+        except OSError:
+            return "(no log)"
+
+
+class LoadTest:
+    """One run; `run()` returns the result dict (also saved as result.json)."""
+
+    def __init__(self, settings: Settings, options: LoadTestOptions | None = None, *,
+                 abort_event: threading.Event | None = None):
+        self.settings = settings
+        self.options = options or LoadTestOptions()
+        self.plan = self.options.build_plan()
+        self.run_id = self.options.run_id or new_run_id()
+        self.dir = runs_dir(settings) / self.run_id
+        self.abort = abort_event or threading.Event()
+        self.run_settings = settings.replace(
+            topic=f"loadtest-{self.run_id}", control_topic=f"loadtest-{self.run_id}.control",
+            status_topic=f"loadtest-{self.run_id}.status", data_dir=self.dir / "data",
+            trigger_interval=self.plan.trigger_s, compact_every=0)
+        self.windows: list[dict[str, Any]] = []
+        self.phase = "starting"
+        self.events: list[dict[str, Any]] = []
+        self._t_start = time.time()
+        self._steps_started_at: float | None = None
+        self._current: plans.Step | None = None
+        self._current_start = 0.0
+
+    # ---- progress ---------------------------------------------------------------------------
+    def _event(self, text: str) -> None:
+        log.info("%s", text)
+        self.events.append({"t": round(time.time(), 3), "text": text})
+
+    def _fraction(self) -> float:
+        if self.phase == "done":
+            return 1.0
+        if self._steps_started_at is None:
+            return 0.03
+        if self.phase.startswith("step"):
+            done = sum(s.duration_s for s in self.plan.steps if self._current and s.index < self._current.index)
+            within = min(self._current.duration_s, time.time() - self._current_start) if self._current else 0.0
+            return 0.05 + 0.8 * min(1.0, (done + within) / max(1.0, self.plan.planned_seconds))
+        return {"stopping emulator": 0.86, "catching up": 0.88, "stopping job": 0.93, "reconciling": 0.95,
+                "writing report": 0.98}.get(self.phase, 0.9)
+
+    def _progress(self, sample: dict[str, Any] | None = None, state: str = "running") -> None:
+        data = {"run_id": self.run_id, "pid": os.getpid(), "state": state, "phase": self.phase,
+                "fraction": round(self._fraction(), 3), "elapsed_s": round(time.time() - self._t_start, 1),
+                "planned_s": self.plan.planned_seconds, "plan": self.plan.name,
+                "step": self._current.label if self._current else None,
+                "updated": time.time(), "events": self.events[-8:]}
+        if sample:
+            data["last"] = {k: sample.get(k) for k in ("target_rate", "achieved_rate", "lag_records", "lag_s",
+                                                        "batches", "latency_p99_ms", "cpu_machine")}
+        try:
+            _write_json(self.dir / "progress.json", data)
+        except OSError:
+            pass
+
+    # ---- main -------------------------------------------------------------------------------
+    def run(self, stop_event: threading.Event | None = None) -> dict[str, Any]:
+        from ..broker import EmbeddedBroker
+
+        stop = stop_event or threading.Event()
+        self.dir.mkdir(parents=True, exist_ok=True)
+        (self.dir / "loadtest.pid").write_text(str(os.getpid()))
+        _write_json(self.dir / "plan.json", self.plan.as_dict())
+        self._progress()
+        self._event(self.plan.describe())
+        broker = EmbeddedBroker(self.settings)
+        started_broker = False
+        state, error = "done", None
+        try:
+            facts = machine_facts()
+            status = broker.status()
+            if not status.answers:
+                self._event("no broker answers: starting the embedded one")
+                broker.start()
+                started_broker = True
+            broker_pid = broker.read_pid() or listener_pid(self.settings.first_bootstrap[1])
+            samples, emulator_summary, caught_up, job_rc, state, error = self._drive(stop, broker_pid)
+            self.phase = "reconciling"
+            self._progress()
+            result = self._result(samples, emulator_summary, caught_up, facts, state, error, job_rc, broker_pid)
+            self.phase = "writing report"
+            self._progress()
+            from .report import write_report
+
+            write_report(self.dir, result, samples)
+        finally:
+            self._cleanup(started_broker, broker)
+            (self.dir / "loadtest.pid").unlink(missing_ok=True)
+        self.phase = "done"
+        self._progress(state=state)
+        return result
+
+    def _drive(self, stop: threading.Event, broker_pid: int | None):
+        """Topic, job, sampler, emulator, steps, catch-up; always stops what it started."""
+        from ..emulator.control import EmulatorControl, ensure_control_topics
+        from ..topic import ensure_topic
+
+        rs = self.run_settings
+        job = emulator = None
+        sampler: Sampler | None = None
+        ctl = None
+        emulator_summary: dict[str, Any] = {}
+        caught_up = False
+        state, error = "done", None
+        job_rc = None
+        try:
+            ensure_topic(rs)
+            ensure_control_topics(rs)
+            self._event(f"topic {rs.topic} ({rs.partitions} partitions), data in {rs.data_dir}")
+            env = self._env()
+            py = sys.executable
+            job = _Child("job", [py, "-m", "pipeline", "job", "--query", "high_value"], env, self.dir / "job.log")
+            self._event(f"job started (pid {job.pid}), trigger {self.plan.trigger_s:g} s")
+            self._wait_for_job(job, stop)
+            sampler = Sampler(bootstrap=rs.bootstrap_servers, topic=rs.topic, status_topic=rs.status_topic,
+                              emulator_name=EMULATOR_NAME, checkpoint=rs.checkpoint_dir / "high_value",
+                              pids=lambda: {"emulator": emulator.pid if emulator else None, "broker": broker_pid,
+                                            "job": job.pid, "loadtest": os.getpid()},
+                              target=self._target_at, job_alive=job.alive, on_sample=self._progress)
+            sampler.start()
+            time.sleep(1.5)  # the status consumer positions itself before the first status
+            first = self.plan.steps[0]
+            emulator = _Child("emulator", [py, "-m", "pipeline", "emulate", "--name", EMULATOR_NAME,
+                                           "--rate", f"{first.rate:g}", "--record-ids", str(self.dir / "ids.txt"),
+                                           "--quiet"], env, self.dir / "emulator.log",
+                              stdout=self.dir / "emulator.out.json")
+            self._wait_for_emulator(emulator, sampler, stop)
+            ctl = EmulatorControl(rs, EMULATOR_NAME)
+            self._run_steps(ctl, sampler, job, emulator, stop)
+            self.phase = "stopping emulator"
+            self._progress()
+            emulator_summary = self._stop_emulator(ctl, emulator)
+            self.phase = "catching up"
+            self._progress()
+            if not self.abort.is_set():
+                caught_up = self._catch_up(sampler, job, stop)
+                time.sleep(1.2)  # one more sample after the last commit
+        except TormentaError as exc:
+            state, error = "failed", str(exc)
+            self._event(f"failed: {exc}")
+        except Exception as exc:  # noqa: BLE001 - the run must still stop its processes and report
+            state, error = "failed", f"{type(exc).__name__}: {exc}"
+            log.exception("load test failed")
+            self._event(f"failed: {error}")
+        finally:
+            if sampler is not None:
+                sampler.stop()
+            if emulator is not None and emulator.alive():
+                emulator.stop(30)
+            if ctl is not None:
+                ctl.close()
+            self.phase = "stopping job"
+            self._progress()
+            if job is not None:
+                job_rc = job.stop(60)
+        if stop.is_set() and state == "done":
+            state = "stopped"
+        return (sampler.samples if sampler else []), emulator_summary, caught_up, job_rc, state, error
+
+    # ---- pieces -------------------------------------------------------------------------------
+    def _env(self) -> dict[str, str]:
+        rs = self.run_settings
+        env = dict(os.environ)
+        env.update({
+            "TORMENTA_BOOTSTRAP_SERVERS": rs.bootstrap_servers, "TORMENTA_TOPIC": rs.topic,
+            "TORMENTA_CONTROL_TOPIC": rs.control_topic, "TORMENTA_STATUS_TOPIC": rs.status_topic,
+            "TORMENTA_DATA_DIR": str(rs.data_dir), "TORMENTA_TRIGGER_INTERVAL": f"{self.plan.trigger_s:g}s",
+            "TORMENTA_COMPACT_EVERY": "0", "TORMENTA_THRESHOLD": str(rs.threshold),
+            "TORMENTA_PARTITIONS": str(rs.partitions), "PYTHONUNBUFFERED": "1",
+        })
+        return env
+
+    def _wait_for_job(self, job: _Child, stop: threading.Event, timeout: float = 180.0) -> None:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline and not stop.is_set():
+            if not job.alive():
+                raise LoadTestError(f"the job exited with code {job.proc.returncode} at start-up:\n{job.tail()}")
+            # Batch 0 runs at once, even on an empty topic; waiting for its commit means the
+            # warm-up step does not pay for the JVM's first-batch start-up (class loading, codegen).
+            if (self.run_settings.checkpoint_dir / "high_value" / "commits" / "0").exists():
+                self._event("job query high_value is running (first batch committed)")
+                return
+            time.sleep(0.5)
+        if not stop.is_set():
+            raise LoadTestError(f"the job did not start its query within {timeout:.0f} s; see {job.log_path}")
+
+    def _wait_for_emulator(self, emulator: _Child, sampler: Sampler, stop: threading.Event,
+                           timeout: float = 60.0) -> None:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline and not stop.is_set():
+            if not emulator.alive():
+                raise LoadTestError(f"the emulator exited with code {emulator.proc.returncode}:\n{emulator.tail()}")
+            if sampler.status is not None:
+                self._event(f"emulator producing (pid {emulator.pid})")
+                return
+            time.sleep(0.2)
+        if not stop.is_set():
+            raise LoadTestError(f"no status from the emulator within {timeout:.0f} s; see {emulator.log_path}")
+
+    def _target_at(self, now: float) -> tuple[int | None, float]:
+        step = self._current
+        if step is None or self.phase != f"step {step.index + 1}/{len(self.plan.steps)}":
+            return None, 0.0
+        return step.index, step.target_at(now - self._current_start)
+
+    def _apply(self, ctl, step: plans.Step) -> None:
+        if step.kind == "ramp":
+            ctl.set_desired(rate=step.rate, profile={"name": "ramp", "from": step.start_rate,
+                                                     "seconds": step.duration_s})
+        else:
+            ctl.set_desired(rate=step.rate, profile={"name": "steady"})
+
+    def _run_steps(self, ctl, sampler: Sampler, job: _Child, emulator: _Child, stop: threading.Event) -> None:
+        self._steps_started_at = time.time()
+        for step in self.plan.steps:
+            if stop.is_set():
+                break
+            if step.index > 0:
+                self._apply(ctl, step)
+            self._current, self._current_start = step, time.time()
+            self.phase = f"step {step.index + 1}/{len(self.plan.steps)}"
+            self._event(f"{self.phase}: {step.label} tx/s for {step.duration_s:g} s")
+            end = self._current_start + step.duration_s
+            while time.time() < end and not stop.is_set():
+                if not job.alive() or not emulator.alive():
+                    break
+                stop.wait(min(0.5, max(0.0, end - time.time())))
+            window = {"index": step.index, "label": step.label, "kind": step.kind, "target": step.mean_target(),
+                      "rate": step.rate, "start": self._current_start, "end": time.time(),
+                      "planned_s": step.duration_s, "complete": not stop.is_set()}
+            self.windows.append(window)
+            if not job.alive():
+                self._event(f"the job died during {step.label}: exit code {job.proc.returncode}")
+                break
+            if not emulator.alive():
+                self._event(f"the emulator died during {step.label}: exit code {emulator.proc.returncode}")
+                break
+            batches = self._batches()
+            live = verdict.step_stats(window, list(sampler.samples), batches, self.plan.trigger_s)
+            self._event(f"{step.label}: {live.verdict} (live)" + (f" — {'; '.join(live.reasons)}" if live.reasons else ""))
+            if live.verdict == verdict.BREAKS and step.kind != "ramp":
+                self._event(f"stopping the plan: {step.label} breaks")
+                break
+        self._current = None
+
+    def _batches(self) -> list[dict[str, Any]]:
+        try:
+            return reconcile.read_batches(self.run_settings.table_path("batch_metrics"))
+        except Exception as exc:  # noqa: BLE001 - a table mid-commit; the next read will do
+            log.debug("batch metrics not readable yet: %s", exc)
+            return []
+
+    def _stop_emulator(self, ctl, emulator: _Child, timeout: float = 60.0) -> dict[str, Any]:
+        try:
+            ctl.set_desired(state="stopped")
+        except TormentaError as exc:
+            self._event(f"could not stop the emulator through its control topic ({exc}); sending SIGTERM")
+            emulator.stop(timeout)
+        try:
+            emulator.proc.wait(timeout)
+        except subprocess.TimeoutExpired:
+            emulator.stop(30)
+        out = self.dir / "emulator.out.json"
+        try:
+            summary = json.loads(out.read_text())
+        except (OSError, ValueError):
+            summary = {}
+            self._event(f"no summary from the emulator (exit code {emulator.proc.returncode}); see {emulator.log_path}")
+        if summary:
+            self._event(f"emulator stopped: sent {summary.get('sent', 0):,}, delivered {summary.get('delivered', 0):,},"
+                        f" failed {summary.get('failed', 0):,}")
+        return summary
+
+    def _catch_up(self, sampler: Sampler, job: _Child, stop: threading.Event) -> bool:
+        timeout = self.options.catch_up_timeout_s
+        if stop.is_set():
+            timeout = min(timeout, 3 * self.plan.trigger_s + 30)
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline and not self.abort.is_set():
+            s = sampler.samples[-1] if sampler.samples else None
+            if s and s.get("job_offset") is not None and s["log_end"] > 0 and s["job_offset"] >= s["log_end"]:
+                self._event(f"job caught up: {s['log_end']:,} records committed")
+                return True
+            if not job.alive():
+                self._event("the job died while catching up")
+                return False
+            time.sleep(0.5)
+        s = sampler.samples[-1] if sampler.samples else {}
+        self._event(f"job did not catch up within {timeout:.0f} s: {s.get('lag_records')} records behind")
+        return False
+
+    def _cleanup(self, started_broker: bool, broker) -> None:
+        rs = self.run_settings
+        if not self.options.keep_topic:
+            try:
+                from ..topic import admin
+
+                futures = admin(rs).delete_topics([rs.topic, rs.control_topic, rs.status_topic],
+                                                  operation_timeout=15)
+                for f in futures.values():
+                    try:
+                        f.result(20)
+                    except Exception:  # noqa: BLE001 - a topic that is already gone
+                        pass
+            except Exception as exc:  # noqa: BLE001
+                self._event(f"could not delete the run's topics: {exc}")
+        shutil.rmtree(rs.data_dir / "spark-tmp", ignore_errors=True)
+        if started_broker:
+            self._event(broker.stop())
+
+    # ---- results ------------------------------------------------------------------------------
+    def _result(self, samples: list[dict], emulator_summary: dict, caught_up: bool, facts: dict, state: str,
+                error: str | None, job_rc: int | None, broker_pid: int | None) -> dict[str, Any]:
+        rs = self.run_settings
+        trigger = self.plan.trigger_s
+        batches = self._batches()
+        ids, event_times, batch_ids = reconcile.read_high_value(rs.table_path("high_value"))
+        commits = reconcile.merge_commit_times(rs.table_path("high_value"))
+        visible = reconcile.visible_times(batches, commits)
+        fresh = reconcile.freshness(event_times, batch_ids, visible)
+        steps = []
+        for w in self.windows:
+            mask = (event_times >= w["start"]) & (event_times < w["end"]) if event_times.size else None
+            f = verdict.percentiles(fresh[mask].tolist() if mask is not None else [])
+            steps.append(verdict.step_stats(w, samples, batches, trigger, freshness=f))
+        summary = verdict.summarise(steps, self.plan.peak_rate, self.plan.ceiling)
+        rec = reconcile.compare_ids(reconcile.read_ids(self.dir / "ids.txt"), ids)
+        rec.windows = reconcile.per_window(emulator_summary.get("sent_by_minute") or [], event_times)
+        last = samples[-1] if samples else {}
+        rec.totals = {
+            "emulator_sent": emulator_summary.get("sent"), "emulator_delivered": emulator_summary.get("delivered"),
+            "emulator_failed": emulator_summary.get("failed"),
+            "emulator_over_threshold_delivered": emulator_summary.get("over_threshold_delivered"),
+            "broker_log_end": last.get("log_end"), "job_committed": last.get("job_offset"),
+            "job_input_rows": int(sum(int(b.get("input_rows") or 0) for b in batches)),
+            "high_value_rows": len(ids),
+        }
+        rec.complete = caught_up
+        if not caught_up:
+            rec.note = ("the job had not caught up when the run ended: ids still in the topic count as lost here "
+                        f"({last.get('lag_records')} records were behind)")
+        batch_fresh = []
+        if fresh.size:
+            for b in batches:
+                sel = fresh[batch_ids == int(b["batch_id"])]
+                sel = sel[~(sel != sel)]
+                if sel.size:
+                    p = verdict.percentiles(sel.tolist())
+                    batch_fresh.append({"batch_id": int(b["batch_id"]), "visible_at": visible.get(int(b["batch_id"])),
+                                        **p})
+        disk = self._topic_disk_bytes()
+        log_end = last.get("log_end") or 0
+        all_fresh = verdict.percentiles(fresh[~(fresh != fresh)].tolist()) if fresh.size else verdict.percentiles([])
+        return {
+            "run_id": self.run_id, "state": state, "error": error,
+            "started": datetime.fromtimestamp(self._t_start, UTC).isoformat(timespec="seconds"),
+            "finished": datetime.now(UTC).isoformat(timespec="seconds"),
+            "t0": samples[0]["t"] if samples else self._t_start,
+            "plan": self.plan.as_dict(), "windows": self.windows,
+            "steps": [s.as_dict() for s in steps], "summary": summary.as_dict(), "rules": verdict.RULES,
+            "reconciliation": rec.as_dict(), "caught_up": caught_up,
+            "freshness_all": all_fresh, "batch_freshness": batch_fresh,
+            "batches": batches, "emulator": {k: v for k, v in emulator_summary.items() if k != "sent_by_minute"},
+            "job_exit_code": job_rc,
+            "topic": {"name": rs.topic, "partitions": rs.partitions, "log_end": log_end, "disk_bytes": disk,
+                      "bytes_per_record_on_disk": round(disk / log_end, 1) if disk and log_end else None},
+            "settings": {
+                "bootstrap_servers": rs.bootstrap_servers, "partitions": rs.partitions,
+                "trigger_interval_s": trigger, "threshold": str(rs.threshold),
+                "max_offsets_per_trigger": rs.max_offsets_per_trigger, "job_cores": rs.job_cores,
+                "shuffle_partitions": rs.effective_shuffle_partitions, "driver_memory": rs.driver_memory,
+                "broker_heap": self.settings.broker_heap, "ingest_interval_s": rs.ingest_interval,
+                "retention_s": rs.retention, "compact_every": 0, "data_dir": str(rs.data_dir),
+                "broker_pid": broker_pid,
+            },
+            "machine": facts, "events": self.events,
+            "report": str(self.dir / "report.html"),
+        }
+
+    def _topic_disk_bytes(self) -> int | None:
+        logs = self.settings.broker_dir / "logs"
+        total = 0
+        found = False
+        for p in range(self.run_settings.partitions):
+            d = logs / f"{self.run_settings.topic}-{p}"
+            if d.is_dir():
+                found = True
+                total += sum(f.stat().st_size for f in d.glob("*.log"))
+        return total if found else None
+
+
+# ---- helpers for the page and the CLI ----------------------------------------------------------------
+def list_runs(settings: Settings) -> list[dict[str, Any]]:
+    """Every run folder, newest first: run_id, state, progress, result (when finished)."""
+    root = runs_dir(settings)
+    if not root.is_dir():
+        return []
+    out = []
+    for d in sorted((p for p in root.iterdir() if p.is_dir()), reverse=True):
+        item: dict[str, Any] = {"run_id": d.name, "dir": str(d)}
+        for name in ("progress", "result"):
+            try:
+                item[name] = json.loads((d / f"{name}.json").read_text())
+            except (OSError, ValueError):
+                item[name] = None
+        item["report"] = str(d / "report.html") if (d / "report.html").exists() else None
+        item["running"] = running_pid(d) is not None
+        out.append(item)
+    return out
+
+
+def running_pid(run_dir: Path) -> int | None:
+    """The pid of a load test still running in `run_dir`, or None."""
+    import psutil
+
+    try:
+        pid = int((run_dir / "loadtest.pid").read_text().strip())
+    except (OSError, ValueError):
+        return None
+    try:
+        proc = psutil.Process(pid)
+        if proc.status() == psutil.STATUS_ZOMBIE or "loadtest" not in " ".join(proc.cmdline()):
+            return None
+    except psutil.Error:
+        return None
+    return pid
+
+
+def launch(settings: Settings, options: LoadTestOptions) -> tuple[str, int]:
+    """Start `python -m pipeline loadtest ...` detached (for the page); returns (run_id, pid)."""
+    run_id = options.run_id or new_run_id()
+    d = runs_dir(settings) / run_id
+    d.mkdir(parents=True, exist_ok=True)
+    cmd = [sys.executable, "-m", "pipeline", "loadtest", "--profile", options.profile, "--scale", f"{options.scale:g}",
+           "--run-id", run_id, "--catch-up-timeout", f"{options.catch_up_timeout_s:g}"]
+    if options.trigger_s is not None:
+        cmd += ["--trigger", f"{options.trigger_s:g}"]
+    if options.ceiling is not None:
+        cmd += ["--ceiling", f"{options.ceiling:g}"]
+    if not options.beyond:
+        cmd.append("--no-beyond")
+    env = dict(os.environ, TORMENTA_DATA_DIR=str(settings.data_dir),
+               TORMENTA_BOOTSTRAP_SERVERS=settings.bootstrap_servers)
+    with open(d / "loadtest.log", "ab") as fh:
+        proc = subprocess.Popen(cmd, stdout=fh, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
+                                cwd=PROJECT_ROOT, env=env, start_new_session=True)
+    (d / "loadtest.pid").write_text(str(proc.pid))
+    return run_id, proc.pid
+
+
+def request_stop(settings: Settings, run_id: str) -> bool:
+    """Ask a running load test to stop cleanly (SIGTERM); True if one was running."""
+    pid = running_pid(runs_dir(settings) / run_id)
+    if pid is None:
+        return False
+    os.kill(pid, signal.SIGTERM)
+    return True
+
+
+def options_dict(options: LoadTestOptions) -> dict[str, Any]:
+    return asdict(options)
