@@ -197,3 +197,26 @@ def sample_record_bytes(sample_file: Path, limit: int = 2000) -> float | None:
         return total / n if n else None
     except OSError:
         return None
+
+
+def measured_inputs(result: dict[str, Any] | None) -> dict[str, float]:
+    """Calculator inputs measured by a load test (its result dict): the job's best throughput under
+    load (records per busy second) and the on-disk bytes per record of the run's topic."""
+    if not result:
+        return {}
+    out: dict[str, float] = {}
+    rates = [s.get("job_throughput") for s in result.get("steps") or [] if s.get("job_throughput")]
+    if rates:
+        out["job_throughput"] = round(max(rates))
+    on_disk = (result.get("topic") or {}).get("bytes_per_record_on_disk")
+    if on_disk:
+        out["bytes_per_record_on_disk"] = float(on_disk)
+    return out
+
+
+def compression_ratio_for(record_bytes: float, on_disk_bytes: float | None, key_bytes: float = 8.0,
+                          overhead_bytes: float = 12.0) -> float:
+    """Compression ratio implied by a measured on-disk size per record (>= 1; 1 when unknown)."""
+    if not on_disk_bytes or on_disk_bytes <= 0:
+        return 1.0
+    return max(1.0, round((record_bytes + key_bytes + overhead_bytes) / on_disk_bytes, 2))

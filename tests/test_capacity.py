@@ -1,0 +1,87 @@
+"""Capacity calculator maths (no broker): disk, batch sizes, parallelism, warnings, CLI."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from pipeline.capacity import (
+    CapacityInput,
+    capacity,
+    compression_ratio_for,
+    human_bytes,
+    measured_inputs,
+    sample_record_bytes,
+)
+from pipeline.cli import main
+from pipeline.errors import SettingsError
+from pipeline.settings import Settings
+
+
+def test_disk_and_batch_figures_follow_the_stated_formulas():
+    p = capacity(CapacityInput(rate=50_000, record_bytes=220, key_bytes=8, overhead_bytes=12, replication=3,
+                               brokers=3, retention_s=86400, trigger_s=10, partitions=6, cores=2,
+                               segment_bytes=100_000_000, disk_margin=0.25))
+    assert p.bytes_per_record_on_disk == 240
+    assert p.ingress_bytes_per_s == 50_000 * 240 == 12_000_000
+    assert p.retained_bytes_one_copy == 12_000_000 * 86400
+    assert p.segment_slack_bytes == 6 * 3 * 100_000_000
+    expected_total = (12_000_000 * 86400 * 3 + 6 * 3 * 100_000_000) * 1.25
+    assert p.disk_total_bytes == pytest.approx(expected_total)
+    assert p.disk_per_broker_bytes == pytest.approx(expected_total / 3)
+    assert p.records_per_batch == 500_000 and p.bytes_per_batch_raw == 500_000 * 228
+    assert (p.tasks_per_batch, p.task_waves, p.idle_cores_during_read) == (6, 3, 0)
+    assert p.records_per_task == pytest.approx(500_000 / 6)
+    assert p.partition_bytes_per_s == 2_000_000
+    assert p.warnings == [] and any("segment" in a for a in p.assumptions)
+
+
+def test_compression_and_measured_throughput():
+    p = capacity(CapacityInput(rate=100_000, record_bytes=220, compression_ratio=4, trigger_s=10, partitions=3,
+                               cores=2, job_throughput=80_000))
+    assert p.bytes_per_record_on_disk == 60
+    assert p.est_batch_s == pytest.approx(1_000_000 / 80_000)
+    assert p.max_rate_for_trigger == 80_000
+    text = " ".join(p.warnings)
+    assert "batches run back to back" in text and "exceeds the measured job throughput" in text
+    assert "last of 2 waves leaves 1 core(s) idle" in text
+    assert compression_ratio_for(220, 60) == 4.0 and compression_ratio_for(220, None) == 1.0
+
+
+def test_warnings_for_capped_batches_and_idle_cores():
+    p = capacity(CapacityInput(rate=200_000, trigger_s=60, partitions=1, cores=4, max_offsets_per_trigger=6_000_000))
+    assert p.records_per_batch == 12_000_000 and p.records_per_batch_capped == 6_000_000
+    text = " ".join(p.warnings)
+    assert "maxOffsetsPerTrigger" in text and "3 core(s) idle while reading Kafka" in text
+    assert p.idle_cores_during_read == 3
+
+
+def test_bad_inputs_are_refused():
+    with pytest.raises(SettingsError, match="replication"):
+        capacity(CapacityInput(rate=1, replication=3, brokers=1))
+    with pytest.raises(SettingsError, match="compression_ratio"):
+        capacity(CapacityInput(rate=1, compression_ratio=0.5))
+    with pytest.raises(SettingsError, match="rate"):
+        capacity(CapacityInput(rate=-1))
+
+
+def test_helpers():
+    assert human_bytes(999) == "999 B" and human_bytes(1_500_000) == "1.50 MB" and human_bytes(2e12) == "2.00 TB"
+    size = sample_record_bytes(Settings().sample_file)
+    assert size is not None and 150 < size < 300
+    assert measured_inputs(None) == {}
+    got = measured_inputs({"steps": [{"job_throughput": 1000.4}, {"job_throughput": 52_000.2}, {}],
+                           "topic": {"bytes_per_record_on_disk": 61.5}})
+    assert got == {"job_throughput": 52_000, "bytes_per_record_on_disk": 61.5}
+
+
+def test_capacity_cli(capsys):
+    assert main(["capacity", "--rate", "50000", "--trigger", "10s", "--partitions", "4", "--cores", "2",
+                 "--record-bytes", "220", "--json"]) == 0
+    out = json.loads(capsys.readouterr().out)
+    assert out["records_per_batch"] == 500_000 and out["tasks_per_batch"] == 4
+    assert main(["capacity", "--rate", "50000", "--replication", "3"]) == 0
+    text = capsys.readouterr().out
+    assert "Broker disk needed, per broker" in text and "assumptions:" in text
+    assert main(["capacity", "--rate", "10", "--replication", "2", "--brokers", "1"]) == 2
