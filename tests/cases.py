@@ -20,7 +20,13 @@ CASES = [
     (_tx(timestamp="2026-11-24T20:12:03+0100"), None),
     (_tx(currency="EUR", country="ES", channel="online", merchant_category="travel", extra={"x": 1}), None),
     (_tx(currency="euro", country=5, channel="fax"), None),  # bad optional fields are treated as absent
+    # Pretty-printed JSON misses the fast path's compact checks but is valid all the same.
+    (json.dumps(json.loads(_tx(amount=1600)), indent=2), None),
+    ('{"transaction_id": "t1", "person_id": "P1", "merchant_id": "M1", "amount": "1600", "timestamp": "' + TS + '"}',
+     "amount is not a number"),
+    ('{"transaction_id":"t1","person_id":"P1","merchant_id":"M1","amount":1.6e3,"timestamp":"' + TS + '"}', None),
     ("not json at all", "value is not JSON"),
+    ('{"transaction_id":"t1","person_id":"P1"', "value is not JSON"),
     ("[1, 2, 3]", "value is not a JSON object"),
     ('"just a string"', "value is not a JSON object"),
     (_tx(transaction_id=...), "missing required field transaction_id"),

@@ -68,7 +68,6 @@ class HighValueBatchWriter:
         started = time.time()
         trigger_time = datetime.now(UTC)
         spark = batch_df.sparkSession
-        parsed = transforms.parse_messages(batch_df).persist()
         timings = self.last_timings = {}
         mark = [time.perf_counter()]
 
@@ -77,41 +76,45 @@ class HighValueBatchWriter:
             timings[stage] = now_ - mark[0]
             mark[0] = now_
 
+        # One pass over the batch: parse, validate and summarise (see batch_summary); only
+        # the small summary is cached for the several outputs.
+        summary = transforms.batch_summary(transforms.parse_messages(batch_df), s.threshold, s.agg_window).persist()
         try:
             now = F.lit(trigger_time.replace(tzinfo=None)).cast("timestamp")
-            stats = parsed.agg(
-                F.count(F.lit(1)).alias("n"),
-                F.sum(F.when(F.col("reason").isNotNull(), 1).otherwise(0)).alias("bad"),
-                F.max(F.when(F.col("reason").isNull(), F.col("event_time"))).alias("max_et"),
-                F.min(F.when(F.col("reason").isNull(), F.col("event_time"))).alias("min_et"),
+            stats = summary.agg(
+                F.sum("rows").alias("n"), F.sum("sales_count").alias("valid"),
+                F.sum("high_value_count").alias("hv"),
+                F.min("min_event_time").alias("min_et"), F.max("max_event_time").alias("max_et"),
             ).first()
             ends = {r["kafka_partition"]: r["end"] for r in
-                    parsed.groupBy("kafka_partition").agg((F.max("kafka_offset") + 1).alias("end")).collect()}
-            n, bad = stats["n"] or 0, stats["bad"] or 0
+                    summary.groupBy("kafka_partition").agg((F.max("max_offset") + 1).alias("end")).collect()}
+            n, valid_n = int(stats["n"] or 0), int(stats["valid"] or 0)
+            bad = n - valid_n
             app = f"tormenta-{self.query_name}"
-            lap("read+parse")
+            lap("read+parse+summarise")
 
             if bad:
-                q = transforms.quarantine_rows(parsed, now).withColumn("batch_id", F.lit(batch_id).cast("long"))
+                q = transforms.summary_rows(summary, "quarantine_rows").select(
+                    *[c for c in transforms.QUARANTINE_FIELDS if c != "reason"], now.alias("arrival_time"), "reason",
+                    F.lit(batch_id).cast("long").alias("batch_id"))
                 _append(q, self.paths["quarantine"], f"{app}-quarantine", batch_id)
             lap("quarantine")
 
-            valid = transforms.valid_rows(parsed)
-            hv = transforms.high_value(valid, s.threshold)
-            hv = transforms.dedupe_within_batch(hv, s.dedup_window).select(
-                *transforms.CONTRACT_COLUMNS, "kafka_partition", "kafka_offset", "ingest_time",
-                now.alias("processing_time"), F.lit(batch_id).cast("long").alias("batch_id"),
-                F.to_date("event_time").alias("event_date"),
-            ).persist()
-            hv_rows = hv.count()
-            if hv_rows:
+            hv_rows = 0
+            if stats["hv"]:
+                hv = transforms.dedupe_within_batch(transforms.summary_rows(summary, "high_value_rows"), s.dedup_window)
+                hv = hv.select(
+                    *transforms.HIGH_VALUE_FIELDS, now.alias("processing_time"),
+                    F.lit(batch_id).cast("long").alias("batch_id"), F.to_date("event_time").alias("event_date"),
+                ).persist()
+                hv_rows = hv.count()
                 self._merge_high_value(spark, DeltaTable, hv, stats["min_et"], stats["max_et"])
-            hv.unpersist()
+                hv.unpersist()
             lap("high_value")
 
             agg_rows = 0
-            if n - bad:
-                agg = transforms.sales_aggregates(valid, s.threshold, s.agg_window).select(
+            if valid_n:
+                agg = transforms.summary_sales(summary, s.agg_window).select(
                     "*", F.lit(batch_id).cast("long").alias("batch_id"), now.alias("processing_time"))
                 agg = agg.coalesce(1).persist()
                 agg_rows = agg.count()
@@ -125,7 +128,7 @@ class HighValueBatchWriter:
             lag = (trigger_time.replace(tzinfo=None) - max_et).total_seconds() if max_et else None
             metrics = spark.createDataFrame(
                 [(self.query_name, batch_id, trigger_time.replace(tzinfo=None), time.time() - started,
-                  float(s.trigger_interval), n, n - bad, hv_rows, bad, agg_rows, behind, lag, max_et,
+                  float(s.trigger_interval), n, valid_n, hv_rows, bad, agg_rows, behind, lag, max_et,
                   json.dumps({str(k): v for k, v in sorted(self.last_end_offsets.items())}))],
                 schema=" ".join(tables.SCHEMAS["batch_metrics"].split()),
             )
@@ -135,7 +138,7 @@ class HighValueBatchWriter:
                      batch_id, n, hv_rows, bad, time.time() - started, behind,
                      ", ".join(f"{k} {v:.2f}s" for k, v in timings.items()))
         finally:
-            parsed.unpersist()
+            summary.unpersist()
         self.batches_done += 1
         if s.compact_every and self.batches_done % s.compact_every == 0:
             tables.upkeep(spark, s)

@@ -21,6 +21,7 @@ def build_spark(settings: Settings, app_name: str = "tormenta-job", *, extra_con
     """Create (or return the running) SparkSession configured for Tormenta."""
     java_version()
     os.environ.setdefault("PYSPARK_PYTHON", sys.executable)
+    os.environ.setdefault("SPARK_LOCAL_IP", "127.0.0.1")  # never bind or advertise a non-loopback address
     from pyspark.sql import SparkSession
 
     jars = spark_extra_jars(settings.jars_dir)
@@ -42,6 +43,9 @@ def build_spark(settings: Settings, app_name: str = "tormenta-job", *, extra_con
         .config("spark.default.parallelism", str(shuffle))
         .config("spark.sql.extensions", "io.delta.sql.DeltaSparkSessionExtension")
         .config("spark.sql.catalog.spark_catalog", "org.apache.spark.sql.delta.catalog.DeltaCatalog")
+        # The batch summary collects the high-value rows per group; keep that aggregate
+        # hash-based instead of falling back to a sort of the whole batch.
+        .config("spark.sql.objectHashAggregate.sortBased.fallbackThreshold", "100000")
         .config("spark.sql.warehouse.dir", str(settings.data_dir / "warehouse"))
         .config("spark.sql.streaming.stateStore.providerClass",
                 "org.apache.spark.sql.execution.streaming.state.RocksDBStateStoreProvider")
