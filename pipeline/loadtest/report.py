@@ -270,7 +270,7 @@ h1 {{ margin-bottom: 4px; }} .sub {{ color: #868e96; margin-top: 0; }}
 .card .k {{ color: #868e96; font-size: 13px; }} .card .val {{ font-size: 26px; font-weight: 600; }}
 table {{ border-collapse: collapse; margin: 8px 0 20px; font-size: 13px; }}
 th, td {{ border: 1px solid #dee2e6; padding: 4px 8px; text-align: left; vertical-align: top; }}
-th {{ background: #f1f3f5; }}
+th {{ background: #f1f3f5; }} table.verdicts td:last-child {{ min-width: 320px; }}
 .v {{ padding: 2px 8px; border-radius: 10px; color: white; font-weight: 600; }}
 .v-holds {{ background: #2b8a3e; }} .v-degrades {{ background: #f08c00; }} .v-breaks {{ background: #c92a2a; }}
 .ok {{ color: #2b8a3e; font-weight: 600; }} .bad {{ color: #c92a2a; font-weight: 600; }}

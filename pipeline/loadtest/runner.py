@@ -474,13 +474,14 @@ class LoadTest:
             try:
                 from ..topic import admin
 
-                futures = admin(rs).delete_topics([rs.topic, rs.control_topic, rs.status_topic],
-                                                  operation_timeout=15)
-                for f in futures.values():
+                client = admin(rs)  # keep a reference: a destroyed client fails its futures (_DESTROY)
+                futures = client.delete_topics([rs.topic, rs.control_topic, rs.status_topic], operation_timeout=15)
+                for name, f in futures.items():
                     try:
                         f.result(20)
-                    except Exception:  # noqa: BLE001 - a topic that is already gone
-                        pass
+                    except Exception as exc:  # noqa: BLE001 - reported, never a reason to fail the run
+                        if "UNKNOWN_TOPIC" not in str(exc):
+                            self._event(f"could not delete topic {name}: {exc}")
             except Exception as exc:  # noqa: BLE001
                 self._event(f"could not delete the run's topics: {exc}")
         shutil.rmtree(rs.data_dir / "spark-tmp", ignore_errors=True)
