@@ -553,7 +553,8 @@ class LoadTest:
                 "retention_s": rs.retention, "compact_every": 0, "data_dir": str(rs.data_dir),
                 "broker_pid": broker_pid,
             },
-            "machine": facts, "events": self.events,
+            "machine": facts | {"load_average_at_end": [round(x, 2) for x in os.getloadavg()]},
+            "events": self.events,
             "report": str(self.dir / "report.html"),
         }
 

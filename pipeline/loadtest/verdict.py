@@ -269,7 +269,8 @@ def limiting_stage(st: StepStats, trigger_s: float) -> tuple[str, str]:
     if st.lag_s_max is not None and st.lag_s_max > HOLD_LAG_FACTOR * trigger_s + HOLD_LAG_SLACK_S:
         parts.append(f"oldest unprocessed record {st.lag_s_max:.0f} s late")
     if st.job_throughput is not None:
-        parts.append(f"the job processed {st.job_throughput:,.0f} records per busy second")
+        parts.append(f"its batches in the step handled {st.job_throughput:,.0f} records per second of batch time "
+                     f"({st.rows_in_batches:,} records in {st.batches} batch{'es' if st.batches != 1 else ''})")
     if not st.job_alive:
         parts.append("the job process died")
     return "job", ("the job does not keep up: " + ", ".join(parts or ["its lag grew"]) + machine_note)
