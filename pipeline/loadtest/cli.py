@@ -32,6 +32,8 @@ def register(sub) -> None:
     p.add_argument("--ceiling", type=float, help="highest rate of the beyond-peak steps, tx/s")
     p.add_argument("--no-beyond", action="store_true", help="stop after the hold at the peak")
     p.add_argument("--keep-topic", action="store_true", help="keep the run's topics (default: deleted after)")
+    p.add_argument("--no-prime", action="store_true",
+                   help="do not warm the job on a little data before the plan (measures JVM warm-up too)")
     p.add_argument("--catch-up-timeout", type=float, default=300.0,
                    help="seconds to wait for the job to process everything after the last step (default 300)")
     p.add_argument("--run-id", help=argparse_suppress())
@@ -88,7 +90,8 @@ def loadtest_cmd(settings: Settings, args) -> int:
     trigger = parse_duration(args.trigger, name="--trigger") if args.trigger else None
     options = runner.LoadTestOptions(profile=args.profile, scale=args.scale, trigger_s=trigger, ceiling=args.ceiling,
                                      beyond=not args.no_beyond, keep_topic=args.keep_topic,
-                                     catch_up_timeout_s=args.catch_up_timeout, run_id=args.run_id)
+                                     catch_up_timeout_s=args.catch_up_timeout, run_id=args.run_id,
+                                     prime=not args.no_prime)
     stop, abort = threading.Event(), threading.Event()
 
     def on_signal(*_):

@@ -65,6 +65,9 @@ class LoadTestOptions:
     keep_topic: bool = False
     catch_up_timeout_s: float = 300.0
     run_id: str | None = None
+    prime: bool = True
+    prime_seconds: float = 2.0
+    prime_timeout_s: float = 300.0
 
     def build_plan(self) -> plans.Plan:
         return plans.build_plan(self.profile, scale=self.scale, trigger_s=self.trigger_s, ceiling=self.ceiling,
@@ -290,6 +293,8 @@ class LoadTest:
                               stdout=self.dir / "emulator.out.json")
             self._wait_for_emulator(emulator, sampler, stop)
             ctl = EmulatorControl(rs, EMULATOR_NAME)
+            if self.options.prime:
+                self._prime(ctl, sampler, job, stop)
             self._run_steps(ctl, sampler, job, emulator, stop)
             self.phase = "stopping emulator"
             self._progress()
@@ -375,6 +380,30 @@ class LoadTest:
             time.sleep(0.2)
         if not stop.is_set():
             raise LoadTestError(f"no status from the emulator within {timeout:.0f} s; see {emulator.log_path}")
+
+    def _prime(self, ctl, sampler: Sampler, job: _Child, stop: threading.Event) -> None:
+        """Warm the job's JVM on real data before the plan: a couple of seconds at the warm-up rate,
+        pause, and wait until a batch *with data* (the first MERGE, aggregates, code generation)
+        has committed. Otherwise the warm-up step would measure class loading, not capacity."""
+        self.phase = "priming"
+        self._event(f"priming the job: {self.options.prime_seconds:g} s at {self.plan.steps[0].rate:,.0f} tx/s, "
+                    "then paused until a batch with data has committed")
+        stop.wait(self.options.prime_seconds)
+        ctl.set_desired(state="paused")
+        started = time.monotonic()
+        deadline = started + self.options.prime_timeout_s
+        while time.monotonic() < deadline and not stop.is_set():
+            s = sampler.samples[-1] if sampler.samples else None
+            if s and s["log_end"] > 0 and s.get("job_offset") is not None and s["job_offset"] >= s["log_end"]:
+                self._event(f"job primed in {time.monotonic() - started:.0f} s ({s['log_end']:,} records)")
+                break
+            if not job.alive():
+                raise LoadTestError(f"the job died while priming:\n{job.tail()}")
+            time.sleep(0.5)
+        else:
+            if not stop.is_set():
+                self._event(f"job not primed within {self.options.prime_timeout_s:.0f} s; starting the plan anyway")
+        ctl.set_desired(state="running")
 
     def _target_at(self, now: float) -> tuple[int | None, float]:
         step = self._current
@@ -620,6 +649,8 @@ def launch(settings: Settings, options: LoadTestOptions) -> tuple[str, int]:
         cmd += ["--ceiling", f"{options.ceiling:g}"]
     if not options.beyond:
         cmd.append("--no-beyond")
+    if not options.prime:
+        cmd.append("--no-prime")
     env = dict(os.environ, TORMENTA_DATA_DIR=str(settings.data_dir),
                TORMENTA_BOOTSTRAP_SERVERS=settings.bootstrap_servers)
     with open(d / "loadtest.log", "ab") as fh:
