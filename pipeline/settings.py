@@ -157,6 +157,13 @@ def _path(name: str, text: str) -> Path:
     return Path(value).expanduser().resolve()
 
 
+def _cores(name: str, text: str) -> int:
+    """'auto' = every core of this machine; else a whole number 1..256."""
+    if str(text).strip().lower() == "auto":
+        return os.cpu_count() or 2
+    return _int_range(1, 256)(name, text)
+
+
 def _float_range(lo: float, hi: float) -> Callable[[str, str], float]:
     def parse(name: str, text: str) -> float:
         try:
@@ -197,7 +204,7 @@ SPECS: tuple[Spec, ...] = (
     Spec("agg_window", _duration(1, 86400), "1m", "Tumbling window of the sales aggregates table"),
     Spec("max_offsets_per_trigger", _int_range(1000, 1_000_000_000), "6000000", "Upper bound of records read per micro-batch"),
     Spec("fail_on_data_loss", _bool, "true", "Stop the job if records expired before they were processed"),
-    Spec("job_cores", _int_range(1, 256), "2", "Cores given to the Spark job (local[N])"),
+    Spec("job_cores", _cores, "auto", "Cores given to the Spark job (local[N]); auto = all cores of the machine"),
     Spec("shuffle_partitions", _int_range(0, 10000), "0", "Spark shuffle partitions; 0 = cores x 2.5"),
     Spec("driver_memory", _memory, "2g", "Spark driver heap"),
     Spec("broker_heap", _memory, "1g", "Embedded broker heap (-Xmx)"),
@@ -227,7 +234,7 @@ class Settings:
     agg_window: float = 60.0
     max_offsets_per_trigger: int = 6_000_000
     fail_on_data_loss: bool = True
-    job_cores: int = 2
+    job_cores: int = field(default_factory=lambda: os.cpu_count() or 2)
     shuffle_partitions: int = 0
     driver_memory: str = "2g"
     broker_heap: str = "1g"

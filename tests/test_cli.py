@@ -63,7 +63,9 @@ def test_defaults_follow_the_contract():
     assert (s.topic, s.partitions, s.retention_ms, s.trigger_interval, str(s.threshold)) == \
         ("transactions", 3, 86_400_000, 60.0, "1500")
     assert s.first_bootstrap[0] == "127.0.0.1"
-    assert s.effective_shuffle_partitions == 5  # 2 cores x 2.5
+    assert s.job_cores == (os.cpu_count() or 2)
+    assert s.effective_shuffle_partitions == round(s.job_cores * 2.5)
+    assert Settings.from_env({"TORMENTA_JOB_CORES": "4"}).effective_shuffle_partitions == 10
 
 
 def test_java_missing_is_a_clear_error(monkeypatch):

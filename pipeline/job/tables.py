@@ -64,8 +64,10 @@ def create_tables(spark, settings: Settings) -> None:
 
 
 def register(spark, name: str, path: str) -> None:
+    """Point `tormenta.<name>` at the table's location (dropping an external entry never deletes data)."""
     spark.sql(f"CREATE DATABASE IF NOT EXISTS {DATABASE}")
-    spark.sql(f"CREATE TABLE IF NOT EXISTS {DATABASE}.{name} USING DELTA LOCATION '{path}'")
+    spark.sql(f"DROP TABLE IF EXISTS {DATABASE}.{name}")
+    spark.sql(f"CREATE TABLE {DATABASE}.{name} USING DELTA LOCATION '{path}'")
 
 
 def register_all(spark, settings: Settings) -> list[str]:
