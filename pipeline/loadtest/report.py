@@ -285,7 +285,7 @@ th {{ background: #f1f3f5; }} table.verdicts td:last-child {{ min-width: 320px; 
 {state_note}
 <p class="answer" id="answer">{_esc(summary.get('answer'))}</p>
 <div class="cards">
- <div class="card"><div class="k">Maximum sustainable rate</div><div class="val" id="max-rate">{_num(msr)} tx/s</div></div>
+ <div class="card"><div class="k">Maximum sustainable rate</div><div class="val" id="max-rate">{_num(msr) + ' tx/s' if msr is not None else 'none (no step held)'}</div></div>
  <div class="card"><div class="k">Limiting stage</div><div class="val" id="limiting-stage">{_esc(stage)}</div></div>
  <div class="card"><div class="k">At the peak ({_num(summary.get('peak_rate'))} tx/s)</div>
    <div class="val"><span class="v v-{_esc(summary.get('peak_verdict'))}">{_esc(summary.get('peak_verdict') or 'not reached')}</span></div></div>
