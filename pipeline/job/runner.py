@@ -20,6 +20,7 @@ import json
 import logging
 import threading
 import time
+from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime, timedelta
 
 from ..errors import JobError
@@ -93,34 +94,52 @@ class HighValueBatchWriter:
             app = f"tormenta-{self.query_name}"
             lap("read+parse+summarise")
 
-            if bad:
+            def write_quarantine() -> int:
+                if not bad:
+                    return 0
                 q = transforms.summary_rows(summary, "quarantine_rows").select(
                     *[c for c in transforms.QUARANTINE_FIELDS if c != "reason"], now.alias("arrival_time"), "reason",
                     F.lit(batch_id).cast("long").alias("batch_id"))
                 _append(q, self.paths["quarantine"], f"{app}-quarantine", batch_id)
-            lap("quarantine")
+                return bad
 
-            hv_rows = 0
-            if stats["hv"]:
+            def write_high_value() -> int:
+                if not stats["hv"]:
+                    return 0
                 hv = transforms.dedupe_within_batch(transforms.summary_rows(summary, "high_value_rows"), s.dedup_window)
                 hv = hv.select(
                     *transforms.HIGH_VALUE_FIELDS, now.alias("processing_time"),
                     F.lit(batch_id).cast("long").alias("batch_id"), F.to_date("event_time").alias("event_date"),
                 ).persist()
-                hv_rows = hv.count()
-                self._merge_high_value(spark, DeltaTable, hv, stats["min_et"], stats["max_et"])
-                hv.unpersist()
-            lap("high_value")
+                try:
+                    rows = hv.count()
+                    self._merge_high_value(spark, DeltaTable, hv, stats["min_et"], stats["max_et"])
+                finally:
+                    hv.unpersist()
+                return rows
 
-            agg_rows = 0
-            if valid_n:
+            def write_sales() -> int:
+                if not valid_n:
+                    return 0
                 agg = transforms.summary_sales(summary, s.agg_window).select(
                     "*", F.lit(batch_id).cast("long").alias("batch_id"), now.alias("processing_time"))
                 agg = agg.coalesce(1).persist()
-                agg_rows = agg.count()
-                _append(agg, self.paths["sales_agg"], f"{app}-sales_agg", batch_id)
-                agg.unpersist()
-            lap("sales_agg")
+                try:
+                    rows = agg.count()
+                    _append(agg, self.paths["sales_agg"], f"{app}-sales_agg", batch_id)
+                finally:
+                    agg.unpersist()
+                return rows
+
+            # The three outputs are independent and each is idempotent on its own, so they
+            # run as concurrent Spark jobs: one table's commit overlaps another's compute.
+            with ThreadPoolExecutor(max_workers=3, thread_name_prefix="tormenta-write") as pool:
+                futures = {name: pool.submit(fn) for name, fn in
+                           (("quarantine", write_quarantine), ("high_value", write_high_value),
+                            ("sales_agg", write_sales))}
+                results = {name: f.result() for name, f in futures.items()}
+            hv_rows, agg_rows = results["high_value"], results["sales_agg"]
+            lap("writes (quarantine, high_value, sales_agg)")
 
             self.last_end_offsets.update(ends)
             behind = self._offsets_behind()
