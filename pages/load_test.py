@@ -144,7 +144,7 @@ with tab_results:
             m[0].metric("Maximum sustainable rate", f"{msr:,.0f} tx/s" if msr is not None else "none")
             m[1].metric("Limiting stage", summ.get("limiting_stage") or "none (ceiling)")
             m[2].metric(f"At the peak ({summ['peak_rate']:,.0f} tx/s)", summ.get("peak_verdict") or "not reached")
-            m[3].metric("Reconciliation", f"{rec['lost']:,} lost / {rec['duplicated']:,} duplicated",
+            m[3].metric("Lost / duplicated ids", f"{rec['lost']:,} / {rec['duplicated']:,}",
                         help=f"{rec['expected']:,} high-value ids sent, {rec['actual_unique']:,} in Delta; "
                              f"{rec['unexpected']:,} unexpected")
             st.dataframe(pd.DataFrame(verdict_rows(res)), hide_index=True, width="stretch")

@@ -69,7 +69,7 @@ def test_page_shows_a_saved_run_and_recomputes_capacity(monkeypatch, tmp_path):
     metrics = {m.label: m.value for m in at.metric}
     assert metrics["Maximum sustainable rate"] == f"{result['summary']['max_sustainable_rate']:,.0f} tx/s"
     assert metrics["Limiting stage"] == "job"
-    assert metrics["Reconciliation"] == "0 lost / 0 duplicated"
+    assert metrics["Lost / duplicated ids"] == "0 / 0"
     verdicts = next(f for f in frames(at) if "verdict" in f.columns)
     assert list(verdicts["step"])[:3] == ["warmup 10,000", "ramp 10,000→50,000", "hold 50,000"]
     assert at.number_input(key="cap_tp").value > 0                 # measured job throughput of the run
