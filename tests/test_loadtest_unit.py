@@ -123,6 +123,21 @@ def test_job_limited_run_breaks_beyond_its_capacity():
     # a slower job: the peak itself only degrades and the answer says so
     stats, summary = judge_all(plan, *simulate(plan, job_capacity=60_000, overhead_s=2.0))
     assert summary.peak_verdict == "degrades" and summary.max_sustainable_rate == 10_000
+    assert summary.highest_unbroken_rate == 75_000
+
+
+def test_no_step_holds_names_the_highest_unbroken_rate(tmp_path):
+    from pipeline.loadtest.report import rebuild
+
+    plan = plans.build_plan("christmas", scale=0.5)
+    stats, summary = judge_all(plan, *simulate(plan, job_capacity=80_000, overhead_s=12.0))
+    assert summary.max_sustainable_rate is None and summary.limiting_stage == "job"
+    assert summary.highest_unbroken_rate is not None
+    assert f"did not break: {summary.highest_unbroken_rate:,.0f} tx/s" in summary.answer
+    result, samples = synthetic_result(plan, job_capacity=80_000, overhead_s=12.0)
+    result["summary"]["answer"] = "old wording"
+    write_report(tmp_path, result, samples)
+    assert "did not break" in rebuild(tmp_path).read_text()
 
 
 def test_batches_longer_than_the_trigger_but_stable_degrade():

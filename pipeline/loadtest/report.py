@@ -336,6 +336,14 @@ def write_report(run_dir: Path, result: dict[str, Any], samples: list[dict]) -> 
 
 
 def rebuild(run_dir: Path) -> Path:
+    """Rewrite a run's report from its saved files; the summary is recomputed from the saved step
+    stats, so a run judged by an older release gets the current wording."""
+    from .verdict import StepStats, summarise
+
     result = json.loads((run_dir / "result.json").read_text())
+    plan = result.get("plan") or {}
+    if result.get("steps"):
+        stats = [StepStats(**s) for s in result["steps"]]
+        result["summary"] = summarise(stats, plan.get("peak_rate", 0.0), plan.get("ceiling", 0.0)).as_dict()
     samples = json.loads((run_dir / "samples.json").read_text())
     return write_report(run_dir, result, samples)

@@ -286,6 +286,7 @@ class Summary:
     first_break_rate: float | None
     ceiling_reached: bool
     answer: str
+    highest_unbroken_rate: float | None = None
 
     def as_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -305,8 +306,11 @@ def summarise(stats: list[StepStats], peak_rate: float, ceiling: float) -> Summa
     ceiling_reached = first_break is None and top >= ceiling and all(s.verdict == HOLDS for s in steady)
     peak_text = (f"At the peak ({peak_rate:,.0f} tx/s) the pipeline {peak.verdict}" if peak else
                  f"The peak ({peak_rate:,.0f} tx/s) was not reached")
+    unbroken = max((s.target_rate for s in below if s.verdict != BREAKS), default=None)
     if max_rate is None:
         rate_text = "no step held"
+        if unbroken is not None:
+            rate_text += f" (the highest rate that did not break: {unbroken:,.0f} tx/s, degraded)"
     else:
         rate_text = f"the maximum sustainable rate measured is {max_rate:,.0f} tx/s"
         if ceiling_reached:
@@ -314,7 +318,7 @@ def summarise(stats: list[StepStats], peak_rate: float, ceiling: float) -> Summa
     lim_text = f"; limited by the {limiter.limiting_stage}: {limiter.why}" if limiter else ""
     return Summary(max_rate, limiter.limiting_stage if limiter else None, limiter.why if limiter else None,
                    peak_rate, peak.verdict if peak else None, first_break.target_rate if first_break else None,
-                   ceiling_reached, f"{peak_text}; {rate_text}{lim_text}.")
+                   ceiling_reached, f"{peak_text}; {rate_text}{lim_text}.", unbroken)
 
 
 def percentiles(values) -> dict[str, float | None]:
