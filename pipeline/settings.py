@@ -61,7 +61,7 @@ def format_duration(seconds: float) -> str:
             return f"{n} {unit}" + ("s" if n != 1 else "")
     if seconds < 1:
         return f"{seconds * 1000:g} ms"
-    return f"{seconds:g} seconds"
+    return "1 second" if seconds == 1 else f"{seconds:g} seconds"
 
 
 def spark_interval(seconds: float) -> str:

@@ -46,6 +46,9 @@ def build_spark(settings: Settings, app_name: str = "tormenta-job", *, extra_con
         # The batch summary collects the high-value rows per group; keep that aggregate
         # hash-based instead of falling back to a sort of the whole batch.
         .config("spark.sql.objectHashAggregate.sortBased.fallbackThreshold", "100000")
+        # Rebuilding a table snapshot after each commit is a small Spark job; with its own
+        # default partitioning it schedules dozens of tasks per commit on a 2-core box.
+        .config("spark.databricks.delta.snapshotPartitions", str(max(1, settings.job_cores)))
         .config("spark.sql.warehouse.dir", str(settings.data_dir / "warehouse"))
         .config("spark.sql.streaming.stateStore.providerClass",
                 "org.apache.spark.sql.execution.streaming.state.RocksDBStateStoreProvider")
