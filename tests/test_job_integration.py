@@ -10,8 +10,8 @@ from pathlib import Path
 import pytest
 from deltalake import DeltaTable
 
-from pipeline.job.runner import run_job
 from pipeline.job import tables
+from pipeline.job.runner import run_job
 from pipeline.job.tables import SCHEMAS
 from tests.conftest import produce, tx
 
