@@ -19,6 +19,7 @@ from pathlib import Path
 
 from .broker import EmbeddedBroker, port_open
 from .errors import TormentaError
+from .procs import stop_group
 from .settings import PROJECT_ROOT, Settings, format_duration
 from .topic import ensure_all_topics
 
@@ -57,17 +58,7 @@ def _start(name: str, cmd: list[str], run_dir: Path) -> Child:
 
 
 def _stop(child: Child, timeout: float = 30.0) -> None:
-    if child.proc.poll() is not None:
-        return
-    try:
-        os.killpg(child.proc.pid, signal.SIGTERM)
-    except ProcessLookupError:
-        return
-    try:
-        child.proc.wait(timeout)
-    except subprocess.TimeoutExpired:
-        os.killpg(child.proc.pid, signal.SIGKILL)
-        child.proc.wait(10)
+    stop_group(child.proc, timeout)
     (child.log.parent / f"{child.name}.pid").unlink(missing_ok=True)
 
 

@@ -79,14 +79,8 @@ class StormProducer:
             self.failed_reasons[err.name()] += 1
 
     def _on_tracked(self, err, msg) -> None:
-        if err is not None:
-            self.failed += 1
-            self.failed_reasons[err.name()] += 1
+        if not self._on_probe(err, msg):
             return
-        self.delivered += 1
-        latency = msg.latency()
-        if latency is not None:
-            self.latencies.append(latency)
         self.high_delivered += 1
         if self.record_ids is not None:
             tid = _transaction_id(msg.value())
@@ -146,15 +140,17 @@ class StormProducer:
                 self.backpressure_waits += 1
                 self._producer.poll(0.05)
 
-    def _on_probe(self, err, msg) -> None:
+    def _on_probe(self, err, msg) -> bool:
+        """Count one report and sample its latency; True when it was delivered."""
         if err is not None:
             self.failed += 1
             self.failed_reasons[err.name()] += 1
-            return
+            return False
         self.delivered += 1
         latency = msg.latency()
         if latency is not None:
             self.latencies.append(latency)
+        return True
 
     def poll(self, timeout: float = 0.0) -> int:
         return self._producer.poll(timeout)

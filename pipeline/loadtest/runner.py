@@ -39,6 +39,7 @@ from pathlib import Path
 from typing import Any
 
 from ..errors import TormentaError
+from ..procs import stop_group
 from ..settings import PROJECT_ROOT, Settings
 from . import plan as plans
 from . import reconcile, verdict
@@ -143,21 +144,7 @@ class _Child:
         return self.proc.poll() is None
 
     def stop(self, timeout: float = 60.0) -> int | None:
-        if self.proc.poll() is None:
-            try:
-                os.killpg(self.proc.pid, signal.SIGTERM)
-            except ProcessLookupError:
-                pass
-            try:
-                self.proc.wait(timeout)
-            except subprocess.TimeoutExpired:
-                log.warning("%s did not stop within %.0f s; killing it", self.name, timeout)
-                try:
-                    os.killpg(self.proc.pid, signal.SIGKILL)
-                except ProcessLookupError:
-                    pass
-                self.proc.wait(10)
-        return self.proc.returncode
+        return stop_group(self.proc, timeout)
 
     def tail(self, lines: int = 15) -> str:
         try:
