@@ -175,6 +175,9 @@ class EmbeddedBroker:
         if current.answers:
             raise BrokerError(f"port {self.port} on {self.host} is already taken by another process; "
                               "stop it or set TORMENTA_BOOTSTRAP_SERVERS to a free port")
+        if self.settings.controller_port == self.port:
+            raise BrokerError(f"the controller port and the client port are both {self.port}; "
+                              "set TORMENTA_CONTROLLER_PORT to another port")
         if port_open(self.host, self.settings.controller_port):
             raise BrokerError(f"controller port {self.settings.controller_port} is already taken; "
                               "set TORMENTA_CONTROLLER_PORT to a free port")
@@ -261,7 +264,18 @@ def _reap(pid: int) -> None:
         pass
 
 
+_HANDED_OUT: set[int] = set()
+
+
 def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
+    """A free loopback port that this process has not handed out before.
+
+    The kernel may offer a just-released port again, so two quick calls could return the
+    same number (a broker whose client and controller ports collide does not start)."""
+    while True:
+        with socket.socket() as s:
+            s.bind(("127.0.0.1", 0))
+            port = s.getsockname()[1]
+        if port not in _HANDED_OUT:
+            _HANDED_OUT.add(port)
+            return port
