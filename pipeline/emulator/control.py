@@ -28,14 +28,13 @@ from __future__ import annotations
 import copy
 import json
 import logging
-import math
 import time
 from datetime import UTC, datetime
 from typing import Any
 
 from ..errors import EmulatorError, SettingsError
 from ..settings import Settings
-from .presets import MAX_RATE, make_profile, preset_rate
+from .presets import MAX_RATE, check_number, make_profile, preset_rate
 
 log = logging.getLogger(__name__)
 
@@ -60,20 +59,6 @@ def default_desired(settings: Settings) -> dict[str, Any]:
     }
 
 
-def _number(name: str, value: Any, lo: float, hi: float, *, lo_open: bool = False) -> float:
-    if isinstance(value, bool) or not isinstance(value, (int, float, str)):
-        raise SettingsError(f"{name}={value!r} is not a number")
-    try:
-        number = float(value)
-    except ValueError:
-        raise SettingsError(f"{name}={value!r} is not a number") from None
-    low_ok = number > lo if lo_open else number >= lo
-    if not math.isfinite(number) or not low_ok or number > hi:
-        bound = f"> {lo:g}" if lo_open else f">= {lo:g}"
-        raise SettingsError(f"{name}={value!r} is out of range; allowed: {bound} and <= {hi:g}")
-    return number
-
-
 def apply_changes(current: dict[str, Any], changes: dict[str, Any]) -> dict[str, Any]:
     """Validate `changes` and merge them into a copy of `current` (version not bumped)."""
     unknown = sorted(set(changes) - set(CHANGE_KEYS))
@@ -86,15 +71,15 @@ def apply_changes(current: dict[str, Any], changes: dict[str, Any]) -> dict[str,
             raise SettingsError(f"state={changes['state']!r} is not allowed; allowed: {', '.join(STATES)}")
         state["state"] = changes["state"]
     if "ingest_interval" in changes:
-        state["ingest_interval"] = _number("ingest_interval", changes["ingest_interval"], 0, 3600, lo_open=True)
+        state["ingest_interval"] = check_number("ingest_interval", changes["ingest_interval"], 0, 3600, lo_open=True)
     given = [k for k in ("rate", "per_tick", "preset") if k in changes]
     if len(given) > 1:
         raise SettingsError(f"give only one of rate, per_tick and preset (got {', '.join(given)})")
     if "rate" in changes:
-        state["rate"] = _number("rate", changes["rate"], 0, MAX_RATE)
+        state["rate"] = check_number("rate", changes["rate"], 0, MAX_RATE)
     if "per_tick" in changes:
-        per_tick = _number("per_tick", changes["per_tick"], 0, MAX_RATE * 3600)
-        state["rate"] = _number("rate (per_tick / ingest_interval)", per_tick / state["ingest_interval"], 0, MAX_RATE)
+        per_tick = check_number("per_tick", changes["per_tick"], 0, MAX_RATE * 3600)
+        state["rate"] = check_number("rate (per_tick / ingest_interval)", per_tick / state["ingest_interval"], 0, MAX_RATE)
     if "preset" in changes:
         state["rate"] = preset_rate(changes["preset"])
     if "profile" in changes:
@@ -109,9 +94,9 @@ def apply_changes(current: dict[str, Any], changes: dict[str, Any]) -> dict[str,
         merged = dict(state["faults"])
         for key, value in faults.items():
             if key == "late_seconds":
-                merged[key] = _number("late_seconds", value, 0, 30 * 86400)
+                merged[key] = check_number("late_seconds", value, 0, 30 * 86400)
             else:
-                merged[key] = _number(f"faults.{key}", value, 0, 1)
+                merged[key] = check_number(f"faults.{key}", value, 0, 1)
         state["faults"] = merged
     return state
 

@@ -57,15 +57,18 @@ PROFILES: dict[str, dict[str, tuple[Any, float, float, str]]] = {
 }
 
 
-def _number(profile: str, key: str, value: Any, lo: float, hi: float) -> float:
+def check_number(name: str, value: Any, lo: float, hi: float, *, lo_open: bool = False) -> float:
+    """A finite number within [lo, hi] (or (lo, hi] with lo_open); SettingsError saying what is allowed."""
+    bound = f"> {lo:g} and <= {hi:g}" if lo_open else f"{lo:g}..{hi:g}"
     if isinstance(value, bool) or not isinstance(value, (int, float, str)):
-        raise SettingsError(f"profile {profile}: {key}={value!r} is not a number; allowed: {lo:g}..{hi:g}")
+        raise SettingsError(f"{name}={value!r} is not a number; allowed: {bound}")
     try:
         number = float(value)
     except ValueError:
-        raise SettingsError(f"profile {profile}: {key}={value!r} is not a number; allowed: {lo:g}..{hi:g}") from None
-    if not math.isfinite(number) or not lo <= number <= hi:
-        raise SettingsError(f"profile {profile}: {key}={value!r} is out of range; allowed: {lo:g}..{hi:g}")
+        raise SettingsError(f"{name}={value!r} is not a number; allowed: {bound}") from None
+    low_ok = number > lo if lo_open else number >= lo
+    if not math.isfinite(number) or not low_ok or number > hi:
+        raise SettingsError(f"{name}={value!r} is out of range; allowed: {bound}")
     return number
 
 
@@ -124,7 +127,7 @@ def make_profile(spec: str | dict[str, Any] | Profile | None) -> Profile:
     for key, (default, lo, hi, _help) in allowed.items():
         value = spec.get(key, default)
         if value is not None:
-            params[key] = _number(name, key, value, lo, hi)
+            params[key] = check_number(f"profile {name}: {key}", value, lo, hi)
     if name == "spike" and params["length"] >= params["every"]:
         raise SettingsError(f"profile spike: length={params['length']:g} must be shorter than every={params['every']:g}")
     return Profile(name, params)
