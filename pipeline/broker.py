@@ -42,9 +42,16 @@ logger.apache.level = WARN
 """
 
 
-def _cluster_id() -> str:
-    # Kafka cluster ids are 16 random bytes in URL-safe base64 without padding.
-    return base64.urlsafe_b64encode(uuid.uuid4().bytes).decode().rstrip("=")
+def _cluster_id(draw=lambda: uuid.uuid4().bytes) -> str:
+    """A fresh Kafka cluster id: 16 random bytes in URL-safe base64 without padding.
+
+    Like Kafka's own ``Uuid.randomUuid``, an id that would start with ``-`` is drawn
+    again: command-line parsers read such a value as an option (1 draw in 64 did so).
+    """
+    while True:
+        cid = base64.urlsafe_b64encode(draw()).decode().rstrip("=")
+        if not cid.startswith("-"):
+            return cid
 
 
 def port_open(host: str, port: int, timeout: float = 0.5) -> bool:
@@ -140,7 +147,8 @@ class EmbeddedBroker:
     def _format_storage(self) -> None:
         if (self.dir / "logs" / "meta.properties").exists():
             return
-        cmd = self._java("kafka.tools.StorageTool", "format", "-t", _cluster_id(), "-c", str(self.config_file), "--ignore-formatted")
+        cmd = self._java("kafka.tools.StorageTool", "format", f"--cluster-id={_cluster_id()}",
+                         f"--config={self.config_file}", "--ignore-formatted")
         out = subprocess.run(cmd, capture_output=True, text=True, timeout=120)
         if out.returncode != 0:
             raise BrokerError(f"formatting KRaft storage failed: {(out.stderr or out.stdout).strip()[-500:]}")

@@ -95,6 +95,32 @@ def test_broker_refuses_non_loopback(tmp_path):
         EmbeddedBroker(Settings.from_env({"TORMENTA_BOOTSTRAP_SERVERS": "10.1.2.3:9092", "TORMENTA_DATA_DIR": str(tmp_path)}))
 
 
+def test_cluster_id_never_starts_with_a_dash():
+    from pipeline.broker import _cluster_id
+
+    # 0xF8.. encodes to a leading "-" in URL-safe base64; the generator must draw again.
+    draws = iter([bytes([0xF8]) + bytes(15), bytes([0xF9]) * 16, bytes([0x10]) * 16])
+    cid = _cluster_id(lambda: next(draws))
+    assert cid == "EBAQEBAQEBAQEBAQEBAQEA" and len(cid) == 22
+    assert all(not _cluster_id().startswith("-") for _ in range(2000))
+
+
+@pytest.mark.integration
+def test_storage_format_takes_any_cluster_id(tmp_path, monkeypatch):
+    """Kafka's own format tool must accept the id even if it looked like an option (CI once drew one)."""
+    import pipeline.broker as broker_mod
+
+    dash_id = "-" + "A" * 21
+    monkeypatch.setattr(broker_mod, "_cluster_id", lambda: dash_id)
+    b = EmbeddedBroker(Settings.from_env({"TORMENTA_DATA_DIR": str(tmp_path),
+                                          "TORMENTA_BOOTSTRAP_SERVERS": f"127.0.0.1:{free_port()}",
+                                          "TORMENTA_CONTROLLER_PORT": str(free_port())}))
+    b._write_config()
+    b._format_storage()
+    meta = (b.dir / "logs" / "meta.properties").read_text()
+    assert f"cluster.id={dash_id}" in meta
+
+
 @pytest.mark.integration
 def test_broker_lifecycle_topic_and_smoke(tmp_path):
     env = {"TORMENTA_DATA_DIR": str(tmp_path), "TORMENTA_BOOTSTRAP_SERVERS": f"127.0.0.1:{free_port()}",
