@@ -48,3 +48,22 @@ CASES = [
     (_tx(timestamp="yesterday"), "timestamp is not ISO-8601 with an offset or Z"),
     (_tx(timestamp="2026-13-24T19:12:03Z"), "timestamp is not a valid date-time"),
 ]
+
+_C = '{"transaction_id":"t1","person_id":"P1","merchant_id":"M1","timestamp":"' + TS + '",'
+CASES += [
+    (_C + '"amount":false}', "amount is not a number"),
+    (_C + '"amount":[1600]}', "amount is not a number"),
+    (_C + '"amount":{"value":1600}}', "amount is not a number"),
+    (_C + '"amount":"1600.5"}', "amount is not a number"),
+    ('{"meta":{"amount":5},' + _C[1:] + '"amount":"1600"}', "amount is not a number"),
+    ('{"transaction_id":"t1","person_id":"P1","merchant_id":"M1","amount":16,"timestamp":{"t":"' + TS + '"}}',
+     "timestamp is not a string"),
+    ('{"transaction_id":"t1","person_id":"P1","merchant_id":"M1","amount":16,"timestamp":20261124}',
+     "timestamp is not a string"),
+    ('{"transaction_id":["t1"],"person_id":"P1","merchant_id":"M1","amount":16,"timestamp":"' + TS + '"}',
+     "transaction_id is not a string"),
+]
+# Every object case again, written compactly as the emulator and most producers write it:
+# the job's fast path must reach the same verdict as its strict fallback.
+CASES += [(raw.replace('", "', '","').replace('": ', '":').replace(', "', ',"'), reason)
+          for raw, reason in list(CASES) if raw.startswith('{"') and ": " in raw]
