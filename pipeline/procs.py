@@ -5,25 +5,54 @@ from __future__ import annotations
 import os
 import signal
 import subprocess
+import time
 
 
-def stop_group(proc: subprocess.Popen, timeout: float = 30.0) -> int | None:
-    """SIGTERM the child's process group, wait, then SIGKILL what is left; returns the exit code.
-
-    Children are started with ``start_new_session=True`` so the group also holds what they
-    started themselves (the Spark driver JVM of the job, for one)."""
-    if proc.poll() is not None:
-        return proc.returncode
+def _group_alive(pgid: int) -> bool:
     try:
-        os.killpg(proc.pid, signal.SIGTERM)
+        os.killpg(pgid, 0)
     except ProcessLookupError:
-        return proc.wait(10)
-    try:
-        proc.wait(timeout)
-    except subprocess.TimeoutExpired:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def stop_group(proc: subprocess.Popen, timeout: float = 30.0, *, linger: float = 10.0) -> int | None:
+    """Stop a child and everything it started; returns the child's exit code.
+
+    Children are started with ``start_new_session=True``, so the group also holds what they
+    started themselves (the Spark driver JVM of the job, for one). The child alone gets
+    SIGTERM first and `timeout` seconds to shut down what it owns in order (the job stops
+    its queries while its JVM still answers). Only then is the rest of the group sent
+    SIGTERM and, after `linger` seconds, SIGKILL; a child that overstays its timeout is
+    killed with its group.
+    """
+    pgid = proc.pid
+    if proc.poll() is None:
         try:
-            os.killpg(proc.pid, signal.SIGKILL)
+            os.kill(proc.pid, signal.SIGTERM)
         except ProcessLookupError:
             pass
-        proc.wait(10)
+        try:
+            proc.wait(timeout)
+        except subprocess.TimeoutExpired:
+            try:
+                os.killpg(pgid, signal.SIGKILL)
+            except ProcessLookupError:
+                pass
+            proc.wait(10)
+    if _group_alive(pgid):
+        try:
+            os.killpg(pgid, signal.SIGTERM)
+        except ProcessLookupError:
+            return proc.returncode
+        deadline = time.monotonic() + linger
+        while _group_alive(pgid) and time.monotonic() < deadline:
+            time.sleep(0.1)
+        if _group_alive(pgid):
+            try:
+                os.killpg(pgid, signal.SIGKILL)
+            except ProcessLookupError:
+                pass
     return proc.returncode

@@ -31,7 +31,7 @@ def job_cmd(settings: Settings, args) -> int:
     stop = threading.Event()
     for sig in (signal.SIGINT, signal.SIGTERM):
         signal.signal(sig, lambda *_: stop.set())
-    run_job(settings, once=args.once, stop_event=stop, queries=tuple(args.query or ("high_value", "sales_hourly")))
+    run_job(settings, once=args.once, stop_event=stop, queries=tuple(args.query or ("high_value", "sales_hourly")), stop_spark=True)
     return 0
 
 

@@ -236,8 +236,11 @@ def start_queries(spark, settings: Settings, *, once: bool = False, queries: tup
 
 
 def run_job(settings: Settings, *, once: bool = False, stop_event: threading.Event | None = None,
-            queries: tuple[str, ...] = ("high_value", "sales_hourly")) -> None:
-    """Run the job until stopped (or, with once=True, until the topic is caught up)."""
+            queries: tuple[str, ...] = ("high_value", "sales_hourly"), stop_spark: bool = False) -> None:
+    """Run the job until stopped (or, with once=True, until the topic is caught up).
+
+    stop_spark: stop the SparkSession at the end (the job's own process does; tests that
+    share one session do not)."""
     from .spark import build_spark
 
     check_source(settings)
@@ -259,6 +262,11 @@ def run_job(settings: Settings, *, once: bool = False, stop_event: threading.Eve
                 h.stop()
             except Exception:  # noqa: BLE001 - best effort at shutdown
                 pass
-        for h in handles:
-            if h.exception() is not None:
-                raise JobError(f"query {h.name} failed: {str(h.exception()).splitlines()[0]}")
+        failed = [h for h in handles if h.exception() is not None]
+        if stop_spark:
+            try:
+                spark.stop()  # the JVM shuts down while Python still owns it (no py4j errors at exit)
+            except Exception:  # noqa: BLE001 - best effort at shutdown
+                pass
+        for h in failed:
+            raise JobError(f"query {h.name} failed: {str(h.exception()).splitlines()[0]}")
