@@ -193,3 +193,38 @@ def test_settings_summary_and_headline():
     assert rate == 9500 and "emulator" in source
     m = pd.DataFrame({"input_rows": [600_000], "trigger_interval_s": [60.0]})
     assert dashboard.headline_rate(None, m) == (10_000.0, "job, last batch")
+
+
+def test_two_read_pages_equal_the_one_query_result_with_ties(tmp_path):
+    """The page bound of the two-read path keeps ties: every page equals the plain top-k query."""
+    import numpy as np
+    import pyarrow as pa
+    from deltalake import write_deltalake
+
+    from tests.app_fixtures import TS, high_value_chunk
+
+    rng = np.random.default_rng(3)
+    now = datetime(2026, 11, 25, 12, 0, tzinfo=UTC)
+    end_us = int(now.timestamp() * 1e6)
+    t = high_value_chunk(rng, end_us - 3_600_000_000, end_us, 600, 0)
+    # Few distinct amounts and event times: most rows tie with others on the sort key.
+    t = t.set_column(t.schema.get_field_index("amount"), "amount",
+                     pa.array([Decimal(a) for a in rng.choice(["1500.01", "1600.00", "2500.50"], 600)],
+                              pa.decimal128(18, 2)))
+    t = t.set_column(t.schema.get_field_index("event_time"), "event_time",
+                     pa.array(end_us - rng.integers(1, 5, 600) * 60_000_000, TS))
+    write_deltalake(tmp_path / "delta" / "high_value", t, partition_by=["event_date"])
+    reader = DeltaReader(Settings.from_env({"TORMENTA_DATA_DIR": str(tmp_path)}))
+    dt = reader.table("high_value")
+    for sort_by in ("amount", "event_time"):
+        for descending in (True, False):
+            q = HighValueQuery(start=now - timedelta(hours=2), end=now + timedelta(minutes=1), sort_by=sort_by,
+                               descending=descending, page_size=25)
+            seen = []
+            for page in range(1, 600 // 25 + 2):
+                qp = HighValueQuery(**{**q.__dict__, "page": page}).validated()
+                two = reader._page_rows(qp, dt)
+                one = reader._sql(reader._page_sql(qp, qp.page_size, (page - 1) * qp.page_size), hv=dt)
+                assert two.equals(one), (sort_by, descending, page)
+                seen += two.column("transaction_id").to_pylist()
+            assert len(seen) == len(set(seen)) == 600
