@@ -21,6 +21,7 @@ from dataclasses import dataclass
 
 from .errors import BrokerError
 from .jvm import broker_classpath, java_version
+from .procs import signal_reaches
 from .settings import Settings
 
 LOG4J2 = """\
@@ -63,12 +64,8 @@ def port_open(host: str, port: int, timeout: float = 0.5) -> bool:
 
 
 def pid_alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
+    if not signal_reaches(os.kill, pid):
         return False
-    except PermissionError:
-        return True
     # A zombie child still answers kill(0); treat it as dead.
     try:
         with open(f"/proc/{pid}/stat") as fh:

@@ -8,14 +8,21 @@ import subprocess
 import time
 
 
-def _group_alive(pgid: int) -> bool:
+def signal_reaches(send, target: int) -> bool:
+    """True when signal 0 finds the target: `send` is os.kill (a pid) or os.killpg (a group).
+
+    A target that exists but belongs to someone else (PermissionError) counts as found."""
     try:
-        os.killpg(pgid, 0)
+        send(target, 0)
     except ProcessLookupError:
         return False
     except PermissionError:
-        return True
+        pass
     return True
+
+
+def _group_alive(pgid: int) -> bool:
+    return signal_reaches(os.killpg, pgid)
 
 
 def stop_group(proc: subprocess.Popen, timeout: float = 30.0, *, linger: float = 10.0) -> int | None:

@@ -268,5 +268,6 @@ def run_job(settings: Settings, *, once: bool = False, stop_event: threading.Eve
                 spark.stop()  # the JVM shuts down while Python still owns it (no py4j errors at exit)
             except Exception:  # noqa: BLE001 - best effort at shutdown
                 pass
-        for h in failed:
+        if failed:
+            h = failed[0]
             raise JobError(f"query {h.name} failed: {str(h.exception()).splitlines()[0]}")
