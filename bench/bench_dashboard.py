@@ -46,7 +46,7 @@ def pct(values: list[float], q: float) -> float:
 
 
 def generate(data: Path, rows: int, days: int, file_mb: int) -> None:
-    from tests.app_fixtures import write_demo_tables
+    from tests.support.app_fixtures import write_demo_tables
 
     t0 = time.perf_counter()
     facts = write_demo_tables(data, high_value_rows=rows, days=days, agg_minutes=days * 1440, dims=200,

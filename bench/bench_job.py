@@ -29,9 +29,10 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from pipeline.broker import EmbeddedBroker, free_port  # noqa: E402
+from pipeline.kafka.broker import EmbeddedBroker
+from pipeline.kafka.topic import ensure_topic, log_end_offsets  # noqa: E402
 from pipeline.settings import Settings  # noqa: E402
-from pipeline.topic import ensure_topic, log_end_offsets  # noqa: E402
+from tests.support.ports import free_port  # noqa: E402
 
 
 def load(settings: Settings, records: int) -> float:

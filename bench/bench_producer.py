@@ -35,13 +35,14 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from pipeline.broker import EmbeddedBroker, free_port  # noqa: E402
 from pipeline.emulator.producer import PRODUCER_CONFIG  # noqa: E402
 from pipeline.emulator.sources import EmulatorSource  # noqa: E402
 from pipeline.emulator.storm import StormEmulator  # noqa: E402
-from pipeline.jvm import broker_classpath  # noqa: E402
+from pipeline.kafka.broker import EmbeddedBroker
+from pipeline.kafka.jvm import broker_classpath  # noqa: E402
+from pipeline.kafka.topic import ensure_topic, log_end_offsets  # noqa: E402
 from pipeline.settings import Settings  # noqa: E402
-from pipeline.topic import ensure_topic, log_end_offsets  # noqa: E402
+from tests.support.ports import free_port  # noqa: E402
 
 
 def java_perf(settings: Settings, topic: str, records: int, payload: Path) -> tuple[float, str]:

@@ -15,8 +15,8 @@ from contextlib import contextmanager
 import streamlit as st
 
 from pipeline.errors import DataUnavailable, SettingsError, TormentaError
-from pipeline.health import FIX, broker_health
-from pipeline.readers import DeltaReader
+from pipeline.read.health import FIX, broker_health
+from pipeline.read.readers import DeltaReader
 from pipeline.settings import Settings
 
 log = logging.getLogger("tormenta.app")

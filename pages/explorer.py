@@ -8,8 +8,8 @@ from decimal import Decimal
 import streamlit as st
 
 from pages.common import get_reader, guard, page_header, show_problem
-from pipeline.dashboard import TIME_RANGES, time_window
-from pipeline.readers import CSV_MAX_ROWS, MAX_RANGE, PAGE_SIZES, SORTABLE, HighValueQuery, utcnow
+from pipeline.read.dashboard import TIME_RANGES, time_window
+from pipeline.read.readers import CSV_MAX_ROWS, MAX_RANGE, PAGE_SIZES, SORTABLE, HighValueQuery, utcnow
 
 page_header("Explorer", "High-value transactions and quarantined messages, straight from Delta. Times are UTC.")
 

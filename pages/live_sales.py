@@ -8,7 +8,7 @@ import streamlit as st
 from plotly.subplots import make_subplots
 
 from pages.common import get_reader, guard, page_header
-from pipeline.dashboard import BUCKETS, TIME_RANGES, fmt_count, fmt_money, time_window
+from pipeline.read.dashboard import BUCKETS, TIME_RANGES, fmt_count, fmt_money, time_window
 
 page_header("Live sales", "Sales from the aggregates table, summed over the job's partial rows. Times are UTC; "
             "amounts as sent by the merchants.")
@@ -41,7 +41,7 @@ def merchants(label: str, n: int, minute: str):
 
 def _minute() -> str:
     # cache key that changes every 10 s, so a live page moves with the data
-    from pipeline.readers import utcnow
+    from pipeline.read.readers import utcnow
 
     now = utcnow()
     return f"{now:%Y%m%d%H%M}{now.second // 10}"

@@ -3,7 +3,7 @@ verdict, download the report; and the capacity calculator.
 
 A run is `python -m pipeline loadtest` started in the background (`pipeline.loadtest.runner.launch`):
 it survives page reloads, writes its progress to its run folder and is stopped cleanly with
-the Stop button (SIGTERM). Every figure here comes from `pipeline.loadtest` / `pipeline.capacity`.
+the Stop button (SIGTERM). Every figure here comes from `pipeline.loadtest` / `pipeline.loadtest.capacity`.
 """
 
 from __future__ import annotations
@@ -15,8 +15,14 @@ import pandas as pd
 import streamlit as st
 
 from pages.common import get_settings, guard, page_header
-from pipeline.capacity import CapacityInput, capacity, compression_ratio_for, measured_inputs, sample_record_bytes
 from pipeline.loadtest import runner
+from pipeline.loadtest.capacity import (
+    CapacityInput,
+    capacity,
+    compression_ratio_for,
+    measured_inputs,
+    sample_record_bytes,
+)
 from pipeline.loadtest.plan import PLANS, build_plan
 from pipeline.loadtest.report import figures, verdict_rows
 from pipeline.loadtest.verdict import RULES

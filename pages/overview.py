@@ -7,9 +7,9 @@ from datetime import timedelta
 import streamlit as st
 
 from pages.common import broker_up, get_control, get_reader, get_settings, guard, page_header
-from pipeline import health
-from pipeline.dashboard import fmt_count, fmt_money, headline_rate, settings_summary
-from pipeline.readers import utcnow
+from pipeline.read import health
+from pipeline.read.dashboard import fmt_count, fmt_money, headline_rate, settings_summary
+from pipeline.read.readers import utcnow
 
 ICONS = {"up": ":material/check_circle:", "idle": ":material/pause_circle:", "down": ":material/cancel:",
          "unknown": ":material/help:"}
@@ -31,7 +31,7 @@ def parts_and_facts():
     new_records = None
     if up and last:
         try:
-            from pipeline.topic import log_end_offsets
+            from pipeline.kafka.topic import log_end_offsets
 
             new_records = health.backlog(log_end_offsets(s, timeout=2), last)
         except Exception:  # noqa: BLE001 - unknown backlog keeps the judgement conservative

@@ -6,8 +6,8 @@ import plotly.graph_objects as go
 import streamlit as st
 
 from pages.common import broker_up, get_reader, get_settings, guard, page_header
-from pipeline import health
-from pipeline.dashboard import fmt_count, time_window
+from pipeline.read import health
+from pipeline.read.dashboard import fmt_count, time_window
 from pipeline.settings import format_duration
 
 page_header("Pipeline", "How the streaming job keeps up: one point per micro-batch of the high-value query. "
@@ -26,7 +26,7 @@ def metrics(label: str):
 def live_backlog(end_offsets_json: str):
     if not broker_up():
         return None
-    from pipeline.topic import log_end_offsets
+    from pipeline.kafka.topic import log_end_offsets
 
     try:
         return health.backlog(log_end_offsets(get_settings(), timeout=2), {"end_offsets": end_offsets_json})

@@ -12,7 +12,8 @@ import streamlit as st
 from plotly.subplots import make_subplots
 
 from pages.common import broker_down_box, broker_up, get_control, guard, page_header, show_problem
-from pipeline.dashboard import (
+from pipeline.emulator.presets import PRESETS, PROFILES
+from pipeline.read.dashboard import (
     PROFILE_UNITS,
     RATE_MAX,
     RECORDS_PER_TICK_MAX,
@@ -24,7 +25,6 @@ from pipeline.dashboard import (
     records_per_tick,
     status_frame,
 )
-from pipeline.emulator.presets import PRESETS, PROFILES
 
 page_header("Storm control", "Set how hard the storm blows. Changes reach the running emulator within a second.")
 SS = st.session_state

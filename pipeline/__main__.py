@@ -1,5 +1,5 @@
 """`python -m pipeline` entry point."""
 
-from .cli import main
+from pipeline.cli import main
 
 raise SystemExit(main())

@@ -21,8 +21,8 @@ import importlib
 import logging
 import sys
 
-from .errors import SettingsError, TormentaError
-from .settings import Settings
+from pipeline.errors import SettingsError, TormentaError
+from pipeline.settings import Settings
 
 # Modules that contribute sub-commands, in help order.
 COMMAND_MODULES = (

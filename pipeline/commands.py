@@ -10,10 +10,10 @@ from __future__ import annotations
 import time
 import uuid
 
-from .broker import EmbeddedBroker
-from .errors import BrokerError
-from .settings import Settings
-from .topic import describe_topic, ensure_all_topics, ensure_topic
+from pipeline.errors import BrokerError
+from pipeline.kafka.broker import EmbeddedBroker
+from pipeline.kafka.topic import describe_topic, ensure_all_topics, ensure_topic
+from pipeline.settings import Settings
 
 
 def register(sub) -> None:
@@ -93,7 +93,7 @@ def smoke(settings: Settings, timeout: float = 15.0) -> float:
 
 def smoke_cmd(settings: Settings, args) -> int:
     if args.timeout <= 0:
-        from .errors import SettingsError
+        from pipeline.errors import SettingsError
 
         raise SettingsError(f"--timeout={args.timeout} must be greater than zero")
     ms = smoke(settings, args.timeout)

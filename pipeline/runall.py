@@ -17,11 +17,11 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-from .broker import EmbeddedBroker, port_open
-from .errors import TormentaError
-from .procs import stop_group
-from .settings import PROJECT_ROOT, Settings, format_duration
-from .topic import ensure_all_topics
+from pipeline.errors import TormentaError
+from pipeline.kafka.broker import EmbeddedBroker, port_open
+from pipeline.kafka.procs import stop_group
+from pipeline.kafka.topic import ensure_all_topics
+from pipeline.settings import PROJECT_ROOT, Settings, format_duration
 
 
 def register(sub) -> None:

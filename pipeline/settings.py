@@ -23,7 +23,7 @@ from decimal import Decimal, InvalidOperation
 from pathlib import Path
 from typing import Any
 
-from .errors import SettingsError
+from pipeline.errors import SettingsError
 
 PREFIX = "TORMENTA_"
 PROJECT_ROOT = Path(__file__).resolve().parent.parent

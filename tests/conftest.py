@@ -12,9 +12,10 @@ from pathlib import Path
 
 import pytest
 
-from pipeline.broker import EmbeddedBroker, free_port
+from pipeline.kafka.broker import EmbeddedBroker
+from pipeline.kafka.topic import ensure_topic
 from pipeline.settings import Settings
-from pipeline.topic import ensure_topic
+from tests.support.ports import free_port
 
 ARTIFACTS = Path(__file__).resolve().parent.parent / "test-artifacts"
 

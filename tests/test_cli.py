@@ -7,10 +7,11 @@ from pathlib import Path
 
 import pytest
 
-from pipeline.broker import EmbeddedBroker, free_port
 from pipeline.errors import JavaError, SettingsError
-from pipeline.jvm import java_version
+from pipeline.kafka.broker import EmbeddedBroker
+from pipeline.kafka.jvm import java_version
 from pipeline.settings import Settings, parse_duration
+from tests.support.ports import free_port
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -96,7 +97,7 @@ def test_broker_refuses_non_loopback(tmp_path):
 
 
 def test_cluster_id_never_starts_with_a_dash():
-    from pipeline.broker import _cluster_id
+    from pipeline.kafka.broker import _cluster_id
 
     # 0xF8.. encodes to a leading "-" in URL-safe base64; the generator must draw again.
     draws = iter([bytes([0xF8]) + bytes(15), bytes([0xF9]) * 16, bytes([0x10]) * 16])
@@ -108,7 +109,7 @@ def test_cluster_id_never_starts_with_a_dash():
 @pytest.mark.integration
 def test_storage_format_takes_any_cluster_id(tmp_path, monkeypatch):
     """Kafka's own format tool must accept the id even if it looked like an option (CI once drew one)."""
-    import pipeline.broker as broker_mod
+    import pipeline.kafka.broker as broker_mod
 
     dash_id = "-" + "A" * 21
     monkeypatch.setattr(broker_mod, "_cluster_id", lambda: dash_id)

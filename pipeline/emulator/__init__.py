@@ -10,6 +10,6 @@ Modules: `sources` (ClientSource protocol, EmulatorSource, FileReplaySource), `b
 compacted topic, status topic), `storm` (the loop), `cli`. See docs/EMULATOR.md.
 """
 
-from .presets import PRESETS, PROFILES
+from pipeline.emulator.presets import PRESETS, PROFILES
 
 __all__ = ["PRESETS", "PROFILES"]

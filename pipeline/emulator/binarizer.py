@@ -20,8 +20,8 @@ from typing import Any
 
 import numpy as np
 
-from ..contract import Invalid, parse_timestamp
-from .sources import Batch, EncodedBatch, iso_utc, to_json_bytes
+from pipeline.contract import Invalid, parse_timestamp
+from pipeline.emulator.sources import Batch, EncodedBatch, iso_utc, to_json_bytes
 
 
 class JsonBinarizer:

@@ -18,9 +18,9 @@ import threading
 import time
 from typing import Any
 
-from ..errors import SettingsError
-from ..settings import Settings, parse_duration
-from .presets import PRESETS, PROFILES
+from pipeline.emulator.presets import PRESETS, PROFILES
+from pipeline.errors import SettingsError
+from pipeline.settings import Settings, parse_duration
 
 
 def register(sub) -> None:
@@ -117,8 +117,8 @@ def _status_line(st: dict[str, Any]) -> str:
 
 
 def emulate_cmd(settings: Settings, args) -> int:
-    from .sources import FileReplaySource
-    from .storm import StormEmulator
+    from pipeline.emulator.sources import FileReplaySource
+    from pipeline.emulator.storm import StormEmulator
 
     if args.max_records is not None and args.max_records <= 0:
         raise SettingsError(f"--max-records={args.max_records} must be > 0")
@@ -157,7 +157,7 @@ def emulate_cmd(settings: Settings, args) -> int:
 
 
 def storm_set_cmd(settings: Settings, args) -> int:
-    from .control import EmulatorControl
+    from pipeline.emulator.control import EmulatorControl
 
     changes = changes_from_args(args)
     if not changes:
@@ -169,7 +169,7 @@ def storm_set_cmd(settings: Settings, args) -> int:
 
 
 def storm_state_cmd(settings: Settings, args) -> int:
-    from .control import EmulatorControl
+    from pipeline.emulator.control import EmulatorControl
 
     with EmulatorControl(settings, args.name) as ctl:
         state = ctl.set_desired(state=args.state)
@@ -178,7 +178,7 @@ def storm_state_cmd(settings: Settings, args) -> int:
 
 
 def storm_show_cmd(settings: Settings, args) -> int:
-    from .control import EmulatorControl
+    from pipeline.emulator.control import EmulatorControl
 
     with EmulatorControl(settings, args.name) as ctl:
         print(json.dumps(ctl.desired(), indent=2))
@@ -186,7 +186,7 @@ def storm_show_cmd(settings: Settings, args) -> int:
 
 
 def storm_status_cmd(settings: Settings, args) -> int:
-    from .control import EmulatorControl
+    from pipeline.emulator.control import EmulatorControl
 
     with EmulatorControl(settings, args.name) as ctl:
         while True:

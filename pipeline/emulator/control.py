@@ -32,9 +32,9 @@ import time
 from datetime import UTC, datetime
 from typing import Any
 
-from ..errors import EmulatorError, SettingsError
-from ..settings import Settings
-from .presets import MAX_RATE, check_number, make_profile, preset_rate
+from pipeline.emulator.presets import MAX_RATE, check_number, make_profile, preset_rate
+from pipeline.errors import EmulatorError, SettingsError
+from pipeline.settings import Settings
 
 log = logging.getLogger(__name__)
 
@@ -122,7 +122,7 @@ def _consumer(settings: Settings):
 
 
 def ensure_control_topics(settings: Settings) -> None:
-    from ..topic import ensure_topic
+    from pipeline.kafka.topic import ensure_topic
 
     ensure_topic(settings, settings.control_topic, partitions=1,
                  config={"cleanup.policy": "compact", "retention.ms": "-1"})

@@ -24,7 +24,7 @@ import math
 from dataclasses import dataclass, field
 from typing import Any
 
-from ..errors import SettingsError
+from pipeline.errors import SettingsError
 
 PRESETS: dict[str, int] = {"Normal day": 10_000, "Christmas": 50_000}
 MAX_RATE = 2_000_000.0

@@ -15,9 +15,9 @@ import json
 from collections.abc import Callable
 from typing import IO
 
-from ..errors import EmulatorError
-from ..settings import Settings
-from .sources import ID_PREFIX, EncodedBatch
+from pipeline.emulator.sources import ID_PREFIX, EncodedBatch
+from pipeline.errors import EmulatorError
+from pipeline.settings import Settings
 
 # Tuned on the 2-core box (bench/bench_producer.py): large lz4 batches and a few ms of
 # linger let librdkafka's thread keep up with the Python loop.

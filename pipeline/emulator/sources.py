@@ -26,8 +26,8 @@ from typing import Any, Protocol, runtime_checkable
 
 import numpy as np
 
-from ..contract import Invalid, parse_timestamp, validate
-from ..errors import EmulatorError
+from pipeline.contract import Invalid, parse_timestamp, validate
+from pipeline.errors import EmulatorError
 
 ID_PREFIX = b'{"transaction_id":"'
 _TS_PART = b'","timestamp":"'

@@ -25,14 +25,21 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from ..errors import EmulatorError
-from ..settings import Settings
-from .binarizer import FaultInjector, JsonBinarizer
-from .control import ControlFollower, EmulatorControl, StatusPublisher, apply_changes, default_desired, now_iso
-from .pacing import Pacer
-from .presets import make_profile
-from .producer import StormProducer
-from .sources import ClientSource, EmulatorSource
+from pipeline.emulator.binarizer import FaultInjector, JsonBinarizer
+from pipeline.emulator.control import (
+    ControlFollower,
+    EmulatorControl,
+    StatusPublisher,
+    apply_changes,
+    default_desired,
+    now_iso,
+)
+from pipeline.emulator.pacing import Pacer
+from pipeline.emulator.presets import make_profile
+from pipeline.emulator.producer import StormProducer
+from pipeline.emulator.sources import ClientSource, EmulatorSource
+from pipeline.errors import EmulatorError
+from pipeline.settings import Settings
 
 log = logging.getLogger(__name__)
 
@@ -93,7 +100,7 @@ class StormEmulator:
     # ---- main loop ----------------------------------------------------------------------
     def run(self, duration: float | None = None, max_records: int | None = None,
             stop_event: threading.Event | None = None) -> dict[str, Any]:
-        from ..topic import ensure_topic
+        from pipeline.kafka.topic import ensure_topic
 
         if duration is not None and duration <= 0:
             raise EmulatorError(f"duration {duration} must be > 0 seconds")

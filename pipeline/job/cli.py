@@ -10,7 +10,7 @@ from __future__ import annotations
 import signal
 import threading
 
-from ..settings import Settings
+from pipeline.settings import Settings
 
 
 def register(sub) -> None:
@@ -26,7 +26,7 @@ def register(sub) -> None:
 
 
 def job_cmd(settings: Settings, args) -> int:
-    from .runner import run_job
+    from pipeline.job.runner import run_job
 
     stop = threading.Event()
     for sig in (signal.SIGINT, signal.SIGTERM):
@@ -36,9 +36,9 @@ def job_cmd(settings: Settings, args) -> int:
 
 
 def sql_cmd(settings: Settings, args) -> int:
-    from ..errors import SettingsError
-    from .spark import build_spark
-    from .tables import register_all
+    from pipeline.errors import SettingsError
+    from pipeline.job.spark import build_spark
+    from pipeline.job.tables import register_all
 
     if args.limit <= 0:
         raise SettingsError(f"--limit={args.limit} must be a positive number of rows")

@@ -23,10 +23,10 @@ import time
 from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime, timedelta
 
-from ..errors import JobError
-from ..settings import Settings, spark_interval
-from ..topic import describe_topic, log_end_offsets
-from . import tables, transforms
+from pipeline.errors import JobError
+from pipeline.job import tables, transforms
+from pipeline.kafka.topic import describe_topic, log_end_offsets
+from pipeline.settings import Settings, spark_interval
 
 log = logging.getLogger(__name__)
 
@@ -211,7 +211,7 @@ class SummaryBatchWriter:
 
 def check_source(settings: Settings) -> None:
     """Fail early, with the command that fixes it, when the broker or topic is missing."""
-    from ..errors import TopicError
+    from pipeline.errors import TopicError
 
     try:
         describe_topic(settings, timeout=10)
@@ -241,7 +241,7 @@ def run_job(settings: Settings, *, once: bool = False, stop_event: threading.Eve
 
     stop_spark: stop the SparkSession at the end (the job's own process does; tests that
     share one session do not)."""
-    from .spark import build_spark
+    from pipeline.job.spark import build_spark
 
     check_source(settings)
     spark = build_spark(settings)

@@ -11,8 +11,8 @@ import logging
 import os
 import sys
 
-from ..jvm import java_version, spark_extra_jars
-from ..settings import Settings
+from pipeline.kafka.jvm import java_version, spark_extra_jars
+from pipeline.settings import Settings
 
 log = logging.getLogger(__name__)
 

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import logging
 
-from ..settings import Settings
+from pipeline.settings import Settings
 
 log = logging.getLogger(__name__)
 

@@ -17,12 +17,12 @@ import json
 import signal
 import threading
 
-from ..errors import SettingsError
-from ..settings import Settings, parse_duration
+from pipeline.errors import SettingsError
+from pipeline.settings import Settings, parse_duration
 
 
 def register(sub) -> None:
-    from .plan import PLANS
+    from pipeline.loadtest.plan import PLANS
 
     p = sub.add_parser("loadtest", help="closed-loop load test with a verdict, reconciliation and an HTML report")
     p.add_argument("--profile", default="christmas", choices=list(PLANS),
@@ -65,8 +65,8 @@ def argparse_suppress():
 
 
 def loadtest_cmd(settings: Settings, args) -> int:
-    from . import runner
-    from .report import rebuild
+    from pipeline.loadtest import runner
+    from pipeline.loadtest.report import rebuild
 
     if args.list:
         for r in runner.list_runs(settings):
@@ -133,7 +133,7 @@ def loadtest_cmd(settings: Settings, args) -> int:
 
 
 def capacity_cmd(settings: Settings, args) -> int:
-    from ..capacity import CapacityInput, capacity, sample_record_bytes
+    from pipeline.loadtest.capacity import CapacityInput, capacity, sample_record_bytes
 
     record = args.record_bytes or sample_record_bytes(settings.sample_file) or 220.0
     inp = CapacityInput(

@@ -18,7 +18,7 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass, field, replace
 from typing import Any
 
-from ..errors import SettingsError
+from pipeline.errors import SettingsError
 
 KINDS = ("warmup", "ramp", "hold", "beyond")
 MIN_STEP_S = 5.0

@@ -338,7 +338,7 @@ def write_report(run_dir: Path, result: dict[str, Any], samples: list[dict]) -> 
 def rebuild(run_dir: Path) -> Path:
     """Rewrite a run's report from its saved files; the summary is recomputed from the saved step
     stats, so a run judged by an older release gets the current wording."""
-    from .verdict import StepStats, summarise
+    from pipeline.loadtest.verdict import StepStats, summarise
 
     result = json.loads((run_dir / "result.json").read_text())
     plan = result.get("plan") or {}

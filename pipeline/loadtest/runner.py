@@ -38,12 +38,12 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from ..errors import TormentaError
-from ..procs import stop_group
-from ..settings import PROJECT_ROOT, Settings
-from . import plan as plans
-from . import reconcile, verdict
-from .sampling import Sampler, listener_pid
+from pipeline.errors import TormentaError
+from pipeline.kafka.procs import stop_group
+from pipeline.loadtest import plan as plans
+from pipeline.loadtest import reconcile, verdict
+from pipeline.loadtest.sampling import Sampler, listener_pid
+from pipeline.settings import PROJECT_ROOT, Settings
 
 log = logging.getLogger(__name__)
 
@@ -209,7 +209,7 @@ class LoadTest:
 
     # ---- main -------------------------------------------------------------------------------
     def run(self, stop_event: threading.Event | None = None) -> dict[str, Any]:
-        from ..broker import EmbeddedBroker
+        from pipeline.kafka.broker import EmbeddedBroker
 
         stop = stop_event or threading.Event()
         self.dir.mkdir(parents=True, exist_ok=True)
@@ -234,7 +234,7 @@ class LoadTest:
             result = self._result(samples, emulator_summary, caught_up, facts, state, error, job_rc, broker_pid)
             self.phase = "writing report"
             self._progress()
-            from .report import write_report
+            from pipeline.loadtest.report import write_report
 
             write_report(self.dir, result, samples)
         finally:
@@ -246,8 +246,8 @@ class LoadTest:
 
     def _drive(self, stop: threading.Event, broker_pid: int | None):
         """Topic, job, sampler, emulator, steps, catch-up; always stops what it started."""
-        from ..emulator.control import EmulatorControl, ensure_control_topics
-        from ..topic import ensure_topic
+        from pipeline.emulator.control import EmulatorControl, ensure_control_topics
+        from pipeline.kafka.topic import ensure_topic
 
         rs = self.run_settings
         job = emulator = None
@@ -488,7 +488,7 @@ class LoadTest:
         rs = self.run_settings
         if not self.options.keep_topic:
             try:
-                from ..topic import admin
+                from pipeline.kafka.topic import admin
 
                 client = admin(rs)  # keep a reference: a destroyed client fails its futures (_DESTROY)
                 futures = client.delete_topics([rs.topic, rs.control_topic, rs.status_topic], operation_timeout=15)

@@ -9,12 +9,12 @@ import pytest
 import streamlit as st
 from streamlit.testing.v1 import AppTest
 
-from pipeline.capacity import CapacityInput, capacity
+from pipeline.loadtest.capacity import CapacityInput, capacity
 from pipeline.loadtest.report import write_report
-from tests.test_app_pages import closed_port
-from tests.test_loadtest_unit import synthetic_result
+from tests.app.test_app_pages import closed_port
+from tests.loadtest.test_loadtest_unit import synthetic_result
 
-APP = str(Path(__file__).resolve().parent.parent / "streamlit_app.py")
+APP = str(Path(__file__).resolve().parents[2] / "streamlit_app.py")
 PAGE = "pages/load_test.py"
 
 
@@ -50,7 +50,7 @@ def test_page_without_runs_shows_the_form_and_the_calculator(monkeypatch, tmp_pa
     assert "No load test is running" in text and "No finished load test yet" in text
     cap = next(f for f in frames(at) if "figure" in f.columns)
     figures = dict(zip(cap["figure"], cap["value"]))
-    # the page shows exactly what pipeline.capacity computes for its inputs
+    # the page shows exactly what pipeline.loadtest.capacity computes for its inputs
     s_retention = 86400.0
     plan = capacity(CapacityInput(rate=50_000, record_bytes=at.number_input(key="cap_size").value,
                                   retention_s=s_retention, trigger_s=60, partitions=3, cores=2))

@@ -16,8 +16,8 @@ from pathlib import Path
 import psutil
 import pytest
 
+from pipeline.kafka.topic import admin
 from pipeline.loadtest.runner import LoadTest, LoadTestOptions, list_runs
-from pipeline.topic import admin
 
 pytestmark = pytest.mark.integration
 

@@ -23,7 +23,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-from .errors import SettingsError
+from pipeline.errors import SettingsError
 
 SEGMENT_BYTES = 256 * 1024 * 1024  # log.segment.bytes of the embedded broker
 DISK_MARGIN = 0.25                 # keep disks below 80 % full

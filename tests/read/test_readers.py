@@ -8,11 +8,11 @@ from decimal import Decimal
 import pandas as pd
 import pytest
 
-from pipeline import dashboard, health
 from pipeline.errors import DataUnavailable, SettingsError
-from pipeline.readers import MAX_POINTS, DeltaReader, HighValueQuery
+from pipeline.read import dashboard, health
+from pipeline.read.readers import MAX_POINTS, DeltaReader, HighValueQuery
 from pipeline.settings import Settings
-from tests.app_fixtures import write_demo_tables
+from tests.support.app_fixtures import write_demo_tables
 
 
 @pytest.fixture(scope="module")
@@ -201,7 +201,7 @@ def test_two_read_pages_equal_the_one_query_result_with_ties(tmp_path):
     import pyarrow as pa
     from deltalake import write_deltalake
 
-    from tests.app_fixtures import TS, high_value_chunk
+    from tests.support.app_fixtures import TS, high_value_chunk
 
     rng = np.random.default_rng(3)
     now = datetime(2026, 11, 25, 12, 0, tzinfo=UTC)

@@ -30,8 +30,8 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.dataset as pads
 
-from .errors import DataUnavailable, SettingsError
-from .settings import Settings
+from pipeline.errors import DataUnavailable, SettingsError
+from pipeline.settings import Settings
 
 TABLE_LABELS = {
     "high_value": "high-value transactions",

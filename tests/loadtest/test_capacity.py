@@ -6,7 +6,9 @@ import json
 
 import pytest
 
-from pipeline.capacity import (
+from pipeline.cli import main
+from pipeline.errors import SettingsError
+from pipeline.loadtest.capacity import (
     CapacityInput,
     capacity,
     compression_ratio_for,
@@ -14,8 +16,6 @@ from pipeline.capacity import (
     measured_inputs,
     sample_record_bytes,
 )
-from pipeline.cli import main
-from pipeline.errors import SettingsError
 from pipeline.settings import Settings
 
 

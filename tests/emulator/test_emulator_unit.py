@@ -22,7 +22,7 @@ from pipeline.emulator.sources import ClientSource, EmulatorSource, FileReplaySo
 from pipeline.errors import EmulatorError, SettingsError
 from pipeline.settings import Settings
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[2]
 SAMPLES = ROOT / "samples" / "transactions.jsonl.gz"
 CAPTURE = ROOT / "samples" / "capture_small.jsonl"
 NOW = datetime(2026, 11, 24, 19, 12, 3, 123456, tzinfo=UTC).timestamp()

@@ -14,7 +14,7 @@ from pipeline.contract import Invalid, validate
 from pipeline.emulator.control import EmulatorControl
 from pipeline.emulator.sources import FileReplaySource
 from pipeline.emulator.storm import StormEmulator
-from tests.emulator_fixtures import Background, read_all, topic_count, wait_for
+from tests.support.emulator_fixtures import Background, read_all, topic_count, wait_for
 
 pytestmark = pytest.mark.integration
 
@@ -131,7 +131,7 @@ def test_fault_knobs_produce_what_they_say(stack):
 def test_file_replay_sends_the_capture_in_order(stack, tmp_path):
     from pathlib import Path
 
-    capture = Path(__file__).resolve().parent.parent / "samples" / "capture_small.jsonl"
+    capture = Path(__file__).resolve().parents[2] / "samples" / "capture_small.jsonl"
     one = stack.replace(partitions=1, topic=stack.topic + "-replay")
     source = FileReplaySource(capture, speed=4.0)
     t = time.monotonic()
@@ -196,7 +196,7 @@ def test_sigterm_stops_the_emulator_process_cleanly(stack):
     env = {**os.environ, "TORMENTA_BOOTSTRAP_SERVERS": stack.bootstrap_servers, "TORMENTA_TOPIC": stack.topic,
            "TORMENTA_CONTROL_TOPIC": stack.control_topic, "TORMENTA_STATUS_TOPIC": stack.status_topic,
            "TORMENTA_DATA_DIR": str(stack.data_dir)}
-    root = Path(__file__).resolve().parent.parent
+    root = Path(__file__).resolve().parents[2]
     proc = subprocess.Popen([sys.executable, "-m", "pipeline", "emulate", "--rate", "2000", "--duration", "60"],
                             cwd=root, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     try:

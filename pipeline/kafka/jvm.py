@@ -13,7 +13,7 @@ import shutil
 import subprocess
 from pathlib import Path
 
-from .errors import JarsMissingError, JavaError
+from pipeline.errors import JarsMissingError, JavaError
 
 MIN_JAVA = 17
 

@@ -11,9 +11,9 @@ import pytest
 import streamlit as st
 from streamlit.testing.v1 import AppTest
 
-from tests.app_fixtures import write_demo_tables
+from tests.support.app_fixtures import write_demo_tables
 
-APP = str(Path(__file__).resolve().parent.parent / "streamlit_app.py")
+APP = str(Path(__file__).resolve().parents[2] / "streamlit_app.py")
 PAGES = ["pages/overview.py", "pages/pipeline_health.py", "pages/storm_control.py", "pages/live_sales.py",
          "pages/explorer.py"]
 

@@ -13,11 +13,11 @@ from deltalake import DeltaTable
 from pipeline.job import tables
 from pipeline.job.runner import run_job
 from pipeline.job.tables import SCHEMAS
-from pipeline.procs import stop_group
+from pipeline.kafka.procs import stop_group
 from tests.conftest import produce, tx
 
 pytestmark = pytest.mark.integration
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[2]
 
 
 def table(settings, name):

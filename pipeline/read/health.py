@@ -20,7 +20,7 @@ from datetime import UTC, datetime
 
 import pandas as pd
 
-from .settings import Settings, format_duration
+from pipeline.settings import Settings, format_duration
 
 UP, IDLE, DOWN, UNKNOWN = "up", "idle", "down", "unknown"
 FIX = {
@@ -66,7 +66,7 @@ def _utc(ts) -> datetime | None:
 
 # ---- broker / topic ------------------------------------------------------------------
 def broker_health(settings: Settings) -> PartHealth:
-    from .broker import port_open
+    from pipeline.kafka.broker import port_open
 
     host, port = settings.first_bootstrap
     if port_open(host, port, timeout=0.3):
@@ -75,8 +75,8 @@ def broker_health(settings: Settings) -> PartHealth:
 
 
 def topic_health(settings: Settings, broker_up: bool, timeout: float = 2.0) -> tuple[PartHealth, TopicFacts | None]:
-    from .errors import TormentaError
-    from .topic import describe_topic
+    from pipeline.errors import TormentaError
+    from pipeline.kafka.topic import describe_topic
 
     if not broker_up:
         return PartHealth("topic", UNKNOWN, f"Topic {settings.topic} cannot be checked while the broker is down.",

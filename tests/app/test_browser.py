@@ -18,10 +18,10 @@ from pathlib import Path
 
 import pytest
 
-from pipeline.broker import free_port
-from tests.app_fixtures import write_demo_tables
+from tests.support.app_fixtures import write_demo_tables
+from tests.support.ports import free_port
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[2]
 CHROMIUM = "/usr/bin/chromium"
 ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
         "--disable-component-update", "--no-first-run"]

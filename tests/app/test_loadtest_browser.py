@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from pipeline.loadtest.report import write_report
-from tests.test_loadtest_unit import synthetic_result
+from tests.loadtest.test_loadtest_unit import synthetic_result
 
 CHROMIUM = "/usr/bin/chromium"
 ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",

@@ -7,9 +7,9 @@ from pathlib import Path
 import pytest
 
 from pipeline.contract import Invalid, validate
-from tests.cases import CASES
+from tests.support.cases import CASES
 
-SHARED_SCHEMA = Path(__file__).resolve().parents[2] / "shared" / "contract" / "transaction.schema.json"
+SHARED_SCHEMA = Path(__file__).resolve().parents[3] / "shared" / "contract" / "transaction.schema.json"
 
 
 @pytest.mark.parametrize("raw,reason", CASES)

@@ -19,10 +19,10 @@ import time
 import uuid
 from dataclasses import dataclass
 
-from .errors import BrokerError
-from .jvm import broker_classpath, java_version
-from .procs import signal_reaches
-from .settings import Settings
+from pipeline.errors import BrokerError
+from pipeline.kafka.jvm import broker_classpath, java_version
+from pipeline.kafka.procs import signal_reaches
+from pipeline.settings import Settings
 
 LOG4J2 = """\
 status = warn
@@ -267,20 +267,3 @@ def _reap(pid: int) -> None:
         pass
     except OSError:
         pass
-
-
-_HANDED_OUT: set[int] = set()
-
-
-def free_port() -> int:
-    """A free loopback port that this process has not handed out before.
-
-    The kernel may offer a just-released port again, so two quick calls could return the
-    same number (a broker whose client and controller ports collide does not start)."""
-    while True:
-        with socket.socket() as s:
-            s.bind(("127.0.0.1", 0))
-            port = s.getsockname()[1]
-        if port not in _HANDED_OUT:
-            _HANDED_OUT.add(port)
-            return port

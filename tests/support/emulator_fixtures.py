@@ -6,8 +6,8 @@ import threading
 import time
 from collections.abc import Callable
 
+from pipeline.kafka.topic import log_end_offsets
 from pipeline.settings import Settings
-from pipeline.topic import log_end_offsets
 
 
 def topic_count(settings: Settings, topic: str | None = None) -> int:

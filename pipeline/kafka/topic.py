@@ -14,8 +14,8 @@ from dataclasses import dataclass
 from confluent_kafka import KafkaException
 from confluent_kafka.admin import AdminClient, ConfigResource, NewTopic
 
-from .errors import TopicError
-from .settings import Settings
+from pipeline.errors import TopicError
+from pipeline.settings import Settings
 
 
 @dataclass

@@ -11,8 +11,8 @@ from datetime import UTC, datetime, timedelta
 
 import pandas as pd
 
-from .errors import SettingsError
-from .settings import Settings, format_duration
+from pipeline.errors import SettingsError
+from pipeline.settings import Settings, format_duration
 
 TIME_RANGES: dict[str, int] = {
     "Last 15 minutes": 900, "Last hour": 3600, "Last 6 hours": 6 * 3600,

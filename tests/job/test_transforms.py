@@ -6,7 +6,7 @@ from decimal import Decimal
 import pytest
 
 from pipeline.job import transforms
-from tests.cases import CASES
+from tests.support.cases import CASES
 
 pytestmark = pytest.mark.integration
 
