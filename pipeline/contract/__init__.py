@@ -1,5 +1,14 @@
-"""The transactions record, defined once: fields, limits, the threshold rule, table schemas, wire encodings."""
+"""The transactions record, defined once.
 
-from pipeline.contract.record import Invalid, parse_timestamp, validate
+- `fields`: the fields, their types and limits, and the threshold rule;
+- `validate`: the reference validator of a message (JSON or Avro);
+- `avro`: the binary wire format (Avro in the Confluent framing);
+- `tables`: the columns of every Delta table;
+- `spark`: the same rules as Spark column expressions (imports pyspark; import it explicitly).
+"""
 
-__all__ = ["Invalid", "parse_timestamp", "validate"]
+from pipeline.contract.errors import Invalid
+from pipeline.contract.fields import DEFAULT_THRESHOLD, FIELDS, is_high_value
+from pipeline.contract.validate import parse_timestamp, validate
+
+__all__ = ["DEFAULT_THRESHOLD", "FIELDS", "Invalid", "is_high_value", "parse_timestamp", "validate"]

@@ -23,6 +23,7 @@ import time
 from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime, timedelta
 
+from pipeline.contract.tables import TABLES, ddl
 from pipeline.errors import JobError
 from pipeline.job import tables, transforms
 from pipeline.kafka.topic import describe_topic, log_end_offsets
@@ -59,7 +60,7 @@ class HighValueBatchWriter:
 
     def __init__(self, settings: Settings):
         self.settings = settings
-        self.paths = {n: str(settings.table_path(n)) for n in tables.SCHEMAS}
+        self.paths = {n: str(settings.table_path(n)) for n in TABLES}
         self.batches_done = 0
         self.last_end_offsets: dict[int, int] = {}
         self.last_timings: dict[str, float] = {}  # seconds per stage of the last batch (bench, logs)
@@ -151,8 +152,8 @@ class HighValueBatchWriter:
             metrics = spark.createDataFrame(
                 [(self.query_name, batch_id, trigger_time.replace(tzinfo=None), time.time() - started,
                   float(s.trigger_interval), n, valid_n, hv_rows, bad, agg_rows, behind, lag, max_et,
-                  json.dumps({str(k): v for k, v in sorted(self.last_end_offsets.items())}))],
-                schema=" ".join(tables.SCHEMAS["batch_metrics"].split()),
+                  json.dumps({str(k): v for k, v in sorted(self.last_end_offsets.items())}), None, None)],
+                schema=ddl("batch_metrics"),
             )
             _append(metrics.coalesce(1), self.paths["batch_metrics"], f"{app}-metrics", batch_id)
             lap("metrics")

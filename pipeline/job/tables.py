@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import logging
 
+from pipeline.contract.tables import ADDED_COLUMNS, PARTITIONS, TABLES, ddl
 from pipeline.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -24,43 +25,33 @@ TABLE_PROPERTIES = {
     "delta.appendOnly": "false",
 }
 
-SCHEMAS: dict[str, str] = {
-    "high_value": """
-        transaction_id STRING, person_id STRING, merchant_id STRING, amount DECIMAL(18,2),
-        currency STRING, event_time TIMESTAMP, merchant_category STRING, country STRING,
-        channel STRING, kafka_partition INT, kafka_offset BIGINT, ingest_time TIMESTAMP,
-        processing_time TIMESTAMP, batch_id BIGINT, event_date DATE""",
-    "quarantine": """
-        raw_value STRING, raw_key STRING, topic STRING, kafka_partition INT, kafka_offset BIGINT,
-        ingest_time TIMESTAMP, arrival_time TIMESTAMP, reason STRING, batch_id BIGINT""",
-    "sales_agg": """
-        window_start TIMESTAMP, window_end TIMESTAMP, merchant_category STRING, country STRING,
-        sales_count BIGINT, sales_amount DECIMAL(28,2), high_value_count BIGINT,
-        high_value_amount DECIMAL(28,2), batch_id BIGINT, processing_time TIMESTAMP""",
-    "sales_hourly": """
-        window_start TIMESTAMP, window_end TIMESTAMP, merchant_category STRING, country STRING,
-        sales_count BIGINT, sales_amount DECIMAL(28,2), high_value_count BIGINT,
-        high_value_amount DECIMAL(28,2), batch_id BIGINT, processing_time TIMESTAMP""",
-    "batch_metrics": """
-        query STRING, batch_id BIGINT, trigger_time TIMESTAMP, duration_s DOUBLE,
-        trigger_interval_s DOUBLE, input_rows BIGINT, valid_rows BIGINT, high_value_rows BIGINT,
-        quarantined_rows BIGINT, agg_rows BIGINT, offsets_behind BIGINT, event_lag_s DOUBLE,
-        max_event_time TIMESTAMP, end_offsets STRING""",
-}
-PARTITIONS = {"high_value": "event_date"}
 
 
 def create_tables(spark, settings: Settings) -> None:
     """Create every Delta table if missing and register it under the `tormenta` database."""
     spark.sql(f"CREATE DATABASE IF NOT EXISTS {DATABASE}")
     props = ", ".join(f"'{k}' = '{v}'" for k, v in TABLE_PROPERTIES.items())
-    for name, schema in SCHEMAS.items():
+    for name in TABLES:
         path = settings.table_path(name)
         part = f"PARTITIONED BY ({PARTITIONS[name]})" if name in PARTITIONS else ""
         spark.sql(
-            f"CREATE TABLE IF NOT EXISTS delta.`{path}` ({schema}) USING DELTA {part} TBLPROPERTIES ({props})"
+            f"CREATE TABLE IF NOT EXISTS delta.`{path}` ({ddl(name)}) USING DELTA {part} TBLPROPERTIES ({props})"
         )
+        _add_missing_columns(spark, name, str(path))
         register(spark, name, str(path))
+
+
+def _add_missing_columns(spark, name: str, path: str) -> None:
+    """Tables made by an earlier release get the columns added since (nullable, no rewrite)."""
+    added = ADDED_COLUMNS.get(name)
+    if not added:
+        return
+    have = set(spark.read.format("delta").load(path).columns)
+    types = dict(TABLES[name])
+    missing = [c for c in added if c not in have]
+    if missing:
+        cols = ", ".join(f"{c} {types[c]}" for c in missing)
+        spark.sql(f"ALTER TABLE delta.`{path}` ADD COLUMNS ({cols})")
 
 
 def register(spark, name: str, path: str) -> None:
@@ -73,7 +64,7 @@ def register(spark, name: str, path: str) -> None:
 def register_all(spark, settings: Settings) -> list[str]:
     """Register every existing table for SQL (used by `python -m pipeline sql`)."""
     names = []
-    for name in SCHEMAS:
+    for name in TABLES:
         path = settings.table_path(name)
         if (path / "_delta_log").is_dir():
             register(spark, name, str(path))
@@ -85,7 +76,7 @@ def upkeep(spark, settings: Settings, retain_hours: float = 2.0) -> None:
     """Compact small files and vacuum old ones, so a day of one-minute commits stays readable."""
     from delta.tables import DeltaTable
 
-    for name in SCHEMAS:
+    for name in TABLES:
         path = str(settings.table_path(name))
         try:
             table = DeltaTable.forPath(spark, path)

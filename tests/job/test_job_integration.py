@@ -10,9 +10,9 @@ from pathlib import Path
 import pytest
 from deltalake import DeltaTable
 
+from pipeline.contract.tables import TABLES
 from pipeline.job import tables
 from pipeline.job.runner import run_job
-from pipeline.job.tables import SCHEMAS
 from pipeline.kafka.procs import stop_group
 from tests.conftest import produce, tx
 
@@ -57,7 +57,7 @@ def test_exact_ids_quarantine_and_dedupe(stack, spark_session):
     assert metrics.quarantined_rows.sum() == 3
     agg = table(stack, "sales_agg")
     assert agg.sales_count.sum() > 0
-    for name in SCHEMAS:  # every table is readable without a JVM
+    for name in TABLES:  # every table is readable without a JVM
         DeltaTable(str(stack.table_path(name))).to_pyarrow_table()
 
     # A second catch-up run over the same topic writes nothing twice.

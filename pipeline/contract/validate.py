@@ -1,16 +1,10 @@
-"""The transactions contract, in Tormenta's own code.
+"""The reference validator of a JSON message (Python), built on `pipeline.contract.fields`.
 
-One Kafka message = one UTF-8 JSON object; key = ``person_id`` as UTF-8. Required fields:
-transaction_id, person_id, merchant_id (strings of 1..64 characters), amount (a JSON
-number, 0 < amount <= 10,000,000, at most 2 decimals) and timestamp (ISO-8601 with an
-explicit offset or Z). Optional: currency (3 upper-case letters, default USD),
-merchant_category, country (2 upper-case letters), channel (pos, online or atm); an
-optional field of the wrong type or format is treated as absent. Unknown extra fields are
-allowed and ignored.
-
-`validate()` is the reference implementation used by the emulator's file replay and by
-the tests; the Spark job implements the same rules with column expressions
-(`pipeline.job.transforms`) and the tests check that both agree.
+One Kafka message = one UTF-8 JSON object; key = ``person_id`` as UTF-8 (see `fields`
+for the rules). Unknown extra fields are allowed and ignored. `validate()` is used by the
+emulator's file replay and by the tests; the Spark job implements the same rules with
+column expressions (`pipeline.contract.spark`) and a test checks that both agree on
+every contract case.
 """
 
 from __future__ import annotations
@@ -22,21 +16,22 @@ from datetime import UTC, datetime
 from decimal import Decimal
 from typing import Any
 
-REQUIRED_STRINGS = ("transaction_id", "person_id", "merchant_id")
-MAX_ID_LENGTH = 64
-MAX_AMOUNT = Decimal("10000000")
-CHANNELS = ("pos", "online", "atm")
-DEFAULT_CURRENCY = "USD"
-# ISO-8601 date-time with a mandatory offset (Z or +hh:mm / -hh:mm / +hhmm).
-TIMESTAMP_RE = re.compile(
-    r"^\d{4}-\d{2}-\d{2}[Tt ]\d{2}:\d{2}(:\d{2}(\.\d{1,9})?)?([Zz]|[+-]\d{2}:?\d{2})$"
+from pipeline.contract.avro import decode, is_framed
+from pipeline.contract.errors import Invalid
+from pipeline.contract.fields import (
+    AMOUNT_SCALE,
+    CHANNELS,
+    COUNTRY_RE,
+    CURRENCY_RE,
+    DEFAULT_CURRENCY,
+    ID_FIELDS,
+    MAX_AMOUNT,
+    MAX_ID_LENGTH,
+    REQUIRED_FIELDS,
+    TIMESTAMP_RE,
 )
-CURRENCY_RE = re.compile(r"^[A-Z]{3}$")
-COUNTRY_RE = re.compile(r"^[A-Z]{2}$")
 
-
-class Invalid(ValueError):
-    """A message that breaks the contract; the text is the quarantine reason."""
+_QUANTUM = Decimal(1).scaleb(-AMOUNT_SCALE)
 
 
 def parse_timestamp(text: str) -> datetime:
@@ -58,10 +53,14 @@ def parse_timestamp(text: str) -> datetime:
 
 
 def validate(value: bytes | str) -> dict[str, Any]:
-    """Parse and validate one message value; returns the normalised record or raises Invalid."""
-    if isinstance(value, bytes):
+    """Parse and validate one message value (JSON, or Avro in the Confluent framing).
+
+    Returns the normalised record (`fields.RECORD_COLUMNS`) or raises Invalid."""
+    if isinstance(value, (bytes, bytearray)) and is_framed(value):
+        return _checked(decode(bytes(value)), avro=True)
+    if isinstance(value, (bytes, bytearray)):
         try:
-            value = value.decode("utf-8")
+            value = bytes(value).decode("utf-8")
         except UnicodeDecodeError:
             raise Invalid("value is not UTF-8") from None
     try:
@@ -71,30 +70,27 @@ def validate(value: bytes | str) -> dict[str, Any]:
         raise Invalid("value is not JSON") from None
     if not isinstance(obj, dict):
         raise Invalid("value is not a JSON object")
-    for name in (*REQUIRED_STRINGS, "amount", "timestamp"):
+    return _checked(obj, avro=False)
+
+
+def _checked(obj: dict[str, Any], *, avro: bool) -> dict[str, Any]:
+    """The contract's value rules, shared by both wire formats (Avro already fixes the types)."""
+    for name in REQUIRED_FIELDS:
         if name not in obj or obj[name] is None:
             raise Invalid(f"missing required field {name}")
-    for name in REQUIRED_STRINGS:
+    for name in ID_FIELDS:
         v = obj[name]
         if not isinstance(v, str):
             raise Invalid(f"{name} is not a string")
         if not 1 <= len(v) <= MAX_ID_LENGTH:
             raise Invalid(f"{name} must be 1..{MAX_ID_LENGTH} characters")
-    amount = obj["amount"]
-    if not isinstance(amount, Decimal) or isinstance(amount, bool):
-        raise Invalid("amount is not a number")
-    # A JSON number beyond the double range (1e400) is infinite for every consumer but Python.
-    if not amount.is_finite() or not math.isfinite(float(amount)):
-        raise Invalid("amount is not a finite number")
-    if amount <= 0:
-        raise Invalid("amount must be greater than 0")
-    if amount > MAX_AMOUNT:
-        raise Invalid("amount exceeds 10,000,000")
-    if amount != amount.quantize(Decimal("0.01"), rounding="ROUND_DOWN"):
-        raise Invalid("amount has more than 2 decimals")
-    if not isinstance(obj["timestamp"], str):
+    amount = _checked_amount(obj["amount"])
+    if avro:
+        event_time = obj["timestamp"].astimezone(UTC)
+    elif not isinstance(obj["timestamp"], str):
         raise Invalid("timestamp is not a string")
-    event_time = parse_timestamp(obj["timestamp"])
+    else:
+        event_time = parse_timestamp(obj["timestamp"])
     # Optional fields never cost a transaction: a value of the wrong type or format is
     # treated as absent (currency then falls back to its default).
     currency = _optional_str(obj, "currency", CURRENCY_RE) or DEFAULT_CURRENCY
@@ -103,7 +99,7 @@ def validate(value: bytes | str) -> dict[str, Any]:
         "transaction_id": obj["transaction_id"],
         "person_id": obj["person_id"],
         "merchant_id": obj["merchant_id"],
-        "amount": amount.quantize(Decimal("0.01")),
+        "amount": amount.quantize(_QUANTUM),
         "currency": currency,
         "event_time": event_time,
         "merchant_category": _optional_str(obj, "merchant_category"),
@@ -112,12 +108,23 @@ def validate(value: bytes | str) -> dict[str, Any]:
     }
 
 
+def _checked_amount(amount: Any) -> Decimal:
+    if not isinstance(amount, Decimal) or isinstance(amount, bool):
+        raise Invalid("amount is not a number")
+    # A JSON number beyond the double range (1e400) is infinite for every consumer but Python.
+    if not amount.is_finite() or not math.isfinite(float(amount)):
+        raise Invalid("amount is not a finite number")
+    if amount <= 0:
+        raise Invalid("amount must be greater than 0")
+    if amount > MAX_AMOUNT:
+        raise Invalid(f"amount exceeds {MAX_AMOUNT:,}")
+    if amount != amount.quantize(_QUANTUM, rounding="ROUND_DOWN"):
+        raise Invalid(f"amount has more than {AMOUNT_SCALE} decimals")
+    return amount
+
+
 def _optional_str(obj: dict, name: str, pattern: re.Pattern | None = None) -> str | None:
     v = obj.get(name)
     if not isinstance(v, str) or (pattern is not None and not pattern.match(v)):
         return None
     return v
-
-
-def is_high_value(record: dict[str, Any], threshold: Decimal) -> bool:
-    return record["amount"] > threshold
