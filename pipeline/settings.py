@@ -177,6 +177,16 @@ def _float_range(lo: float, hi: float) -> Callable[[str, str], float]:
     return parse
 
 
+def _choice(*allowed: str) -> Callable[[str, str], str]:
+    def parse(name: str, text: str) -> str:
+        value = str(text).strip().lower()
+        if value not in allowed:
+            raise SettingsError(f"{name}={text!r} is not allowed; allowed: {', '.join(allowed)}")
+        return value
+
+    return parse
+
+
 @dataclass(frozen=True)
 class Spec:
     attr: str
@@ -215,6 +225,7 @@ SPECS: tuple[Spec, ...] = (
     Spec("sample_file", _path, str(PROJECT_ROOT / "samples" / "transactions.jsonl.gz"), "Sample transactions the emulator draws from"),
     Spec("control_topic", _topic_name, "tormenta.emulator.control", "Compacted topic holding the emulator's desired state"),
     Spec("status_topic", _topic_name, "tormenta.emulator.status", "Topic where the emulator publishes its status and metrics"),
+    Spec("wire_format", _choice("json", "avro"), "json", "Wire format the emulator writes: json or avro (Confluent framing); the job reads both"),
 )
 
 
@@ -245,6 +256,7 @@ class Settings:
     sample_file: Path = PROJECT_ROOT / "samples" / "transactions.jsonl.gz"
     control_topic: str = "tormenta.emulator.control"
     status_topic: str = "tormenta.emulator.status"
+    wire_format: str = "json"
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None, **overrides: Any) -> Settings:
