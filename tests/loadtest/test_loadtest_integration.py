@@ -73,7 +73,7 @@ def test_smoke_plan_on_the_real_stack(broker, tmp_path, artifacts):
     assert _our_children() == []
     shutil.copy(report, artifacts / "loadtest-report-smoke.html")
 
-    from tests.test_loadtest_browser import CHROMIUM, open_report
+    from tests.app.test_loadtest_browser import CHROMIUM, open_report
 
     if Path(CHROMIUM).exists():
         seen = open_report(report, artifacts / "loadtest-report-smoke.png")
