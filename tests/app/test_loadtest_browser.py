@@ -61,7 +61,7 @@ def test_load_test_page_in_chromium(tmp_path, artifacts):
     """The app's Load test page with a saved run: verdict, calculator and the report download button."""
     from playwright.sync_api import sync_playwright
 
-    from tests.test_browser import running_app
+    from tests.app.test_browser import running_app
 
     result, samples = synthetic_result()
     result["run_id"] = "20261124-191200-abcd"
