@@ -67,3 +67,46 @@ CASES += [
 # the job's fast path must reach the same verdict as its strict fallback.
 CASES += [(raw.replace('", "', '","').replace('": ', '":').replace(', "', ',"'), reason)
           for raw, reason in list(CASES) if raw.startswith('{"') and ": " in raw]
+
+
+def _avro_cases():
+    """Avro messages in the Confluent framing: every valid JSON case re-encoded, plus the
+    ways a binary message can break the contract."""
+    from datetime import UTC, datetime
+    from decimal import Decimal
+
+    from pipeline.contract import avro, validate
+
+    def rec(**kw):
+        base = {"transaction_id": "t1", "person_id": "P1", "merchant_id": "M1", "amount": Decimal("10.50"),
+                "timestamp": datetime(2026, 11, 24, 19, 12, 3, 123456, tzinfo=UTC)}
+        base.update(kw)
+        return base
+
+    good = avro.encode_reference(rec())
+    cases = []
+    for raw, reason in CASES:
+        if reason is None:
+            r = validate(raw)
+            cases.append((avro.encode_reference({**r, "timestamp": r["event_time"]}), None))
+    cases += [
+        (avro.encode_reference(rec(amount=Decimal("1500.00"))), None),
+        (avro.encode_reference(rec(amount=Decimal("1500.01"))), None),
+        (avro.encode_reference(rec(amount=Decimal("10000000.00"))), None),
+        (avro.encode_reference(rec(currency="euro", country="ESP", channel="fax")), None),
+        (good[:3], "avro message shorter than its 5-byte header"),
+        (b"\x00", "avro message shorter than its 5-byte header"),
+        (b"\x00\x00\x00\x00\x07" + good[5:], "unknown avro schema id 7"),
+        (good[:-4], "avro body does not decode"),
+        (good[:5], "avro body does not decode"),
+        (good + b"\x00\x01", "avro body has trailing bytes"),
+        (avro.encode_reference(rec(transaction_id="")), "transaction_id must be 1..64 characters"),
+        (avro.encode_reference(rec(merchant_id="m" * 65)), "merchant_id must be 1..64 characters"),
+        (avro.encode_reference(rec(amount=Decimal("0.00"))), "amount must be greater than 0"),
+        (avro.encode_reference(rec(amount=Decimal("-3.50"))), "amount must be greater than 0"),
+        (avro.encode_reference(rec(amount=Decimal("10000000.01"))), "amount exceeds 10,000,000"),
+    ]
+    return cases
+
+
+AVRO_CASES = _avro_cases()
