@@ -1,27 +1,32 @@
 """The one settings object of Tormenta.
 
-Every environment variable the product reads is read here, once per entry point, and
-validated: a bad value raises `SettingsError` naming the variable, the value and what is
-allowed. All variables share the prefix ``TORMENTA_``; the README lists each with its
-default. Every default runs on a laptop with the embedded local broker.
+Every environment variable the product reads is declared once below (name, type, default,
+description) on pydantic-settings, with the prefix ``TORMENTA_``. Values are validated: a bad
+one raises `SettingsError` with one line per problem naming the variable, the value and what is
+allowed. The README table lists each variable with its default (tests/test_docs.py compares it
+with `SPECS`). Every default runs on a laptop with the embedded local broker.
 
 Usage::
 
     settings = Settings.from_env()          # os.environ
-    settings = Settings.from_env({...})     # tests
-    settings = settings.replace(topic="t")  # derived copy (frozen dataclass)
+    settings = Settings.from_env({...})     # tests: only this mapping is read
+    settings = settings.replace(topic="t")  # a validated, frozen copy
 """
 
 from __future__ import annotations
 
-import dataclasses
 import os
 import re
-from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field
+from collections.abc import Callable, Iterator, Mapping
+from contextlib import contextmanager
+from contextvars import ContextVar
 from decimal import Decimal, InvalidOperation
 from pathlib import Path
-from typing import Any
+from typing import Annotated, Any, NamedTuple
+
+from pydantic import BeforeValidator, Field, ValidationError
+from pydantic_settings import BaseSettings, EnvSettingsSource, PydanticBaseSettingsSource, SettingsConfigDict
+from pydantic_settings.sources.utils import parse_env_vars
 
 from pipeline.errors import SettingsError
 
@@ -29,28 +34,31 @@ PREFIX = "TORMENTA_"
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
 
 _DURATION_RE = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(ms|s|sec|secs|seconds?|m|min|mins|minutes?|h|hours?|d|days?)?\s*$", re.I)
-_UNIT_SECONDS = {
-    "ms": 0.001,
-    "s": 1, "sec": 1, "secs": 1, "second": 1, "seconds": 1,
-    "m": 60, "min": 60, "mins": 60, "minute": 60, "minutes": 60,
-    "h": 3600, "hour": 3600, "hours": 3600,
-    "d": 86400, "day": 86400, "days": 86400,
-}
-_MEMORY_RE = re.compile(r"^\d+[mMgG]$")
+_UNIT_SECONDS = {"s": 1, "m": 60, "h": 3600, "d": 86400}  # by first letter; 'ms' apart
+_DURATION_HELP = "a positive number with an optional unit ms, s, m, h or d (e.g. 60, 60s, 1m, 1 minute, 500ms)"
+
+
+def _seconds(value: Any) -> float:
+    """Seconds from a number, or from a text such as '60', '1m', '1 minute', '500ms' (ValueError if not)."""
+    if isinstance(value, int | float) and not isinstance(value, bool):
+        seconds = float(value)
+    else:
+        match = _DURATION_RE.match(str(value))
+        if not match:
+            raise ValueError(f"is not a duration; allowed: {_DURATION_HELP}")
+        unit = (match.group(2) or "s").lower()
+        seconds = float(match.group(1)) * (0.001 if unit == "ms" else _UNIT_SECONDS[unit[0]])
+    if not seconds > 0:  # also refuses NaN
+        raise ValueError("must be greater than zero")
+    return seconds
 
 
 def parse_duration(text: str, *, name: str = "duration") -> float:
     """Parse '60', '60s', '1m', '1 minute', '500ms', '1h', '1d' into seconds (> 0)."""
-    m = _DURATION_RE.match(str(text))
-    if not m:
-        raise SettingsError(
-            f"{name}={text!r} is not a duration; allowed: a positive number with an optional "
-            "unit ms, s, m, h or d (e.g. 60, 60s, 1m, 1 minute, 500ms)"
-        )
-    seconds = float(m.group(1)) * _UNIT_SECONDS[(m.group(2) or "s").lower()]
-    if seconds <= 0:
-        raise SettingsError(f"{name}={text!r} must be greater than zero")
-    return seconds
+    try:
+        return _seconds(text)
+    except ValueError as exc:
+        raise SettingsError(f"{name}={text!r} {exc}") from None
 
 
 def format_duration(seconds: float) -> str:
@@ -71,213 +79,172 @@ def spark_interval(seconds: float) -> str:
     return f"{int(seconds)} seconds"
 
 
-# (name, env suffix, parser, default text, help) -- the README table is generated from this.
-def _int_range(lo: int, hi: int) -> Callable[[str, str], int]:
-    def parse(name: str, text: str) -> int:
+# ---- kinds of value: each check takes text (environment, default) or a typed value (replace)
+# and returns the typed value, or raises ValueError("<what is wrong>; allowed: <what is>").
+def _within(value: Any, lo: Any, hi: Any, allowed: str) -> Any:
+    if not lo <= value <= hi:
+        raise ValueError(f"is out of range; allowed: {allowed}")
+    return value
+
+
+def _number(cast: type[int] | type[float], lo: int, hi: int) -> Callable[[Any], Any]:
+    noun = "a whole number" if cast is int else "a number"
+
+    def check(value: Any) -> Any:
         try:
-            value = int(str(text).strip())
+            number = cast(str(value).strip())
         except ValueError:
-            raise SettingsError(f"{name}={text!r} is not a whole number; allowed: {lo}..{hi}") from None
-        if not lo <= value <= hi:
-            raise SettingsError(f"{name}={value} is out of range; allowed: {lo}..{hi}")
-        return value
+            raise ValueError(f"is not {noun}; allowed: {lo}..{hi}") from None
+        return _within(number, lo, hi, f"{lo}..{hi}")
 
-    return parse
+    return check
 
 
-def _duration(lo: float, hi: float) -> Callable[[str, str], float]:
-    def parse(name: str, text: str) -> float:
-        value = parse_duration(text, name=name)
-        if not lo <= value <= hi:
-            raise SettingsError(
-                f"{name}={text!r} is out of range; allowed: {format_duration(lo)} .. {format_duration(hi)}"
-            )
-        return value
-
-    return parse
+def _duration(lo: float, hi: float) -> BeforeValidator:
+    shown = f"{format_duration(lo)} .. {format_duration(hi)}"
+    return BeforeValidator(lambda value: _within(_seconds(value), lo, hi, shown))
 
 
-def _decimal(name: str, text: str) -> Decimal:
+def _text(pattern: str, problem: str, *, lower: bool = False) -> BeforeValidator:
+    """A text matching `pattern` in full (after trimming, lowered if `lower`)."""
+    def check(value: Any) -> str:
+        text = str(value).strip().lower() if lower else str(value).strip()
+        if not re.fullmatch(pattern, text):
+            raise ValueError(problem)
+        return text
+
+    return BeforeValidator(check)
+
+
+def _amount(value: Any) -> Decimal:
+    allowed = "allowed: a finite amount >= 0 such as 1500"
     try:
-        value = Decimal(str(text).strip())
+        amount = Decimal(str(value).strip())
     except InvalidOperation:
-        raise SettingsError(f"{name}={text!r} is not a number; allowed: a positive amount such as 1500") from None
-    if not value.is_finite() or value < 0:
-        raise SettingsError(f"{name}={text!r} must be a finite amount >= 0, e.g. 1500")
-    return value
+        raise ValueError(f"is not a number; {allowed}") from None
+    if not amount.is_finite() or amount < 0:
+        raise ValueError(f"is out of range; {allowed}")
+    return amount
 
 
-def _text(name: str, text: str) -> str:
-    value = str(text).strip()
-    if not value:
-        raise SettingsError(f"{name} must not be empty")
-    return value
-
-
-def _topic_name(name: str, text: str) -> str:
-    value = str(text).strip()
-    if not re.fullmatch(r"[A-Za-z0-9._-]{1,249}", value):
-        raise SettingsError(
-            f"{name}={text!r} is not a valid Kafka topic name; allowed: 1-249 of letters, digits, '.', '_', '-'"
-        )
-    return value
-
-
-def _bootstrap(name: str, text: str) -> str:
-    value = str(text).strip()
-    for part in value.split(","):
+def _bootstrap(value: Any) -> str:
+    text = str(value).strip()
+    for part in text.split(","):
         host, sep, port = part.strip().rpartition(":")
         if not sep or not host or not port.isdigit() or not 0 < int(port) < 65536:
-            raise SettingsError(
-                f"{name}={text!r} is not a host:port list; allowed: e.g. 127.0.0.1:9092 or h1:9092,h2:9092"
-            )
-    return value
+            raise ValueError("is not a host:port list; allowed: e.g. 127.0.0.1:9092 or h1:9092,h2:9092")
+    return text
 
 
-def _bool(name: str, text: str) -> bool:
-    value = str(text).strip().lower()
-    if value in ("1", "true", "yes", "on"):
-        return True
-    if value in ("0", "false", "no", "off"):
-        return False
-    raise SettingsError(f"{name}={text!r} is not a boolean; allowed: true/false (or 1/0, yes/no)")
+def _flag(value: Any) -> bool:
+    text = str(value).strip().lower()
+    if text in ("1", "true", "yes", "on", "0", "false", "no", "off"):
+        return text in ("1", "true", "yes", "on")
+    raise ValueError("is not a boolean; allowed: true/false (or 1/0, yes/no)")
 
 
-def _memory(name: str, text: str) -> str:
-    value = str(text).strip()
-    if not _MEMORY_RE.match(value):
-        raise SettingsError(f"{name}={text!r} is not a JVM memory size; allowed: e.g. 512m, 1g, 2g")
-    return value.lower()
+def _path(value: Any) -> Path:
+    if not str(value).strip():
+        raise ValueError("is empty; allowed: a file or folder path")
+    return Path(str(value).strip()).expanduser().resolve()
 
 
-def _path(name: str, text: str) -> Path:
-    value = str(text).strip()
-    if not value:
-        raise SettingsError(f"{name} must not be empty")
-    return Path(value).expanduser().resolve()
-
-
-def _cores(name: str, text: str) -> int:
+def _cores(value: Any) -> int:
     """'auto' = every core of this machine; else a whole number 1..256."""
-    if str(text).strip().lower() == "auto":
-        return os.cpu_count() or 2
-    return _int_range(1, 256)(name, text)
+    return (os.cpu_count() or 2) if str(value).strip().lower() == "auto" else _number(int, 1, 256)(value)
 
 
-def _float_range(lo: float, hi: float) -> Callable[[str, str], float]:
-    def parse(name: str, text: str) -> float:
-        try:
-            value = float(str(text).strip())
-        except ValueError:
-            raise SettingsError(f"{name}={text!r} is not a number; allowed: {lo:g}..{hi:g}") from None
-        if not lo <= value <= hi:
-            raise SettingsError(f"{name}={value:g} is out of range; allowed: {lo:g}..{hi:g}")
-        return value
-
-    return parse
+def _setting(default: str, description: str) -> Any:
+    """One declaration: the default as the README shows it (validated like any value)."""
+    return Field(default, description=description)
 
 
-def _choice(*allowed: str) -> Callable[[str, str], str]:
-    def parse(name: str, text: str) -> str:
-        value = str(text).strip().lower()
-        if value not in allowed:
-            raise SettingsError(f"{name}={text!r} is not allowed; allowed: {', '.join(allowed)}")
-        return value
-
-    return parse
+def _whole(lo: int, hi: int) -> BeforeValidator:
+    return BeforeValidator(_number(int, lo, hi))
 
 
-@dataclass(frozen=True)
-class Spec:
-    attr: str
-    parse: Callable[[str, str], Any]
-    default: str
-    help: str
-
-    @property
-    def env(self) -> str:
-        return PREFIX + self.attr.upper()
+Port = Annotated[int, _whole(1, 65535)]
+Topic = Annotated[str, _text(r"[A-Za-z0-9._-]{1,249}",
+                             "is not a valid Kafka topic name; allowed: 1-249 of letters, digits, '.', '_', '-'")]
+Memory = Annotated[str, _text(r"\d+[mg]", "is not a JVM memory size; allowed: e.g. 512m, 1g, 2g", lower=True)]
+Trigger = Annotated[float, _duration(0.1, 86400)]
+Window = Annotated[float, _duration(1, 86400)]
+FsPath = Annotated[Path, BeforeValidator(_path)]
+_ENVIRON: ContextVar[Mapping[str, str] | None] = ContextVar("tormenta_environ", default=None)
 
 
-SPECS: tuple[Spec, ...] = (
-    Spec("bootstrap_servers", _bootstrap, "127.0.0.1:9092", "Kafka bootstrap servers (the embedded broker listens on the first one)"),
-    Spec("controller_port", _int_range(1, 65535), "9093", "KRaft controller port of the embedded broker (loopback)"),
-    Spec("topic", _topic_name, "transactions", "Transactions topic"),
-    Spec("partitions", _int_range(1, 1000), "3", "Partitions of the transactions topic"),
-    Spec("retention", _duration(60, 365 * 86400), "1d", "Record lifetime in the topic (retention.ms)"),
-    Spec("data_dir", _path, "./data", "Where broker logs, Delta tables, checkpoints and run files live"),
-    Spec("jars_dir", _path, str(PROJECT_ROOT / ".cache" / "jars"), "Local cache of the Maven jars (`make jars` fills it)"),
-    Spec("trigger_interval", _duration(0.1, 86400), "1m", "Processing interval of the high-value job (micro-batch trigger)"),
-    Spec("summary_interval", _duration(0.1, 86400), "1h", "Trigger of the hourly sales summary query"),
-    Spec("threshold", _decimal, "1500", "High value means amount strictly greater than this"),
-    Spec("dedup_window", _duration(1, 86400), "10m", "Same transaction_id within this event-time distance = one transaction"),
-    Spec("agg_window", _duration(1, 86400), "1m", "Tumbling window of the sales aggregates table"),
-    Spec("max_offsets_per_trigger", _int_range(1000, 1_000_000_000), "6000000", "Upper bound of records read per micro-batch"),
-    Spec("fail_on_data_loss", _bool, "true", "Stop the job if records expired before they were processed"),
-    Spec("job_cores", _cores, "auto", "Cores given to the Spark job (local[N]); auto = all cores of the machine"),
-    Spec("shuffle_partitions", _int_range(0, 10000), "0", "Spark shuffle partitions; 0 = cores x 2.5"),
-    Spec("driver_memory", _memory, "2g", "Spark driver heap"),
-    Spec("broker_heap", _memory, "1g", "Embedded broker heap (-Xmx)"),
-    Spec("compact_every", _int_range(0, 100000), "30", "Compact and vacuum the Delta tables every N batches (0 = never)"),
-    Spec("app_port", _int_range(1, 65535), "8501", "Port of the Streamlit app (bound to 127.0.0.1)"),
-    Spec("emulator_rate", _float_range(0, 2_000_000), "2000", "Initial storm rate of `make run`, transactions per second"),
-    Spec("ingest_interval", _duration(0.001, 3600), "1s", "Ingest interval: the emulator's tick (records per tick = rate x tick)"),
-    Spec("sample_file", _path, str(PROJECT_ROOT / "samples" / "transactions.jsonl.gz"), "Sample transactions the emulator draws from"),
-    Spec("control_topic", _topic_name, "tormenta.emulator.control", "Compacted topic holding the emulator's desired state"),
-    Spec("status_topic", _topic_name, "tormenta.emulator.status", "Topic where the emulator publishes its status and metrics"),
-    Spec("wire_format", _choice("json", "avro"), "json", "Wire format the emulator writes: json or avro (Confluent framing); the job reads both"),
-)
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix=PREFIX, env_ignore_empty=True, frozen=True, extra="forbid",
+                                      validate_default=True)
 
+    bootstrap_servers: Annotated[str, BeforeValidator(_bootstrap)] = _setting(
+        "127.0.0.1:9092", "Kafka bootstrap servers (the embedded broker listens on the first one)")
+    controller_port: Port = _setting("9093", "KRaft controller port of the embedded broker (loopback)")
+    topic: Topic = _setting("transactions", "Transactions topic")
+    partitions: Annotated[int, _whole(1, 1000)] = _setting("3", "Partitions of the transactions topic")
+    retention: Annotated[float, _duration(60, 365 * 86400)] = _setting(
+        "1d", "Record lifetime in the topic (retention.ms)")
+    data_dir: FsPath = _setting("./data", "Where broker logs, Delta tables, checkpoints and run files live")
+    jars_dir: FsPath = _setting(str(PROJECT_ROOT / ".cache/jars"), "Local cache of the Maven jars (`make jars` fills it)")
+    trigger_interval: Trigger = _setting("1m", "Processing interval of the high-value job (micro-batch trigger)")
+    summary_interval: Trigger = _setting("1h", "Trigger of the hourly sales summary query")
+    threshold: Annotated[Decimal, BeforeValidator(_amount)] = _setting(
+        "1500", "High value means amount strictly greater than this")
+    dedup_window: Window = _setting("10m", "Same transaction_id within this event-time distance = one transaction")
+    agg_window: Window = _setting("1m", "Tumbling window of the sales aggregates table")
+    max_offsets_per_trigger: Annotated[int, _whole(1000, 1_000_000_000)] = _setting(
+        "6000000", "Upper bound of records read per micro-batch")
+    fail_on_data_loss: Annotated[bool, BeforeValidator(_flag)] = _setting(
+        "true", "Stop the job if records expired before they were processed")
+    job_cores: Annotated[int, BeforeValidator(_cores)] = _setting(
+        "auto", "Cores given to the Spark job (local[N]); auto = all cores of the machine")
+    shuffle_partitions: Annotated[int, _whole(0, 10000)] = _setting("0", "Spark shuffle partitions; 0 = cores x 2.5")
+    driver_memory: Memory = _setting("2g", "Spark driver heap")
+    broker_heap: Memory = _setting("1g", "Embedded broker heap (-Xmx)")
+    compact_every: Annotated[int, _whole(0, 100000)] = _setting(
+        "30", "Compact and vacuum the Delta tables every N batches (0 = never)")
+    app_port: Port = _setting("8501", "Port of the Streamlit app (bound to 127.0.0.1)")
+    emulator_rate: Annotated[float, BeforeValidator(_number(float, 0, 2_000_000))] = _setting(
+        "2000", "Initial storm rate of `make run`, transactions per second")
+    ingest_interval: Annotated[float, _duration(0.001, 3600)] = _setting(
+        "1s", "Ingest interval: the emulator's tick (records per tick = rate x tick)")
+    sample_file: FsPath = _setting(str(PROJECT_ROOT / "samples/transactions.jsonl.gz"),
+                                   "Sample transactions the emulator draws from")
+    control_topic: Topic = _setting("tormenta.emulator.control", "Compacted topic holding the emulator's desired state")
+    status_topic: Topic = _setting("tormenta.emulator.status", "Topic where the emulator publishes its status and metrics")
+    wire_format: Annotated[str, _text(r"json|avro", "is not allowed; allowed: json, avro", lower=True)] = _setting(
+        "json", "Wire format the emulator writes: json or avro (Confluent framing); the job reads both")
 
-@dataclass(frozen=True)
-class Settings:
-    bootstrap_servers: str = "127.0.0.1:9092"
-    controller_port: int = 9093
-    topic: str = "transactions"
-    partitions: int = 3
-    retention: float = 86400.0
-    data_dir: Path = field(default_factory=lambda: Path("./data").resolve())
-    jars_dir: Path = PROJECT_ROOT / ".cache" / "jars"
-    trigger_interval: float = 60.0
-    summary_interval: float = 3600.0
-    threshold: Decimal = Decimal("1500")
-    dedup_window: float = 600.0
-    agg_window: float = 60.0
-    max_offsets_per_trigger: int = 6_000_000
-    fail_on_data_loss: bool = True
-    job_cores: int = field(default_factory=lambda: os.cpu_count() or 2)
-    shuffle_partitions: int = 0
-    driver_memory: str = "2g"
-    broker_heap: str = "1g"
-    compact_every: int = 30
-    app_port: int = 8501
-    emulator_rate: float = 2000.0
-    ingest_interval: float = 1.0
-    sample_file: Path = PROJECT_ROOT / "samples" / "transactions.jsonl.gz"
-    control_topic: str = "tormenta.emulator.control"
-    status_topic: str = "tormenta.emulator.status"
-    wire_format: str = "json"
+    def __init__(self, **values: Any) -> None:
+        with _settings_errors():
+            super().__init__(**values)
+
+    @classmethod
+    def settings_customise_sources(cls, settings_cls: type[BaseSettings], init_settings: PydanticBaseSettingsSource,
+                                   env_settings: PydanticBaseSettingsSource, dotenv_settings: PydanticBaseSettingsSource,
+                                   file_secret_settings: PydanticBaseSettingsSource,
+                                   ) -> tuple[PydanticBaseSettingsSource, ...]:
+        """Keyword values first, then the environment (the mapping given to `from_env`, else os.environ);
+        no .env file and no secrets folder."""
+        environ = _ENVIRON.get()
+        if environ is not None and isinstance(env_settings, EnvSettingsSource):
+            env_settings.env_vars = parse_env_vars(environ, env_settings.case_sensitive, env_settings.env_ignore_empty,
+                                                   env_settings.env_parse_none_str)
+        return init_settings, env_settings
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None, **overrides: Any) -> Settings:
-        """Build from the environment; collect every invalid value into one SettingsError."""
-        env = os.environ if environ is None else environ
-        values: dict[str, Any] = {}
-        problems: list[str] = []
-        for spec in SPECS:
-            raw = env.get(spec.env)
-            text = spec.default if raw is None or raw == "" else raw
-            try:
-                values[spec.attr] = spec.parse(spec.env, text)
-            except SettingsError as exc:
-                problems.append(str(exc))
-        if problems:
-            raise SettingsError("; ".join(problems))
-        values.update(overrides)
-        return cls(**values)
+        """Build from `environ` (os.environ if None) and `overrides`; every invalid value in one SettingsError."""
+        token = _ENVIRON.set(environ)
+        try:
+            return cls(**overrides)
+        finally:
+            _ENVIRON.reset(token)
 
     def replace(self, **changes: Any) -> Settings:
-        return dataclasses.replace(self, **changes)
+        """A copy with `changes`, validated like the environment (the environment is not read again)."""
+        with _settings_errors():
+            return type(self).model_validate({**self.model_dump(), **changes})
 
     # ---- derived values -------------------------------------------------------------
     @property
@@ -313,3 +280,34 @@ class Settings:
 
     def table_path(self, name: str) -> Path:
         return self.delta_dir / name
+
+
+def _problem(error: Mapping[str, Any]) -> str:
+    """One line for one pydantic error: the variable, the value given and what is allowed."""
+    name = str(error["loc"][0]) if error["loc"] else "?"
+    if error["type"] == "extra_forbidden":
+        return f"{name!r} is not a setting; allowed: {', '.join(Settings.model_fields)}"
+    why = str(error["ctx"]["error"]) if error["type"] == "value_error" else error["msg"]
+    return f"{PREFIX}{name.upper()}={error['input']!r} {why}"
+
+
+@contextmanager
+def _settings_errors() -> Iterator[None]:
+    try:
+        yield
+    except ValidationError as exc:
+        raise SettingsError("\n".join(_problem(e) for e in exc.errors())) from None
+
+
+class Spec(NamedTuple):
+    """One setting as the README documents it (paths under the project shown as ./...)."""
+    attr: str
+    env: str
+    default: str
+    help: str
+
+
+SPECS: tuple[Spec, ...] = tuple(
+    Spec(name, PREFIX + name.upper(), str(info.default).replace(str(PROJECT_ROOT), "."), info.description or "")
+    for name, info in Settings.model_fields.items()
+)
