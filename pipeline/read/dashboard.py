@@ -29,11 +29,6 @@ PROFILE_UNITS = {"to": "tx/s", "from": "tx/s", "at": "seconds", "seconds": "seco
                  "every": "seconds", "length": "seconds", "period": "seconds", "start_hour": "hour of day"}
 
 
-def duration_text(seconds: float) -> str:
-    """format_duration with a singular for exactly one second."""
-    return "1 second" if float(seconds) == 1 else format_duration(seconds)
-
-
 def time_window(label: str, now: datetime | None = None) -> tuple[datetime, datetime]:
     """(start, end) in UTC for a TIME_RANGES label; the end is one minute ahead so a live window is in."""
     if label not in TIME_RANGES:
@@ -74,7 +69,7 @@ def settings_summary(settings: Settings, topic=None) -> pd.DataFrame:
     """The settings that matter to a business user, with units and what they mean."""
     retention = topic.retention_s if topic is not None and topic.retention_s else settings.retention
     rows = [
-        SettingRow("Ingest interval", duration_text(settings.ingest_interval),
+        SettingRow("Ingest interval", format_duration(settings.ingest_interval),
                    "How often the emulator sends a burst of transactions (records per tick = rate x tick)"),
         SettingRow("Record lifetime", format_duration(retention),
                    "How long Kafka keeps a transaction; unprocessed older records are lost"),
@@ -128,3 +123,39 @@ def fmt_count(n) -> str:
 
 def fmt_money(x) -> str:
     return "–" if x is None else f"{float(x):,.2f}"
+
+
+WIRE_FORMATS = {"json": "JSON", "avro": "Avro"}
+
+
+def wire_format_label(emulator_status: dict | None) -> str:
+    """The wire format the emulator reports (JSON or Avro); "unknown" with no status or an odd value."""
+    value = str((emulator_status or {}).get("wire_format") or "").strip().lower()
+    return WIRE_FORMATS.get(value, "unknown")
+
+
+def _count_or_none(value) -> int | None:
+    """A count from a metrics cell; NULL (None/NaN/NA, as old rows hold) is None."""
+    if value is None or pd.isna(value):
+        return None
+    return int(value)
+
+
+# Batch-metrics columns that old rows may hold as NULL (added after the first release): label, column.
+BATCH_EXTRAS = (("Avro rows", "avro_rows"), ("Duplicates dropped", "duplicates_dropped"))
+
+
+def batch_extras(metrics: pd.DataFrame) -> list[tuple[str, str, str]]:
+    """(label, last batch, whole range) texts for the optional batch counts; "–" where unknown.
+
+    The range sums only rows that carry the count and says so when some do not."""
+    out = []
+    for label, column in BATCH_EXTRAS:
+        values = metrics[column] if column in metrics else pd.Series([], dtype="float64")
+        last = _count_or_none(values.iloc[-1]) if len(values) else None
+        known = values.dropna()
+        total = "–" if known.empty else fmt_count(int(known.sum()))
+        if not known.empty and len(known) < len(values):
+            total += f" ({len(known)} of {len(values)} batches report it)"
+        out.append((label, fmt_count(last), total))
+    return out

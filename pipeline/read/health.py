@@ -2,7 +2,9 @@
 
     broker_health(settings)                  port + pid of the embedded broker (no Kafka call)
     topic_health(settings, broker_up)        partitions / replication / retention of the topic
-    job_health(last_batch, ...)              judged from batch_metrics freshness vs the trigger interval
+    job_process(settings)                    the job process `make run` started (pid file), if alive
+    job_health(last_batch, ..., process)     judged from batch_metrics freshness vs the trigger interval;
+                                             "starting" while a live job process has no batch yet
     emulator_health(status)                  from the emulator's latest status message
     next_steps(parts)                        the commands that bring the down parts up
     backlog / ingest_rate / retention_risk   lag of the job in records and seconds, time left
@@ -15,14 +17,16 @@ and every failure becomes a `PartHealth` with a plain message, never an exceptio
 from __future__ import annotations
 
 import json
+import os
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from pathlib import Path
 
 import pandas as pd
 
 from pipeline.settings import Settings, format_duration
 
-UP, IDLE, DOWN, UNKNOWN = "up", "idle", "down", "unknown"
+UP, IDLE, STARTING, DOWN, UNKNOWN = "up", "idle", "starting", "down", "unknown"
 FIX = {
     "all": "make run",
     "broker": "python -m pipeline broker start",
@@ -35,7 +39,7 @@ FIX = {
 @dataclass
 class PartHealth:
     part: str            # broker | topic | job | emulator
-    state: str           # up | idle | down | unknown
+    state: str           # up | idle | starting | down | unknown
     detail: str          # one plain sentence for a business user
     fix: str | None = None  # the command that brings it up
 
@@ -97,6 +101,49 @@ def topic_health(settings: Settings, broker_up: bool, timeout: float = 2.0) -> t
 
 
 # ---- job ------------------------------------------------------------------------------
+@dataclass(frozen=True)
+class JobProcess:
+    """A live streaming-job process and when it was started."""
+
+    pid: int
+    started: datetime
+
+
+def job_process(settings: Settings) -> JobProcess | None:
+    """The job process that `make run` (`python -m pipeline run`) started, if it is still alive.
+
+    `run` writes `<data_dir>/run/job.pid` as it starts the job and removes it when it stops
+    it; the file's time is the start time. A pid that no longer exists, or that now belongs
+    to another program (its command line does not mention the job), is no job. A job
+    started by hand leaves no pid file and is judged from its batches alone.
+    """
+    from pipeline.kafka.procs import signal_reaches
+
+    pid_file = settings.run_dir / "job.pid"
+    try:
+        pid = int(pid_file.read_text().strip())
+        started = datetime.fromtimestamp(pid_file.stat().st_mtime, UTC)
+    except (OSError, ValueError):
+        return None
+    if pid <= 0 or not signal_reaches(os.kill, pid):
+        return None
+    try:
+        argv = Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0")
+    except OSError:
+        argv = None  # no /proc (not Linux): the live pid is all we can check
+    if argv is not None and not (b"pipeline" in argv and b"job" in argv):
+        return None
+    return JobProcess(pid, started)
+
+
+def _starting(process: JobProcess, now: datetime, restarted: bool) -> PartHealth:
+    age = max(0.0, (now - process.started).total_seconds())
+    since = f"started {format_duration(round(age))} ago" if age >= 1 else "started just now"
+    what = "restarted and is catching up" if restarted else "is starting"
+    return PartHealth("job", STARTING, f"The streaming job {what} (pid {process.pid}, {since}); the first "
+                      "batch lands after one processing interval.")
+
+
 def job_is_fresh(last_trigger: datetime, trigger_interval_s: float, last_duration_s: float,
                  now: datetime | None = None) -> bool:
     """A running job commits a batch every trigger interval (later when a batch overruns).
@@ -120,19 +167,26 @@ def backlog(end_offsets_now: dict[int, int] | None, last_batch: dict | None) -> 
 
 
 def job_health(last_batch: dict | None, settings: Settings, *, table_exists: bool,
-               new_records: int | None = None, now: datetime | None = None) -> PartHealth:
-    """Alive if the newest batch_metrics row is fresh; when stale, new records in the topic mean stopped."""
+               new_records: int | None = None, now: datetime | None = None,
+               process: JobProcess | None = None) -> PartHealth:
+    """Alive if the newest batch_metrics row is fresh; when stale, new records in the topic mean stopped.
+
+    A live job process (`job_process`) without a batch yet, or started after the newest
+    batch, is STARTING: DOWN is only said when no job process is there."""
     interval = float(settings.trigger_interval)
-    if not table_exists:
-        return PartHealth("job", DOWN, "The streaming job has not written any batch yet.", FIX["job"])
-    if not last_batch:
-        return PartHealth("job", DOWN, "The streaming job has not finished a batch yet.", FIX["job"])
+    now = _now(now)
+    if not table_exists or not last_batch:
+        if process is not None:
+            return _starting(process, now, restarted=False)
+        return PartHealth("job", DOWN, "No streaming job is running and none has finished a batch yet.", FIX["job"])
     trig = _utc(last_batch["trigger_time"])
-    age = (_now(now) - trig).total_seconds()
+    age = (now - trig).total_seconds()
     interval = float(last_batch.get("trigger_interval_s") or interval)
     when = f"last batch {format_duration(round(max(age, 0)))} ago" if age >= 1 else "last batch just now"
     if job_is_fresh(trig, interval, float(last_batch.get("duration_s") or 0), now):
         return PartHealth("job", UP, f"Processing every {format_duration(interval)}; {when}.")
+    if process is not None and process.started > trig:
+        return _starting(process, now, restarted=True)
     if new_records == 0:
         return PartHealth("job", IDLE, f"No new records since the last batch ({when}); the job may be idle "
                           "or stopped. Start the emulator to see it process.", FIX["job"])

@@ -13,6 +13,13 @@ per batch that saw it), so every figure SUMs over rows grouped by ``window_start
     reader.high_value_page(HighValueQuery(start=..., end=...))
 
 A missing table raises `DataUnavailable` with the command that creates it.
+
+Every read goes through `_sql` (delta-rs's DataFusion), which returns a fully materialised
+table. No pyarrow dataset or scanner is ever made here: with the pinned deltalake/pyarrow,
+a process that scanned a table through ``to_pyarrow_dataset``/``to_pyarrow_table`` could
+abort at interpreter exit (``terminate called without an active exception``, exit 134;
+delta-rs #2184, arrow #34314). `tests/read/test_clean_exit.py` runs a reading process 20
+times and checks every exit code.
 """
 
 from __future__ import annotations
@@ -21,16 +28,17 @@ import io
 import threading
 import time
 from dataclasses import dataclass, field, replace
-from datetime import UTC, date, datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 from pathlib import Path
 
 import pandas as pd
 import pyarrow as pa
 import pyarrow.compute as pc
-import pyarrow.dataset as pads
 
+from pipeline.contract.tables import RECORD_COLUMNS, TABLES, columns
 from pipeline.errors import DataUnavailable, SettingsError
+from pipeline.read.windows import complete_until, mark_complete
 from pipeline.settings import Settings
 
 TABLE_LABELS = {
@@ -40,8 +48,11 @@ TABLE_LABELS = {
     "sales_hourly": "hourly sales summary",
     "batch_metrics": "batch metrics",
 }
-HIGH_VALUE_COLUMNS = ("event_time", "transaction_id", "person_id", "merchant_id", "amount", "currency",
-                      "merchant_category", "country", "channel", "processing_time")
+# The record's columns (event time first, as the Explorer shows them) and when the job processed the row.
+HIGH_VALUE_COLUMNS = ("event_time", *(c for c in RECORD_COLUMNS if c != "event_time"), "processing_time")
+assert set(HIGH_VALUE_COLUMNS) <= set(columns("high_value"))
+# Every metrics column but the query name, which the read filters on.
+METRICS_COLUMNS = tuple(c for c in columns("batch_metrics") if c != "query")
 SORTABLE = ("event_time", "amount", "person_id", "merchant_id", "merchant_category", "country")
 PAGE_SIZES = (25, 50, 100, 200)
 _NON_NULL_SORT_KEYS = ("amount", "event_time")  # required by the contract: the page bound applies
@@ -50,6 +61,11 @@ CSV_MAX_ROWS = 100_000
 MAX_POINTS = 5_000
 DIMENSIONS = {"category": "merchant_category", "country": "country"}
 _REFRESH_S = 1.0  # re-list the Delta log at most this often per table
+# The quarantine's columns as the Explorer lists them: arrival and reason first, raw bytes left out
+# (raw_value shows them), like the topic, ingest time and batch id that say nothing to a reader.
+_QUARANTINE_FIRST = ("arrival_time", "reason", "wire_format")
+QUARANTINE_COLUMNS = (*_QUARANTINE_FIRST, *(c for c in columns("quarantine") if c not in
+                                           (*_QUARANTINE_FIRST, "raw_bytes", "topic", "ingest_time", "batch_id")))
 
 
 def utcnow() -> datetime:
@@ -58,19 +74,6 @@ def utcnow() -> datetime:
 
 def _utc(ts: datetime) -> datetime:
     return ts.replace(tzinfo=UTC) if ts.tzinfo is None else ts.astimezone(UTC)
-
-
-def _ts(ts: datetime) -> pa.Scalar:
-    return pa.scalar(_utc(ts), type=pa.timestamp("us", tz="UTC"))
-
-
-def _days(start: datetime, end: datetime) -> list[date]:
-    d, last = _utc(start).date(), _utc(end).date()
-    out = []
-    while d <= last:
-        out.append(d)
-        d += timedelta(days=1)
-    return out
 
 
 # ---- query objects (validated: every input is bounded) ---------------------------------
@@ -129,6 +132,7 @@ class SalesSeries:
     frame: pd.DataFrame  # window_start, sales_count, sales_amount, high_value_count, high_value_amount, high_value_share
     bucket_s: int
     coarsened: bool = False  # the requested bucket would have drawn more than MAX_POINTS
+    complete_until: datetime | None = None  # buckets ending later are still filling (frame["complete"])
 
 
 @dataclass
@@ -204,8 +208,12 @@ class DeltaReader:
                 f"The {TABLE_LABELS.get(name, name)} table could not be read: {str(exc).splitlines()[0][:200]}"
             ) from None
 
-    def _dataset(self, dt, prune=None) -> pads.Dataset:
-        return dt.to_pyarrow_dataset(file_pruning_predicate=prune or None)
+    @staticmethod
+    def _select(dt, table: str, wanted: tuple[str, ...]) -> str:
+        """A select list of `wanted`; a column an older table lacks reads as a typed NULL."""
+        present = {f.name for f in dt.schema().fields}
+        types = dict(TABLES[table])
+        return ", ".join(c if c in present else f"CAST(NULL AS {types[c]}) AS {c}" for c in wanted)
 
     # -- table facts (metadata only, no scan) ---------------------------------------------
     def info(self, name: str, time_column: str | None = None) -> TableInfo:
@@ -240,21 +248,31 @@ class DeltaReader:
         qb = QueryBuilder()
         for name, dt in tables.items():
             qb.register(name, dt)
-        return pa.table(qb.execute(sql).read_all())
+        stream = qb.execute(sql)
+        try:
+            return pa.table(stream.read_all())  # fully materialised: nothing of the scan outlives this call
+        finally:
+            del stream
 
     # -- sales aggregates ---------------------------------------------------------------
-    def _agg_rows(self, start: datetime, end: datetime, columns: list[str]) -> pa.Table:
-        dt = self.table("sales_agg")
-        ds = self._dataset(dt, [("window_start", ">=", _utc(start)), ("window_start", "<", _utc(end))])
-        flt = (pc.field("window_start") >= _ts(start)) & (pc.field("window_start") < _ts(end))
-        return ds.to_table(columns=columns, filter=flt)
+    def complete_until(self, now: datetime | None = None) -> datetime:
+        """Windows ending at or before this instant are complete (see `pipeline.read.windows`)."""
+        try:
+            last = self.last_batch()
+        except DataUnavailable:
+            last = None
+        return complete_until(_utc(now or utcnow()), last.get("trigger_time") if last else None)
 
     @staticmethod
     def _window_where(start: datetime, end: datetime) -> str:
         return f"window_start >= {_lit_ts(start)} AND window_start < {_lit_ts(end)}"
 
-    def sales_series(self, start: datetime, end: datetime, bucket_s: int = 60) -> SalesSeries:
-        """Sales per time bucket (sum of the partial rows), at most MAX_POINTS buckets."""
+    def sales_series(self, start: datetime, end: datetime, bucket_s: int = 60,
+                     now: datetime | None = None) -> SalesSeries:
+        """Sales per time bucket (sum of the partial rows), at most MAX_POINTS buckets.
+
+        The frame's `complete` column says which buckets are finished; the newest one is
+        usually still filling and must not be read as a drop in sales."""
         start, end = _utc(start), _utc(end)
         if end <= start:
             raise SettingsError("the time range is empty")
@@ -270,28 +288,32 @@ class DeltaReader:
             " sum(high_value_count) AS high_value_count, sum(CAST(high_value_amount AS DOUBLE)) AS high_value_amount"
             f" FROM agg WHERE {self._window_where(start, end)} GROUP BY 1 ORDER BY 1",
             agg=self.table("sales_agg"))
+        cutoff = self.complete_until(now)
         if t.num_rows == 0:
-            return SalesSeries(_empty_series(), bucket_s, coarsened)
+            return SalesSeries(mark_complete(_empty_series(), bucket_s, cutoff), bucket_s, coarsened, cutoff)
         df = t.to_pandas()
         df["high_value_share"] = (df["high_value_count"] / df["sales_count"].where(df["sales_count"] > 0)).fillna(0.0)
-        return SalesSeries(df.reset_index(drop=True), bucket_s, coarsened)
+        return SalesSeries(mark_complete(df.reset_index(drop=True), bucket_s, cutoff), bucket_s, coarsened, cutoff)
 
-    def latest_window(self) -> dict | None:
-        """The newest aggregate window: its start, sales count and amount (partial rows summed)."""
-        info = self.info("sales_agg", "window_start")
-        if info.rows == 0:
-            return None
-        newest = info.newest or utcnow()
-        lo, hi = newest - timedelta(seconds=self.settings.agg_window * 2), newest + timedelta(seconds=1)
-        t = self._sql(
-            "SELECT window_start, sum(sales_count) AS sales_count, sum(CAST(sales_amount AS DOUBLE)) AS sales_amount,"
-            f" sum(high_value_count) AS high_value_count FROM agg WHERE {self._window_where(lo, hi)}"
-            " GROUP BY window_start ORDER BY window_start DESC LIMIT 1", agg=self.table("sales_agg"))
-        if t.num_rows == 0:
-            return None
-        row = t.to_pylist()[0]
-        return {"window_start": _utc(row["window_start"]), "sales_count": int(row["sales_count"] or 0),
-                "sales_amount": float(row["sales_amount"] or 0.0), "high_value_count": int(row["high_value_count"] or 0)}
+    def latest_complete_window(self, now: datetime | None = None) -> dict | None:
+        """The newest *complete* aggregate window: start, end, sales count and amount (partial rows summed).
+
+        The window still filling is never returned: its figures would read as a drop."""
+        cutoff = self.complete_until(now)
+        dt = self.table("sales_agg")
+        width = timedelta(seconds=self.settings.agg_window)
+        for back in (2 * width, timedelta(days=2), MAX_RANGE):
+            t = self._sql(
+                "SELECT window_start, max(window_end) AS window_end, sum(sales_count) AS sales_count,"
+                " sum(CAST(sales_amount AS DOUBLE)) AS sales_amount, sum(high_value_count) AS high_value_count"
+                f" FROM agg WHERE {self._window_where(cutoff - back, cutoff)} AND window_end <= {_lit_ts(cutoff)}"
+                " GROUP BY window_start ORDER BY window_start DESC LIMIT 1", agg=dt)
+            if t.num_rows:
+                row = t.to_pylist()[0]
+                return {"window_start": _utc(row["window_start"]), "window_end": _utc(row["window_end"]),
+                        "sales_count": int(row["sales_count"] or 0), "sales_amount": float(row["sales_amount"] or 0.0),
+                        "high_value_count": int(row["high_value_count"] or 0)}
+        return None
 
     def top_dimension(self, dimension: str, start: datetime, end: datetime, n: int = 10) -> pd.DataFrame:
         """Top categories or countries by sales amount in the range (from the aggregates)."""
@@ -382,20 +404,13 @@ class DeltaReader:
         if not 1 <= limit <= 5000:
             raise SettingsError("limit must be 1..5000 rows")
         dt = self.table("quarantine")
-        start, end = _utc(start), _utc(end)
-        ds = self._dataset(dt, [("arrival_time", ">=", start), ("arrival_time", "<", end)])
-        flt = (pc.field("arrival_time") >= _ts(start)) & (pc.field("arrival_time") < _ts(end))
-        reasons = ds.to_table(columns=["reason"], filter=flt)
-        counts = (reasons.group_by("reason").aggregate([("reason", "count")])
-                  .rename_columns(["reason", "messages"]).sort_by([("messages", "descending")]).to_pandas())
+        where = f"arrival_time >= {_lit_ts(start)} AND arrival_time < {_lit_ts(end)}"
+        counts = self._sql(f"SELECT reason, count(*) AS messages FROM q WHERE {where}"
+                           " GROUP BY reason ORDER BY messages DESC, reason", q=dt).to_pandas()
         if reason:
-            flt &= pc.field("reason") == reason
-        cols = ["arrival_time", "reason", "kafka_partition", "kafka_offset", "raw_key", "raw_value"]
-        keys = ds.to_table(columns=["arrival_time"], filter=flt)
-        if keys.num_rows > limit:
-            top = pc.select_k_unstable(keys, limit, sort_keys=[("arrival_time", "descending")])
-            flt &= pc.field("arrival_time") >= keys["arrival_time"].take(pa.array([top[limit - 1].as_py()]))[0]
-        rows = ds.to_table(columns=cols, filter=flt).sort_by([("arrival_time", "descending")]).slice(0, limit)
+            where += f" AND reason = {_lit_str(reason)}"
+        cols = self._select(dt, "quarantine", QUARANTINE_COLUMNS)
+        rows = self._sql(f"SELECT {cols} FROM q WHERE {where} ORDER BY arrival_time DESC LIMIT {int(limit)}", q=dt)
         df = rows.to_pandas()
         if len(df):
             df["raw_value"] = df["raw_value"].astype("string").str.slice(0, 300)
@@ -404,18 +419,18 @@ class DeltaReader:
     # -- batch metrics -------------------------------------------------------------------
     def batch_metrics(self, start: datetime, end: datetime | None = None, query: str = "high_value") -> pd.DataFrame:
         """One row per micro-batch of the query in the range, oldest first."""
+        return self._metrics(start, end or utcnow() + timedelta(minutes=1), query, MAX_POINTS)
+
+    def _metrics(self, start: datetime, end: datetime, query: str, limit: int) -> pd.DataFrame:
+        """The newest `limit` metrics rows of the query in [start, end), oldest first.
+
+        Columns added after the first release (duplicates_dropped, avro_rows) read as NULL
+        on a table written before them."""
         dt = self.table("batch_metrics")
-        start, end = _utc(start), _utc(end or utcnow() + timedelta(minutes=1))
-        ds = self._dataset(dt, [("trigger_time", ">=", start), ("trigger_time", "<", end)])
-        flt = ((pc.field("trigger_time") >= _ts(start)) & (pc.field("trigger_time") < _ts(end))
-               & (pc.field("query") == query))
-        cols = ["batch_id", "trigger_time", "duration_s", "trigger_interval_s", "input_rows", "valid_rows",
-                "high_value_rows", "quarantined_rows", "offsets_behind", "event_lag_s", "max_event_time",
-                "end_offsets"]
-        t = ds.to_table(columns=cols, filter=flt).sort_by("trigger_time")
-        if t.num_rows > MAX_POINTS:
-            t = t.slice(t.num_rows - MAX_POINTS)
-        return t.to_pandas()
+        t = self._sql(f"SELECT {self._select(dt, 'batch_metrics', METRICS_COLUMNS)} FROM m"
+                      f" WHERE trigger_time >= {_lit_ts(start)} AND trigger_time < {_lit_ts(end)}"
+                      f" AND query = {_lit_str(query)} ORDER BY trigger_time DESC LIMIT {int(limit)}", m=dt)
+        return t.to_pandas().iloc[::-1].reset_index(drop=True)
 
     def last_batch(self, query: str = "high_value") -> dict | None:
         """The newest metrics row of the query (file statistics find it without a scan)."""
@@ -423,7 +438,7 @@ class DeltaReader:
         if info.rows == 0 or info.newest is None:
             return None
         for back in (timedelta(hours=1), timedelta(days=2), timedelta(days=400)):
-            df = self.batch_metrics(info.newest - back, info.newest + timedelta(seconds=1), query)
+            df = self._metrics(info.newest - back, info.newest + timedelta(seconds=1), query, 1)
             if len(df):
                 return df.iloc[-1].to_dict()
         return None

@@ -41,8 +41,9 @@ def test_sales_series_sums_partial_rows_per_window(demo):
     s = reader.sales_series(now - timedelta(minutes=10), now + timedelta(minutes=1), 60)
     assert len(s.frame) == 10 and s.frame["window_start"].is_monotonic_increasing
     # two partial rows per (window, dims) are summed: the bucket totals equal the raw sums
-    raw = reader._agg_rows(now - timedelta(minutes=10), now + timedelta(minutes=1), ["sales_count"])
-    assert s.frame["sales_count"].sum() == sum(raw["sales_count"].to_pylist())
+    raw = reader._sql(f"SELECT sum(sales_count) AS n FROM agg WHERE {reader._window_where(now - timedelta(minutes=10), now)}",
+                      agg=reader.table("sales_agg"))
+    assert s.frame["sales_count"].sum() == raw.column("n")[0].as_py()
     five = reader.sales_series(now - timedelta(minutes=10), now + timedelta(minutes=1), 300)
     assert five.frame["sales_count"].sum() == s.frame["sales_count"].sum() and len(five.frame) <= 3
     assert (s.frame["high_value_share"].between(0, 1)).all()
@@ -54,10 +55,22 @@ def test_sales_series_never_returns_more_than_max_points(demo):
     assert s.coarsened and (31 * 86400) / s.bucket_s <= MAX_POINTS
 
 
-def test_latest_window_and_tops(demo):
+def test_the_window_still_filling_is_marked_and_left_out_of_the_last_window(demo):
     reader, facts = demo
-    w = reader.latest_window()
-    assert w["window_start"] == facts["now"] - timedelta(minutes=1) and w["sales_count"] > 0
+    now = facts["now"]
+    # the newest window [now-1m, now) ended after the newest batch started (now-5s): still filling
+    s = reader.sales_series(now - timedelta(minutes=10), now + timedelta(minutes=1), 60, now=now + timedelta(seconds=30))
+    assert s.complete_until == facts["last_trigger"]
+    assert list(s.frame["complete"]) == [True] * 9 + [False]
+    w = reader.latest_complete_window(now=now + timedelta(seconds=30))
+    assert w["window_start"] == now - timedelta(minutes=2) and w["window_end"] == now - timedelta(minutes=1)
+    assert w["sales_count"] == s.frame["sales_count"].iloc[-2]
+    # once the clock and a batch are past its end, the newest window is complete (a later clock alone is not enough)
+    assert reader.latest_complete_window(now=now + timedelta(hours=1))["window_start"] == now - timedelta(minutes=2)
+
+
+def test_tops(demo):
+    reader, facts = demo
     top = reader.top_dimension("country", facts["now"] - timedelta(hours=1), facts["now"], 3)
     assert len(top) <= 3 and top["amount"].is_monotonic_decreasing
     merchants = reader.top_merchants(facts["now"] - timedelta(days=3), facts["now"], 5)
@@ -147,6 +160,70 @@ def test_job_is_up_when_batches_are_fresh_and_down_when_stale_with_new_records()
     assert health.job_health(None, S, table_exists=False, now=NOW).state == "down"
 
 
+PROC = health.JobProcess(4242, NOW - timedelta(seconds=20))
+
+
+@pytest.mark.parametrize("last,exists,process,state", [
+    (None, False, PROC, "starting"),     # no table yet, the job process is alive: starting, not DOWN
+    (None, True, PROC, "starting"),      # table made, first batch not finished yet
+    (None, False, None, "down"),         # no process and no batch: really gone
+    (None, True, None, "down"),
+    ("stale", True, PROC, "starting"),   # restarted after the newest batch: catching up
+    ("stale", True, None, "down"),       # stale, new records, no process
+    ("fresh", True, PROC, "up"),
+    ("fresh", True, None, "up"),         # a job started by hand leaves no pid file: its batches say up
+])
+def test_job_states(last, exists, process, state):
+    rows = {None: None, "stale": batch(600), "fresh": batch(30)}
+    part = health.job_health(rows[last], S, table_exists=exists, new_records=5000, now=NOW, process=process)
+    assert part.state == state, part
+    assert (part.fix is None) == (state in ("starting", "up"))  # no "start the job" step while it starts
+    if state == "starting":
+        assert "4242" in part.detail and "20 seconds" in part.detail
+        assert health.next_steps([part]) == []
+
+
+def test_a_stale_job_process_started_before_the_newest_batch_is_not_starting():
+    old = health.JobProcess(4242, NOW - timedelta(hours=1))
+    assert health.job_health(batch(600), S, table_exists=True, new_records=5000, now=NOW, process=old).state == "down"
+
+
+def _settings(tmp_path) -> Settings:
+    return Settings.from_env({"TORMENTA_DATA_DIR": str(tmp_path)})
+
+
+def test_job_process_is_found_from_the_pid_file_and_gone_when_the_process_ends(tmp_path):
+    import subprocess
+    import sys
+
+    settings = _settings(tmp_path)
+    assert health.job_process(settings) is None  # no pid file
+    settings.run_dir.mkdir(parents=True)
+    # a process whose command line is that of the job; it ends when its stdin closes
+    proc = subprocess.Popen([sys.executable, "-c", "import sys; sys.stdin.read()", "-m", "pipeline", "job"],
+                            stdin=subprocess.PIPE)
+    try:
+        (settings.run_dir / "job.pid").write_text(str(proc.pid))
+        found = health.job_process(settings)
+        assert found is not None and found.pid == proc.pid
+        assert abs((found.started - datetime.now(UTC)).total_seconds()) < 60
+    finally:
+        proc.stdin.close()
+        proc.wait(10)
+    assert health.job_process(settings) is None  # the pid is gone: DOWN, not starting
+
+
+def test_a_pid_that_is_not_the_job_is_no_job_process(tmp_path):
+    import os
+
+    settings = _settings(tmp_path)
+    settings.run_dir.mkdir(parents=True)
+    (settings.run_dir / "job.pid").write_text(str(os.getpid()))  # alive, but pytest, not the job
+    assert health.job_process(settings) is None
+    (settings.run_dir / "job.pid").write_text("not a pid")
+    assert health.job_process(settings) is None
+
+
 def test_backlog_and_retention_risk():
     assert health.backlog({0: 150, 1: 200, 2: 10}, batch(0)) == 60
     assert health.backlog(None, batch(0)) is None
@@ -182,6 +259,33 @@ def test_rate_conversions_are_bounded():
     with pytest.raises(SettingsError):
         dashboard.rate_from_ticks(10, 5)
     assert dashboard.clamp_rate(-5) == 0 and dashboard.clamp_rate(1e9) == dashboard.RATE_MAX
+
+
+def test_wire_format_label():
+    assert dashboard.wire_format_label({"wire_format": "avro"}) == "Avro"
+    assert dashboard.wire_format_label({"wire_format": "JSON"}) == "JSON"
+    assert dashboard.wire_format_label({"achieved_rate": 5.0}) == "unknown"   # an older emulator
+    assert dashboard.wire_format_label(None) == "unknown"                      # no status yet
+    assert dashboard.wire_format_label({"wire_format": "xml"}) == "unknown"
+
+
+def test_batch_extras_tolerate_null_and_missing_columns():
+    df = pd.DataFrame({"avro_rows": [None, 40, 60], "duplicates_dropped": [None, None, None]})
+    extras = {label: (last, total) for label, last, total in dashboard.batch_extras(df)}
+    assert extras["Avro rows"] == ("60", "100 (2 of 3 batches report it)")
+    assert extras["Duplicates dropped"] == ("–", "–")
+    old = {label: (last, total) for label, last, total in dashboard.batch_extras(pd.DataFrame({"input_rows": [1]}))}
+    assert old == {"Avro rows": ("–", "–"), "Duplicates dropped": ("–", "–")}
+
+
+def test_metrics_of_a_table_written_before_the_new_columns_read_as_null(tmp_path):
+    facts = write_demo_tables(tmp_path, high_value_rows=100, days=1, agg_minutes=10, metrics_minutes=10, legacy=True)
+    reader = DeltaReader(_settings(tmp_path))
+    df = reader.batch_metrics(facts["now"] - timedelta(hours=1))
+    assert len(df) == 10 and df["avro_rows"].isna().all() and df["duplicates_dropped"].isna().all()
+    _, rows = reader.quarantine(facts["now"] - timedelta(hours=2), facts["now"])
+    assert rows["wire_format"].isna().all()
+    assert reader.last_batch()["batch_id"] == 9
 
 
 def test_settings_summary_and_headline():
@@ -228,3 +332,30 @@ def test_two_read_pages_equal_the_one_query_result_with_ties(tmp_path):
                 assert two.equals(one), (sort_by, descending, page)
                 seen += two.column("transaction_id").to_pylist()
             assert len(seen) == len(set(seen)) == 600
+
+
+# ---- windows: which one is complete ------------------------------------------------------
+def test_a_window_is_complete_when_the_clock_and_the_job_are_past_its_end():
+    from pipeline.read import windows
+
+    end = NOW
+    assert windows.complete_until(NOW + timedelta(seconds=30)) == NOW + timedelta(seconds=30)   # no batch: the clock
+    assert windows.is_complete(end, windows.complete_until(NOW))                                # ends exactly now
+    assert not windows.is_complete(end, windows.complete_until(NOW - timedelta(seconds=1)))     # still running
+    # the clock is past it, but the newest batch started before its end: not all of it is read
+    assert not windows.is_complete(end, windows.complete_until(NOW + timedelta(minutes=5), NOW - timedelta(seconds=5)))
+    assert windows.is_complete(end, windows.complete_until(NOW + timedelta(minutes=5), NOW + timedelta(seconds=1)))
+    # a batch "after" the clock (clock skew) does not complete a window that has not ended
+    assert not windows.is_complete(end, windows.complete_until(NOW - timedelta(seconds=1), NOW + timedelta(minutes=1)))
+
+
+def test_mark_complete_and_the_note():
+    from pipeline.read import windows
+
+    df = pd.DataFrame({"window_start": pd.to_datetime([NOW - timedelta(minutes=m) for m in (3, 2, 1)], utc=True)})
+    marked = windows.mark_complete(df, 60, NOW - timedelta(seconds=10))
+    assert list(marked["complete"]) == [True, True, False]
+    assert "11:59 UTC is still filling" in windows.partial_note(marked)
+    assert windows.partial_note(windows.mark_complete(df, 60, NOW)) is None
+    assert list(windows.mark_complete(df, 300, NOW)["complete"]) == [False, False, False]  # 5-minute buckets
+    assert windows.mark_complete(df.iloc[:0], 60, NOW)["complete"].dtype == bool

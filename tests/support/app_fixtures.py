@@ -5,11 +5,19 @@ commit per day, time-ordered files like the job's micro-batches), quarantine, sa
 (partial rows: each window is split over two "batches", like a window that straddles
 two micro-batches), and batch_metrics. Generation is vectorised (pyarrow/numpy) so the
 bench can write 50 million high-value rows in a few minutes.
+
+Every table is laid out by `pipeline.contract.tables` (column names, order and types), the
+channels come from the contract and every high-value amount is above its threshold: a
+fixture the contract would reject cannot test the dashboard. `legacy=True` writes the
+tables as the first release did, without the columns added since (`ADDED_COLUMNS`).
 """
 
 from __future__ import annotations
 
 import json
+import re
+import threading
+import time
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -17,11 +25,52 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
+from pipeline.contract.fields import CHANNELS as CONTRACT_CHANNELS
+from pipeline.contract.fields import DEFAULT_THRESHOLD, is_high_value
+from pipeline.contract.tables import ADDED_COLUMNS, PARTITIONS, TABLES
+
 CATEGORIES = ["electronics", "travel", "jewelry", "grocery", "fashion", "home", "sports", "toys", "books", "health"]
 COUNTRIES = ["ES", "DE", "FR", "IT", "PT", "NL", "BE", "AT", "IE", "PL", "SE", "DK", "FI", "CZ", "GR", "HU",
              "RO", "BG", "HR", "SK"]
-CHANNELS = ["web", "pos", "app"]
+CHANNELS = list(CONTRACT_CHANNELS)
 TS = pa.timestamp("us", tz="UTC")
+# Smallest high-value amount in cents: one cent above the contract's threshold.
+MIN_HIGH_VALUE_CENTS = int(DEFAULT_THRESHOLD * 100) + 1
+assert is_high_value(MIN_HIGH_VALUE_CENTS / 100) and not is_high_value(DEFAULT_THRESHOLD)
+_SIMPLE_TYPES = {"STRING": pa.string(), "BIGINT": pa.int64(), "INT": pa.int32(), "DOUBLE": pa.float64(),
+                 "TIMESTAMP": TS, "DATE": pa.date32(), "BINARY": pa.binary()}
+
+
+def arrow_type(sql_type: str) -> pa.DataType:
+    """The Arrow type of a contract SQL type (STRING, BIGINT, DECIMAL(18,2), ...)."""
+    m = re.fullmatch(r"DECIMAL\((\d+),\s*(\d+)\)", sql_type.upper())
+    return pa.decimal128(int(m[1]), int(m[2])) if m else _SIMPLE_TYPES[sql_type.upper()]
+
+
+def contract_table(name: str, data: dict, *, legacy: bool = False) -> pa.Table:
+    """`data` as the contract's table `name`: its columns in order and types; absent columns NULL.
+
+    A key the contract does not know is an error, so the fixtures cannot drift from it."""
+    unknown = set(data) - {c for c, _ in TABLES[name]}
+    assert not unknown, f"{name}: columns not in the contract: {sorted(unknown)}"
+    n = len(next(iter(data.values())))
+    cols = [(c, t) for c, t in TABLES[name] if not (legacy and c in ADDED_COLUMNS.get(name, ()))]
+    return pa.table({c: pc.cast(pa.array(data[c]) if not isinstance(data[c], pa.Array | pa.ChunkedArray)
+                                 else data[c], arrow_type(t), safe=False) if c in data
+                     else pa.nulls(n, arrow_type(t)) for c, t in cols})
+
+
+def wait_for(condition, timeout: float, what: str, every: float = 0.1):
+    """Poll `condition()` until it returns a true value (returned) or `timeout` seconds pass (AssertionError)."""
+    deadline = time.monotonic() + timeout
+    tick = threading.Event()
+    while True:
+        value = condition()
+        if value:
+            return value
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out after {timeout:g} s waiting for {what}")
+        tick.wait(every)
 
 
 def _ids(prefix: str, values: np.ndarray) -> pa.Array:
@@ -35,10 +84,10 @@ def _pick(rng, choices: list[str], n: int) -> pa.Array:
 
 def high_value_chunk(rng, start_us: int, end_us: int, n: int, first_id: int) -> pa.Table:
     times = np.sort(rng.integers(start_us, end_us, n))
-    cents = rng.integers(150_001, 2_000_000, n)
+    cents = rng.integers(MIN_HIGH_VALUE_CENTS, 2_000_000, n)
     amount = pc.cast(pa.array(cents / 100.0), pa.decimal128(18, 2), safe=False)
     et = pa.array(times, TS)
-    return pa.table({
+    return contract_table("high_value", {
         "transaction_id": _ids("tx-", np.arange(first_id, first_id + n)),
         "person_id": _ids("P", rng.integers(1, 200_000, n)),
         "merchant_id": _ids("M", rng.integers(1, 5_000, n)),
@@ -60,9 +109,14 @@ def high_value_chunk(rng, start_us: int, end_us: int, n: int, first_id: int) -> 
 
 def write_demo_tables(data_dir: Path, *, high_value_rows: int = 2_000, days: int = 2, now: datetime | None = None,
                       agg_minutes: int | None = None, dims: int = 40, quarantine_rows: int = 50,
-                      metrics_minutes: int = 240, seed: int = 7, target_file_mb: int = 96,
+                      metrics_minutes: int = 240, seed: int = 7, target_file_mb: int = 96, legacy: bool = False,
                       log=lambda msg: None) -> dict:
-    """Write the four tables under data_dir/delta; returns facts the tests assert on."""
+    """Write the four tables under data_dir/delta; returns facts the tests assert on.
+
+    The newest aggregate window ends at `now` and the newest batch started 5 s before it,
+    so that window is still filling (not complete) and the one before it is the last
+    complete window. metrics_minutes=0 writes no batch_metrics table (a job not started yet).
+    """
     from deltalake import write_deltalake
 
     rng = np.random.default_rng(seed)
@@ -78,13 +132,27 @@ def write_demo_tables(data_dir: Path, *, high_value_rows: int = 2_000, days: int
         hi = lo + timedelta(days=1)
         n = per_day if d < days - 1 else high_value_rows - written
         t = high_value_chunk(rng, int(lo.timestamp() * 1e6), min(int(hi.timestamp() * 1e6), end_us), n, written)
-        write_deltalake(delta / "high_value", t, mode="append", partition_by=["event_date"],
+        write_deltalake(delta / "high_value", t, mode="append", partition_by=list(PARTITIONS.values()),
                         target_file_size=target_file_mb * 1024 * 1024)
         written += n
         log(f"high_value: {written:,} rows")
-
-    # sales_agg: one row per (window, category, country) split in two partial rows
     minutes = agg_minutes if agg_minutes is not None else min(days * 1440, 7 * 1440)
+    agg = _sales_agg(rng, end_us, minutes, dims, legacy)
+    write_deltalake(delta / "sales_agg", agg, mode="append", target_file_size=target_file_mb * 1024 * 1024)
+    log(f"sales_agg: {agg.num_rows:,} rows")
+    reasons = ["not JSON", "missing transaction_id", "amount not a number", "timestamp unparseable"]
+    write_deltalake(delta / "quarantine", _quarantine(rng, end_us, quarantine_rows, reasons, legacy), mode="append")
+    if metrics_minutes:
+        write_deltalake(delta / "batch_metrics", _batch_metrics(rng, end_us, metrics_minutes, legacy), mode="append")
+    return {"now": now, "high_value_rows": high_value_rows, "agg_rows": agg.num_rows, "quarantine_rows": quarantine_rows,
+            "reasons": reasons, "metrics_rows": metrics_minutes, "last_trigger": now - timedelta(seconds=5)}
+
+
+HV_AMOUNT = float(DEFAULT_THRESHOLD) + 200  # each high-value sale in the aggregates: above the threshold
+
+
+def _sales_agg(rng, end_us: int, minutes: int, dims: int, legacy: bool) -> pa.Table:
+    """One row per (window, category, country), split in two partial rows like two micro-batches."""
     combos = [(c, k) for c in CATEGORIES for k in COUNTRIES][:dims]
     w = np.repeat(np.arange(minutes), len(combos))
     n = len(w)
@@ -93,54 +161,47 @@ def write_demo_tables(data_dir: Path, *, high_value_rows: int = 2_000, days: int
     cty = np.tile([k for _, k in combos], minutes)
     count = rng.integers(20, 400, n)
     hv = rng.integers(0, 5, n)
-    amount = count * 55.0 + hv * 1700.0
+    amount = count * 55.0 + hv * HV_AMOUNT
     half = count // 2
     parts = []
     for share, batch in ((half, 0), (count - half, 1)):
         frac = share / np.maximum(count, 1)
-        parts.append(pa.table({
+        parts.append(contract_table("sales_agg", {
             "window_start": pa.array(ws, TS), "window_end": pa.array(ws + 60_000_000, TS),
-            "merchant_category": pa.array(cat), "country": pa.array(cty),
-            "sales_count": pa.array(share, pa.int64()),
-            "sales_amount": pc.cast(pa.array(np.round(amount * frac, 2)), pa.decimal128(28, 2), safe=False),
-            "high_value_count": pa.array(hv if batch == 0 else np.zeros(n, np.int64), pa.int64()),
-            "high_value_amount": pc.cast(pa.array(hv * 1700.0 if batch == 0 else np.zeros(n)), pa.decimal128(28, 2),
-                                         safe=False),
-            "batch_id": pa.array(w + batch, pa.int64()),
-            "processing_time": pa.array(ws + 60_000_000 * (1 + batch), TS),
-        }))
-    agg = pa.concat_tables(parts).sort_by("window_start")
-    write_deltalake(delta / "sales_agg", agg, mode="append", target_file_size=target_file_mb * 1024 * 1024)
-    log(f"sales_agg: {agg.num_rows:,} rows")
+            "merchant_category": cat, "country": cty, "sales_count": share,
+            "sales_amount": np.round(amount * frac, 2),
+            "high_value_count": hv if batch == 0 else np.zeros(n, np.int64),
+            "high_value_amount": hv * HV_AMOUNT if batch == 0 else np.zeros(n),
+            "batch_id": w + batch, "processing_time": pa.array(ws + 60_000_000 * (1 + batch), TS),
+        }, legacy=legacy))
+    return pa.concat_tables(parts).sort_by("window_start")
 
-    # quarantine
-    reasons = ["not JSON", "missing transaction_id", "amount not a number", "timestamp unparseable"]
-    qt = np.sort(rng.integers(end_us - 3600_000_000, end_us, quarantine_rows))
-    qreason = [reasons[i % len(reasons)] for i in range(quarantine_rows)]
-    write_deltalake(delta / "quarantine", pa.table({
-        "raw_value": pa.array([f'{{"broken": {i}' for i in range(quarantine_rows)]),
-        "raw_key": pa.array([f"P{i}" for i in range(quarantine_rows)]),
-        "topic": pa.array(["transactions"] * quarantine_rows),
-        "kafka_partition": pa.array([i % 3 for i in range(quarantine_rows)], pa.int32()),
-        "kafka_offset": pa.array(list(range(quarantine_rows)), pa.int64()),
-        "ingest_time": pa.array(qt, TS), "arrival_time": pa.array(qt, TS),
-        "reason": pa.array(qreason), "batch_id": pa.array(list(range(quarantine_rows)), pa.int64()),
-    }), mode="append")
 
-    # batch_metrics: one batch per minute up to now, the last one a few seconds ago
-    m = metrics_minutes
+def _quarantine(rng, end_us: int, rows: int, reasons: list[str], legacy: bool) -> pa.Table:
+    qt = pa.array(np.sort(rng.integers(end_us - 3600_000_000, end_us, rows)), TS)
+    return contract_table("quarantine", {
+        "raw_value": [f'{{"broken": {i}' for i in range(rows)], "raw_key": [f"P{i}" for i in range(rows)],
+        "topic": ["transactions"] * rows, "kafka_partition": [i % 3 for i in range(rows)],
+        "kafka_offset": list(range(rows)), "ingest_time": qt, "arrival_time": qt,
+        "reason": [reasons[i % len(reasons)] for i in range(rows)], "batch_id": list(range(rows)),
+        "wire_format": [("json", "avro")[i % 2] for i in range(rows)],
+        "raw_bytes": [f'{{"broken": {i}'.encode() for i in range(rows)],
+    }, legacy=legacy)
+
+
+def _batch_metrics(rng, end_us: int, m: int, legacy: bool) -> pa.Table:
+    """One batch per minute up to now, the last one 5 s before `now`; the newest half of the
+    batches carry duplicates_dropped / avro_rows (older rows NULL, as before those columns existed)."""
     trig = end_us - (m - 1 - np.arange(m)) * 60_000_000 - 5_000_000
     inputs = rng.integers(100_000, 700_000, m)
-    write_deltalake(delta / "batch_metrics", pa.table({
-        "query": pa.array(["high_value"] * m), "batch_id": pa.array(np.arange(m), pa.int64()),
-        "trigger_time": pa.array(trig, TS), "duration_s": pa.array(rng.uniform(5, 40, m)),
-        "trigger_interval_s": pa.array(np.full(m, 60.0)), "input_rows": pa.array(inputs, pa.int64()),
-        "valid_rows": pa.array(inputs - 3, pa.int64()), "high_value_rows": pa.array(inputs // 40, pa.int64()),
-        "quarantined_rows": pa.array(np.full(m, 3), pa.int64()), "agg_rows": pa.array(np.full(m, 400), pa.int64()),
-        "offsets_behind": pa.array(rng.integers(0, 50_000, m), pa.int64()),
-        "event_lag_s": pa.array(rng.uniform(1, 20, m)), "max_event_time": pa.array(trig - 2_000_000, TS),
-        "end_offsets": pa.array([json.dumps({"0": int(i) * 1000, "1": int(i) * 1000, "2": int(i) * 1000})
-                                 for i in range(m)]),
-    }), mode="append")
-    return {"now": now, "high_value_rows": high_value_rows, "agg_rows": agg.num_rows, "quarantine_rows": quarantine_rows,
-            "reasons": reasons, "metrics_rows": m}
+    newer = np.arange(m) >= m // 2
+    return contract_table("batch_metrics", {
+        "query": ["high_value"] * m, "batch_id": np.arange(m), "trigger_time": pa.array(trig, TS),
+        "duration_s": rng.uniform(5, 40, m), "trigger_interval_s": np.full(m, 60.0), "input_rows": inputs,
+        "valid_rows": inputs - 3, "high_value_rows": inputs // 40, "quarantined_rows": np.full(m, 3),
+        "agg_rows": np.full(m, 400), "offsets_behind": rng.integers(0, 50_000, m),
+        "event_lag_s": rng.uniform(1, 20, m), "max_event_time": pa.array(trig - 2_000_000, TS),
+        "end_offsets": [json.dumps({"0": int(i) * 1000, "1": int(i) * 1000, "2": int(i) * 1000}) for i in range(m)],
+        "duplicates_dropped": pa.array([int(i % 7) if new else None for i, new in enumerate(newer)], pa.int64()),
+        "avro_rows": pa.array([int(v) // 2 if new else None for v, new in zip(inputs, newer, strict=True)], pa.int64()),
+    }, legacy=legacy)
