@@ -3,7 +3,9 @@
 This is the only place (with the pages) that knows Streamlit: `st.cache_resource` for
 the settings, the Delta reader and the emulator control client; `guard()` turns any
 error into a plain message with the command that fixes it, so no stack trace reaches
-a page.
+a page. Every box `guard()` shows for a failed read is also recorded in
+`st.session_state[FAILURES]` (the entry script empties it at the start of each run), so a
+test sees that a read failed without reading the box's words.
 """
 
 from __future__ import annotations
@@ -11,6 +13,7 @@ from __future__ import annotations
 import logging
 import threading
 from contextlib import contextmanager
+from pathlib import Path
 
 import streamlit as st
 
@@ -20,6 +23,29 @@ from pipeline.read.readers import DeltaReader
 from pipeline.settings import Settings
 
 log = logging.getLogger("tormenta.app")
+ROOT = Path(__file__).resolve().parents[1]  # where streamlit_app.py is
+
+# (section, file, title, icon); the first entry is the landing page.
+PAGES = [
+    ("Monitor", "pages/overview.py", "Overview", ":material/monitor_heart:"),
+    ("Monitor", "pages/pipeline_health.py", "Pipeline", ":material/speed:"),
+    ("Storm", "pages/storm_control.py", "Storm control", ":material/thunderstorm:"),
+    ("Storm", "pages/load_test.py", "Load test", ":material/science:"),  # issue 6; shown once the file exists
+    ("Data", "pages/live_sales.py", "Live sales", ":material/monitoring:"),
+    ("Data", "pages/explorer.py", "Explorer", ":material/table_view:"),
+]
+
+
+def build_pages(root: Path = ROOT) -> dict[str, list]:
+    """Navigation sections -> st.Page list; page files that do not exist yet are left out."""
+    sections: dict[str, list] = {}
+    for i, (section, path, title, icon) in enumerate(PAGES):
+        if not (root / path).is_file():
+            continue
+        sections.setdefault(section, []).append(st.Page(root / path, title=title, icon=icon, default=(i == 0)))
+    return sections
+FAILURES = "tormenta_failures"   # session-state key: the reads that failed in this run
+ROUTED = "tormenta_routed"       # session-state key: set by the entry script just before it runs a page
 
 
 @st.cache_resource(show_spinner=False)
@@ -60,8 +86,31 @@ def broker_up() -> bool:
     return broker_health(get_settings()).state == "up"
 
 
+@st.cache_data(ttl=3, show_spinner=False)
+def emulator_status() -> dict | None:
+    """The emulator's newest status message (at most 5 s old), or None (no broker, no emulator)."""
+    if not broker_up():
+        return None
+    try:
+        return get_control().call("latest_status", max_age_s=5.0)
+    except Exception:  # noqa: BLE001 - no status reads as "emulator down" / wire format unknown
+        return None
+
+
+def record_failure(exc: BaseException) -> None:
+    """Note a failed read in the session, where tests (and the log) can see it."""
+    st.session_state.setdefault(FAILURES, []).append({"error": type(exc).__name__, "message": str(exc)[:300]})
+
+
+def start_run() -> None:
+    """Called by the entry script before each page run: a fresh failure list, and the routing mark."""
+    st.session_state[FAILURES] = []
+    st.session_state[ROUTED] = True
+
+
 def show_problem(exc: BaseException) -> None:
     """A friendly box for any error: what is wrong and what to do."""
+    record_failure(exc)
     if isinstance(exc, DataUnavailable):
         st.info(f"**No data yet.** {exc}", icon=":material/hourglass_empty:")
     elif isinstance(exc, SettingsError):
@@ -96,18 +145,19 @@ def broker_down_box() -> None:
 
 
 def _hand_over_to_the_entry_script() -> None:
-    """Leave Streamlit's old pages/-folder mode if a fresh server started in it.
+    """Route through the entry script when a page file was run without it.
 
-    Until the entry script's st.navigation has run once, Streamlit serves a `pages/` folder
-    next to the entry by running a page file directly (no navigation, no page config). That
-    happens when the first visitor after a restart opens a page URL; flip the flag that
-    st.navigation itself flips, and rerun so the entry script routes to the same page.
+    A `pages/` folder next to the entry makes a fresh server start in Streamlit's first
+    multipage mode, which runs a page file directly when the first visitor after a restart
+    opens a page URL (no navigation, no page config) until some run calls `st.navigation`.
+    The entry script marks every run it routes (`start_run`); a page run without that
+    mark calls the public `st.navigation` with the app's pages, which ends that mode for the
+    server and keeps the requested page, and reruns, so the entry script runs that page.
     """
-    from streamlit.runtime.pages_manager import PagesManager
-
-    if PagesManager.uses_pages_directory:
-        PagesManager.uses_pages_directory = False
-        st.rerun()
+    if st.session_state.pop(ROUTED, False):
+        return
+    st.navigation(build_pages())
+    st.rerun()
 
 
 def page_header(title: str, caption: str) -> None:

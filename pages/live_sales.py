@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import pandas as pd
 import plotly.express as px
 import plotly.graph_objects as go
 import streamlit as st
@@ -9,6 +10,9 @@ from plotly.subplots import make_subplots
 
 from pages.common import get_reader, guard, page_header
 from pipeline.read.dashboard import BUCKETS, TIME_RANGES, fmt_count, fmt_money, time_window
+from pipeline.read.windows import partial_note
+
+PARTIAL_NAME = "still filling"  # trace name of the current window(s): the browser test looks for it
 
 page_header("Live sales", "Sales from the aggregates table, summed over the job's partial rows. Times are UTC; "
             "amounts as sent by the merchants.")
@@ -47,6 +51,34 @@ def _minute() -> str:
     return f"{now:%Y%m%d%H%M}{now.second // 10}"
 
 
+def _sales_chart(df, bucket_s: int) -> go.Figure:
+    """Three panels; complete windows solid, the window(s) still filling hatched, faded and dashed."""
+    done, filling = df[df["complete"]], df[~df["complete"]]
+    fig = make_subplots(rows=3, cols=1, shared_xaxes=True, vertical_spacing=0.06,
+                        subplot_titles=("Transactions per window", "Amount per window", "High-value share"))
+    fig.add_trace(go.Bar(x=done["window_start"], y=done["sales_count"], name="transactions",
+                         marker_color="#3b5bdb"), row=1, col=1)
+    fig.add_trace(go.Bar(x=filling["window_start"], y=filling["sales_count"], name=PARTIAL_NAME, opacity=0.45,
+                         marker=dict(color="#3b5bdb", pattern=dict(shape="/"))), row=1, col=1)
+    # the dashed part starts at the last complete point, so the line reads as one series
+    joint = df.iloc[max(0, len(done) - 1):] if len(filling) else filling
+    for row, column, scale, color in ((2, "sales_amount", 1, "#2b8a3e"), (3, "high_value_share", 100, "#e8590c")):
+        fig.add_trace(go.Scatter(x=done["window_start"], y=done[column] * scale, mode="lines", line_color=color,
+                                 name=column), row=row, col=1)
+        fig.add_trace(go.Scatter(x=joint["window_start"], y=joint[column] * scale, mode="lines+markers",
+                                 name=PARTIAL_NAME, line=dict(color=color, dash="dash"),
+                                 marker=dict(symbol="circle-open")), row=row, col=1)
+    if len(filling):
+        fig.add_vrect(x0=filling["window_start"].min(), x1=filling["window_start"].max() + pd.Timedelta(seconds=bucket_s),
+                      fillcolor="#868e96", opacity=0.12, line_width=0, annotation_text=PARTIAL_NAME,
+                      annotation_position="top left")
+    fig.update_yaxes(title_text="tx", row=1, col=1)
+    fig.update_yaxes(title_text="amount", row=2, col=1)
+    fig.update_yaxes(title_text="%", row=3, col=1)
+    fig.update_layout(height=620, showlegend=False, barmode="overlay", margin=dict(l=10, r=10, t=40, b=10))
+    return fig
+
+
 @st.fragment(run_every=f"{int(refresh)}s")
 def live():
     key = _minute()
@@ -67,19 +99,10 @@ def live():
         m3.metric("High-value transactions", fmt_count(hv_n))
         m4.metric("High-value share", f"{hv_n / total_n:.2%}" if total_n else "–",
                   help="High-value transactions / all transactions in the range")
-        fig = make_subplots(rows=3, cols=1, shared_xaxes=True, vertical_spacing=0.06,
-                            subplot_titles=("Transactions per window", "Amount per window", "High-value share"))
-        fig.add_trace(go.Bar(x=df["window_start"], y=df["sales_count"], name="transactions",
-                             marker_color="#3b5bdb"), row=1, col=1)
-        fig.add_trace(go.Scatter(x=df["window_start"], y=df["sales_amount"], name="amount", mode="lines",
-                                 line_color="#2b8a3e"), row=2, col=1)
-        fig.add_trace(go.Scatter(x=df["window_start"], y=df["high_value_share"] * 100, name="high-value %",
-                                 mode="lines", line_color="#e8590c"), row=3, col=1)
-        fig.update_yaxes(title_text="tx", row=1, col=1)
-        fig.update_yaxes(title_text="amount", row=2, col=1)
-        fig.update_yaxes(title_text="%", row=3, col=1)
-        fig.update_layout(height=620, showlegend=False, margin=dict(l=10, r=10, t=40, b=10))
-        st.plotly_chart(fig, width="stretch", key="sales_chart")
+        note = partial_note(df)
+        if note:
+            st.caption(note)
+        st.plotly_chart(_sales_chart(df, s.bucket_s), width="stretch", key="sales_chart")
 
     a, b, c = st.columns(3)
     with guard():

@@ -6,14 +6,14 @@ from datetime import timedelta
 
 import streamlit as st
 
-from pages.common import broker_up, get_control, get_reader, get_settings, guard, page_header
+from pages.common import broker_up, emulator_status, get_reader, get_settings, guard, page_header
 from pipeline.read import health
-from pipeline.read.dashboard import fmt_count, fmt_money, headline_rate, settings_summary
+from pipeline.read.dashboard import fmt_count, fmt_money, headline_rate, settings_summary, wire_format_label
 from pipeline.read.readers import utcnow
 
-ICONS = {"up": ":material/check_circle:", "idle": ":material/pause_circle:", "down": ":material/cancel:",
-         "unknown": ":material/help:"}
-COLORS = {"up": "green", "idle": "orange", "down": "red", "unknown": "gray"}
+ICONS = {"up": ":material/check_circle:", "idle": ":material/pause_circle:", "starting": ":material/hourglass_top:",
+         "down": ":material/cancel:", "unknown": ":material/help:"}
+COLORS = {"up": "green", "idle": "orange", "starting": "blue", "down": "red", "unknown": "gray"}
 
 
 @st.cache_data(ttl=5, show_spinner=False)
@@ -36,13 +36,9 @@ def parts_and_facts():
             new_records = health.backlog(log_end_offsets(s, timeout=2), last)
         except Exception:  # noqa: BLE001 - unknown backlog keeps the judgement conservative
             new_records = None
-    job = health.job_health(last, s, table_exists=reader.exists("batch_metrics"), new_records=new_records)
-    status = None
-    if up:
-        try:
-            status = get_control().call("latest_status", max_age_s=5.0)
-        except Exception:  # noqa: BLE001 - reported as "emulator down"
-            status = None
+    job = health.job_health(last, s, table_exists=reader.exists("batch_metrics"), new_records=new_records,
+                            process=health.job_process(s))
+    status = emulator_status()
     emulator = health.emulator_health(status, up)
     return [broker, topic, job, emulator], facts, status, last
 
@@ -50,9 +46,10 @@ def parts_and_facts():
 @st.cache_data(ttl=10, show_spinner=False)
 def headline():
     reader = get_reader()
-    window = reader.latest_window()
+    window = reader.latest_complete_window()
     hv = reader.info("high_value")
-    metrics = reader.batch_metrics(utcnow() - timedelta(minutes=15))
+    # no metrics table yet (the job has not finished a batch): the sales figures still show
+    metrics = reader.batch_metrics(utcnow() - timedelta(minutes=15)) if reader.exists("batch_metrics") else None
     return window, hv.rows, metrics
 
 
@@ -73,10 +70,14 @@ def live_overview():
                 st.markdown(f":{COLORS[p.state]}-badge[{p.state.upper()}]")
                 st.caption(p.detail)
         steps = health.next_steps(parts)
+        starting = [p for p in parts if p.state == health.STARTING]
         if steps:
             st.warning("**Next steps**\n\n" + "\n".join(f"- {s}" for s in steps), icon=":material/build:")
+        elif starting:
+            st.info(" ".join(p.detail for p in starting), icon=":material/hourglass_top:")
         else:
             st.success("All parts are running.", icon=":material/check_circle:")
+        st.caption(f"Wire format of the messages: **{wire_format_label(status)}** (as the emulator reports it).")
 
     st.subheader("Right now")
     with guard():
@@ -84,10 +85,12 @@ def live_overview():
         rate, source = headline_rate(status, metrics)
         c1, c2, c3, c4 = st.columns(4)
         if window:
+            span = f"{window['window_start']:%H:%M}–{window['window_end']:%H:%M} UTC"
             c1.metric("Sales in the last window", fmt_count(window["sales_count"]),
-                      help=f"Transactions in the window starting {window['window_start']:%H:%M} UTC")
+                      help=f"Transactions in the last complete window, {span}; the window still filling "
+                           "is left out (see Live sales)")
             c2.metric("Sales amount, last window", fmt_money(window["sales_amount"]),
-                      help="Sum of amounts in that window (all currencies as sent)")
+                      help=f"Sum of amounts in {span} (all currencies as sent)")
         else:
             c1.metric("Sales in the last window", "–")
             c2.metric("Sales amount, last window", "–")
@@ -95,6 +98,8 @@ def live_overview():
                   help="Rows in the high-value table (from Delta file statistics)")
         c4.metric("Current storm rate", f"{fmt_count(rate)} tx/s" if rate is not None else "–",
                   help=f"Source: {source}" if source else "No emulator status and no recent batch")
+        if window:
+            st.caption(f"Last window = the newest complete one, {span}.")
 
 
 live_overview()

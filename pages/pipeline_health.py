@@ -5,9 +5,9 @@ from __future__ import annotations
 import plotly.graph_objects as go
 import streamlit as st
 
-from pages.common import broker_up, get_reader, get_settings, guard, page_header
+from pages.common import broker_up, emulator_status, get_reader, get_settings, guard, page_header
 from pipeline.read import health
-from pipeline.read.dashboard import fmt_count, time_window
+from pipeline.read.dashboard import batch_extras, fmt_count, time_window, wire_format_label
 from pipeline.settings import format_duration
 
 page_header("Pipeline", "How the streaming job keeps up: one point per micro-batch of the high-value query. "
@@ -34,69 +34,89 @@ def live_backlog(end_offsets_json: str):
         return None
 
 
+def _headline(df, s) -> health.RetentionRisk:
+    """The figures of the newest batch; returns the retention risk for the gauge."""
+    last = df.iloc[-1].to_dict()
+    rate = health.ingest_rate(df)
+    behind_now = live_backlog(str(last["end_offsets"]))
+    behind = behind_now if behind_now is not None else last.get("offsets_behind")
+    behind_s = behind / rate if behind is not None and rate else None
+    qrate = health.quarantine_rate(df)
+    interval = float(last["trigger_interval_s"])
+    m = st.columns(5)
+    m[0].metric("Last batch duration", f"{last['duration_s']:.1f} s",
+                delta=f"{last['duration_s'] - interval:+.1f} s vs trigger", delta_color="inverse",
+                help=f"Trigger interval: {format_duration(interval)}")
+    m[1].metric("Input rows, last batch", fmt_count(last["input_rows"]))
+    m[2].metric("Behind latest", f"{fmt_count(behind)} records" if behind is not None else "–",
+                help="Log-end offsets minus what the job has read" + (" (live)" if behind_now is not None
+                                                                      else " (at the last batch)"))
+    m[3].metric("Behind latest (time)", f"{behind_s:,.1f} s" if behind_s is not None else "–",
+                help="Records behind / current ingest rate")
+    m[4].metric("Quarantine rate", f"{qrate:.3%}" if qrate is not None else "–",
+                help="Quarantined / input records in the range")
+    x = st.columns(5)
+    for col, (label, last_text, total) in zip(x, batch_extras(df), strict=False):
+        col.metric(f"{label}, last batch", last_text, help=f"In the {range_label.lower()}: {total}. "
+                   "– = not recorded (batches written before this count existed)")
+    return health.retention_risk(last["trigger_time"], last.get("offsets_behind"), rate, s.retention)
+
+
+def _gauge(risk, s) -> None:
+    gauge = go.Figure(go.Indicator(
+        mode="gauge+number", value=risk.used_share * 100, number={"suffix": " %"},
+        title={"text": "Retention used by oldest unprocessed record"},
+        gauge={"axis": {"range": [0, 100]},
+               "bar": {"color": {"ok": "#2b8a3e", "warning": "#f08c00", "critical": "#c92a2a"}[risk.level]},
+               "steps": [{"range": [0, 50], "color": "#ebfbee"}, {"range": [50, 80], "color": "#fff4e6"},
+                         {"range": [80, 100], "color": "#fff5f5"}]}))
+    gauge.update_layout(height=260, margin=dict(l=20, r=20, t=60, b=10))
+    st.plotly_chart(gauge, width="stretch", key="gauge")
+    st.caption(f"{risk.sentence()} Record lifetime: {format_duration(s.retention)}.")
+
+
+def _charts(df) -> None:
+    fig = go.Figure()
+    fig.add_trace(go.Bar(x=df["trigger_time"], y=df["duration_s"], name="batch duration (s)", marker_color="#3b5bdb"))
+    fig.add_trace(go.Scatter(x=df["trigger_time"], y=df["trigger_interval_s"], name="trigger interval (s)",
+                             mode="lines", line=dict(color="#c92a2a", dash="dash")))
+    fig.update_layout(title="Batch duration vs trigger interval", yaxis_title="seconds", height=300,
+                      margin=dict(l=10, r=10, t=40, b=10), legend=dict(orientation="h"))
+    st.plotly_chart(fig, width="stretch", key="durations")
+
+
+def _row_charts(df) -> None:
+    a, b = st.columns(2)
+    with a:
+        fig = go.Figure(go.Bar(x=df["trigger_time"], y=df["input_rows"], marker_color="#2b8a3e"))
+        fig.update_layout(title="Input rows per batch", yaxis_title="records", height=280,
+                          margin=dict(l=10, r=10, t=40, b=10))
+        st.plotly_chart(fig, width="stretch", key="inputs")
+    with b:
+        fig = go.Figure(go.Scatter(x=df["trigger_time"], y=df["offsets_behind"], mode="lines", line_color="#e8590c"))
+        fig.update_layout(title="Records behind latest, at each batch", yaxis_title="records", height=280,
+                          margin=dict(l=10, r=10, t=40, b=10))
+        st.plotly_chart(fig, width="stretch", key="behind")
+
+
 @st.fragment(run_every="10s")
 def body():
     s = get_settings()
+    st.caption(f"Wire format of the messages: **{wire_format_label(emulator_status())}** "
+               "(JSON or Avro, as the emulator reports it; unknown while no emulator reports).")
     with guard():
         df = metrics(range_label)
         if df.empty:
             st.info(f"No batches in the {range_label.lower()}. Start the job with `python -m pipeline job` "
                     "(or everything with `make run`).", icon=":material/hourglass_empty:")
             return
-        last = df.iloc[-1].to_dict()
-        rate = health.ingest_rate(df)
-        behind_now = live_backlog(str(last["end_offsets"]))
-        behind = behind_now if behind_now is not None else last.get("offsets_behind")
-        behind_s = behind / rate if behind is not None and rate else None
-        risk = health.retention_risk(last["trigger_time"], last.get("offsets_behind"), rate, s.retention)
-        qrate = health.quarantine_rate(df)
-        interval = float(last["trigger_interval_s"])
-        m = st.columns(5)
-        m[0].metric("Last batch duration", f"{last['duration_s']:.1f} s",
-                    delta=f"{last['duration_s'] - interval:+.1f} s vs trigger", delta_color="inverse",
-                    help=f"Trigger interval: {format_duration(interval)}")
-        m[1].metric("Input rows, last batch", fmt_count(last["input_rows"]))
-        m[2].metric("Behind latest", f"{fmt_count(behind)} records" if behind is not None else "–",
-                    help="Log-end offsets minus what the job has read" + (" (live)" if behind_now is not None
-                                                                          else " (at the last batch)"))
-        m[3].metric("Behind latest (time)", f"{behind_s:,.1f} s" if behind_s is not None else "–",
-                    help="Records behind / current ingest rate")
-        m[4].metric("Quarantine rate", f"{qrate:.3%}" if qrate is not None else "–",
-                    help="Quarantined / input records in the range")
-
+        risk = _headline(df, s)
         g, t = st.columns([1, 2])
         with g:
-            gauge = go.Figure(go.Indicator(
-                mode="gauge+number", value=risk.used_share * 100, number={"suffix": " %"},
-                title={"text": "Retention used by oldest unprocessed record"},
-                gauge={"axis": {"range": [0, 100]},
-                       "bar": {"color": {"ok": "#2b8a3e", "warning": "#f08c00", "critical": "#c92a2a"}[risk.level]},
-                       "steps": [{"range": [0, 50], "color": "#ebfbee"}, {"range": [50, 80], "color": "#fff4e6"},
-                                 {"range": [80, 100], "color": "#fff5f5"}]}))
-            gauge.update_layout(height=260, margin=dict(l=20, r=20, t=60, b=10))
-            st.plotly_chart(gauge, width="stretch", key="gauge")
-            st.caption(f"{risk.sentence()} Record lifetime: {format_duration(s.retention)}.")
+            _gauge(risk, s)
         with t:
-            fig = go.Figure()
-            fig.add_trace(go.Bar(x=df["trigger_time"], y=df["duration_s"], name="batch duration (s)",
-                                 marker_color="#3b5bdb"))
-            fig.add_trace(go.Scatter(x=df["trigger_time"], y=df["trigger_interval_s"], name="trigger interval (s)",
-                                     mode="lines", line=dict(color="#c92a2a", dash="dash")))
-            fig.update_layout(title="Batch duration vs trigger interval", yaxis_title="seconds", height=300,
-                              margin=dict(l=10, r=10, t=40, b=10), legend=dict(orientation="h"))
-            st.plotly_chart(fig, width="stretch", key="durations")
-        a, b = st.columns(2)
-        with a:
-            fig = go.Figure(go.Bar(x=df["trigger_time"], y=df["input_rows"], marker_color="#2b8a3e"))
-            fig.update_layout(title="Input rows per batch", yaxis_title="records", height=280,
-                              margin=dict(l=10, r=10, t=40, b=10))
-            st.plotly_chart(fig, width="stretch", key="inputs")
-        with b:
-            fig = go.Figure(go.Scatter(x=df["trigger_time"], y=df["offsets_behind"], mode="lines",
-                                       line_color="#e8590c"))
-            fig.update_layout(title="Records behind latest, at each batch", yaxis_title="records", height=280,
-                              margin=dict(l=10, r=10, t=40, b=10))
-            st.plotly_chart(fig, width="stretch", key="behind")
+            _charts(df)
+        _row_charts(df)
 
 
 body()
