@@ -4,6 +4,7 @@
                                [--profile NAME [k=v ...]] [--duration S] [--max-records N]
                                [--no-control] [--record-ids PATH] [--replay FILE [--replay-speed X]]
                                [--duplicates P] [--malformed P] [--late P] [--late-seconds S]
+                               [--format json|avro] [--burst]
     python -m pipeline storm set [--rate R | --per-tick N | --preset NAME] [--interval T] [--profile ...]
     python -m pipeline storm pause|resume|stop|show
     python -m pipeline storm status [--json] [--watch]
@@ -40,6 +41,9 @@ def register(sub) -> None:
     p.add_argument("--replay-speed", type=float,
                    help="replay at the capture's own pace times X (default: at the set rate)")
     p.add_argument("--seed", type=int, help="random seed of the sampler and fault injection")
+    p.add_argument("--format", dest="wire_format", metavar="json|avro",
+                   help="wire format of the values: json (contract JSON) or avro (Confluent framing); "
+                        "default: TORMENTA_WIRE_FORMAT")
     p.add_argument("--quiet", action="store_true", help="no live status line")
     p.set_defaults(func=emulate_cmd)
 
@@ -105,6 +109,16 @@ def changes_from_args(args) -> dict[str, Any]:
     return changes
 
 
+def wire_format_from_args(settings: Settings, args) -> str:
+    """--format, else the setting; a value other than json or avro is refused."""
+    from pipeline.emulator.binarizer import WIRE_FORMATS
+
+    value = settings.wire_format if args.wire_format is None else args.wire_format.strip().lower()
+    if value not in WIRE_FORMATS:
+        raise SettingsError(f"--format={args.wire_format} is not allowed; allowed: {', '.join(WIRE_FORMATS)}")
+    return value
+
+
 def _status_line(st: dict[str, Any]) -> str:
     target = "max" if st.get("target_rate") is None else f"{st['target_rate']:,.0f}"
     reasons = ", ".join(f"{k}={v}" for k, v in (st.get("failed_reasons") or {}).items())
@@ -113,7 +127,7 @@ def _status_line(st: dict[str, Any]) -> str:
     return (f"{st['state']:<7} target {target} tx/s  achieved {st['achieved_rate']:,.0f} tx/s  "
             f"sent {st['sent']:,}  delivered {st['delivered']:,}  failed {st['failed']:,}"
             f"{' (' + reasons + ')' if reasons else ''}  queue {st['queue_depth']:,}  p50/p99 {lat_text}  "
-            f"profile {st['profile']['name']}")
+            f"profile {st['profile']['name']}  {st.get('wire_format', 'json')}")
 
 
 def emulate_cmd(settings: Settings, args) -> int:
@@ -127,6 +141,7 @@ def emulate_cmd(settings: Settings, args) -> int:
         raise SettingsError("--replay-speed needs --replay FILE")
     if args.replay_speed is not None and args.replay_speed <= 0:
         raise SettingsError(f"--replay-speed={args.replay_speed} must be > 0 (1.0 = original pace)")
+    wire_format = wire_format_from_args(settings, args)
     source = FileReplaySource(args.replay, speed=args.replay_speed) if args.replay else None
     tty = sys.stderr.isatty()
     last_print = [0.0]
@@ -142,7 +157,8 @@ def emulate_cmd(settings: Settings, args) -> int:
 
     emulator = StormEmulator(settings, source, name=args.name, control=not args.no_control,
                              changes=changes_from_args(args), record_ids=args.record_ids,
-                             full_speed=args.full_speed, burst=args.burst, seed=args.seed, on_status=show)
+                             full_speed=args.full_speed, burst=args.burst, seed=args.seed, on_status=show,
+                             wire_format=wire_format)
     stop = threading.Event()
     previous = {sig: signal.signal(sig, lambda *_: stop.set()) for sig in (signal.SIGINT, signal.SIGTERM)}
     try:

@@ -21,16 +21,21 @@ dashboard and the ``storm status`` command.
     with EmulatorControl(settings) as ctl:
         ctl.set_desired(rate=50_000, profile={"name": "spike", "factor": 3})
         print(ctl.latest_status())
+
+In the emulator the desired state is a `DesiredState` dataclass (with `Faults`); the
+dashboard API (`desired()`, `set_desired()`) keeps speaking the JSON-like dict. The
+emulator talks to control through a `ControlLink`: `KafkaControlLink` (the topics above)
+or `LocalControl` (a standalone run, ``--no-control``).
 """
 
 from __future__ import annotations
 
-import copy
 import json
 import logging
 import time
+from dataclasses import asdict, dataclass, field, replace
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, Protocol
 
 from pipeline.emulator.presets import MAX_RATE, check_number, make_profile, preset_rate
 from pipeline.errors import EmulatorError, SettingsError
@@ -47,70 +52,98 @@ def now_iso() -> str:
     return datetime.now(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
 
 
-def default_desired(settings: Settings) -> dict[str, Any]:
-    return {
-        "state": "running",
-        "rate": float(settings.emulator_rate),
-        "ingest_interval": float(settings.ingest_interval),
-        "profile": {"name": "steady"},
-        "faults": {"duplicates": 0.0, "malformed": 0.0, "late": 0.0, "late_seconds": 900},
-        "version": 0,
-        "updated_at": None,
-    }
+@dataclass(frozen=True)
+class Faults:
+    """The fault knobs: shares of the records (0..1) and how late a late event is (s)."""
+
+    duplicates: float = 0.0
+    malformed: float = 0.0
+    late: float = 0.0
+    late_seconds: float = 900.0
+
+    def with_changes(self, changes: Any) -> Faults:
+        if not isinstance(changes, dict):
+            raise SettingsError(f"faults={changes!r} must be an object like {{\"duplicates\": 0.01}}")
+        bad = sorted(set(changes) - {*FAULT_SHARES, "late_seconds"})
+        if bad:
+            raise SettingsError(f"unknown fault {', '.join(bad)}; allowed: {', '.join(FAULT_SHARES)}, late_seconds")
+        checked = {key: check_number("late_seconds", value, 0, 30 * 86400) if key == "late_seconds"
+                   else check_number(f"faults.{key}", value, 0, 1) for key, value in changes.items()}
+        return replace(self, **checked)
 
 
-def apply_changes(current: dict[str, Any], changes: dict[str, Any]) -> dict[str, Any]:
-    """Validate `changes` and merge them into a copy of `current` (version not bumped)."""
-    unknown = sorted(set(changes) - set(CHANGE_KEYS))
-    if unknown:
-        raise SettingsError(f"unknown emulator setting {', '.join(unknown)}; allowed: {', '.join(CHANGE_KEYS)}")
-    state = copy.deepcopy(current)
-    changes = {k: v for k, v in changes.items() if v is not None}
-    if "state" in changes:
-        if changes["state"] not in STATES:
-            raise SettingsError(f"state={changes['state']!r} is not allowed; allowed: {', '.join(STATES)}")
-        state["state"] = changes["state"]
-    if "ingest_interval" in changes:
-        state["ingest_interval"] = check_number("ingest_interval", changes["ingest_interval"], 0, 3600, lo_open=True)
+@dataclass(frozen=True)
+class DesiredState:
+    """What the emulator should do: the record of one emulator name in the control topic."""
+
+    rate: float  # base rate, tx/s (the profile shapes it)
+    ingest_interval: float  # the tick, seconds
+    state: str = "running"
+    profile: dict[str, Any] = field(default_factory=lambda: {"name": "steady"})
+    faults: Faults = Faults()
+    version: int = 0
+    updated_at: str | None = None
+
+    @classmethod
+    def defaults(cls, settings: Settings) -> DesiredState:
+        return cls(rate=float(settings.emulator_rate), ingest_interval=float(settings.ingest_interval))
+
+    @property
+    def per_tick(self) -> float:
+        return self.rate * self.ingest_interval
+
+    def as_dict(self) -> dict[str, Any]:
+        """The JSON form written to the control topic (and shown by `storm show`)."""
+        return {"state": self.state, "rate": self.rate, "ingest_interval": self.ingest_interval,
+                "profile": dict(self.profile), "faults": asdict(self.faults), "version": self.version,
+                "updated_at": self.updated_at}
+
+    def with_changes(self, changes: dict[str, Any]) -> DesiredState:
+        """Validate `changes` and return the merged state (version not bumped)."""
+        unknown = sorted(set(changes) - set(CHANGE_KEYS))
+        if unknown:
+            raise SettingsError(f"unknown emulator setting {', '.join(unknown)}; allowed: {', '.join(CHANGE_KEYS)}")
+        changes = {k: v for k, v in changes.items() if v is not None}
+        new: dict[str, Any] = {}
+        if "state" in changes:
+            if changes["state"] not in STATES:
+                raise SettingsError(f"state={changes['state']!r} is not allowed; allowed: {', '.join(STATES)}")
+            new["state"] = changes["state"]
+        if "ingest_interval" in changes:
+            new["ingest_interval"] = check_number("ingest_interval", changes["ingest_interval"], 0, 3600,
+                                                  lo_open=True)
+        rate = _rate_of(changes, new.get("ingest_interval", self.ingest_interval))
+        if rate is not None:
+            new["rate"] = rate
+        if "profile" in changes:
+            new["profile"] = make_profile(changes["profile"]).as_dict()
+        if "faults" in changes:
+            new["faults"] = self.faults.with_changes(changes["faults"])
+        return replace(self, **new)
+
+    @classmethod
+    def from_wire(cls, settings: Settings, raw: Any) -> DesiredState:
+        """A desired state read from the topic, merged over the defaults and validated."""
+        if not isinstance(raw, dict):
+            raise SettingsError("desired state is not a JSON object")
+        changes = {k: raw[k] for k in CHANGE_KEYS if k in raw and k not in ("per_tick", "preset")}
+        state = cls.defaults(settings).with_changes(changes)
+        return replace(state, version=int(raw.get("version") or 0), updated_at=raw.get("updated_at"))
+
+
+def _rate_of(changes: dict[str, Any], ingest_interval: float) -> float | None:
+    """The base rate given by one of rate, per_tick (over the interval) or preset; None if none."""
     given = [k for k in ("rate", "per_tick", "preset") if k in changes]
     if len(given) > 1:
         raise SettingsError(f"give only one of rate, per_tick and preset (got {', '.join(given)})")
     if "rate" in changes:
-        state["rate"] = check_number("rate", changes["rate"], 0, MAX_RATE)
+        return check_number("rate", changes["rate"], 0, MAX_RATE)
     if "per_tick" in changes:
         per_tick = check_number("per_tick", changes["per_tick"], 0, MAX_RATE * 3600)
-        state["rate"] = check_number("rate (per_tick / ingest_interval)", per_tick / state["ingest_interval"], 0, MAX_RATE)
+        return check_number("rate (per_tick / ingest_interval)", per_tick / ingest_interval, 0, MAX_RATE)
     if "preset" in changes:
-        state["rate"] = preset_rate(changes["preset"])
-    if "profile" in changes:
-        state["profile"] = make_profile(changes["profile"]).as_dict()
-    if "faults" in changes:
-        faults = changes["faults"]
-        if not isinstance(faults, dict):
-            raise SettingsError(f"faults={faults!r} must be an object like {{\"duplicates\": 0.01}}")
-        bad = sorted(set(faults) - {*FAULT_SHARES, "late_seconds"})
-        if bad:
-            raise SettingsError(f"unknown fault {', '.join(bad)}; allowed: {', '.join(FAULT_SHARES)}, late_seconds")
-        merged = dict(state["faults"])
-        for key, value in faults.items():
-            if key == "late_seconds":
-                merged[key] = check_number("late_seconds", value, 0, 30 * 86400)
-            else:
-                merged[key] = check_number(f"faults.{key}", value, 0, 1)
-        state["faults"] = merged
-    return state
-
-
-def normalise(settings: Settings, raw: Any) -> dict[str, Any]:
-    """A desired state read from the topic, merged over the defaults and validated."""
-    if not isinstance(raw, dict):
-        raise SettingsError("desired state is not a JSON object")
-    base = default_desired(settings)
-    changes = {k: raw[k] for k in CHANGE_KEYS if k in raw and k not in ("per_tick", "preset")}
-    state = apply_changes(base, changes)
-    state["version"] = int(raw.get("version") or 0)
-    state["updated_at"] = raw.get("updated_at")
-    return state
+        return preset_rate(changes["preset"])
+    return None
 
 
 def _consumer(settings: Settings):
@@ -156,6 +189,17 @@ def _read_range(consumer, topic: str, start: int, end: int, timeout: float = 10.
     raise EmulatorError(f"reading {topic} timed out after {timeout:.0f}s (offsets {start}..{end})")
 
 
+def _state_of(settings: Settings, msg) -> DesiredState | None:
+    """The desired state in one control message; a tombstone means the defaults; None if invalid."""
+    if msg.value() is None:
+        return DesiredState.defaults(settings)
+    try:
+        return DesiredState.from_wire(settings, json.loads(msg.value()))
+    except (ValueError, SettingsError) as exc:
+        log.warning("ignoring invalid desired state at %s offset %d: %s", msg.topic(), msg.offset(), exc)
+        return None
+
+
 class EmulatorControl:
     """Read and write the desired state of one emulator; read its published status."""
 
@@ -196,32 +240,33 @@ class EmulatorControl:
         self.close()
 
     # ---- desired state ----------------------------------------------------------------
-    def desired(self) -> dict[str, Any]:
+    def desired_state(self) -> DesiredState:
+        """The latest desired state in the control topic (the defaults if nothing was written)."""
         from confluent_kafka import TopicPartition
 
         consumer = self._get_consumer()
         topic = self.settings.control_topic
         low, high = consumer.get_watermark_offsets(TopicPartition(topic, 0), timeout=10)
-        state = default_desired(self.settings)
+        state = DesiredState.defaults(self.settings)
         for msg in _read_range(consumer, topic, low, high):
-            if msg.key() != self._key:
-                continue
-            if msg.value() is None:  # tombstone: back to defaults
-                state = default_desired(self.settings)
-                continue
-            try:
-                state = normalise(self.settings, json.loads(msg.value()))
-            except (ValueError, SettingsError) as exc:
-                log.warning("ignoring invalid desired state at %s offset %d: %s", topic, msg.offset(), exc)
+            if msg.key() == self._key:
+                state = _state_of(self.settings, msg) or state
+        return state
+
+    def desired(self) -> dict[str, Any]:
+        """`desired_state()` as the JSON-like dict the dashboard shows."""
+        return self.desired_state().as_dict()
+
+    def update(self, **changes: Any) -> DesiredState:
+        """Validate `changes`, merge them into the current state, bump the version and write it."""
+        current = self.desired_state()
+        state = replace(current.with_changes(changes), version=current.version + 1, updated_at=now_iso())
+        self._write(state.as_dict())
         return state
 
     def set_desired(self, **changes: Any) -> dict[str, Any]:
-        current = self.desired()
-        state = apply_changes(current, changes)
-        state["version"] = int(current.get("version") or 0) + 1
-        state["updated_at"] = now_iso()
-        self._write(state)
-        return state
+        """`update()` for the dashboard and the CLI: returns the written state as a dict."""
+        return self.update(**changes).as_dict()
 
     def _write(self, state: dict[str, Any]) -> None:
         from confluent_kafka import Producer
@@ -283,21 +328,14 @@ class ControlFollower:
         self._consumer.assign([TopicPartition(settings.control_topic, 0, -2)])  # OFFSET_BEGINNING
         self.version: int | None = None
 
-    def poll(self) -> dict[str, Any] | None:
+    def poll(self) -> DesiredState | None:
         """The newest desired state received since the last call, or None (never blocks)."""
         newest = None
         for msg in self._consumer.consume(num_messages=100, timeout=0):
-            if msg.error() is not None or msg.key() != self._key:
-                continue
-            if msg.value() is None:
-                newest = default_desired(self.settings)
-                continue
-            try:
-                newest = normalise(self.settings, json.loads(msg.value()))
-            except (ValueError, SettingsError) as exc:
-                log.warning("ignoring invalid desired state: %s", exc)
+            if msg.error() is None and msg.key() == self._key:
+                newest = _state_of(self.settings, msg) or newest
         if newest is not None:
-            self.version = newest["version"]
+            self.version = newest.version
         return newest
 
     def close(self) -> None:
@@ -329,3 +367,74 @@ class StatusPublisher:
 
     def close(self) -> None:
         self._producer.flush(5)
+
+
+class ControlLink(Protocol):
+    """The emulator's side of control: its starting state, new states, and where status goes."""
+
+    def start(self, changes: dict[str, Any]) -> DesiredState:
+        """The state to start from, with the explicit `changes` (e.g. from the command line) merged in."""
+        ...
+
+    def poll(self) -> DesiredState | None:
+        """A new desired state, or None (never blocks)."""
+        ...
+
+    def publish(self, status: dict[str, Any]) -> None: ...
+
+    def close(self) -> None: ...
+
+
+class LocalControl:
+    """No control topic: the defaults plus the given changes, for the whole run; status is not published."""
+
+    def __init__(self, settings: Settings):
+        self.settings = settings
+
+    def start(self, changes: dict[str, Any]) -> DesiredState:
+        return DesiredState.defaults(self.settings).with_changes(changes)
+
+    def poll(self) -> DesiredState | None:
+        return None
+
+    def publish(self, status: dict[str, Any]) -> None:
+        return None
+
+    def close(self) -> None:
+        return None
+
+
+class KafkaControlLink:
+    """The control topic (desired state, followed live) and the status topic of one emulator name."""
+
+    def __init__(self, settings: Settings, name: str = "default"):
+        self.settings, self.name = settings, name
+        self._follower: ControlFollower | None = None
+        self._publisher: StatusPublisher | None = None
+
+    def start(self, changes: dict[str, Any]) -> DesiredState:
+        with EmulatorControl(self.settings, self.name) as ctl:
+            state = ctl.desired_state()
+            changes = dict(changes)
+            # Starting the emulator is a request to run: a "stopped" left from last time is lifted.
+            if state.state == "stopped" and "state" not in changes:
+                changes["state"] = "running"
+            if changes:
+                state = ctl.update(**changes)
+        self._follower = ControlFollower(self.settings, self.name)
+        self._publisher = StatusPublisher(self.settings, self.name)
+        return state
+
+    def poll(self) -> DesiredState | None:
+        return self._follower.poll() if self._follower is not None else None
+
+    def publish(self, status: dict[str, Any]) -> None:
+        if self._publisher is not None:
+            self._publisher.publish(status)
+
+    def close(self) -> None:
+        if self._publisher is not None:
+            self._publisher.close()
+        if self._follower is not None:
+            self._follower.close()
+        self._publisher = self._follower = None

@@ -6,16 +6,18 @@ over the threshold, plus one latency probe per chunk) get a second callback that
 samples the delivery latency and, when asked, records the transaction id of a delivered
 over-threshold record. A full local queue is backpressure, not an error: on BufferError
 the producer serves delivery reports for a moment and retries the same message.
+
+`Sink` is what the emulator needs from a producer; `StormProducer` is the real one (it
+wraps confluent-kafka's Producer) and `pipeline.emulator.testing.MemorySink` collects the
+messages in memory for unit tests.
 """
 
 from __future__ import annotations
 
 import collections
-import json
-from collections.abc import Callable
-from typing import IO
+from typing import IO, Protocol
 
-from pipeline.emulator.sources import ID_PREFIX, EncodedBatch
+from pipeline.emulator.binarizer import EncodedBatch, transaction_id_of
 from pipeline.errors import EmulatorError
 from pipeline.settings import Settings
 
@@ -35,21 +37,37 @@ PRODUCER_CONFIG = {
 }
 
 
-def _transaction_id(value: bytes) -> str | None:
-    if value.startswith(ID_PREFIX):
-        end = value.find(b'"', len(ID_PREFIX))
-        return value[len(ID_PREFIX):end].decode() if end > 0 else None
-    try:
-        return str(json.loads(value)["transaction_id"])
-    except (ValueError, KeyError, TypeError):
-        return None
+class Sink(Protocol):
+    """Where the emulator sends its batches, and the delivery counts it reports."""
+
+    delivered: int
+    failed: int
+    failed_reasons: collections.Counter[str]
+    high_delivered: int
+    backpressure_waits: int
+
+    def send(self, batch: EncodedBatch) -> int:
+        """Enqueue a batch (blocks while the queue is full); returns how many were enqueued."""
+        ...
+
+    def poll(self, timeout: float = 0.0) -> int:
+        """Serve delivery reports, waiting at most `timeout` seconds for one."""
+        ...
+
+    def flush(self, timeout: float = 30.0) -> int:
+        """Wait for every report; returns how many messages were still queued (then purged)."""
+        ...
+
+    def queue_depth(self) -> int: ...
+
+    def latency_ms(self) -> tuple[float | None, float | None]: ...
 
 
 class StormProducer:
     """Counts every delivery report; never drops a message on a full queue."""
 
     def __init__(self, settings: Settings, topic: str | None = None, *, record_ids: IO[str] | None = None,
-                 overrides: dict | None = None, factory: Callable | None = None):
+                 overrides: dict | None = None):
         from confluent_kafka import Producer
 
         self.topic = topic or settings.topic
@@ -65,7 +83,7 @@ class StormProducer:
                   "on_delivery": self._on_delivery, "error_cb": self._on_error}
         config.update(overrides or {})
         try:
-            self._producer = (factory or Producer)(config)
+            self._producer = Producer(config)
         except Exception as exc:  # KafkaException for a bad config
             raise EmulatorError(f"cannot create the Kafka producer: {exc}") from None
         self.client_errors: collections.Counter[str] = collections.Counter()
@@ -83,7 +101,7 @@ class StormProducer:
             return
         self.high_delivered += 1
         if self.record_ids is not None:
-            tid = _transaction_id(msg.value())
+            tid = transaction_id_of(msg.value())
             if tid is not None:
                 self.record_ids.write(tid + "\n")
 

@@ -18,34 +18,15 @@ from __future__ import annotations
 import gzip
 import json
 import os
-from dataclasses import dataclass, field
-from datetime import UTC, datetime
 from decimal import Decimal
 from pathlib import Path
 from typing import Any, Protocol, runtime_checkable
 
 import numpy as np
 
-from pipeline.contract import Invalid, parse_timestamp, validate
+from pipeline.contract import DEFAULT_THRESHOLD, Invalid, is_high_value, parse_timestamp, validate
+from pipeline.emulator.binarizer import Batch, EncodedBatch, JsonBinarizer, iso_utc
 from pipeline.errors import EmulatorError
-
-ID_PREFIX = b'{"transaction_id":"'
-_TS_PART = b'","timestamp":"'
-
-
-@dataclass
-class EncodedBatch:
-    """Wire-ready messages: key bytes (or None), value bytes, and whether each is over the threshold."""
-
-    keys: list[bytes | None] = field(default_factory=list)
-    values: list[bytes] = field(default_factory=list)
-    high: list[bool] = field(default_factory=list)
-
-    def __len__(self) -> int:
-        return len(self.values)
-
-
-Batch = list[dict[str, Any] | bytes] | EncodedBatch
 
 
 @runtime_checkable
@@ -61,11 +42,6 @@ class ClientSource(Protocol):
     def fetch(self, max_records: int, now: float) -> Batch:
         """Up to `max_records` transactions; `now` is the wall-clock time (epoch seconds)."""
         ...
-
-
-def iso_utc(epoch: float) -> str:
-    """Contract timestamp for an epoch time: 2026-11-24T19:12:03.123456Z."""
-    return datetime.fromtimestamp(epoch, UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
 
 
 def _open_lines(path: Path):
@@ -96,46 +72,31 @@ def load_samples(path: Path | str) -> list[dict[str, Any]]:
     return rows
 
 
-def _json_default(value: Any) -> Any:
-    if isinstance(value, Decimal):
-        return float(value)
-    raise TypeError(f"{type(value).__name__} is not JSON serializable")
-
-
 class EmulatorSource:
     """N random sample transactions per fetch, each with a fresh id and the current event time.
 
     Ids are ``E<run>-<counter>``: a random run token (unique per process start) plus a
     counter, so they never repeat, not even across restarts, and cost a tenth of a uuid4.
+    Values come already encoded in the `binarizer`'s wire format (JSON by default): every
+    sample is pre-encoded once, and only the id and the timestamp are spliced in per fetch.
     """
 
     self_paced = False
     exhausted = False
 
-    def __init__(self, sample_file: Path | str, threshold: Decimal = Decimal("1500"), *, seed: int | None = None,
-                 samples: list[dict[str, Any]] | None = None):
+    def __init__(self, sample_file: Path | str, threshold: Decimal = DEFAULT_THRESHOLD, *, seed: int | None = None,
+                 samples: list[dict[str, Any]] | None = None, binarizer=None):
         rows = samples if samples is not None else load_samples(sample_file)
-        self.threshold = Decimal(threshold)
+        binarizer = binarizer if binarizer is not None else JsonBinarizer(threshold)
+        self.wire_format = binarizer.name
         self._rng = np.random.default_rng(seed)
         # A seeded source is reproducible (tests); otherwise the run token is random.
         token = f"{int(self._rng.integers(0, 2**32)):08x}" if seed is not None else os.urandom(4).hex()
         self.id_prefix = f"E{token}-".encode()
         self._counter = 0
-        self.keys: list[bytes] = []
-        self.rests: list[bytes] = []  # everything after the timestamp, closing brace included
-        high = []
-        dumps = json.JSONEncoder(separators=(",", ":"), ensure_ascii=False, default=_json_default).encode
-        for row in rows:
-            rest = {k: v for k, v in row.items() if k not in ("transaction_id", "timestamp")}
-            amount = rest.get("amount")
-            if isinstance(amount, Decimal):
-                # Decimal -> float keeps the sample's value exactly for 2-decimal amounts
-                # (repr of a float is the shortest text that reads back the same).
-                rest["amount"] = float(amount) if amount == Decimal(repr(float(amount))) else amount
-            self.rests.append(dumps(rest)[1:].encode())  # drop "{": the id and timestamp go first
-            self.keys.append(str(row["person_id"]).encode())
-            high.append(Decimal(str(amount)) > self.threshold)
-        self.high = np.array(high, dtype=bool)
+        self.keys = [str(row["person_id"]).encode() for row in rows]
+        self.high = np.array([is_high_value(Decimal(str(row["amount"])), threshold) for row in rows], dtype=bool)
+        self.templates = binarizer.templates(rows)
         self.size = len(rows)
 
     def fetch(self, max_records: int, now: float) -> EncodedBatch:
@@ -145,11 +106,9 @@ class EmulatorSource:
         idx = self._rng.integers(0, self.size, n)
         start = self._counter
         self._counter += n
-        prefix = ID_PREFIX + self.id_prefix
-        middle = _TS_PART + iso_utc(now).encode() + b'",'
-        rests, keys = self.rests, self.keys
         index = idx.tolist()
-        values = [b"%s%d%s%s" % (prefix, i, middle, rests[j]) for i, j in zip(range(start, start + n), index)]
+        keys = self.keys
+        values = self.templates.render(self.id_prefix, start, index, now)
         return EncodedBatch([keys[j] for j in index], values, self.high[idx].tolist())
 
 
@@ -222,6 +181,3 @@ class FileReplaySource:
                 self.exhausted = True
         return out
 
-
-def to_json_bytes(record: dict[str, Any]) -> bytes:
-    return json.dumps(record, separators=(",", ":"), ensure_ascii=False, default=_json_default).encode()

@@ -14,8 +14,9 @@ from pathlib import Path
 import pytest
 
 from pipeline.contract import Invalid, validate
-from pipeline.emulator.binarizer import FaultInjector, JsonBinarizer, late_by
-from pipeline.emulator.control import apply_changes, default_desired, normalise
+from pipeline.emulator.binarizer import JsonBinarizer
+from pipeline.emulator.control import DesiredState, Faults
+from pipeline.emulator.faults import FaultInjector, late_by
 from pipeline.emulator.pacing import Pacer
 from pipeline.emulator.presets import PRESETS, PROFILES, make_profile, preset_rate
 from pipeline.emulator.sources import ClientSource, EmulatorSource, FileReplaySource, load_samples
@@ -268,25 +269,30 @@ def test_invalid_profiles_are_refused(spec, message):
 
 # ---- desired state validation -------------------------------------------------------------
 def test_desired_state_changes_are_validated():
-    base = default_desired(Settings())
-    assert base["state"] == "running" and base["profile"] == {"name": "steady"}
-    s = apply_changes(base, {"per_tick": 500, "ingest_interval": 0.5})
-    assert s["rate"] == 1000 and s["ingest_interval"] == 0.5
-    s = apply_changes(s, {"preset": "Christmas", "profile": "spike", "faults": {"late": 0.1}})
-    assert s["rate"] == 50_000 and s["profile"]["factor"] == 5 and s["faults"]["late"] == 0.1
-    assert s["faults"]["late_seconds"] == 900
+    base = DesiredState.defaults(Settings())
+    assert base.state == "running" and base.profile == {"name": "steady"} and base.faults == Faults()
+    s = base.with_changes({"per_tick": 500, "ingest_interval": 0.5})
+    assert s.rate == 1000 and s.ingest_interval == 0.5 and s.per_tick == 500
+    s = s.with_changes({"preset": "Christmas", "profile": "spike", "faults": {"late": 0.1}})
+    assert s.rate == 50_000 and s.profile["factor"] == 5 and s.faults.late == 0.1
+    assert s.faults.late_seconds == 900 and base.rate == Settings().emulator_rate  # base is unchanged
     for bad, message in [({"rate": -1}, "out of range"), ({"ingest_interval": 0}, "out of range"),
                          ({"profile": "hurricane"}, "unknown profile"), ({"state": "sleeping"}, "not allowed"),
                          ({"faults": {"duplicates": 2}}, "out of range"), ({"speed": 1}, "unknown emulator"),
                          ({"rate": 1, "preset": "Christmas"}, "only one"), ({"preset": "Easter"}, "unknown preset"),
-                         ({"rate": float("nan")}, "out of range")]:
+                         ({"rate": float("nan")}, "out of range"), ({"faults": {"typos": 0.1}}, "unknown fault"),
+                         ({"faults": 0.1}, "must be an object")]:
         with pytest.raises(SettingsError, match=message):
-            apply_changes(base, bad)
+            base.with_changes(bad)
 
 
-def test_normalise_merges_partial_states_over_defaults():
-    s = normalise(Settings(), {"state": "paused", "rate": 5, "version": 4})
-    assert s["state"] == "paused" and s["rate"] == 5 and s["version"] == 4 and s["faults"]["late"] == 0
+def test_desired_state_from_the_wire_merges_partial_states_over_defaults():
+    s = DesiredState.from_wire(Settings(), {"state": "paused", "rate": 5, "version": 4})
+    assert s.state == "paused" and s.rate == 5 and s.version == 4 and s.faults.late == 0
+    again = DesiredState.from_wire(Settings(), json.loads(json.dumps(s.as_dict())))
+    assert again == s  # the JSON form round-trips
+    with pytest.raises(SettingsError, match="not a JSON object"):
+        DesiredState.from_wire(Settings(), [1])
 
 
 # ---- 7. faults ----------------------------------------------------------------------------
