@@ -11,6 +11,7 @@ import pytest
 
 from pipeline.cli import main
 from pipeline.contract import Invalid, validate
+from pipeline.contract.avro import is_framed
 from pipeline.emulator.control import EmulatorControl
 from pipeline.emulator.sources import FileReplaySource
 from pipeline.emulator.storm import StormEmulator
@@ -19,17 +20,20 @@ from tests.support.emulator_fixtures import Background, read_all, topic_count, w
 pytestmark = pytest.mark.integration
 
 
-def test_produced_equals_delivered_equals_topic(stack, tmp_path):
+@pytest.mark.parametrize("wire_format", ["json", "avro"])
+def test_produced_equals_delivered_equals_topic(stack, tmp_path, wire_format):
     ids_file = tmp_path / "high.txt"
-    emulator = StormEmulator(stack, control=False, changes={"rate": 20_000}, record_ids=ids_file, seed=11)
+    emulator = StormEmulator(stack, control=False, changes={"rate": 20_000}, record_ids=ids_file, seed=11,
+                             wire_format=wire_format)
     summary = emulator.run(max_records=12_000, duration=20)
-    assert summary["stopped_by"] == "max_records"
+    assert summary["stopped_by"] == "max_records" and summary["wire_format"] == wire_format
     assert summary["sent"] == summary["delivered"] == summary["records"] == 12_000
     assert summary["failed"] == 0 and summary["failed_reasons"] == {}
     assert topic_count(stack) == 12_000
     messages = read_all(stack)
     high_ids = set()
     for m in messages:
+        assert is_framed(m.value()) == (wire_format == "avro")
         record = validate(m.value())
         assert m.key() == record["person_id"].encode()
         if record["amount"] > stack.threshold:
@@ -52,19 +56,20 @@ def test_rate_change_through_control_topic_within_one_second(stack):
             before = topic_count(stack)
             t = time.monotonic()
             state = ctl.set_desired(rate=8000)
-            wait_for(lambda: emulator.desired["version"] == state["version"], timeout=1.0, step=0.005)
+            wait_for(lambda: emulator.desired.version == state["version"], timeout=1.0, step=0.005)
             applied = time.monotonic() - t
             assert applied < 1.0
-            time.sleep(0.5)
+            # Measure once a status at the new rate is out: the time 16,000 more records take to land.
+            status = wait_for(lambda: (s := ctl.latest_status()) and s["base_rate"] == 8000 and s)
             t1, n1 = time.monotonic(), topic_count(stack)
-            time.sleep(2.0)
+            wait_for(lambda: topic_count(stack) >= n1 + 16_000, timeout=5, step=0.01)
             rate = (topic_count(stack) - n1) / (time.monotonic() - t1)
             assert 6500 < rate < 9500, rate
             assert topic_count(stack) > before
-            status = wait_for(lambda: (s := ctl.latest_status()) and s["base_rate"] == 8000 and s)
             for key in ("name", "state", "time", "target_rate", "achieved_rate", "delivered", "failed", "failed_reasons",
                         "queue_depth", "latency_p50_ms", "latency_p99_ms", "sent_by_minute", "profile", "pid"):
                 assert key in status
+            assert status["wire_format"] == stack.wire_format == "json"
             assert status["state"] == "running" and status["target_rate"] == 8000
             history = ctl.status_history(60)
             assert len(history) >= 4 and history[0]["time"] <= history[-1]["time"]
@@ -76,16 +81,19 @@ def test_rate_change_through_control_topic_within_one_second(stack):
 
 def test_pause_resume_stop_and_state_survives_restart(stack):
     with EmulatorControl(stack) as ctl:
-        emulator = StormEmulator(stack, changes={"rate": 3000})
+        emulator = StormEmulator(stack, changes={"rate": 3000}, status_interval=0.25)
         with Background(emulator, duration=25) as bg:
             wait_for(lambda: topic_count(stack) > 500, timeout=15)
             ctl.set_desired(state="paused")
-            wait_for(lambda: emulator.desired["state"] == "paused", timeout=1.0, step=0.005)
-            time.sleep(0.3)  # in-flight batches land
-            paused_at = topic_count(stack)
-            time.sleep(1.0)
-            assert topic_count(stack) == paused_at
-            assert wait_for(lambda: (s := ctl.latest_status()) and s["state"] == "paused" and s)["target_rate"] == 0
+            wait_for(lambda: emulator.desired.state == "paused", timeout=1.0, step=0.005)
+            # Paused, with every record sent before the pause delivered and in the topic.
+            paused = wait_for(lambda: (s := ctl.latest_status()) and s["state"] == "paused"
+                              and s["delivered"] == s["sent"] == topic_count(stack) and s)
+            assert paused["target_rate"] == 0
+            paused_at = paused["sent"]
+            # A full second of statuses later, still nothing new in the topic.
+            later = wait_for(lambda: (s := ctl.latest_status()) and s["uptime_s"] >= paused["uptime_s"] + 1.0 and s)
+            assert later["state"] == "paused" and later["sent"] == paused_at == topic_count(stack)
             ctl.set_desired(state="running", rate=1500)
             wait_for(lambda: topic_count(stack) > paused_at + 300, timeout=3)
             t = time.monotonic()
@@ -100,7 +108,7 @@ def test_pause_resume_stop_and_state_survives_restart(stack):
         assert again.latest_status()["state"] == "stopped"
     restarted = StormEmulator(stack)
     summary = restarted.run(duration=1.0)
-    assert restarted.desired["rate"] == 1500 and restarted.desired["state"] == "running"
+    assert restarted.desired.rate == 1500 and restarted.desired.state == "running"
     assert 900 < summary["sent"] < 2100
 
 
@@ -154,19 +162,23 @@ def test_cli_emulate_and_storm(stack, monkeypatch, capsys, tmp_path):
            "STATUS_TOPIC": stack.status_topic, "DATA_DIR": str(stack.data_dir)}
     for k, v in env.items():
         monkeypatch.setenv(f"TORMENTA_{k}", v)
-    assert main(["emulate", "--per-tick", "500", "--interval", "0.25", "--max-records", "1500", "--quiet"]) == 0
+    assert main(["emulate", "--per-tick", "500", "--interval", "0.25", "--max-records", "1500", "--quiet",
+                 "--format", "avro"]) == 0
     summary = json.loads(capsys.readouterr().out)
-    assert summary["delivered"] == 1500 and summary["stopped_by"] == "max_records"
+    assert summary["delivered"] == 1500 and summary["stopped_by"] == "max_records" and summary["wire_format"] == "avro"
+    assert all(is_framed(m.value()) for m in read_all(stack))
     assert main(["storm", "set", "--preset", "Normal day", "--profile", "spike", "factor=3"]) == 0
     state = json.loads(capsys.readouterr().out)
     assert state["rate"] == 10_000 and state["profile"]["factor"] == 3 and state["ingest_interval"] == 0.25
     assert main(["storm", "pause"]) == 0 and "paused" in capsys.readouterr().out
-    assert main(["storm", "status", "--max-age", "60"]) == 0  # the final status of the run above
-    assert "stopped" in capsys.readouterr().out
+    assert main(["storm", "status", "--max-age", "60", "--json"]) == 0  # the final status of the run above
+    final = json.loads(capsys.readouterr().out)
+    assert final["state"] == "stopped" and final["wire_format"] == "avro"
     assert main(["storm", "set", "--rate", "-5"]) == 2
     assert "rate=-5.0 is out of range" in capsys.readouterr().err
     assert main(["storm", "set", "--profile", "hurricane"]) == 2
     assert main(["emulate", "--interval", "0", "--no-control"]) == 2
+    assert main(["emulate", "--format", "xml", "--no-control"]) == 2
     monkeypatch.setenv("TORMENTA_SAMPLE_FILE", str(tmp_path / "missing.jsonl.gz"))
     assert main(["emulate", "--no-control", "--max-records", "1"]) == 1
     assert "does not exist" in capsys.readouterr().err
