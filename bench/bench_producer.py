@@ -1,4 +1,4 @@
-"""Producer throughput: Kafka's own ProducerPerformance vs the storm emulator, in one run.
+"""Producer throughput: Kafka's own ProducerPerformance vs the storm emulator (JSON and Avro), in one run.
 
     .venv/bin/python bench/bench_producer.py [--records 3000000] [--rounds 2] [--profile]
 
@@ -9,12 +9,14 @@ idempotence, lz4, linger 20 ms, 1 MB batches):
 (a) ``org.apache.kafka.tools.ProducerPerformance`` (what users know as
     kafka-producer-perf-test) with a payload file of realistic contract records -- the
     same bytes and size the emulator sends;
-(b) the emulator (StormEmulator at full speed, EmulatorSource: fresh ids, timestamps,
-    keys, every delivery report counted), timed from first produce to the last
-    delivery report.
+(b) the emulator writing JSON and (c) the emulator writing Avro in the Confluent framing
+    (StormEmulator at full speed, EmulatorSource: fresh ids, timestamps, keys, every
+    delivery report counted), each timed from first produce to the last delivery report.
 
-Both run in alternating rounds on fresh topics; it prints every rate, the ratio per round
-and the ratio of the means. The run length matters: over 1,000,000 records the JVM tool
+The three run in alternating rounds on fresh topics; it prints every rate in tx/s, the
+ratio of each emulator format to ProducerPerformance per round and the ratio of the means.
+The reference keeps the JSON payload (ProducerPerformance splits its payload file on a
+delimiter, which binary Avro values may contain). The run length matters: over 1,000,000 records the JVM tool
 is still warming up (its rate nearly doubles from 1M to 3M records), so the default is
 3,000,000. ``--profile`` runs the emulator part once more under
 cProfile and prints where the time goes.
@@ -35,10 +37,11 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
+from pipeline.emulator.binarizer import WIRE_FORMATS, make_binarizer  # noqa: E402
 from pipeline.emulator.producer import PRODUCER_CONFIG  # noqa: E402
 from pipeline.emulator.sources import EmulatorSource  # noqa: E402
 from pipeline.emulator.storm import StormEmulator  # noqa: E402
-from pipeline.kafka.broker import EmbeddedBroker
+from pipeline.kafka.broker import EmbeddedBroker  # noqa: E402
 from pipeline.kafka.jvm import broker_classpath  # noqa: E402
 from pipeline.kafka.topic import ensure_topic, log_end_offsets  # noqa: E402
 from pipeline.settings import Settings  # noqa: E402
@@ -60,15 +63,39 @@ def java_perf(settings: Settings, topic: str, records: int, payload: Path) -> tu
     return float(m.group(1)), lines[-1]
 
 
-def emulator_run(settings: Settings, records: int) -> dict:
-    return StormEmulator(settings, control=False, full_speed=True, seed=1).run(max_records=records)
+def emulator_run(settings: Settings, records: int, wire_format: str = "json") -> dict:
+    return StormEmulator(settings, control=False, full_speed=True, seed=1, wire_format=wire_format).run(
+        max_records=records)
+
+
+def emulator_round(base: Settings, round_: int, records: int, wire_format: str, java_rate: float) -> float:
+    ours = base.replace(topic=f"bench-emulator-{wire_format}-{round_}")
+    ensure_topic(ours)
+    summary = emulator_run(ours, records, wire_format)
+    in_topic = sum(log_end_offsets(ours).values())
+    rate = summary["delivered"] / summary["duration_s"]
+    print(f"round {round_} emulator {wire_format:<4}:        {rate:,.0f} tx/s   [sent {summary['sent']:,}, delivered "
+          f"{summary['delivered']:,}, failed {summary['failed']}, in topic {in_topic:,}, "
+          f"{summary['duration_s']:.2f} s, backpressure waits {summary['backpressure_waits']:,}, "
+          f"latency p50/p99 {summary['latency_p50_ms']}/{summary['latency_p99_ms']} ms]", flush=True)
+    print(f"round {round_} ratio emulator {wire_format} / ProducerPerformance = {rate / java_rate:.2f}", flush=True)
+    return rate
+
+
+def record_sizes(base: Settings) -> dict[str, float]:
+    sizes = {}
+    for fmt in WIRE_FORMATS:
+        source = EmulatorSource(base.sample_file, base.threshold, seed=2, binarizer=make_binarizer(fmt))
+        values = source.fetch(20_000, time.time()).values
+        sizes[fmt] = sum(map(len, values)) / len(values)
+    return sizes
 
 
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--records", type=int, default=3_000_000,
                     help="records per measurement (default 3,000,000: long enough for the JVM tool's JIT to warm up)")
-    ap.add_argument("--rounds", type=int, default=2, help="alternating rounds of (a) then (b) (default 2)")
+    ap.add_argument("--rounds", type=int, default=2, help="alternating rounds of (a), (b) and (c) (default 2)")
     ap.add_argument("--profile", action="store_true", help="profile the emulator run with cProfile")
     args = ap.parse_args(argv)
     if args.records <= 0 or args.rounds <= 0:
@@ -84,41 +111,33 @@ def main(argv=None) -> int:
             sample = source.fetch(20_000, time.time()).values
             payload = Path(tmp) / "payload.txt"
             payload.write_bytes(b"\n".join(sample))
-            size = sum(map(len, sample)) / len(sample)
-            print(f"record size: {size:.0f} bytes average (realistic contract JSON), {args.records:,} records per run")
+            sizes = record_sizes(base)
+            print(f"record size: {sizes['json']:.0f} bytes JSON, {sizes['avro']:.0f} bytes Avro (average, realistic "
+                  f"records), {args.records:,} records per run")
 
-            java_rates, our_rates = [], []
+            java_rates, ours = [], {fmt: [] for fmt in WIRE_FORMATS}
             for round_ in range(1, args.rounds + 1):
-                # Alternate the two producers so that drift in the machine's load hits both.
+                # Alternate the producers so that drift in the machine's load hits all of them.
                 java_topic = f"bench-java-{round_}"
                 ensure_topic(base.replace(topic=java_topic))
                 java_rate, java_line = java_perf(base, java_topic, args.records, payload)
                 java_rates.append(java_rate)
-                print(f"round {round_} (a) ProducerPerformance: {java_rate:,.0f} tx/s   [{java_line.strip()}]", flush=True)
-
-                ours = base.replace(topic=f"bench-emulator-{round_}")
-                ensure_topic(ours)
-                summary = emulator_run(ours, args.records)
-                in_topic = sum(log_end_offsets(ours).values())
-                rate = summary["delivered"] / summary["duration_s"]
-                our_rates.append(rate)
-                print(f"round {round_} (b) storm emulator:      {rate:,.0f} tx/s   [sent {summary['sent']:,}, delivered "
-                      f"{summary['delivered']:,}, failed {summary['failed']}, in topic {in_topic:,}, "
-                      f"{summary['duration_s']:.2f} s, backpressure waits {summary['backpressure_waits']:,}, "
-                      f"latency p50/p99 {summary['latency_p50_ms']}/{summary['latency_p99_ms']} ms]", flush=True)
-                print(f"round {round_} ratio emulator / ProducerPerformance = {rate / java_rate:.2f}", flush=True)
-            java_mean, our_mean = sum(java_rates) / len(java_rates), sum(our_rates) / len(our_rates)
-            print(f"mean over {args.rounds} round(s): ProducerPerformance {java_mean:,.0f} tx/s, emulator "
-                  f"{our_mean:,.0f} tx/s, ratio {our_mean / java_mean:.2f}   (goals: ratio >= 1.0 and >= 250,000 tx/s: "
-                  f"ratio {'met' if our_mean >= java_mean else 'not met'}, "
-                  f"250k {'met' if our_mean >= 250_000 else 'not met'})")
+                print(f"round {round_} ProducerPerformance:  {java_rate:,.0f} tx/s   [{java_line.strip()}]", flush=True)
+                for fmt in WIRE_FORMATS:
+                    ours[fmt].append(emulator_round(base, round_, args.records, fmt, java_rate))
+            java_mean = sum(java_rates) / len(java_rates)
+            print(f"mean over {args.rounds} round(s): ProducerPerformance {java_mean:,.0f} tx/s")
+            for fmt, rates in ours.items():
+                mean = sum(rates) / len(rates)
+                print(f"  emulator {fmt:<4} {mean:,.0f} tx/s, ratio {mean / java_mean:.2f}   (goal >= 250,000 tx/s: "
+                      f"{'met' if mean >= 250_000 else 'NOT met'}; ratio >= 1.0: {'met' if mean >= java_mean else 'not met'})")
 
             if args.profile:
                 prof_topic = base.replace(topic="bench-profile")
                 ensure_topic(prof_topic)
                 profiler = cProfile.Profile()
                 profiler.enable()
-                emulator_run(prof_topic, min(args.records, 500_000))
+                emulator_run(prof_topic, min(args.records, 500_000), base.wire_format)
                 profiler.disable()
                 buf = io.StringIO()
                 pstats.Stats(profiler, stream=buf).sort_stats("tottime").print_stats(12)
