@@ -56,10 +56,13 @@ def _sales_chart(df, bucket_s: int) -> go.Figure:
     done, filling = df[df["complete"]], df[~df["complete"]]
     fig = make_subplots(rows=3, cols=1, shared_xaxes=True, vertical_spacing=0.06,
                         subplot_titles=("Transactions per window", "Amount per window", "High-value share"))
-    fig.add_trace(go.Bar(x=done["window_start"], y=done["sales_count"], name="transactions",
+    width_ms = bucket_s * 1000 * 0.8  # explicit: a one-bar trace would otherwise be drawn hairline-thin
+    fig.add_trace(go.Bar(x=done["window_start"], y=done["sales_count"], name="transactions", width=width_ms,
                          marker_color="#3b5bdb"), row=1, col=1)
     fig.add_trace(go.Bar(x=filling["window_start"], y=filling["sales_count"], name=PARTIAL_NAME, opacity=0.45,
-                         marker=dict(color="#3b5bdb", pattern=dict(shape="/"))), row=1, col=1)
+                         width=width_ms, marker=dict(color="#3b5bdb", pattern=dict(shape="/", fillmode="overlay",
+                                                                                  fgcolor="#ffffff"))),
+                  row=1, col=1)
     # the dashed part starts at the last complete point, so the line reads as one series
     joint = df.iloc[max(0, len(done) - 1):] if len(filling) else filling
     for row, column, scale, color in ((2, "sales_amount", 1, "#2b8a3e"), (3, "high_value_share", 100, "#e8590c")):
@@ -69,7 +72,8 @@ def _sales_chart(df, bucket_s: int) -> go.Figure:
                                  name=PARTIAL_NAME, line=dict(color=color, dash="dash"),
                                  marker=dict(symbol="circle-open")), row=row, col=1)
     if len(filling):
-        fig.add_vrect(x0=filling["window_start"].min(), x1=filling["window_start"].max() + pd.Timedelta(seconds=bucket_s),
+        half = pd.Timedelta(seconds=bucket_s / 2)  # bars are centred on their window start
+        fig.add_vrect(x0=filling["window_start"].min() - half, x1=filling["window_start"].max() + half,
                       fillcolor="#868e96", opacity=0.12, line_width=0, annotation_text=PARTIAL_NAME,
                       annotation_position="top left")
     fig.update_yaxes(title_text="tx", row=1, col=1)

@@ -11,14 +11,13 @@ import os
 import signal
 import subprocess
 import sys
-import time
 import urllib.request
 from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
 
-from tests.support.app_fixtures import write_demo_tables
+from tests.support.app_fixtures import wait_for, write_demo_tables
 from tests.support.ports import free_port
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -52,17 +51,17 @@ def running_app(data: Path, **env: str):
          "--browser.gatherUsageStats", "false"],
         cwd=ROOT, env=full_env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
     url = f"http://127.0.0.1:{port}"
+
+    def healthy() -> bool:
+        if proc.poll() is not None:
+            raise RuntimeError("streamlit exited: " + log_path.read_text()[-2000:])
+        try:
+            return urllib.request.urlopen(f"{url}/_stcore/health", timeout=1).status == 200
+        except OSError:
+            return False
+
     try:
-        deadline = time.monotonic() + 60
-        while True:
-            try:
-                if urllib.request.urlopen(f"{url}/_stcore/health", timeout=1).status == 200:
-                    break
-            except OSError:
-                pass
-            if proc.poll() is not None or time.monotonic() > deadline:
-                raise RuntimeError("streamlit did not start: " + log_path.read_text()[-2000:])
-            time.sleep(0.3)
+        wait_for(healthy, 60, "streamlit's health endpoint")
         yield url
     finally:
         os.killpg(proc.pid, signal.SIGTERM)
@@ -102,9 +101,7 @@ def test_page_renders_in_chromium(app_url, browser, artifacts, path, must_show, 
         page.get_by_text(must_show, exact=False).first.wait_for(timeout=30_000)
         if charts:
             page.locator(".js-plotly-plot").first.wait_for(timeout=30_000)
-        # let the script run finish (the status widget disappears) and charts settle
-        page.wait_for_function("() => !document.querySelector('[data-testid=\"stStatusWidget\"]')", timeout=30_000)
-        page.wait_for_timeout(1200)
+        settle(page, charts)
         page.screenshot(path=str(artifacts / f"dashboard-{path or 'overview'}.png"), full_page=True)
         assert page.locator('[data-testid="stException"]').count() == 0
         assert page.locator('[data-testid="stAlertContentError"]').count() == 0
@@ -117,9 +114,12 @@ def test_page_renders_in_chromium(app_url, browser, artifacts, path, must_show, 
         page.close()
 
 
-def settle(page) -> None:
+def settle(page, charts: bool = False) -> None:
+    """Wait until the script run has finished (no status widget) and, with charts, every Plotly chart has drawn."""
     page.wait_for_function("() => !document.querySelector('[data-testid=stStatusWidget]')", timeout=30_000)
-    page.wait_for_timeout(1200)
+    if charts:
+        page.wait_for_function("() => [...document.querySelectorAll('.js-plotly-plot')].every("
+                               "p => p._fullLayout && p.querySelector('.main-svg'))", timeout=30_000)
 
 
 @pytest.mark.integration
@@ -142,15 +142,100 @@ def test_storm_control_with_a_real_broker(browser, artifacts, stack, tmp_path):
             nav = page.locator('[data-testid="stSidebarNav"]').inner_text()
             assert "Overview" in nav and "common" not in nav  # routed by st.navigation, even as the first visit
             page.get_by_role("button", name="Christmas · 50,000 tx/s").click()
-            deadline = time.monotonic() + 10
-            while ctl.desired()["rate"] != 50_000 and time.monotonic() < deadline:
-                time.sleep(0.2)
-            assert ctl.desired()["rate"] == 50_000
+            wait_for(lambda: ctl.desired()["rate"] == 50_000, 10, "the Christmas rate on the control topic")
             page.get_by_text("50,000 tx/s =").first.wait_for(timeout=10_000)
             settle(page)
             slider = page.locator('[data-testid="stSlider"]').first.inner_text()
             assert "50000" in slider.replace(",", ""), slider  # the widget follows the new desired state
             page.screenshot(path=str(artifacts / "dashboard-storm_control-live.png"), full_page=True)
             assert page.locator('[data-testid="stException"]').count() == 0
+        finally:
+            page.close()
+
+
+def test_live_sales_draws_the_window_still_filling_differently(app_url, browser, artifacts):
+    """The newest window is a hatched, faded bar and a dashed line segment, with the note; the rest solid."""
+    page = browser.new_page(viewport={"width": 1440, "height": 1100})
+    try:
+        page.goto(f"{app_url}/live_sales", wait_until="domcontentloaded")
+        page.get_by_text("is still filling", exact=False).first.wait_for(timeout=30_000)
+        page.locator(".js-plotly-plot").first.wait_for(timeout=30_000)
+        settle(page, charts=True)
+        traces = page.evaluate("""() => {
+            const plot = [...document.querySelectorAll('.js-plotly-plot')].find(p => p.data && p.data.length >= 5);
+            return plot.data.map(t => ({name: t.name, type: t.type, n: (t.x || []).length,
+                                        pattern: t.marker && t.marker.pattern ? t.marker.pattern.shape : null,
+                                        dash: t.line ? t.line.dash || null : null, opacity: t.opacity}));
+        }""")
+        filling = [t for t in traces if t["name"] == "still filling"]
+        solid = [t for t in traces if t["name"] != "still filling"]
+        bar = next(t for t in filling if t["type"] == "bar")
+        assert bar["n"] == 1 and bar["pattern"] == "/" and bar["opacity"] < 1, traces
+        assert all(t["dash"] == "dash" for t in filling if t["type"] == "scatter"), traces
+        assert all(t["pattern"] is None and t["dash"] in (None, "solid") and t["n"] > 1 for t in solid), traces
+        # the partial bar is really visible: as wide as a complete one (a one-bar trace once drew hairline-thin)
+        widths = page.evaluate("""() => {
+            const plot = [...document.querySelectorAll('.js-plotly-plot')].find(p => p.data && p.data.length >= 5);
+            return [...plot.querySelectorAll('g.trace.bars')].map(g => Math.max(0, ...[...g.querySelectorAll('path')]
+                .map(b => b.getBBox().width)));
+        }""")
+        assert len(widths) == 2 and widths[1] >= 0.5 * widths[0] > 0, widths
+        # the shaded band is drawn in the chart itself, labelled
+        assert page.locator(".js-plotly-plot .annotation-text", has_text="still filling").count() >= 1
+        page.screenshot(path=str(artifacts / "dashboard-live_sales-partial.png"), full_page=True)
+    finally:
+        page.close()
+
+
+def _job_card(page) -> str:
+    card = page.locator('[data-testid="stVerticalBlock"]').filter(
+        has=page.get_by_role("heading", name="Job")).last
+    return card.inner_text()
+
+
+def test_job_card_says_starting_then_down(browser, artifacts, tmp_path):
+    """Before the first batch with the job process alive the card says STARTING; once it is gone, DOWN."""
+    write_demo_tables(tmp_path, high_value_rows=200, days=1, agg_minutes=30, metrics_minutes=0)
+    (tmp_path / "run").mkdir()
+    job = subprocess.Popen([sys.executable, "-c", "import sys; sys.stdin.read()", "-m", "pipeline", "job"],
+                           stdin=subprocess.PIPE)
+    (tmp_path / "run" / "job.pid").write_text(str(job.pid))
+    try:
+        with running_app(tmp_path) as url:
+            page = browser.new_page(viewport={"width": 1440, "height": 1000})
+            try:
+                page.goto(url, wait_until="domcontentloaded")
+                page.get_by_text("STARTING", exact=True).first.wait_for(timeout=30_000)
+                settle(page)
+                card = _job_card(page)
+                assert "STARTING" in card and f"pid {job.pid}" in card and "DOWN" not in card, card
+                page.screenshot(path=str(artifacts / "dashboard-overview-job-starting.png"), full_page=True)
+                job.stdin.close()
+                job.wait(10)
+                # the Overview refreshes by itself (every 10 s, health cached 5 s): the card turns DOWN
+                page.get_by_text("No streaming job is running", exact=False).first.wait_for(timeout=40_000)
+                card = _job_card(page)
+                assert "DOWN" in card and "STARTING" not in card, card
+                page.screenshot(path=str(artifacts / "dashboard-overview-job-down.png"), full_page=True)
+            finally:
+                page.close()
+    finally:
+        if job.poll() is None:
+            job.stdin.close()
+            job.wait(10)
+
+
+def test_first_visit_of_a_page_url_is_routed_by_the_entry_script(browser, tmp_path):
+    """A fresh server whose first visitor opens a page URL shows that page inside the app's navigation."""
+    write_demo_tables(tmp_path, high_value_rows=200, days=1, agg_minutes=30, metrics_minutes=30)
+    with running_app(tmp_path) as url:
+        page = browser.new_page(viewport={"width": 1440, "height": 1000})
+        try:
+            page.goto(f"{url}/explorer", wait_until="domcontentloaded")
+            page.get_by_text("matching transactions", exact=False).first.wait_for(timeout=30_000)
+            settle(page)
+            nav = page.locator('[data-testid="stSidebarNav"]').inner_text()
+            assert "Overview" in nav and "Live sales" in nav and "common" not in nav, nav
+            assert page.get_by_role("heading", name="Explorer").count() >= 1
         finally:
             page.close()
