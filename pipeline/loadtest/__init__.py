@@ -6,11 +6,19 @@ runs on a fresh topic and data folder, samples every second, judges each step (h
 degrades / breaks), reconciles what was sent with the Delta tables by transaction id and
 writes a self-contained HTML report. See docs/LOADTEST.md.
 
+- `options`: the run's options, one field per CLI flag,
 - `plan`: the plans and their scaling,
 - `sampling`: what is measured each second (rates, offsets, lag, processes),
 - `verdict`: the rules that turn samples and batch metrics into a verdict (pure),
 - `reconcile`: sent vs Delta by id and per window (pure + a Delta read),
-- `report`: the HTML report (Plotly),
+- `result`: the typed result of a run and its saved JSON,
+- `report`: the HTML report (Jinja2 template + Plotly),
 - `runner`: the orchestration of broker, topic, job, emulator and sampler,
 - `cli`: ``loadtest`` and ``capacity`` sub-commands.
 """
+
+from pipeline.errors import TormentaError
+
+
+class LoadTestError(TormentaError):
+    """A load test could not start or run, or its saved files cannot be read."""

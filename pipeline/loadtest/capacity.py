@@ -21,9 +21,12 @@ import gzip
 import math
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from pipeline.errors import SettingsError
+
+if TYPE_CHECKING:
+    from pipeline.loadtest.result import LoadTestResult
 
 SEGMENT_BYTES = 256 * 1024 * 1024  # log.segment.bytes of the embedded broker
 DISK_MARGIN = 0.25                 # keep disks below 80 % full
@@ -199,18 +202,17 @@ def sample_record_bytes(sample_file: Path, limit: int = 2000) -> float | None:
         return None
 
 
-def measured_inputs(result: dict[str, Any] | None) -> dict[str, float]:
-    """Calculator inputs measured by a load test (its result dict): the job's best throughput under
-    load (records per busy second) and the on-disk bytes per record of the run's topic."""
-    if not result:
+def measured_inputs(result: LoadTestResult | None) -> dict[str, float]:
+    """Calculator inputs measured by a load test: the job's best throughput under load (records
+    per busy second) and the on-disk bytes per record of the run's topic."""
+    if result is None:
         return {}
     out: dict[str, float] = {}
-    rates = [s.get("job_throughput") for s in result.get("steps") or [] if s.get("job_throughput")]
+    rates = [s.job_throughput for s in result.steps if s.job_throughput]
     if rates:
         out["job_throughput"] = round(max(rates))
-    on_disk = (result.get("topic") or {}).get("bytes_per_record_on_disk")
-    if on_disk:
-        out["bytes_per_record_on_disk"] = float(on_disk)
+    if result.topic.bytes_per_record_on_disk:
+        out["bytes_per_record_on_disk"] = float(result.topic.bytes_per_record_on_disk)
     return out
 
 

@@ -1,7 +1,9 @@
 """Sub-commands ``loadtest`` (the closed-loop volumetric test) and ``capacity`` (the calculator).
 
     python -m pipeline loadtest [--profile christmas|normal-day|smoke] [--scale X] [--trigger S]
-                                [--ceiling TX_S] [--no-beyond] [--keep-topic] [--catch-up-timeout S]
+                                [--ceiling TX_S] [--normal TX_S] [--peak TX_S] [--no-beyond]
+                                [--keep-topic] [--catch-up-timeout S] [--no-prime]
+                                [--prime-seconds S] [--prime-timeout S]
     python -m pipeline loadtest --list | --report RUN_ID | --stop RUN_ID
     python -m pipeline capacity --rate 50000 [--record-bytes B] [--replication N] [--brokers N]
                                 [--retention 1d] [--trigger 1m] [--partitions N] [--cores N]
@@ -22,21 +24,10 @@ from pipeline.settings import Settings, parse_duration
 
 
 def register(sub) -> None:
-    from pipeline.loadtest.plan import PLANS
+    from pipeline.loadtest.options import add_arguments
 
     p = sub.add_parser("loadtest", help="closed-loop load test with a verdict, reconciliation and an HTML report")
-    p.add_argument("--profile", default="christmas", choices=list(PLANS),
-                   help="; ".join(f"{k}: {v['help']}" for k, v in PLANS.items()))
-    p.add_argument("--scale", type=float, default=1.0, help="multiply every step duration (e.g. 0.25 for a quick run)")
-    p.add_argument("--trigger", help="trigger interval of the job during the test (default: the plan's, 10 s)")
-    p.add_argument("--ceiling", type=float, help="highest rate of the beyond-peak steps, tx/s")
-    p.add_argument("--no-beyond", action="store_true", help="stop after the hold at the peak")
-    p.add_argument("--keep-topic", action="store_true", help="keep the run's topics (default: deleted after)")
-    p.add_argument("--no-prime", action="store_true",
-                   help="do not warm the job on a little data before the plan (measures JVM warm-up too)")
-    p.add_argument("--catch-up-timeout", type=float, default=300.0,
-                   help="seconds to wait for the job to process everything after the last step (default 300)")
-    p.add_argument("--run-id", help=argparse_suppress())
+    add_arguments(p)
     p.add_argument("--json", action="store_true", help="print the result summary as JSON")
     p.add_argument("--list", action="store_true", help="list the runs in <data_dir>/loadtests")
     p.add_argument("--report", metavar="RUN_ID", help="rebuild the HTML report of a run from its saved files")
@@ -58,40 +49,37 @@ def register(sub) -> None:
     c.set_defaults(func=capacity_cmd)
 
 
-def argparse_suppress():
-    import argparse
-
-    return argparse.SUPPRESS
-
-
 def loadtest_cmd(settings: Settings, args) -> int:
     from pipeline.loadtest import runner
+    from pipeline.loadtest.options import LoadTestOptions
     from pipeline.loadtest.report import rebuild
 
     if args.list:
         for r in runner.list_runs(settings):
-            res = r.get("result") or {}
-            summ = res.get("summary") or {}
-            state = "running" if r["running"] else res.get("state", (r.get("progress") or {}).get("state", "?"))
-            print(f"{r['run_id']}  {state:<8} {(res.get('plan') or {}).get('name', ''):<11} "
-                  f"max sustainable {summ.get('max_sustainable_rate')}  limiting {summ.get('limiting_stage')}  "
-                  f"{r.get('report') or ''}")
+            print(_run_line(r))
         return 0
     if args.report:
-        path = rebuild(runner.runs_dir(settings) / args.report)
-        print(path)
+        print(rebuild(runner.runs_dir(settings) / args.report))
         return 0
     if args.stop:
         ok = runner.request_stop(settings, args.stop)
         print(f"stop requested for {args.stop}" if ok else f"no running load test {args.stop}")
         return 0 if ok else 3
-    if args.scale <= 0:
-        raise SettingsError(f"--scale={args.scale:g} must be > 0")
-    trigger = parse_duration(args.trigger, name="--trigger") if args.trigger else None
-    options = runner.LoadTestOptions(profile=args.profile, scale=args.scale, trigger_s=trigger, ceiling=args.ceiling,
-                                     beyond=not args.no_beyond, keep_topic=args.keep_topic,
-                                     catch_up_timeout_s=args.catch_up_timeout, run_id=args.run_id,
-                                     prime=not args.no_prime)
+    options = LoadTestOptions.from_args(args)
+    if options.scale <= 0:
+        raise SettingsError(f"--scale={options.scale:g} must be > 0")
+    result = _run_with_signals(settings, options)
+    print(json.dumps(_json_summary(result), indent=2) if args.json else _text_summary(result))
+    if result.state == "failed":
+        print(f"error: {result.error}")
+        return 1
+    return 0 if result.reconciliation.ok else 1
+
+
+def _run_with_signals(settings: Settings, options):
+    """Run the test; the first SIGINT/SIGTERM stops it cleanly, the second skips the catch-up."""
+    from pipeline.loadtest.runner import LoadTest
+
     stop, abort = threading.Event(), threading.Event()
 
     def on_signal(*_):
@@ -101,35 +89,41 @@ def loadtest_cmd(settings: Settings, args) -> int:
 
     previous = {sig: signal.signal(sig, on_signal) for sig in (signal.SIGINT, signal.SIGTERM)}
     try:
-        test = runner.LoadTest(settings, options, abort_event=abort)
+        test = LoadTest(settings, options, abort_event=abort)
         print(test.plan.describe(), flush=True)
         print(f"run {test.run_id}: files in {test.dir}", flush=True)
-        result = test.run(stop)
+        return test.run(stop)
     finally:
         for sig, handler in previous.items():
             signal.signal(sig, handler)
-    summ = result["summary"]
-    rec = result["reconciliation"]
-    if args.json:
-        print(json.dumps({"run_id": result["run_id"], "state": result["state"], "summary": summ,
-                          "steps": [{k: s[k] for k in ("label", "verdict", "limiting_stage", "reasons")}
-                                    for s in result["steps"]],
-                          "reconciliation": {k: rec[k] for k in ("expected", "actual_unique", "lost", "duplicated",
-                                                                 "unexpected", "ok", "complete")},
-                          "report": result["report"]}, indent=2))
-    else:
-        print()
-        for s in result["steps"]:
-            reasons = "; ".join(s["reasons"]) if s["reasons"] else ""
-            print(f"  {s['label']:<24} {s['verdict']:<9} {reasons}")
-        print(summ["answer"])
-        print(f"reconciliation: lost {rec['lost']:,}, duplicated {rec['duplicated']:,}, unexpected "
-              f"{rec['unexpected']:,} of {rec['expected']:,} high-value ids")
-        print(f"report: {result['report']}")
-    if result["state"] == "failed":
-        print(f"error: {result.get('error')}")
-        return 1
-    return 0 if rec["ok"] else 1
+
+
+def _run_line(r) -> str:
+    res = r.result
+    if res is None:
+        return f"{r.run_id}  {r.state:<8} {r.problem or ''}"
+    return (f"{r.run_id}  {r.state:<8} {res.plan.name:<11} max sustainable {res.summary.max_sustainable_rate}  "
+            f"limiting {res.summary.limiting_stage}  {r.report or ''}")
+
+
+def _json_summary(result) -> dict:
+    rec = result.reconciliation
+    return {"run_id": result.run_id, "state": result.state, "summary": result.summary.as_dict(),
+            "steps": [{"label": s.label, "verdict": s.verdict, "limiting_stage": s.limiting_stage,
+                       "reasons": s.reasons} for s in result.steps],
+            "reconciliation": {"expected": rec.expected, "actual_unique": rec.actual_unique, "lost": rec.lost,
+                               "duplicated": rec.duplicated, "unexpected": rec.unexpected, "ok": rec.ok,
+                               "complete": rec.complete},
+            "report": result.report}
+
+
+def _text_summary(result) -> str:
+    rec = result.reconciliation
+    lines = [""] + [f"  {s.label:<24} {s.verdict:<9} {'; '.join(s.reasons)}" for s in result.steps]
+    lines += [result.summary.answer,
+              f"reconciliation: lost {rec.lost:,}, duplicated {rec.duplicated:,}, unexpected {rec.unexpected:,} "
+              f"of {rec.expected:,} high-value ids", f"report: {result.report}"]
+    return "\n".join(lines)
 
 
 def capacity_cmd(settings: Settings, args) -> int:

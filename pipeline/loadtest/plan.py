@@ -15,7 +15,7 @@ never scale. The real default of the Christmas plan is::
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, field, replace
+from dataclasses import asdict, dataclass, field
 from typing import Any
 
 from pipeline.errors import SettingsError
@@ -49,6 +49,29 @@ class Step:
         if self.kind == "ramp" and self.start_rate is not None:
             return (self.start_rate + self.rate) / 2
         return self.rate
+
+
+@dataclass(frozen=True)
+class StepWindow:
+    """A step as it ran: its plan figures and the wall-clock window (epoch s) it held."""
+
+    index: int
+    label: str
+    kind: str
+    target: float               # the step's mean target rate
+    rate: float
+    start: float
+    end: float
+    planned_s: float | None = None
+    complete: bool = True
+
+    @classmethod
+    def of(cls, step: Step, start: float, end: float, complete: bool = True) -> StepWindow:
+        return cls(step.index, step.label, step.kind, step.mean_target(), step.rate, start, end, step.duration_s,
+                   complete)
+
+    def as_dict(self) -> dict[str, Any]:
+        return asdict(self)
 
 
 @dataclass(frozen=True)
@@ -135,8 +158,3 @@ def build_plan(name: str = "christmas", *, scale: float = 1.0, trigger_s: float 
 def plan_from_dict(d: dict[str, Any]) -> Plan:
     steps = tuple(Step(s["index"], s["kind"], s["rate"], s["duration_s"], s.get("start_rate")) for s in d["steps"])
     return Plan(d["name"], d["normal_rate"], d["peak_rate"], d["trigger_s"], d["ceiling"], steps, d.get("scale", 1.0))
-
-
-def truncate(plan: Plan, steps_run: int) -> Plan:
-    """The plan as it actually ran (beyond steps after a break are dropped)."""
-    return replace(plan, steps=plan.steps[:steps_run])

@@ -22,6 +22,8 @@ from typing import Any
 
 import numpy as np
 
+from pipeline.contract.tables import TABLES, columns
+
 MAX_EXAMPLES = 20
 
 
@@ -111,6 +113,15 @@ def _to_epoch(col) -> np.ndarray:
     return micros.to_numpy(zero_copy_only=False).astype(float) / 1e6
 
 
+def _epoch_list(col) -> list[float | None]:
+    """A pyarrow timestamp column (naive = UTC) as epoch seconds, None where NULL."""
+    import pyarrow as pa
+    import pyarrow.compute as pc
+
+    micros = pc.cast(pc.cast(col, pa.timestamp("us")), pa.int64()).to_pylist()
+    return [None if m is None else m / 1e6 for m in micros]
+
+
 def read_high_value(path: Path):
     """transaction_id, event_time (epoch s), batch_id of every row, or empty arrays."""
     from deltalake import DeltaTable
@@ -123,22 +134,22 @@ def read_high_value(path: Path):
 
 
 def read_batches(path: Path) -> list[dict[str, Any]]:
-    """Rows of the run's batch_metrics table (high_value query), trigger_time as epoch seconds."""
+    """Rows of the run's batch_metrics table (high_value query), every column of the contract's
+    ``batch_metrics``; timestamps as epoch seconds; a column an older table lacks is None."""
     from deltalake import DeltaTable
 
     if not (path / "_delta_log").is_dir():
         return []
-    t = DeltaTable(str(path)).to_pyarrow_table(
-        columns=["query", "batch_id", "trigger_time", "duration_s", "trigger_interval_s", "input_rows",
-                 "high_value_rows", "offsets_behind", "event_lag_s"])
-    epochs = _to_epoch(t.column("trigger_time"))
-    rows = t.drop_columns(["trigger_time"]).to_pylist()
+    table = DeltaTable(str(path))
+    present = set(table.schema().to_arrow().names)
+    t = table.to_pyarrow_table(columns=[c for c in columns("batch_metrics") if c in present])
+    times = {c: _epoch_list(t.column(c)) for c, kind in TABLES["batch_metrics"] if kind == "TIMESTAMP" and c in present}
+    rows = t.drop_columns(list(times)).to_pylist()
     out = []
-    for r, ts in zip(rows, epochs.tolist()):
+    for i, r in enumerate(rows):
         if r["query"] != "high_value":
             continue
-        r["trigger_time"] = ts
-        out.append(r)
+        out.append({c: (times[c][i] if c in times else r.get(c)) for c in columns("batch_metrics")})
     return sorted(out, key=lambda r: r["batch_id"])
 
 

@@ -33,46 +33,26 @@ import sys
 import threading
 import time
 import uuid
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+import numpy as np
+
 from pipeline.errors import TormentaError
 from pipeline.kafka.procs import stop_group
+from pipeline.loadtest import LoadTestError, reconcile, verdict
 from pipeline.loadtest import plan as plans
-from pipeline.loadtest import reconcile, verdict
+from pipeline.loadtest.options import LoadTestOptions
+from pipeline.loadtest.result import LoadTestResult, ResultFormatError, TopicFacts
 from pipeline.loadtest.sampling import Sampler, listener_pid
 from pipeline.settings import PROJECT_ROOT, Settings
 
 log = logging.getLogger(__name__)
 
 EMULATOR_NAME = "loadtest"
-
-
-class LoadTestError(TormentaError):
-    """A load test could not start or run."""
-
-
-@dataclass
-class LoadTestOptions:
-    profile: str = "christmas"
-    scale: float = 1.0
-    trigger_s: float | None = None
-    ceiling: float | None = None
-    normal: float | None = None
-    peak: float | None = None
-    beyond: bool = True
-    keep_topic: bool = False
-    catch_up_timeout_s: float = 300.0
-    run_id: str | None = None
-    prime: bool = True
-    prime_seconds: float = 2.0
-    prime_timeout_s: float = 300.0
-
-    def build_plan(self) -> plans.Plan:
-        return plans.build_plan(self.profile, scale=self.scale, trigger_s=self.trigger_s, ceiling=self.ceiling,
-                                normal=self.normal, peak=self.peak, beyond=self.beyond)
+__all__ = ["LoadTest", "LoadTestError", "LoadTestOptions", "RunEntry", "launch", "list_runs", "request_stop"]
 
 
 def new_run_id() -> str:
@@ -153,8 +133,30 @@ class _Child:
             return "(no log)"
 
 
+@dataclass
+class _Stack:
+    """What a run started (None until started)."""
+
+    job: _Child | None = None
+    emulator: _Child | None = None
+    sampler: Sampler | None = None
+    ctl: Any = None
+
+
+@dataclass
+class _Outcome:
+    """How the load phase ended."""
+
+    samples: list[dict[str, Any]] = field(default_factory=list)
+    emulator_summary: dict[str, Any] = field(default_factory=dict)
+    caught_up: bool = False
+    job_rc: int | None = None
+    state: str = "done"
+    error: str | None = None
+
+
 class LoadTest:
-    """One run; `run()` returns the result dict (also saved as result.json)."""
+    """One run; `run()` returns the `LoadTestResult` (also saved as result.json)."""
 
     def __init__(self, settings: Settings, options: LoadTestOptions | None = None, *,
                  abort_event: threading.Event | None = None):
@@ -168,7 +170,7 @@ class LoadTest:
             topic=f"loadtest-{self.run_id}", control_topic=f"loadtest-{self.run_id}.control",
             status_topic=f"loadtest-{self.run_id}.status", data_dir=self.dir / "data",
             trigger_interval=self.plan.trigger_s, compact_every=0)
-        self.windows: list[dict[str, Any]] = []
+        self.windows: list[plans.StepWindow] = []
         self.phase = "starting"
         self.events: list[dict[str, Any]] = []
         self._t_start = time.time()
@@ -208,7 +210,7 @@ class LoadTest:
             pass
 
     # ---- main -------------------------------------------------------------------------------
-    def run(self, stop_event: threading.Event | None = None) -> dict[str, Any]:
+    def run(self, stop_event: threading.Event | None = None) -> LoadTestResult:
         from pipeline.kafka.broker import EmbeddedBroker
 
         stop = stop_event or threading.Event()
@@ -219,99 +221,104 @@ class LoadTest:
         self._event(self.plan.describe())
         broker = EmbeddedBroker(self.settings)
         started_broker = False
-        state, error = "done", None
         try:
             facts = machine_facts()
-            status = broker.status()
-            if not status.answers:
+            if not broker.status().answers:
                 self._event("no broker answers: starting the embedded one")
                 broker.start()
                 started_broker = True
             broker_pid = broker.read_pid() or listener_pid(self.settings.first_bootstrap[1])
-            samples, emulator_summary, caught_up, job_rc, state, error = self._drive(stop, broker_pid)
-            self.phase = "reconciling"
-            self._progress()
-            result = self._result(samples, emulator_summary, caught_up, facts, state, error, job_rc, broker_pid)
-            self.phase = "writing report"
-            self._progress()
+            outcome = self._drive(stop, broker_pid)
+            self._set_phase("reconciling")
+            result = self._result(outcome, facts, broker_pid)
+            self._set_phase("writing report")
             from pipeline.loadtest.report import write_report
 
-            write_report(self.dir, result, samples)
+            write_report(self.dir, result, outcome.samples)
         finally:
             self._cleanup(started_broker, broker)
             (self.dir / "loadtest.pid").unlink(missing_ok=True)
         self.phase = "done"
-        self._progress(state=state)
+        self._progress(state=result.state)
         return result
 
-    def _drive(self, stop: threading.Event, broker_pid: int | None):
+    def _set_phase(self, phase: str) -> None:
+        self.phase = phase
+        self._progress()
+
+    def _drive(self, stop: threading.Event, broker_pid: int | None) -> _Outcome:
         """Topic, job, sampler, emulator, steps, catch-up; always stops what it started."""
+        stack, out = _Stack(), _Outcome()
+        try:
+            self._start_stack(stack, stop, broker_pid)
+            self._load(stack, stop, out)
+        except TormentaError as exc:
+            out.state, out.error = "failed", str(exc)
+            self._event(f"failed: {exc}")
+        except Exception as exc:  # noqa: BLE001 - the run must still stop its processes and report
+            out.state, out.error = "failed", f"{type(exc).__name__}: {exc}"
+            log.exception("load test failed")
+            self._event(f"failed: {out.error}")
+        finally:
+            out.job_rc = self._stop_stack(stack)
+            out.samples = list(stack.sampler.samples) if stack.sampler else []
+        if stop.is_set() and out.state == "done":
+            out.state = "stopped"
+        return out
+
+    def _start_stack(self, stack: _Stack, stop: threading.Event, broker_pid: int | None) -> None:
+        """Topics, the job (until its first batch), the sampler, the emulator (until its first status)."""
         from pipeline.emulator.control import EmulatorControl, ensure_control_topics
         from pipeline.kafka.topic import ensure_topic
 
         rs = self.run_settings
-        job = emulator = None
-        sampler: Sampler | None = None
-        ctl = None
-        emulator_summary: dict[str, Any] = {}
-        caught_up = False
-        state, error = "done", None
-        job_rc = None
-        try:
-            ensure_topic(rs)
-            ensure_control_topics(rs)
-            self._event(f"topic {rs.topic} ({rs.partitions} partitions), data in {rs.data_dir}")
-            env = self._env()
-            py = sys.executable
-            job = _Child("job", [py, "-m", "pipeline", "job", "--query", "high_value"], env, self.dir / "job.log")
-            self._event(f"job started (pid {job.pid}), trigger {self.plan.trigger_s:g} s")
-            self._wait_for_job(job, stop)
-            sampler = Sampler(bootstrap=rs.bootstrap_servers, topic=rs.topic, status_topic=rs.status_topic,
-                              emulator_name=EMULATOR_NAME, checkpoint=rs.checkpoint_dir / "high_value",
-                              pids=lambda: {"emulator": emulator.pid if emulator else None, "broker": broker_pid,
-                                            "job": job.pid, "loadtest": os.getpid()},
-                              target=self._target_at, job_alive=job.alive, on_sample=self._progress)
-            sampler.start()
-            time.sleep(1.5)  # the status consumer positions itself before the first status
-            first = self.plan.steps[0]
-            emulator = _Child("emulator", [py, "-m", "pipeline", "emulate", "--name", EMULATOR_NAME,
-                                           "--rate", f"{first.rate:g}", "--record-ids", str(self.dir / "ids.txt"),
-                                           "--quiet"], env, self.dir / "emulator.log",
-                              stdout=self.dir / "emulator.out.json")
-            self._wait_for_emulator(emulator, sampler, stop)
-            ctl = EmulatorControl(rs, EMULATOR_NAME)
-            if self.options.prime:
-                self._prime(ctl, sampler, job, stop)
-            self._run_steps(ctl, sampler, job, emulator, stop)
-            self.phase = "stopping emulator"
-            self._progress()
-            emulator_summary = self._stop_emulator(ctl, emulator)
-            self.phase = "catching up"
-            self._progress()
-            if not self.abort.is_set():
-                caught_up = self._catch_up(sampler, job, stop)
-                time.sleep(1.2)  # one more sample after the last commit
-        except TormentaError as exc:
-            state, error = "failed", str(exc)
-            self._event(f"failed: {exc}")
-        except Exception as exc:  # noqa: BLE001 - the run must still stop its processes and report
-            state, error = "failed", f"{type(exc).__name__}: {exc}"
-            log.exception("load test failed")
-            self._event(f"failed: {error}")
-        finally:
-            if sampler is not None:
-                sampler.stop()
-            if emulator is not None and emulator.alive():
-                emulator.stop(30)
-            if ctl is not None:
-                ctl.close()
-            self.phase = "stopping job"
-            self._progress()
-            if job is not None:
-                job_rc = job.stop(60)
-        if stop.is_set() and state == "done":
-            state = "stopped"
-        return (sampler.samples if sampler else []), emulator_summary, caught_up, job_rc, state, error
+        ensure_topic(rs)
+        ensure_control_topics(rs)
+        self._event(f"topic {rs.topic} ({rs.partitions} partitions), data in {rs.data_dir}")
+        env, py = self._env(), sys.executable
+        stack.job = job = _Child("job", [py, "-m", "pipeline", "job", "--query", "high_value"], env,
+                                 self.dir / "job.log")
+        self._event(f"job started (pid {job.pid}), trigger {self.plan.trigger_s:g} s")
+        self._wait_for_job(job, stop)
+        stack.sampler = Sampler(
+            bootstrap=rs.bootstrap_servers, topic=rs.topic, status_topic=rs.status_topic,
+            emulator_name=EMULATOR_NAME, checkpoint=rs.checkpoint_dir / "high_value",
+            pids=lambda: {"emulator": stack.emulator.pid if stack.emulator else None, "broker": broker_pid,
+                          "job": job.pid, "loadtest": os.getpid()},
+            target=self._target_at, job_alive=job.alive, on_sample=self._progress)
+        stack.sampler.start()
+        if stack.sampler.wait_for(lambda s: True, 30, stop) is None and not stop.is_set():
+            raise LoadTestError(f"the sampler took no sample within 30 s: {stack.sampler.error or 'no reason'}")
+        stack.emulator = _Child("emulator", [py, "-m", "pipeline", "emulate", "--name", EMULATOR_NAME,
+                                             "--rate", f"{self.plan.steps[0].rate:g}",
+                                             "--record-ids", str(self.dir / "ids.txt"), "--quiet"],
+                                env, self.dir / "emulator.log", stdout=self.dir / "emulator.out.json")
+        self._wait_for_emulator(stack.emulator, stack.sampler, stop)
+        stack.ctl = EmulatorControl(rs, EMULATOR_NAME)
+
+    def _load(self, stack: _Stack, stop: threading.Event, out: _Outcome) -> None:
+        """Prime, run the plan's steps, stop the emulator, let the job catch up."""
+        if self.options.prime:
+            self._prime(stack.ctl, stack.sampler, stack.job, stop)
+        self._run_steps(stack.ctl, stack.sampler, stack.job, stack.emulator, stop)
+        self._set_phase("stopping emulator")
+        out.emulator_summary = self._stop_emulator(stack.ctl, stack.emulator)
+        self._set_phase("catching up")
+        if not self.abort.is_set():
+            out.caught_up = self._catch_up(stack.sampler, stack.job, stop)
+            last = stack.sampler.samples[-1]["t"] if stack.sampler.samples else 0.0
+            stack.sampler.wait_for(lambda s: s["t"] > last, 10)  # one more sample after the last commit
+
+    def _stop_stack(self, stack: _Stack) -> int | None:
+        """Stop the sampler, the emulator and the job (in that order); the job's exit code."""
+        if stack.sampler is not None:
+            stack.sampler.stop()
+        if stack.emulator is not None and stack.emulator.alive():
+            stack.emulator.stop(30)
+        if stack.ctl is not None:
+            stack.ctl.close()
+        self._set_phase("stopping job")
+        return stack.job.stop(60) if stack.job is not None else None
 
     # ---- pieces -------------------------------------------------------------------------------
     def _env(self) -> dict[str, str]:
@@ -348,7 +355,7 @@ class LoadTest:
             if first_commit.exists():
                 self._event("job query high_value is running (first batch committed)")
                 return
-            time.sleep(0.5)
+            stop.wait(0.5)  # polls the job's log and checkpoint, files another process writes
         if started_at is not None:
             self._event("job query high_value is running (no first batch yet)")
             return
@@ -357,15 +364,13 @@ class LoadTest:
 
     def _wait_for_emulator(self, emulator: _Child, sampler: Sampler, stop: threading.Event,
                            timeout: float = 60.0) -> None:
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline and not stop.is_set():
-            if not emulator.alive():
-                raise LoadTestError(f"the emulator exited with code {emulator.proc.returncode}:\n{emulator.tail()}")
-            if sampler.status is not None:
-                self._event(f"emulator producing (pid {emulator.pid})")
-                return
-            time.sleep(0.2)
-        if not stop.is_set():
+        """Until the sampler has read the emulator's first status (it is producing)."""
+        sampler.wait_for(lambda s: sampler.status is not None or not emulator.alive(), timeout, stop)
+        if not emulator.alive():
+            raise LoadTestError(f"the emulator exited with code {emulator.proc.returncode}:\n{emulator.tail()}")
+        if sampler.status is not None:
+            self._event(f"emulator producing (pid {emulator.pid})")
+        elif not stop.is_set():
             raise LoadTestError(f"no status from the emulator within {timeout:.0f} s; see {emulator.log_path}")
 
     def _prime(self, ctl, sampler: Sampler, job: _Child, stop: threading.Event) -> None:
@@ -378,18 +383,13 @@ class LoadTest:
         stop.wait(self.options.prime_seconds)
         ctl.set_desired(state="paused")
         started = time.monotonic()
-        deadline = started + self.options.prime_timeout_s
-        while time.monotonic() < deadline and not stop.is_set():
-            s = sampler.samples[-1] if sampler.samples else None
-            if s and s["log_end"] > 0 and s.get("job_offset") is not None and s["job_offset"] >= s["log_end"]:
-                self._event(f"job primed in {time.monotonic() - started:.0f} s ({s['log_end']:,} records)")
-                break
-            if not job.alive():
-                raise LoadTestError(f"the job died while priming:\n{job.tail()}")
-            time.sleep(0.5)
-        else:
-            if not stop.is_set():
-                self._event(f"job not primed within {self.options.prime_timeout_s:.0f} s; starting the plan anyway")
+        s = sampler.wait_for(lambda s: _caught_up(s) or not s["job_alive"], self.options.prime_timeout_s, stop)
+        if s is not None and not s["job_alive"]:
+            raise LoadTestError(f"the job died while priming:\n{job.tail()}")
+        if s is not None:
+            self._event(f"job primed in {time.monotonic() - started:.0f} s ({s['log_end']:,} records)")
+        elif not stop.is_set():
+            self._event(f"job not primed within {self.options.prime_timeout_s:.0f} s; starting the plan anyway")
         ctl.set_desired(state="running")
 
     def _target_at(self, now: float) -> tuple[int | None, float]:
@@ -406,37 +406,35 @@ class LoadTest:
             ctl.set_desired(rate=step.rate, profile={"name": "steady"})
 
     def _run_steps(self, ctl, sampler: Sampler, job: _Child, emulator: _Child, stop: threading.Event) -> None:
+        """Each step in turn, until the plan ends, a steady step breaks, a process dies or a stop."""
         self._steps_started_at = time.time()
         for step in self.plan.steps:
             if stop.is_set():
                 break
             if step.index > 0:
                 self._apply(ctl, step)
-            self._current, self._current_start = step, time.time()
-            self.phase = f"step {step.index + 1}/{len(self.plan.steps)}"
-            self._event(f"{self.phase}: {step.label} tx/s for {step.duration_s:g} s")
-            end = self._current_start + step.duration_s
-            while time.time() < end and not stop.is_set():
-                if not job.alive() or not emulator.alive():
-                    break
-                stop.wait(min(0.5, max(0.0, end - time.time())))
-            window = {"index": step.index, "label": step.label, "kind": step.kind, "target": step.mean_target(),
-                      "rate": step.rate, "start": self._current_start, "end": time.time(),
-                      "planned_s": step.duration_s, "complete": not stop.is_set()}
+            window = self._hold_step(step, job, emulator, stop)
             self.windows.append(window)
-            if not job.alive():
-                self._event(f"the job died during {step.label}: exit code {job.proc.returncode}")
+            dead = next((c for c in (job, emulator) if not c.alive()), None)
+            if dead is not None:
+                self._event(f"the {dead.name} died during {step.label}: exit code {dead.proc.returncode}")
                 break
-            if not emulator.alive():
-                self._event(f"the emulator died during {step.label}: exit code {emulator.proc.returncode}")
-                break
-            batches = self._batches()
-            live = verdict.step_stats(window, list(sampler.samples), batches, self.plan.trigger_s)
+            live = verdict.step_stats(window, list(sampler.samples), self._batches(), self.plan.trigger_s)
             self._event(f"{step.label}: {live.verdict} (live)" + (f" — {'; '.join(live.reasons)}" if live.reasons else ""))
             if live.verdict == verdict.BREAKS and step.kind != "ramp":
                 self._event(f"stopping the plan: {step.label} breaks")
                 break
         self._current = None
+
+    def _hold_step(self, step: plans.Step, job: _Child, emulator: _Child, stop: threading.Event) -> plans.StepWindow:
+        """Let one step run its duration (or until a stop or a dead process); its window."""
+        self._current, self._current_start = step, time.time()
+        self.phase = f"step {step.index + 1}/{len(self.plan.steps)}"
+        self._event(f"{self.phase}: {step.label} tx/s for {step.duration_s:g} s")
+        end = self._current_start + step.duration_s
+        while time.time() < end and not stop.is_set() and job.alive() and emulator.alive():
+            stop.wait(min(0.5, max(0.0, end - time.time())))
+        return plans.StepWindow.of(step, self._current_start, time.time(), complete=not stop.is_set())
 
     def _batches(self) -> list[dict[str, Any]]:
         try:
@@ -467,111 +465,103 @@ class LoadTest:
         return summary
 
     def _catch_up(self, sampler: Sampler, job: _Child, stop: threading.Event) -> bool:
+        """Until the job has committed the whole log (a stop shortens the wait, an abort ends it)."""
         timeout = self.options.catch_up_timeout_s
         if stop.is_set():
             timeout = min(timeout, 3 * self.plan.trigger_s + 30)
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline and not self.abort.is_set():
-            s = sampler.samples[-1] if sampler.samples else None
-            if s and s.get("job_offset") is not None and s["log_end"] > 0 and s["job_offset"] >= s["log_end"]:
-                self._event(f"job caught up: {s['log_end']:,} records committed")
-                return True
-            if not job.alive():
-                self._event("the job died while catching up")
-                return False
-            time.sleep(0.5)
+        s = sampler.wait_for(lambda s: _caught_up(s) or not s["job_alive"], timeout, self.abort)
+        if s is not None and s["job_alive"]:
+            self._event(f"job caught up: {s['log_end']:,} records committed")
+            return True
+        if s is not None:
+            self._event("the job died while catching up")
+            return False
         s = sampler.samples[-1] if sampler.samples else {}
         self._event(f"job did not catch up within {timeout:.0f} s: {s.get('lag_records')} records behind")
         return False
 
     def _cleanup(self, started_broker: bool, broker) -> None:
-        rs = self.run_settings
         if not self.options.keep_topic:
-            try:
-                from pipeline.kafka.topic import admin
-
-                client = admin(rs)  # keep a reference: a destroyed client fails its futures (_DESTROY)
-                futures = client.delete_topics([rs.topic, rs.control_topic, rs.status_topic], operation_timeout=15)
-                for name, f in futures.items():
-                    try:
-                        f.result(20)
-                    except Exception as exc:  # noqa: BLE001 - reported, never a reason to fail the run
-                        if "UNKNOWN_TOPIC" not in str(exc):
-                            self._event(f"could not delete topic {name}: {exc}")
-            except Exception as exc:  # noqa: BLE001
-                self._event(f"could not delete the run's topics: {exc}")
-        shutil.rmtree(rs.data_dir / "spark-tmp", ignore_errors=True)
+            self.delete_topics()
+        shutil.rmtree(self.run_settings.data_dir / "spark-tmp", ignore_errors=True)
         if started_broker:
             self._event(broker.stop())
 
-    # ---- results ------------------------------------------------------------------------------
-    def _result(self, samples: list[dict], emulator_summary: dict, caught_up: bool, facts: dict, state: str,
-                error: str | None, job_rc: int | None, broker_pid: int | None) -> dict[str, Any]:
+    def delete_topics(self) -> None:
+        """Delete the run's data, control and status topics; problems become events, never errors."""
+        from pipeline.kafka.topic import admin
+
         rs = self.run_settings
-        trigger = self.plan.trigger_s
+        try:
+            client = admin(rs)  # keep a reference: a destroyed client fails its futures (_DESTROY)
+            futures = client.delete_topics([rs.topic, rs.control_topic, rs.status_topic], operation_timeout=15)
+            for name, f in futures.items():
+                try:
+                    f.result(20)
+                except Exception as exc:  # noqa: BLE001 - reported, never a reason to fail the run
+                    if "UNKNOWN_TOPIC" not in str(exc):
+                        self._event(f"could not delete topic {name}: {exc}")
+        except Exception as exc:  # noqa: BLE001
+            self._event(f"could not delete the run's topics: {exc}")
+
+    # ---- results ------------------------------------------------------------------------------
+    def _result(self, out: _Outcome, facts: dict[str, Any], broker_pid: int | None) -> LoadTestResult:
+        """Judge every step, reconcile, and gather the facts of the run."""
+        rs = self.run_settings
         batches = self._batches()
         ids, event_times, batch_ids = reconcile.read_high_value(rs.table_path("high_value"))
-        commits = reconcile.merge_commit_times(rs.table_path("high_value"))
-        visible = reconcile.visible_times(batches, commits)
+        visible = reconcile.visible_times(batches, reconcile.merge_commit_times(rs.table_path("high_value")))
         fresh = reconcile.freshness(event_times, batch_ids, visible)
-        steps = []
-        for w in self.windows:
-            mask = (event_times >= w["start"]) & (event_times < w["end"]) if event_times.size else None
-            f = verdict.percentiles(fresh[mask].tolist() if mask is not None else [])
-            steps.append(verdict.step_stats(w, samples, batches, trigger, freshness=f))
-        summary = verdict.summarise(steps, self.plan.peak_rate, self.plan.ceiling)
+        steps = [verdict.step_stats(w, out.samples, batches, self.plan.trigger_s,
+                                    freshness=_window_freshness(fresh, event_times, w)) for w in self.windows]
+        last = out.samples[-1] if out.samples else {}
+        return LoadTestResult(
+            run_id=self.run_id, plan=self.plan, summary=verdict.summarise(steps, self.plan.peak_rate, self.plan.ceiling),
+            reconciliation=self._reconcile(ids, event_times, batches, out, last),
+            state=out.state, error=out.error,
+            started=datetime.fromtimestamp(self._t_start, UTC).isoformat(timespec="seconds"),
+            finished=datetime.now(UTC).isoformat(timespec="seconds"),
+            t0=out.samples[0]["t"] if out.samples else self._t_start, windows=list(self.windows), steps=steps,
+            caught_up=out.caught_up, freshness_all=verdict.percentiles(_finite(fresh)),
+            batch_freshness=_batch_freshness(fresh, batch_ids, batches, visible), batches=batches,
+            emulator={k: v for k, v in out.emulator_summary.items() if k != "sent_by_minute"},
+            job_exit_code=out.job_rc, topic=self._topic_facts(last), settings=self._settings_facts(broker_pid),
+            machine=facts | {"load_average_at_end": [round(x, 2) for x in os.getloadavg()]},
+            events=list(self.events), report=str(self.dir / "report.html"))
+
+    def _reconcile(self, ids: list[str], event_times: np.ndarray, batches: list[dict[str, Any]], out: _Outcome,
+                   last: dict[str, Any]) -> reconcile.Reconciliation:
+        """Ids the emulator delivered vs ids in Delta, per minute, and the totals along the pipe."""
+        emu = out.emulator_summary
         rec = reconcile.compare_ids(reconcile.read_ids(self.dir / "ids.txt"), ids)
-        rec.windows = reconcile.per_window(emulator_summary.get("sent_by_minute") or [], event_times)
-        last = samples[-1] if samples else {}
+        rec.windows = reconcile.per_window(emu.get("sent_by_minute") or [], event_times)
         rec.totals = {
-            "emulator_sent": emulator_summary.get("sent"), "emulator_delivered": emulator_summary.get("delivered"),
-            "emulator_failed": emulator_summary.get("failed"),
-            "emulator_over_threshold_delivered": emulator_summary.get("over_threshold_delivered"),
+            "emulator_sent": emu.get("sent"), "emulator_delivered": emu.get("delivered"),
+            "emulator_failed": emu.get("failed"), "emulator_over_threshold_delivered": emu.get("over_threshold_delivered"),
             "broker_log_end": last.get("log_end"), "job_committed": last.get("job_offset"),
             "job_input_rows": int(sum(int(b.get("input_rows") or 0) for b in batches)),
             "high_value_rows": len(ids),
         }
-        rec.complete = caught_up
-        if not caught_up:
+        rec.complete = out.caught_up
+        if not out.caught_up:
             rec.note = ("the job had not caught up when the run ended: ids still in the topic count as lost here "
                         f"({last.get('lag_records')} records were behind)")
-        batch_fresh = []
-        if fresh.size:
-            for b in batches:
-                sel = fresh[batch_ids == int(b["batch_id"])]
-                sel = sel[~(sel != sel)]
-                if sel.size:
-                    p = verdict.percentiles(sel.tolist())
-                    batch_fresh.append({"batch_id": int(b["batch_id"]), "visible_at": visible.get(int(b["batch_id"])),
-                                        **p})
-        disk = self._topic_disk_bytes()
-        log_end = last.get("log_end") or 0
-        all_fresh = verdict.percentiles(fresh[~(fresh != fresh)].tolist()) if fresh.size else verdict.percentiles([])
+        return rec
+
+    def _topic_facts(self, last: dict[str, Any]) -> TopicFacts:
+        disk, log_end = self._topic_disk_bytes(), last.get("log_end") or 0
+        return TopicFacts(self.run_settings.topic, self.run_settings.partitions, log_end, disk,
+                          round(disk / log_end, 1) if disk and log_end else None)
+
+    def _settings_facts(self, broker_pid: int | None) -> dict[str, Any]:
+        rs = self.run_settings
         return {
-            "run_id": self.run_id, "state": state, "error": error,
-            "started": datetime.fromtimestamp(self._t_start, UTC).isoformat(timespec="seconds"),
-            "finished": datetime.now(UTC).isoformat(timespec="seconds"),
-            "t0": samples[0]["t"] if samples else self._t_start,
-            "plan": self.plan.as_dict(), "windows": self.windows,
-            "steps": [s.as_dict() for s in steps], "summary": summary.as_dict(), "rules": verdict.RULES,
-            "reconciliation": rec.as_dict(), "caught_up": caught_up,
-            "freshness_all": all_fresh, "batch_freshness": batch_fresh,
-            "batches": batches, "emulator": {k: v for k, v in emulator_summary.items() if k != "sent_by_minute"},
-            "job_exit_code": job_rc,
-            "topic": {"name": rs.topic, "partitions": rs.partitions, "log_end": log_end, "disk_bytes": disk,
-                      "bytes_per_record_on_disk": round(disk / log_end, 1) if disk and log_end else None},
-            "settings": {
-                "bootstrap_servers": rs.bootstrap_servers, "partitions": rs.partitions,
-                "trigger_interval_s": trigger, "threshold": str(rs.threshold),
-                "max_offsets_per_trigger": rs.max_offsets_per_trigger, "job_cores": rs.job_cores,
-                "shuffle_partitions": rs.effective_shuffle_partitions, "driver_memory": rs.driver_memory,
-                "broker_heap": self.settings.broker_heap, "ingest_interval_s": rs.ingest_interval,
-                "retention_s": rs.retention, "compact_every": 0, "data_dir": str(rs.data_dir),
-                "broker_pid": broker_pid,
-            },
-            "machine": facts | {"load_average_at_end": [round(x, 2) for x in os.getloadavg()]},
-            "events": self.events,
-            "report": str(self.dir / "report.html"),
+            "bootstrap_servers": rs.bootstrap_servers, "partitions": rs.partitions,
+            "trigger_interval_s": self.plan.trigger_s, "threshold": str(rs.threshold),
+            "max_offsets_per_trigger": rs.max_offsets_per_trigger, "job_cores": rs.job_cores,
+            "shuffle_partitions": rs.effective_shuffle_partitions, "driver_memory": rs.driver_memory,
+            "broker_heap": self.settings.broker_heap, "ingest_interval_s": rs.ingest_interval,
+            "retention_s": rs.retention, "compact_every": 0, "data_dir": str(rs.data_dir), "broker_pid": broker_pid,
         }
 
     def _topic_disk_bytes(self) -> int | None:
@@ -586,24 +576,77 @@ class LoadTest:
         return total if found else None
 
 
+def _caught_up(sample: dict[str, Any]) -> bool:
+    """The job has committed every record in the log (and there is at least one)."""
+    return sample["log_end"] > 0 and sample.get("job_offset") is not None and sample["job_offset"] >= sample["log_end"]
+
+
+def _finite(values: np.ndarray) -> list[float]:
+    return values[np.isfinite(values)].tolist() if values.size else []
+
+
+def _window_freshness(fresh: np.ndarray, event_times: np.ndarray, w: plans.StepWindow) -> dict[str, float | None]:
+    """Freshness percentiles of the rows whose event time falls in the step."""
+    if not event_times.size:
+        return verdict.percentiles([])
+    return verdict.percentiles(_finite(fresh[(event_times >= w.start) & (event_times < w.end)]))
+
+
+def _batch_freshness(fresh: np.ndarray, batch_ids: np.ndarray, batches: list[dict[str, Any]],
+                     visible: dict[int, float]) -> list[dict[str, Any]]:
+    """Freshness percentiles of each batch's rows, with the time the batch became visible."""
+    out = []
+    for b in batches if fresh.size else []:
+        sel = _finite(fresh[batch_ids == int(b["batch_id"])])
+        if sel:
+            out.append({"batch_id": int(b["batch_id"]), "visible_at": visible.get(int(b["batch_id"])),
+                        **verdict.percentiles(sel)})
+    return out
+
+
 # ---- helpers for the page and the CLI ----------------------------------------------------------------
-def list_runs(settings: Settings) -> list[dict[str, Any]]:
-    """Every run folder, newest first: run_id, state, progress, result (when finished)."""
+@dataclass
+class RunEntry:
+    """One run folder as the page and ``--list`` see it."""
+
+    run_id: str
+    dir: Path
+    running: bool
+    progress: dict[str, Any] | None = None
+    result: LoadTestResult | None = None
+    problem: str | None = None       # why result.json could not be read
+    report: Path | None = None
+
+    @property
+    def state(self) -> str:
+        if self.running:
+            return "running"
+        if self.result is not None:
+            return self.result.state
+        return "unreadable" if self.problem else (self.progress or {}).get("state", "?")
+
+
+def list_runs(settings: Settings) -> list[RunEntry]:
+    """Every run folder, newest first."""
     root = runs_dir(settings)
     if not root.is_dir():
         return []
-    out = []
-    for d in sorted((p for p in root.iterdir() if p.is_dir()), reverse=True):
-        item: dict[str, Any] = {"run_id": d.name, "dir": str(d)}
-        for name in ("progress", "result"):
-            try:
-                item[name] = json.loads((d / f"{name}.json").read_text())
-            except (OSError, ValueError):
-                item[name] = None
-        item["report"] = str(d / "report.html") if (d / "report.html").exists() else None
-        item["running"] = running_pid(d) is not None
-        out.append(item)
-    return out
+    return [_run_entry(d) for d in sorted((p for p in root.iterdir() if p.is_dir()), reverse=True)]
+
+
+def _run_entry(d: Path) -> RunEntry:
+    entry = RunEntry(d.name, d, running_pid(d) is not None)
+    try:
+        entry.progress = json.loads((d / "progress.json").read_text())
+    except (OSError, ValueError):
+        pass
+    if (d / "result.json").exists():
+        try:
+            entry.result = LoadTestResult.load(d / "result.json")
+        except ResultFormatError as exc:
+            entry.problem = str(exc)
+    entry.report = d / "report.html" if (d / "report.html").exists() else None
+    return entry
 
 
 def running_pid(run_dir: Path) -> int | None:
@@ -623,28 +666,23 @@ def running_pid(run_dir: Path) -> int | None:
     return pid
 
 
+def launch_command(options: LoadTestOptions) -> list[str]:
+    """The command line of a background run: every option, written by the options themselves."""
+    return [sys.executable, "-m", "pipeline", "loadtest", *options.to_argv()]
+
+
 def launch(settings: Settings, options: LoadTestOptions) -> tuple[str, int]:
     """Start `python -m pipeline loadtest ...` detached (for the page); returns (run_id, pid)."""
-    run_id = options.run_id or new_run_id()
-    d = runs_dir(settings) / run_id
+    options = replace(options, run_id=options.run_id or new_run_id())
+    d = runs_dir(settings) / options.run_id
     d.mkdir(parents=True, exist_ok=True)
-    cmd = [sys.executable, "-m", "pipeline", "loadtest", "--profile", options.profile, "--scale", f"{options.scale:g}",
-           "--run-id", run_id, "--catch-up-timeout", f"{options.catch_up_timeout_s:g}"]
-    if options.trigger_s is not None:
-        cmd += ["--trigger", f"{options.trigger_s:g}"]
-    if options.ceiling is not None:
-        cmd += ["--ceiling", f"{options.ceiling:g}"]
-    if not options.beyond:
-        cmd.append("--no-beyond")
-    if not options.prime:
-        cmd.append("--no-prime")
     env = dict(os.environ, TORMENTA_DATA_DIR=str(settings.data_dir),
                TORMENTA_BOOTSTRAP_SERVERS=settings.bootstrap_servers)
     with open(d / "loadtest.log", "ab") as fh:
-        proc = subprocess.Popen(cmd, stdout=fh, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
-                                cwd=PROJECT_ROOT, env=env, start_new_session=True)
+        proc = subprocess.Popen(launch_command(options), stdout=fh, stderr=subprocess.STDOUT,
+                                stdin=subprocess.DEVNULL, cwd=PROJECT_ROOT, env=env, start_new_session=True)
     (d / "loadtest.pid").write_text(str(proc.pid))
-    return run_id, proc.pid
+    return options.run_id, proc.pid
 
 
 def request_stop(settings: Settings, run_id: str) -> bool:
@@ -654,7 +692,3 @@ def request_stop(settings: Settings, run_id: str) -> bool:
         return False
     os.kill(pid, signal.SIGTERM)
     return True
-
-
-def options_dict(options: LoadTestOptions) -> dict[str, Any]:
-    return asdict(options)

@@ -192,6 +192,7 @@ class Sampler:
         self.watch = ProcessWatch()
         self.status: dict[str, Any] | None = None
         self._stop = threading.Event()
+        self._new_sample = threading.Condition()
         self._thread: threading.Thread | None = None
         self.t0 = time.time()
         self.error: str | None = None
@@ -204,6 +205,29 @@ class Sampler:
         self._stop.set()
         if self._thread is not None:
             self._thread.join(15)
+
+    def wait_for(self, predicate: Callable[[dict[str, Any]], object], timeout: float,
+                 stop: threading.Event | None = None) -> dict[str, Any] | None:
+        """The latest sample once `predicate(sample)` holds for it, re-checked at every new sample;
+        None when `timeout` seconds pass or `stop` is set first."""
+        deadline = time.monotonic() + timeout
+        with self._new_sample:
+            while True:
+                last = self.samples[-1] if self.samples else None
+                if last is not None and predicate(last):
+                    return last
+                left = deadline - time.monotonic()
+                if left <= 0 or (stop is not None and stop.is_set()):
+                    return None
+                # woken by each new sample; the short bound notices `stop` without a sample
+                self._new_sample.wait(min(left, 0.5))
+
+    def _add(self, sample: dict[str, Any]) -> None:
+        with self._new_sample:
+            self.samples.append(sample)
+            self._new_sample.notify_all()
+        if self.on_sample is not None:
+            self.on_sample(sample)
 
     def _clients(self):
         from confluent_kafka import Consumer, TopicPartition
@@ -234,9 +258,7 @@ class Sampler:
                         except ValueError:
                             pass
                 try:
-                    self.samples.append(self.sample(marks, parts))
-                    if self.on_sample is not None:
-                        self.on_sample(self.samples[-1])
+                    self._add(self.sample(marks, parts))
                 except Exception as exc:  # noqa: BLE001 - one bad sample must not end the run
                     log.warning("sample failed: %s", exc)
                 next_t += self.interval

@@ -37,6 +37,8 @@ from typing import Any
 
 import numpy as np
 
+from pipeline.loadtest.plan import StepWindow
+
 HOLDS, DEGRADES, BREAKS = "holds", "degrades", "breaks"
 PRODUCER_HOLDS = 0.95
 PRODUCER_BREAKS = 0.80
@@ -142,35 +144,54 @@ def _slope(points: list[tuple[float, float]]) -> float | None:
     return float(np.polyfit(t - t[0], y, 1)[0])
 
 
-def step_stats(step: dict, samples: list[dict], batches: list[dict], trigger_s: float,
+def step_stats(step: StepWindow, samples: list[dict], batches: list[dict], trigger_s: float,
                freshness: dict[str, float | None] | None = None) -> StepStats:
-    """Measure one step. `step` has index, label, kind, target (mean), start, end (epoch s)."""
-    start, end = float(step["start"]), float(step["end"])
+    """Measure one step (its window as it ran) and judge it."""
+    start, end = float(step.start), float(step.end)
     settle = settle_seconds(end - start)
     inside = [s for s in samples if start + settle <= s["t"] <= end]
     whole = [s for s in samples if start <= s["t"] <= end]
-    st = StepStats(step["index"], step["label"], step["kind"], float(step["target"]), start, end,
+    st = StepStats(step.index, step.label, step.kind, float(step.target), start, end,
                    freshness=dict(freshness or {}))
+    _producer_stats(st, samples, inside, whole)
+    _batch_stats(st, batches)
+    _lag_stats(st, samples, whole, start + settle)
+    _process_stats(st, inside, whole)
+    judge(st, trigger_s)
+    return st
+
+
+def _producer_stats(st: StepStats, samples: list[dict], inside: list[dict], whole: list[dict]) -> None:
+    """Achieved vs target rate after the settle time, failed deliveries in the step, queue, latency."""
     target = _mean(s.get("target_rate") for s in inside)
     st.achieved_rate = _mean(s.get("achieved_rate") for s in inside)
     st.delivered_rate = _mean(s.get("delivered_rate") for s in inside)
     if target and st.achieved_rate is not None:
         st.producer_ratio = st.achieved_rate / target
     failed = [s.get("failed") for s in whole if s.get("failed") is not None]
-    before = [s.get("failed") for s in samples if s["t"] < start and s.get("failed") is not None]
+    before = [s.get("failed") for s in samples if s["t"] < st.start and s.get("failed") is not None]
     st.failed = int((max(failed) if failed else 0) - (max(before) if before else 0))
     st.latency_p99_ms = _max(s.get("latency_p99_ms") for s in inside)
     q = _max(s.get("queue_depth") for s in whole)
     st.queue_max = int(q) if q is not None else None
-    mine = [b for b in batches if start <= float(b["trigger_time"]) < end]
+
+
+def _batch_stats(st: StepStats, batches: list[dict]) -> None:
+    """The micro-batches triggered in the step: count, longest, median, records per second of batch time."""
+    mine = [b for b in batches if st.start <= float(b["trigger_time"]) < st.end]
     st.batches = len(mine)
-    if mine:
-        durs = sorted(float(b["duration_s"]) for b in mine)
-        st.batch_max_s = durs[-1]
-        st.batch_p50_s = durs[len(durs) // 2]
-        st.rows_in_batches = int(sum(int(b.get("input_rows") or 0) for b in mine))
-        busy = sum(durs)
-        st.job_throughput = st.rows_in_batches / busy if busy > 0 else None
+    if not mine:
+        return
+    durs = sorted(float(b["duration_s"]) for b in mine)
+    st.batch_max_s = durs[-1]
+    st.batch_p50_s = durs[len(durs) // 2]
+    st.rows_in_batches = int(sum(int(b.get("input_rows") or 0) for b in mine))
+    busy = sum(durs)
+    st.job_throughput = st.rows_in_batches / busy if busy > 0 else None
+
+
+def _lag_stats(st: StepStats, samples: list[dict], whole: list[dict], settled: float) -> None:
+    """Largest and last lag, and the lag right after each commit fitted over the step."""
     lr = _max(s.get("lag_records") for s in whole)
     st.lag_records_max = int(lr) if lr is not None else None
     st.lag_s_max = _max(s.get("lag_s") for s in whole)
@@ -178,12 +199,15 @@ def step_stats(step: dict, samples: list[dict], batches: list[dict], trigger_s: 
     st.lag_s_end = ends[-1] if ends else None
     # Lag after each commit within the step (plus the commit just before it, as the baseline).
     pts = post_commit_lag(samples)
-    base = [p for p in pts if p[0] < start + settle]
-    in_step = [p for p in pts if start + settle <= p[0] <= end]
+    base = [p for p in pts if p[0] < settled]
+    in_step = [p for p in pts if settled <= p[0] <= st.end]
     series = ([base[-1]] if base else []) + in_step
     st.lag_slope = _slope(series)
     st.lag_growth_s = (series[-1][1] - series[0][1]) if len(series) >= 2 else None
     st.lag_points = len(series)
+
+
+def _process_stats(st: StepStats, inside: list[dict], whole: list[dict]) -> None:
     for who in ("emulator", "broker", "job", "loadtest", "machine"):
         c = _mean(s.get(f"cpu_{who}") for s in inside)
         if c is not None:
@@ -192,8 +216,6 @@ def step_stats(step: dict, samples: list[dict], batches: list[dict], trigger_s: 
         if m is not None:
             st.mem_mb[who] = round(m, 1)
     st.job_alive = all(s.get("job_alive", True) for s in whole)
-    judge(st, trigger_s)
-    return st
 
 
 def judge(st: StepStats, trigger_s: float) -> StepStats:
@@ -329,7 +351,3 @@ def percentiles(values) -> dict[str, float | None]:
     return {"p50": round(float(np.percentile(arr, 50)), 3), "p95": round(float(np.percentile(arr, 95)), 3),
             "max": round(float(arr.max()), 3), "n": int(arr.size)}
 
-
-def live_breaks(samples: list[dict], step: dict, trigger_s: float, batches: list[dict]) -> StepStats:
-    """The verdict of a step from what is known at its end (decides whether to push further)."""
-    return step_stats(step, samples, batches, trigger_s)

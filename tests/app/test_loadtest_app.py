@@ -62,12 +62,12 @@ def test_page_without_runs_shows_the_form_and_the_calculator(monkeypatch, tmp_pa
 def test_page_shows_a_saved_run_and_recomputes_capacity(monkeypatch, tmp_path):
     result, samples = synthetic_result()
     run_dir = tmp_path / "loadtests" / "20261124-191200-abcd"
-    result["run_id"] = run_dir.name
-    result["topic"] = {"bytes_per_record_on_disk": 60.0}
+    result.run_id = run_dir.name
+    result.topic.bytes_per_record_on_disk = 60.0
     write_report(run_dir, result, samples)
     at = open_page(monkeypatch, tmp_path)
     metrics = {m.label: m.value for m in at.metric}
-    assert metrics["Maximum sustainable rate"] == f"{result['summary']['max_sustainable_rate']:,.0f} tx/s"
+    assert metrics["Maximum sustainable rate"] == f"{result.summary.max_sustainable_rate:,.0f} tx/s"
     assert metrics["Limiting stage"] == "job"
     assert metrics["Lost / duplicated ids"] == "0 / 0"
     verdicts = next(f for f in frames(at) if "verdict" in f.columns)

@@ -52,9 +52,9 @@ def test_report_opens_offline_in_chromium(tmp_path, artifacts):
     seen = open_report(path, artifacts / "loadtest-report-synthetic.png")
     assert seen["errors"] == []
     assert seen["charts"] >= 12
-    assert seen["max_rate"] == f"{result['summary']['max_sustainable_rate']:,.0f} tx/s"
+    assert seen["max_rate"] == f"{result.summary.max_sustainable_rate:,.0f} tx/s"
     assert seen["stage"] == "job" and seen["reconciliation"] == "0 lost / 0 duplicated"
-    assert seen["verdict_rows"] == len(result["steps"])
+    assert seen["verdict_rows"] == len(result.steps)
 
 
 def test_load_test_page_in_chromium(tmp_path, artifacts):
@@ -64,8 +64,8 @@ def test_load_test_page_in_chromium(tmp_path, artifacts):
     from tests.app.test_browser import running_app
 
     result, samples = synthetic_result()
-    result["run_id"] = "20261124-191200-abcd"
-    write_report(tmp_path / "loadtests" / result["run_id"], result, samples)
+    result.run_id = "20261124-191200-abcd"
+    write_report(tmp_path / "loadtests" / result.run_id, result, samples)
     with running_app(tmp_path) as url, sync_playwright() as p:
         browser = p.chromium.launch(executable_path=CHROMIUM, args=ARGS)
         try:

@@ -17,6 +17,7 @@ from pipeline.loadtest.capacity import (
     sample_record_bytes,
 )
 from pipeline.settings import Settings
+from tests.loadtest.test_loadtest_unit import synthetic_result
 
 
 def test_disk_and_batch_figures_follow_the_stated_formulas():
@@ -71,9 +72,12 @@ def test_helpers():
     size = sample_record_bytes(Settings().sample_file)
     assert size is not None and 150 < size < 300
     assert measured_inputs(None) == {}
-    got = measured_inputs({"steps": [{"job_throughput": 1000.4}, {"job_throughput": 52_000.2}, {}],
-                           "topic": {"bytes_per_record_on_disk": 61.5}})
-    assert got == {"job_throughput": 52_000, "bytes_per_record_on_disk": 61.5}
+    result, _ = synthetic_result()
+    for step, throughput in zip(result.steps, (1000.4, 52_000.2, None)):
+        step.job_throughput = throughput
+    result.steps = result.steps[:3]
+    result.topic.bytes_per_record_on_disk = 61.5
+    assert measured_inputs(result) == {"job_throughput": 52_000, "bytes_per_record_on_disk": 61.5}
 
 
 def test_capacity_cli(capsys):

@@ -3,6 +3,7 @@ reconciliation by id and per window, the sampler's lag arithmetic, the HTML repo
 
 from __future__ import annotations
 
+import dataclasses
 import json
 
 import numpy as np
@@ -12,6 +13,7 @@ from pipeline.errors import SettingsError
 from pipeline.loadtest import plan as plans
 from pipeline.loadtest import reconcile, verdict
 from pipeline.loadtest.report import build_report, verdict_rows, write_report
+from pipeline.loadtest.result import LoadTestResult
 from pipeline.loadtest.sampling import LogEndHistory, checkpoint_offsets
 
 
@@ -23,8 +25,7 @@ def simulate(plan: plans.Plan, *, job_capacity: float, overhead_s: float, emulat
     seconds per batch of n records and the emulator reaches at most `emulator_max` tx/s."""
     windows, t = [], t0
     for s in plan.steps:
-        windows.append({"index": s.index, "label": s.label, "kind": s.kind, "target": s.mean_target(),
-                        "rate": s.rate, "start": t, "end": t + s.duration_s, "complete": True})
+        windows.append(plans.StepWindow.of(s, t, t + s.duration_s))
         t += s.duration_s
     end_t = t
     trig = plan.trigger_s
@@ -34,9 +35,9 @@ def simulate(plan: plans.Plan, *, job_capacity: float, overhead_s: float, emulat
     samples, batches = [], []
     t = t0
     while t <= end_t + 1e-9:
-        w = next((w for w in windows if w["start"] <= t < w["end"]), windows[-1])
-        step = plan.steps[w["index"]]
-        target = step.target_at(t - w["start"])
+        w = next((w for w in windows if w.start <= t < w.end), windows[-1])
+        step = plan.steps[w.index]
+        target = step.target_at(t - w.start)
         achieved = min(target, emulator_max)
         log_end += achieved * dt
         hist.add(t, int(log_end))
@@ -52,7 +53,7 @@ def simulate(plan: plans.Plan, *, job_capacity: float, overhead_s: float, emulat
                 next_trigger += trig
         failed = 0 if failed_from is None or t < failed_from else int((t - failed_from) * 100)
         samples.append({
-            "t": t, "step": w["index"], "target_rate": target, "achieved_rate": achieved, "delivered_rate": achieved,
+            "t": t, "step": w.index, "target_rate": target, "achieved_rate": achieved, "delivered_rate": achieved,
             "failed": failed, "queue_depth": queue, "latency_p50_ms": latency_ms / 2, "latency_p99_ms": latency_ms,
             "log_end": int(log_end), "job_offset": committed,
             "lag_records": int(log_end) - committed, "lag_s": hist.lag_seconds(t, committed), "job_alive": True,
@@ -135,7 +136,7 @@ def test_no_step_holds_names_the_highest_unbroken_rate(tmp_path):
     assert summary.highest_unbroken_rate is not None
     assert f"did not break: {summary.highest_unbroken_rate:,.0f} tx/s" in summary.answer
     result, samples = synthetic_result(plan, job_capacity=80_000, overhead_s=12.0)
-    result["summary"]["answer"] = "old wording"
+    result.summary.answer = "old wording"
     write_report(tmp_path, result, samples)
     assert "did not break" in rebuild(tmp_path).read_text()
 
@@ -240,8 +241,8 @@ def test_per_window_counts_and_freshness():
 
 
 # ---- report ---------------------------------------------------------------------------------------------------
-def synthetic_result(plan: plans.Plan | None = None, **sim) -> tuple[dict, list[dict]]:
-    """A complete result dict (as the runner saves it) from a simulated run."""
+def synthetic_result(plan: plans.Plan | None = None, **sim) -> tuple[LoadTestResult, list[dict]]:
+    """A complete result (as the runner returns it) from a simulated run."""
     plan = plan or CHRISTMAS
     samples, batches, windows = simulate(plan, **({"job_capacity": 80_000, "overhead_s": 2.0} | sim))
     stats, summary = judge_all(plan, samples, batches, windows)
@@ -251,19 +252,16 @@ def synthetic_result(plan: plans.Plan | None = None, **sim) -> tuple[dict, list[
     rec.windows = [{"minute": "2026-11-24T19:12:00Z", "sent": 1000, "over_threshold": 2, "in_delta": 2,
                     "difference": 0}]
     rec.totals = {"emulator_sent": 1000, "broker_log_end": 1000}
-    result = {
-        "run_id": "test-run", "state": "done", "error": None, "started": "2026-11-24T19:12:00+00:00",
-        "finished": "2026-11-24T19:20:00+00:00", "t0": samples[0]["t"], "plan": plan.as_dict(), "windows": windows,
-        "steps": [s.as_dict() for s in stats], "summary": summary.as_dict(), "rules": verdict.RULES,
-        "reconciliation": rec.as_dict(), "caught_up": True,
-        "freshness_all": {"p50": 6.0, "p95": 11.0, "max": 14.0, "n": 2},
-        "batch_freshness": [{"batch_id": b["batch_id"], "visible_at": b["trigger_time"] + b["duration_s"],
-                             "p50": 5.0, "p95": 9.0, "max": 12.0, "n": 10} for b in batches],
-        "batches": batches, "emulator": {"sent": 1000, "delivered": 1000, "failed": 0},
-        "settings": {"trigger_interval_s": plan.trigger_s, "partitions": 3},
-        "machine": {"logical_cores": 2, "cpu_model": "test cpu"}, "events": [{"t": samples[0]["t"], "text": "start"}],
-        "report": "report.html",
-    }
+    result = LoadTestResult(
+        run_id="test-run", plan=plan, summary=summary, reconciliation=rec, state="done",
+        started="2026-11-24T19:12:00+00:00", finished="2026-11-24T19:20:00+00:00", t0=samples[0]["t"],
+        windows=windows, steps=stats, caught_up=True, freshness_all={"p50": 6.0, "p95": 11.0, "max": 14.0, "n": 2},
+        batch_freshness=[{"batch_id": b["batch_id"], "visible_at": b["trigger_time"] + b["duration_s"],
+                          "p50": 5.0, "p95": 9.0, "max": 12.0, "n": 10} for b in batches],
+        batches=batches, emulator={"sent": 1000, "delivered": 1000, "failed": 0},
+        settings={"trigger_interval_s": plan.trigger_s, "partitions": 3},
+        machine={"logical_cores": 2, "cpu_model": "test cpu"}, events=[{"t": samples[0]["t"], "text": "start"}],
+        report="report.html")
     return result, samples
 
 
@@ -276,8 +274,8 @@ def test_report_is_self_contained_with_every_chart_and_the_verdict(tmp_path):
                   "freshness", "freshness_steps", "cpu", "memory", "reconciliation"):
         assert f'id="chart-{chart}"' in text
     assert "<script src=" not in text  # plotly.js inlined once: the file works offline
-    assert result["summary"]["answer"].split(";")[0] in text
-    assert 'id="max-rate"' in text and f"{result['summary']['max_sustainable_rate']:,.0f} tx/s" in text
+    assert result.summary.answer.split(";")[0] in text
+    assert 'id="max-rate"' in text and f"{result.summary.max_sustainable_rate:,.0f} tx/s" in text
     assert "0 lost / 0 duplicated" in text and "v-breaks" in text and "Rules" in text
     assert json.loads((tmp_path / "result.json").read_text())["run_id"] == "test-run"
     rows = verdict_rows(result)
@@ -286,8 +284,8 @@ def test_report_is_self_contained_with_every_chart_and_the_verdict(tmp_path):
 
 def test_report_of_a_failed_run_still_renders():
     result, samples = synthetic_result(plans.build_plan("smoke"), job_capacity=1e6, overhead_s=0.2)
-    result.update(state="failed", error="the job exited with code 1", steps=[], windows=[], batches=[],
-                  batch_freshness=[])
-    result["reconciliation"]["windows"] = []
+    result = dataclasses.replace(result, state="failed", error="the job exited with code 1", steps=[], windows=[],
+                                 batches=[], batch_freshness=[])
+    result.reconciliation.windows = []
     text = build_report(result, [])
     assert "the job exited with code 1" in text and "Run state" in text
