@@ -190,7 +190,7 @@ class StormEmulator:
 
     def _slice(self, run: _Run, max_records: int | None, sleep: Callable[[float], object]) -> None:
         """One slice: send what is owed (one chunk), serve the reports, sleep until the next slice."""
-        busy = False
+        got = 0
         if run.desired.state != "paused":
             n = self.chunk_max if self.full_speed or self.source.self_paced else min(run.pacer.due(), self.chunk_max)
             if max_records is not None:
@@ -200,10 +200,10 @@ class StormEmulator:
                 run.stopped_by = "exhausted"
                 return
             # Full speed, a self-paced source with records ready, or a backlog: go straight on.
-            busy = got > 0 and (self.full_speed or self.source.self_paced or got >= self.chunk_max)
-        run.sink.poll(0)
-        if busy:
-            return
+            if got > 0 and (self.full_speed or self.source.self_paced or got >= self.chunk_max):
+                return
+        if got == 0:  # sending a chunk has served the reports already
+            run.sink.poll(0)
         now = self.clock()
         if run.next_slice > now:
             sleep(run.next_slice - now)

@@ -21,7 +21,7 @@ from pipeline.settings import Settings
 
 
 class MemorySink:
-    """Collects every message; each is "delivered" at the next poll or flush (or fails, if told to)."""
+    """Collects every message; each is "delivered" when reports are served (or fails, if told to)."""
 
     def __init__(self, fail_every: int = 0):
         self.keys: list[bytes | None] = []
@@ -40,6 +40,7 @@ class MemorySink:
         self.values += batch.values
         self.high += batch.high
         self._pending += len(batch)
+        self.poll(0)  # like StormProducer.send, which serves the reports that are ready
         return len(batch)
 
     def poll(self, timeout: float = 0.0) -> int:
