@@ -149,8 +149,8 @@ def _avro_field(f, value: Any) -> bytes:
 
 
 _NAMES = [f.name for f in FIELDS]
-# The hot path assumes the id is the first field and the timestamp comes after it.
-assert _NAMES[0] == TRANSACTION_ID and TIMESTAMP in _NAMES, "update the Avro templates for the new field order"
+if _NAMES[0] != TRANSACTION_ID or TIMESTAMP not in _NAMES:  # what the Avro templates rely on
+    raise RuntimeError("the Avro templates need transaction_id first and a timestamp field; update binarizer.py")
 _TS_POS = _NAMES.index(TIMESTAMP)
 
 
@@ -168,6 +168,8 @@ def avro_spans(value: bytes) -> list[tuple[int, int]] | None:
             start = pos
             n, pos = read_varint(value, pos)
             if f.kind != "timestamp":
+                if n < 0:
+                    return None
                 pos += n
             spans.append((start, pos))
     except IndexError:
@@ -195,6 +197,8 @@ def transaction_id_of(value: bytes) -> str | None:
 
 # ---- binarizers ------------------------------------------------------------------------------
 class _Binarizer:
+    """What both wire formats share: the general `encode()` path and the threshold flag."""
+
     name = ""
 
     def __init__(self, threshold: Decimal = DEFAULT_THRESHOLD):

@@ -205,3 +205,11 @@ def test_avro_restamp_moves_only_the_event_time(avro_source):
     before, after = decode(value), decode(moved)
     assert {k: v for k, v in before.items() if k != "timestamp"} == {k: v for k, v in after.items() if k != "timestamp"}
     assert AvroBinarizer.restamp(b'{"json": 1}', NOW) is None
+
+
+@pytest.mark.parametrize("broken", [b"\x00", b"\x00\x00\x00\x00\x01", b"\x00\x00\x00\x00\x01\x7f",
+                                    b"\x00\x00\x00\x00\x01\x03abc", b"\x00\x00\x00\x00\x01\x06ab"])
+def test_broken_frames_are_handled_not_crashed_on(broken):
+    assert transaction_id_of(broken) is None
+    assert AvroBinarizer.restamp(broken, NOW) is None
+    assert AvroBinarizer.malformed_variants(broken) == [broken[: max(1, len(broken) // 2)]]
