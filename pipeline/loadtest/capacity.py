@@ -142,7 +142,21 @@ def capacity(inp: CapacityInput) -> CapacityPlan:
     if inp.job_throughput:
         est = capped / inp.job_throughput
         max_rate = inp.job_throughput  # above it the job processes less than what arrives
-    warnings = []
+    warnings = _warnings(inp, per_batch, waves, est)
+    assumptions = _assumptions(inp, per_record)
+    return CapacityPlan(
+        inputs=asdict(inp), bytes_per_record_on_disk=per_record, ingress_bytes_per_s=ingress,
+        bytes_per_day=ingress * 86400, retained_bytes_one_copy=retained, segment_slack_bytes=slack,
+        disk_total_bytes=total, disk_per_broker_bytes=total / inp.brokers, records_per_batch=per_batch,
+        records_per_batch_capped=capped, bytes_per_batch_raw=per_batch * (inp.record_bytes + inp.key_bytes),
+        tasks_per_batch=inp.partitions, task_waves=waves, idle_cores_during_read=max(0, inp.cores - inp.partitions),
+        records_per_task=capped / inp.partitions, partition_bytes_per_s=ingress / inp.partitions,
+        est_batch_s=est, max_rate_for_trigger=max_rate, assumptions=assumptions, warnings=warnings,
+    )
+
+def _warnings(inp: CapacityInput, per_batch: float, waves: int, est: float | None) -> list[str]:
+    """What in these figures would hurt: capped batches, idle cores, batches longer than the trigger."""
+    warnings: list[str] = []
     if per_batch > inp.max_offsets_per_trigger:
         warnings.append(f"{per_batch:,.0f} records arrive per trigger but a batch reads at most "
                         f"{inp.max_offsets_per_trigger:,} (maxOffsetsPerTrigger): the lag grows by "
@@ -159,6 +173,11 @@ def capacity(inp: CapacityInput) -> CapacityPlan:
     if inp.job_throughput and inp.rate > inp.job_throughput:
         warnings.append(f"rate {inp.rate:,.0f} tx/s exceeds the measured job throughput "
                         f"{inp.job_throughput:,.0f} records/s: the job falls behind whatever the trigger")
+    return warnings
+
+
+def _assumptions(inp: CapacityInput, per_record: float) -> list[str]:
+    """Every assumption, with the figure it drives."""
     assumptions = [
         f"record on disk = (value {inp.record_bytes:g} B + key {inp.key_bytes:g} B + framing {inp.overhead_bytes:g} B)"
         f" / compression {inp.compression_ratio:g} = {per_record:,.1f} B",
@@ -173,15 +192,7 @@ def capacity(inp: CapacityInput) -> CapacityPlan:
     if inp.job_throughput:
         assumptions.append(f"job throughput {inp.job_throughput:,.0f} records per busy second, measured by a "
                            "load test on this machine (batch overhead ignored)")
-    return CapacityPlan(
-        inputs=asdict(inp), bytes_per_record_on_disk=per_record, ingress_bytes_per_s=ingress,
-        bytes_per_day=ingress * 86400, retained_bytes_one_copy=retained, segment_slack_bytes=slack,
-        disk_total_bytes=total, disk_per_broker_bytes=total / inp.brokers, records_per_batch=per_batch,
-        records_per_batch_capped=capped, bytes_per_batch_raw=per_batch * (inp.record_bytes + inp.key_bytes),
-        tasks_per_batch=inp.partitions, task_waves=waves, idle_cores_during_read=max(0, inp.cores - inp.partitions),
-        records_per_task=capped / inp.partitions, partition_bytes_per_s=ingress / inp.partitions,
-        est_batch_s=est, max_rate_for_trigger=max_rate, assumptions=assumptions, warnings=warnings,
-    )
+    return assumptions
 
 
 def sample_record_bytes(sample_file: Path, limit: int = 2000) -> float | None:
