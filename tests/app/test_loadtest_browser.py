@@ -32,9 +32,9 @@ def open_report(path: Path, screenshot: Path) -> dict:
             # Any request leaving the file would mean the report is not self-contained.
             page.route("http*://**", lambda route: (errors.append("network: " + route.request.url), route.abort()))
             page.goto(path.as_uri(), wait_until="load")
+            # every chart has drawn its SVG: the page is complete, nothing left to wait for
             page.wait_for_function("() => document.querySelectorAll('.js-plotly-plot .main-svg').length >= 12",
                                    timeout=60_000)
-            page.wait_for_timeout(500)
             page.screenshot(path=str(screenshot), full_page=True)
             return {"charts": page.locator(".js-plotly-plot").count(),
                     "max_rate": page.locator("#max-rate").inner_text(),
@@ -78,7 +78,7 @@ def test_load_test_page_in_chromium(tmp_path, artifacts):
             page.locator(".js-plotly-plot").first.wait_for(timeout=30_000)
             page.wait_for_function("() => !document.querySelector('[data-testid=\"stStatusWidget\"]')",
                                    timeout=30_000)
-            page.wait_for_timeout(1000)
+            page.locator(".js-plotly-plot .main-svg").first.wait_for(timeout=30_000)
             page.screenshot(path=str(artifacts / "dashboard-load_test.png"), full_page=True)
             page.get_by_role("tab", name="Capacity calculator").click()
             # st.dataframe draws on a canvas; its accessible grid cells exist but are not "visible"
