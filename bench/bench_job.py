@@ -62,7 +62,7 @@ def ours_time(spark, settings: Settings, writer) -> tuple[float, dict, float]:
     from pipeline.job import runner
 
     t = time.perf_counter()
-    q = (runner.kafka_stream(spark, settings).writeStream.foreachBatch(writer).trigger(availableNow=True)
+    q = (runner.high_value_input(spark, settings).writeStream.foreachBatch(writer).trigger(availableNow=True)
          .option("checkpointLocation", str(settings.checkpoint_dir / "high_value")).start())
     q.awaitTermination()
     took = time.perf_counter() - t

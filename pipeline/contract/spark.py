@@ -46,7 +46,7 @@ _TYPED_SCHEMA = "struct<" + ", ".join(
 _VARIANT_SCHEMA = "struct<" + ", ".join(f"{n}: variant" for n in _WIRE_NAMES) + ">"
 _TS_NORMALISED = ("coalesce(try_cast({ts} AS timestamp), try_cast(regexp_replace(upper({ts}), "
                   "'([+-][0-9]{{2}})([0-9]{{2}})$', '$1:$2') AS timestamp))")
-_MAX = F.lit(int(MAX_AMOUNT))
+_MAX = int(MAX_AMOUNT)  # compared as a literal column
 KAFKA_OUT = ("raw_value", "raw_key", "raw_bytes", "wire_format", "topic", "kafka_partition", "kafka_offset",
              "ingest_time")
 
@@ -65,7 +65,7 @@ def decode_messages(raw: DataFrame) -> DataFrame:
     is_avro = F.expr("substring(value, 1, 1) = X'00'")
     df = raw.select(
         F.col("value").alias("raw_bytes"),
-        F.col("value").cast("string").alias("raw_value"),
+        F.col("value").cast("string").alias("raw_value"),  # as read; made printable below
         F.col("key").cast("string").alias("raw_key"),
         F.col("topic"),
         F.col("partition").cast("int").alias("kafka_partition"),
@@ -90,7 +90,11 @@ def decode_messages(raw: DataFrame) -> DataFrame:
     out.append(pick(F.col("a.timestamp"), F.col("_json_time")).alias("event_time"))
     out += [_optional(pick(F.col(f"a.{f.name}"), F.col(f"j.{f.name}")), f).alias(f.column) for f in OPTIONAL_FIELDS]
     reason = pick(_avro_reason(), F.when(_json_fast_ok(), F.lit(None).cast("string")).otherwise(_json_strict_reason()))
-    return df.select(*out, reason.alias("reason"), *KAFKA_OUT)
+    # The raw text kept for quarantine must be valid UTF-8 (Delta readers refuse anything
+    # else); an Avro message is shown as hex. raw_bytes always holds the exact bytes.
+    printable = pick(F.concat(F.lit("0x"), F.lower(F.hex("raw_bytes"))),
+                     F.call_function("make_valid_utf8", F.col("raw_value")))
+    return df.select(*out, reason.alias("reason"), *(printable.alias(c) if c == "raw_value" else c for c in KAFKA_OUT))
 
 
 def _optional(value: Column, field) -> Column:
@@ -146,7 +150,7 @@ def _avro_reason() -> Column:
                              F.lit(f"{n} must be 1..{MAX_ID_LENGTH} characters"))
     amount = a.getField("amount")
     return (reason.when(amount <= 0, F.lit("amount must be greater than 0"))
-            .when(amount > _MAX, F.lit(f"amount exceeds {MAX_AMOUNT:,}")))
+            .when(amount > F.lit(_MAX), F.lit(f"amount exceeds {MAX_AMOUNT:,}")))
 
 
 # ---- JSON ------------------------------------------------------------------------------
@@ -164,7 +168,7 @@ def _json_fast_ok() -> Column:
         # The typed parse reads a quoted "1600" as a decimal, so that one form is looked
         # for in the text; true/false/objects/arrays already parse to NULL.
         ok & ~rv.contains('"amount":"')
-        & amount.isNotNull() & (amount > 0) & (amount <= _MAX) & (amount == F.round(amount, AMOUNT_SCALE))
+        & amount.isNotNull() & (amount > 0) & (amount <= F.lit(_MAX)) & (amount == F.round(amount, AMOUNT_SCALE))
         & c("j.timestamp").rlike(TIMESTAMP_PATTERN) & c("_json_time").isNotNull()
     )
 
@@ -196,7 +200,7 @@ def _json_strict_reason() -> Column:
         .when(amount_d.isNull() | F.isnan(amount_d) | (F.abs(amount_d) == float("inf")),
               F.lit("amount is not a finite number"))
         .when(amount_d <= 0, F.lit("amount must be greater than 0"))
-        .when(amount_w.isNull() | (amount_w > _MAX), F.lit(f"amount exceeds {MAX_AMOUNT:,}"))
+        .when(amount_w.isNull() | (amount_w > F.lit(_MAX)), F.lit(f"amount exceeds {MAX_AMOUNT:,}"))
         .when(amount_w != F.round(amount_w, AMOUNT_SCALE), F.lit(f"amount has more than {AMOUNT_SCALE} decimals"))
         .when(t("timestamp") != "STRING", F.lit("timestamp is not a string"))
         .when(~ts.rlike(TIMESTAMP_PATTERN), F.lit("timestamp is not ISO-8601 with an offset or Z"))

@@ -1,17 +1,17 @@
-"""Wire the streaming queries: Kafka -> transforms -> Delta, one checkpoint per query.
+"""Wire the streaming queries: Kafka -> decode -> dedupe -> Delta, one checkpoint per query.
 
-Two projects share the transactions topic, each with its own trigger and checkpoint:
+- ``high_value`` (processing interval, default one minute): decode every message (JSON or
+  Avro), drop redelivered transactions with streaming state (RocksDB), then per
+  micro-batch append the quarantined messages, the high-value transactions, the
+  per-window sales aggregates and one metrics row, as four concurrent Delta appends.
+- ``sales_hourly`` (default one hour): rolls the sales_agg table up by the hour, reading
+  it as a Delta stream, so it counts exactly what sales_agg counts.
 
-- ``high_value`` (processing interval, default one minute): parse and validate every
-  message, quarantine the invalid ones, MERGE the high-value transactions into the
-  high-value table (insert-only, keyed by transaction_id within the dedupe window),
-  append per-window sales aggregates and one metrics row per batch.
-- ``sales_hourly`` (default one hour): hourly sales summary per category and country.
-
-Exactly-once: the Kafka offsets of each micro-batch are fixed in the checkpoint before
-the batch runs; on a restart the same batch is replayed. The MERGE inserts only ids that
-are not there yet and every append carries ``txnAppId``/``txnVersion`` (= batch id), so a
-replay writes nothing twice.
+Exactly once: the Kafka offsets of each micro-batch and the dedupe state are fixed in
+the checkpoint before the batch's outputs are written; on a restart the same batch is
+replayed against the same state. Every append carries ``txnAppId``/``txnVersion``
+(= batch id), so Delta skips an append that had already committed: a crash between two
+of the batch's commits writes nothing twice.
 """
 
 from __future__ import annotations
@@ -21,15 +21,18 @@ import logging
 import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
-from datetime import UTC, datetime, timedelta
+from dataclasses import dataclass
+from datetime import UTC, datetime
 
+from pipeline.contract.spark import decode_messages
 from pipeline.contract.tables import TABLES, ddl
-from pipeline.errors import JobError
+from pipeline.errors import JobError, SettingsError
 from pipeline.job import tables, transforms
 from pipeline.kafka.topic import describe_topic, log_end_offsets
 from pipeline.settings import Settings, spark_interval
 
 log = logging.getLogger(__name__)
+QUERIES = ("high_value", "sales_hourly")
 
 
 def kafka_stream(spark, settings: Settings):
@@ -48,9 +51,45 @@ def kafka_stream(spark, settings: Settings):
     )
 
 
+def high_value_input(spark, settings: Settings):
+    """The high-value query's input: decoded, deduplicated rows (a streaming DataFrame)."""
+    return transforms.dedupe(decode_messages(kafka_stream(spark, settings)), settings.dedup_window,
+                            settings.threshold)
+
+
 def _append(df, path: str, app_id: str, batch_id: int) -> None:
     (df.write.format("delta").mode("append")
      .option("txnAppId", app_id).option("txnVersion", batch_id).save(path))
+
+
+@dataclass(frozen=True)
+class BatchStats:
+    """What one micro-batch held, from its cached summary."""
+
+    rows: int
+    valid: int
+    high_value: int
+    avro: int
+    windows: int
+    min_event_time: datetime | None
+    max_event_time: datetime | None
+
+    @property
+    def quarantined(self) -> int:
+        return self.rows - self.valid
+
+    @classmethod
+    def of(cls, summary) -> BatchStats:
+        from pyspark.sql import functions as F
+
+        s = summary.agg(
+            F.sum("rows").alias("n"), F.sum("sales_count").alias("valid"), F.sum("high_value_count").alias("hv"),
+            F.sum("avro_rows").alias("avro"),
+            F.count_distinct("window_start", "merchant_category", "country").alias("windows"),
+            F.min("min_event_time").alias("min_et"), F.max("max_event_time").alias("max_et"),
+        ).first()
+        return cls(int(s["n"] or 0), int(s["valid"] or 0), int(s["hv"] or 0), int(s["avro"] or 0),
+                   int(s["windows"] or 0), s["min_et"], s["max_et"])
 
 
 class HighValueBatchWriter:
@@ -61,126 +100,84 @@ class HighValueBatchWriter:
     def __init__(self, settings: Settings):
         self.settings = settings
         self.paths = {n: str(settings.table_path(n)) for n in TABLES}
+        self.app = f"tormenta-{self.query_name}"
         self.batches_done = 0
         self.last_end_offsets: dict[int, int] = {}
         self.last_timings: dict[str, float] = {}  # seconds per stage of the last batch (bench, logs)
 
     def __call__(self, batch_df, batch_id: int) -> None:
-        from delta.tables import DeltaTable
-        from pyspark.sql import functions as F
-
-        s = self.settings
-        started = time.time()
-        trigger_time = datetime.now(UTC)
-        spark = batch_df.sparkSession
-        timings = self.last_timings = {}
-        mark = [time.perf_counter()]
-
-        def lap(stage: str) -> None:
-            now_ = time.perf_counter()
-            timings[stage] = now_ - mark[0]
-            mark[0] = now_
-
-        # One pass over the batch: parse, validate and summarise (see batch_summary); only
-        # the small summary is cached for the several outputs.
-        summary = transforms.batch_summary(transforms.parse_messages(batch_df), s.threshold, s.agg_window).persist()
+        s, started = self.settings, time.perf_counter()
+        trigger_time = datetime.now(UTC).replace(tzinfo=None)
+        # One pass over the batch: decode, dedupe, summarise; only the small summary is
+        # cached for the several outputs.
+        summary = transforms.batch_summary(batch_df, s.threshold, s.agg_window).persist()
         try:
-            now = F.lit(trigger_time.replace(tzinfo=None)).cast("timestamp")
-            stats = summary.agg(
-                F.sum("rows").alias("n"), F.sum("sales_count").alias("valid"),
-                F.sum("high_value_count").alias("hv"),
-                F.min("min_event_time").alias("min_et"), F.max("max_event_time").alias("max_et"),
-            ).first()
-            ends = {r["kafka_partition"]: r["end"] for r in
-                    summary.groupBy("kafka_partition").agg((F.max("max_offset") + 1).alias("end")).collect()}
-            n, valid_n = int(stats["n"] or 0), int(stats["valid"] or 0)
-            bad = n - valid_n
-            app = f"tormenta-{self.query_name}"
-            lap("read+parse+summarise")
-
-            def write_quarantine() -> int:
-                if not bad:
-                    return 0
-                q = transforms.summary_rows(summary, "quarantine_rows").select(
-                    *[c for c in transforms.QUARANTINE_FIELDS if c != "reason"], now.alias("arrival_time"), "reason",
-                    F.lit(batch_id).cast("long").alias("batch_id"))
-                _append(q, self.paths["quarantine"], f"{app}-quarantine", batch_id)
-                return bad
-
-            def write_high_value() -> int:
-                if not stats["hv"]:
-                    return 0
-                hv = transforms.dedupe_within_batch(transforms.summary_rows(summary, "high_value_rows"), s.dedup_window)
-                hv = hv.select(
-                    *transforms.HIGH_VALUE_FIELDS, now.alias("processing_time"),
-                    F.lit(batch_id).cast("long").alias("batch_id"), F.to_date("event_time").alias("event_date"),
-                ).persist()
-                try:
-                    rows = hv.count()
-                    self._merge_high_value(spark, DeltaTable, hv, stats["min_et"], stats["max_et"])
-                finally:
-                    hv.unpersist()
-                return rows
-
-            def write_sales() -> int:
-                if not valid_n:
-                    return 0
-                agg = transforms.summary_sales(summary, s.agg_window).select(
-                    "*", F.lit(batch_id).cast("long").alias("batch_id"), now.alias("processing_time"))
-                agg = agg.coalesce(1).persist()
-                try:
-                    rows = agg.count()
-                    _append(agg, self.paths["sales_agg"], f"{app}-sales_agg", batch_id)
-                finally:
-                    agg.unpersist()
-                return rows
-
-            # The three outputs are independent and each is idempotent on its own, so they
-            # run as concurrent Spark jobs: one table's commit overlaps another's compute.
-            with ThreadPoolExecutor(max_workers=3, thread_name_prefix="tormenta-write") as pool:
-                futures = {name: pool.submit(fn) for name, fn in
-                           (("quarantine", write_quarantine), ("high_value", write_high_value),
-                            ("sales_agg", write_sales))}
-                results = {name: f.result() for name, f in futures.items()}
-            hv_rows, agg_rows = results["high_value"], results["sales_agg"]
-            lap("writes (quarantine, high_value, sales_agg)")
-
-            self.last_end_offsets.update(ends)
-            behind = self._offsets_behind()
-            max_et = stats["max_et"]
-            lag = (trigger_time.replace(tzinfo=None) - max_et).total_seconds() if max_et else None
-            metrics = spark.createDataFrame(
-                [(self.query_name, batch_id, trigger_time.replace(tzinfo=None), time.time() - started,
-                  float(s.trigger_interval), n, valid_n, hv_rows, bad, agg_rows, behind, lag, max_et,
-                  json.dumps({str(k): v for k, v in sorted(self.last_end_offsets.items())}), None, None)],
-                schema=ddl("batch_metrics"),
-            )
-            _append(metrics.coalesce(1), self.paths["batch_metrics"], f"{app}-metrics", batch_id)
-            lap("metrics")
-            log.info("batch %d: %d in, %d high-value, %d quarantined, %.1fs, %s behind (%s)",
-                     batch_id, n, hv_rows, bad, time.time() - started, behind,
-                     ", ".join(f"{k} {v:.2f}s" for k, v in timings.items()))
+            stats = BatchStats.of(summary)
+            if not stats.rows:
+                return  # a no-data batch: Spark only moved the dedupe watermark on
+            offsets = self._offsets(batch_df.sparkSession, batch_id)
+            self.last_timings = {"read+decode+dedupe+summarise": time.perf_counter() - started}
+            self._write_all(summary, stats, offsets, batch_id, trigger_time, started)
+            self.last_timings["writes (4 appends)"] = time.perf_counter() - started - sum(self.last_timings.values())
         finally:
             summary.unpersist()
+        log.info("batch %d: %d in, %d high-value, %d quarantined, %d duplicates, %.1fs, %s behind (%s)",
+                 batch_id, stats.rows, stats.high_value, stats.quarantined, offsets.duplicates(stats.rows),
+                 time.perf_counter() - started, offsets.behind,
+                 ", ".join(f"{k} {v:.2f}s" for k, v in self.last_timings.items()))
         self.batches_done += 1
         if s.compact_every and self.batches_done % s.compact_every == 0:
-            tables.upkeep(spark, s)
+            tables.upkeep(batch_df.sparkSession, s)
 
-    def _merge_high_value(self, spark, DeltaTable, hv, min_et, max_et) -> None:
-        # Literal bounds let Delta prune partitions and skip files by event_time stats;
-        # the id + time-distance condition is the contract's dedupe rule.
-        w = self.settings.dedup_window
-        lo = (min_et - timedelta(seconds=w)) if min_et else None
-        hi = (max_et + timedelta(seconds=w)) if max_et else None
-        cond = (
-            "t.transaction_id = s.transaction_id"
-            f" AND abs(unix_micros(t.event_time) - unix_micros(s.event_time)) <= {int(w * 1_000_000)}"
-        )
-        if lo and hi:
-            cond += (f" AND t.event_date BETWEEN DATE'{lo.date()}' AND DATE'{hi.date()}'"
-                     f" AND t.event_time BETWEEN TIMESTAMP'{lo}' AND TIMESTAMP'{hi}'")
-        target = DeltaTable.forPath(spark, self.paths["high_value"])
-        target.alias("t").merge(hv.alias("s"), cond).whenNotMatchedInsertAll().execute()
+    def _offsets(self, spark, batch_id: int) -> BatchOffsets:
+        offsets = BatchOffsets.read(spark, str(self.settings.checkpoint_dir / self.query_name), batch_id,
+                                    self.settings.topic)
+        self.last_end_offsets = dict(offsets.end)
+        offsets.behind = self._offsets_behind()
+        return offsets
+
+    def _write_all(self, summary, stats: BatchStats, offsets: BatchOffsets, batch_id: int, trigger_time,
+                   started: float) -> None:
+        """The four outputs are independent and each is idempotent on its own, so they run
+        as concurrent Spark jobs: one table's commit overlaps another's compute."""
+        from pyspark.sql import functions as F
+
+        now = F.lit(trigger_time).cast("timestamp")
+        batch = F.lit(batch_id).cast("long")
+        jobs = {"metrics": lambda: self._write_metrics(summary.sparkSession, stats, offsets, batch_id, trigger_time,
+                                                       started)}
+        if stats.quarantined:
+            jobs["quarantine"] = lambda: self._write(
+                "quarantine", transforms.summary_rows(summary, "quarantine_rows").select(
+                    "*", now.alias("arrival_time"), batch.alias("batch_id")), batch_id)
+        if stats.high_value:
+            jobs["high_value"] = lambda: self._write(
+                "high_value", transforms.summary_rows(summary, "high_value_rows").select(
+                    "*", now.alias("processing_time"), batch.alias("batch_id"),
+                    F.to_date("event_time").alias("event_date")), batch_id)
+        if stats.valid:
+            jobs["sales_agg"] = lambda: self._write(
+                "sales_agg", transforms.summary_sales(summary, self.settings.agg_window).select(
+                    "*", batch.alias("batch_id"), now.alias("processing_time")).coalesce(1), batch_id)
+        with ThreadPoolExecutor(max_workers=len(jobs), thread_name_prefix="tormenta-write") as pool:
+            for future in [pool.submit(fn) for fn in jobs.values()]:
+                future.result()
+
+    def _write(self, table: str, df, batch_id: int) -> None:
+        from pipeline.contract.tables import columns
+
+        _append(df.select(*columns(table)), self.paths[table], f"{self.app}-{table}", batch_id)
+
+    def _write_metrics(self, spark, stats: BatchStats, offsets: BatchOffsets, batch_id: int, trigger_time,
+                       started: float) -> None:
+        lag = (trigger_time - stats.max_event_time).total_seconds() if stats.max_event_time else None
+        row = (self.query_name, batch_id, trigger_time, time.perf_counter() - started,
+               float(self.settings.trigger_interval), offsets.messages if offsets.end else stats.rows, stats.valid, stats.high_value, stats.quarantined,
+               stats.windows, offsets.behind, lag, stats.max_event_time,
+               json.dumps({str(k): v for k, v in sorted(offsets.end.items())}), offsets.duplicates(stats.rows),
+               stats.avro)
+        metrics = spark.createDataFrame([row], schema=ddl("batch_metrics"))
+        _append(metrics.coalesce(1), self.paths["batch_metrics"], f"{self.app}-metrics", batch_id)
 
     def _offsets_behind(self) -> int | None:
         try:
@@ -191,21 +188,68 @@ class HighValueBatchWriter:
         return sum(max(0, end - self.last_end_offsets.get(p, 0)) for p, end in ends.items())
 
 
-class SummaryBatchWriter:
-    """foreachBatch body of the hourly sales summary query."""
+@dataclass
+class BatchOffsets:
+    """The Kafka offset range of one micro-batch, as the checkpoint's offset log fixed it."""
+
+    start: dict[int, int]
+    end: dict[int, int]
+    behind: int | None = None
+
+    @property
+    def messages(self) -> int:
+        return sum(max(0, e - self.start.get(p, 0)) for p, e in self.end.items())
+
+    def duplicates(self, rows_out: int) -> int | None:
+        """Messages of the batch that the dedupe dropped (None when the range is unknown)."""
+        return max(0, self.messages - rows_out) if self.end else None
+
+    @classmethod
+    def read(cls, spark, checkpoint: str, batch_id: int, topic: str) -> BatchOffsets:
+        end = _topic_offsets(_read_text(spark, f"{checkpoint}/offsets/{batch_id}"), topic)
+        before = (_read_text(spark, f"{checkpoint}/offsets/{batch_id - 1}") if batch_id > 0
+                  else _read_text(spark, f"{checkpoint}/sources/0/0"))
+        return cls(_topic_offsets(before, topic), end)
+
+
+def _topic_offsets(text: str | None, topic: str) -> dict[int, int]:
+    """{partition: offset} of one topic from an offset-log file (its last JSON line)."""
+    for line in reversed((text or "").splitlines()):
+        line = line.strip("\x00 ")
+        if line.startswith("{") and topic in line:
+            try:
+                return {int(p): int(o) for p, o in json.loads(line).get(topic, {}).items()}
+            except (ValueError, AttributeError):
+                return {}
+    return {}
+
+
+def _read_text(spark, path: str) -> str | None:
+    """A small file through Hadoop's FileSystem (local disk or object storage alike)."""
+    jvm = spark.sparkContext._jvm
+    p = jvm.org.apache.hadoop.fs.Path(path)
+    fs = p.getFileSystem(spark.sparkContext._jsc.hadoopConfiguration())
+    if not fs.exists(p):
+        return None
+    stream = fs.open(p)
+    try:
+        return bytes(jvm.org.apache.commons.io.IOUtils.toByteArray(stream)).decode("utf-8", "replace")
+    finally:
+        stream.close()
+
+
+class HourlyRollupWriter:
+    """foreachBatch body of the hourly sales query (its input is the sales_agg Delta table)."""
 
     query_name = "sales_hourly"
 
     def __init__(self, settings: Settings):
-        self.settings = settings
         self.path = str(settings.table_path("sales_hourly"))
 
     def __call__(self, batch_df, batch_id: int) -> None:
         from pyspark.sql import functions as F
 
-        s = self.settings
-        valid = transforms.valid_rows(transforms.parse_messages(batch_df))
-        agg = transforms.sales_aggregates(valid, s.threshold, 3600).select(
+        agg = transforms.hourly_rollup(batch_df).select(
             "*", F.lit(batch_id).cast("long").alias("batch_id"), F.current_timestamp().alias("processing_time"))
         _append(agg.coalesce(1), self.path, "tormenta-sales_hourly", batch_id)
 
@@ -214,61 +258,81 @@ def check_source(settings: Settings) -> None:
     """Fail early, with the command that fixes it, when the broker or topic is missing."""
     from pipeline.errors import TopicError
 
+    if 3600 % settings.agg_window:
+        raise SettingsError(f"TORMENTA_AGG_WINDOW={settings.agg_window:g}s must divide one hour "
+                            "(e.g. 10s, 1m, 5m, 15m, 1h), so the hourly rollup is exact")
     try:
         describe_topic(settings, timeout=10)
     except TopicError as exc:
         raise JobError(str(exc)) from None
 
 
-def start_queries(spark, settings: Settings, *, once: bool = False, queries: tuple[str, ...] = ("high_value", "sales_hourly")):
-    """Start the streaming queries; returns the StreamingQuery handles."""
-    tables.create_tables(spark, settings)
-    handles = []
-    writers = {"high_value": (HighValueBatchWriter(settings), settings.trigger_interval),
-               "sales_hourly": (SummaryBatchWriter(settings), settings.summary_interval)}
-    for name in queries:
-        writer, interval = writers[name]
-        stream = kafka_stream(spark, settings).writeStream.queryName(name).foreachBatch(writer)
-        stream = stream.option("checkpointLocation", str(settings.checkpoint_dir / name))
-        stream = stream.trigger(availableNow=True) if once else stream.trigger(processingTime=spark_interval(interval))
-        handles.append(stream.start())
-        log.info("query %s started (%s)", name, "catch-up once" if once else f"every {spark_interval(interval)}")
-    return handles
+def start_query(spark, settings: Settings, name: str, *, once: bool = False):
+    """Start one streaming query by name; returns its StreamingQuery handle."""
+    if name == "high_value":
+        source, writer, interval = high_value_input(spark, settings), HighValueBatchWriter(settings), \
+            settings.trigger_interval
+    else:
+        source = spark.readStream.format("delta").load(str(settings.table_path("sales_agg")))
+        writer, interval = HourlyRollupWriter(settings), settings.summary_interval
+    stream = source.writeStream.queryName(name).foreachBatch(writer)
+    stream = stream.option("checkpointLocation", str(settings.checkpoint_dir / name))
+    stream = stream.trigger(availableNow=True) if once else stream.trigger(processingTime=spark_interval(interval))
+    log.info("query %s started (%s)", name, "catch-up once" if once else f"every {spark_interval(interval)}")
+    return stream.start()
 
 
 def run_job(settings: Settings, *, once: bool = False, stop_event: threading.Event | None = None,
-            queries: tuple[str, ...] = ("high_value", "sales_hourly"), stop_spark: bool = False) -> None:
+            queries: tuple[str, ...] = QUERIES, stop_spark: bool = False) -> None:
     """Run the job until stopped (or, with once=True, until the topic is caught up).
 
-    stop_spark: stop the SparkSession at the end (the job's own process does; tests that
-    share one session do not)."""
+    With once=True the queries run one after the other, so the hourly rollup sees every
+    row the high-value query wrote. stop_spark: stop the SparkSession at the end (the
+    job's own process does; tests that share one session do not)."""
     from pipeline.job.spark import build_spark
 
     check_source(settings)
     spark = build_spark(settings)
-    handles = start_queries(spark, settings, once=once, queries=queries)
+    tables.create_tables(spark, settings)
+    handles = []
     try:
-        while True:
-            for h in handles:
-                if not h.isActive and h.exception() is not None:
-                    raise JobError(f"query {h.name} failed: {str(h.exception()).splitlines()[0]}")
-            if all(not h.isActive for h in handles):
-                break
-            if stop_event is not None and stop_event.is_set():
-                break
-            time.sleep(0.5)
+        if once:
+            for name in queries:
+                handles.append(start_query(spark, settings, name, once=True))
+                _watch(handles[-1:], stop_event)
+        else:
+            handles = [start_query(spark, settings, name) for name in queries]
+            _watch(handles, stop_event)
     finally:
+        _shutdown(spark, handles, stop_spark)
+
+
+def _watch(handles, stop_event: threading.Event | None) -> None:
+    while True:
         for h in handles:
-            try:
-                h.stop()
-            except Exception:  # noqa: BLE001 - best effort at shutdown
-                pass
-        failed = [h for h in handles if h.exception() is not None]
-        if stop_spark:
-            try:
-                spark.stop()  # the JVM shuts down while Python still owns it (no py4j errors at exit)
-            except Exception:  # noqa: BLE001 - best effort at shutdown
-                pass
-        if failed:
-            h = failed[0]
-            raise JobError(f"query {h.name} failed: {str(h.exception()).splitlines()[0]}")
+            if not h.isActive and h.exception() is not None:
+                raise JobError(f"query {h.name} failed: {str(h.exception()).splitlines()[0]}")
+        if all(not h.isActive for h in handles):
+            return
+        if stop_event is not None and stop_event.is_set():
+            return
+        # Waits on a running query itself: returns as soon as it ends, or after 0.5 s to
+        # look at the stop flag again.
+        next(h for h in handles if h.isActive).awaitTermination(0.5)
+
+
+def _shutdown(spark, handles, stop_spark: bool) -> None:
+    for h in handles:
+        try:
+            h.stop()
+        except Exception:  # noqa: BLE001 - best effort at shutdown
+            pass
+    failed = [h for h in handles if h.exception() is not None]
+    if stop_spark:
+        try:
+            spark.stop()  # the JVM shuts down while Python still owns it (no py4j errors at exit)
+        except Exception:  # noqa: BLE001 - best effort at shutdown
+            pass
+    if failed:
+        h = failed[0]
+        raise JobError(f"query {h.name} failed: {str(h.exception()).splitlines()[0]}")

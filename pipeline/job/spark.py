@@ -52,6 +52,9 @@ def build_spark(settings: Settings, app_name: str = "tormenta-job", *, extra_con
         .config("spark.sql.warehouse.dir", str(settings.data_dir / "warehouse"))
         .config("spark.sql.streaming.stateStore.providerClass",
                 "org.apache.spark.sql.execution.streaming.state.RocksDBStateStoreProvider")
+        # The dedupe state is written every batch: commit a changelog of the changed keys
+        # rather than a RocksDB snapshot.
+        .config("spark.sql.streaming.stateStore.rocksdb.changelogCheckpointing.enabled", "true")
         # Tables must stay readable by delta-rs (the dashboard): no deletion vectors,
         # classic checkpoints, no column mapping.
         .config("spark.databricks.delta.properties.defaults.enableDeletionVectors", "false")

@@ -69,6 +69,7 @@ def spark_extra_jars(jars_dir: Path) -> list[str]:
     folder = _jar_dir(jars_dir, "spark")
     shipped = {_artifact(p.name) for p in (Path(pyspark.__file__).parent / "jars").glob("*.jar")}
     jars = sorted(str(p) for p in folder.glob("*.jar") if _artifact(p.name) not in shipped)
-    if not any("spark-sql-kafka" in j for j in jars) or not any("delta-spark" in j for j in jars):
-        raise JarsMissingError(f"Kafka connector or Delta jar missing in {folder}; run `make jars`")
+    for needed in ("spark-sql-kafka", "spark-avro", "delta-spark"):
+        if not any(needed in j for j in jars):
+            raise JarsMissingError(f"{needed} jar missing in {folder}; run `make jars`")
     return jars

@@ -20,6 +20,16 @@ pytestmark = pytest.mark.integration
 ROOT = Path(__file__).resolve().parents[2]
 
 
+def avro_tx(tid: str, amount: str) -> bytes:
+    from datetime import UTC, datetime
+    from decimal import Decimal
+
+    from pipeline.contract import avro
+
+    return avro.encode_reference({"transaction_id": tid, "person_id": "P1", "merchant_id": "M1",
+                                  "amount": Decimal(amount), "timestamp": datetime(2026, 11, 24, 19, 12, 3, tzinfo=UTC)})
+
+
 def table(settings, name):
     return DeltaTable(str(settings.table_path(name))).to_pandas()
 
@@ -37,26 +47,38 @@ def test_exact_ids_quarantine_and_dedupe(stack, spark_session):
         tx("string-amount", "2000"),
         "garbage{",
         tx("neg", -5),
+        avro_tx("avro-big", "4200.50"),
+        avro_tx("avro-big", "4200.50"),                          # a redelivered Avro message
+        avro_tx("avro-low", "12.00"),
+        avro_tx("avro-bad", "10.00")[:-3],                        # a truncated Avro body
     ]
     produce(stack, values)
     run_job(stack, once=True)
 
     hv = table(stack, "high_value")
     assert sorted(zip(hv.transaction_id, hv.event_time.dt.hour)) == [
-        ("big", 19), ("dup", 19), ("dup", 23), ("just-above", 19)]
+        ("avro-big", 19), ("big", 19), ("dup", 19), ("dup", 23), ("just-above", 19)]
     assert str(hv.loc[hv.transaction_id == "just-above", "amount"].iloc[0]) == "1500.01"
     assert {"kafka_partition", "kafka_offset", "ingest_time", "processing_time"} <= set(hv.columns)
 
     q = table(stack, "quarantine")
-    assert sorted(q.reason) == ["amount is not a number", "amount must be greater than 0", "value is not JSON"]
+    assert sorted(q.reason) == ["amount is not a number", "amount must be greater than 0", "avro body does not decode",
+                                "value is not JSON"]
     assert "garbage{" in set(q.raw_value)
+    assert bytes(q.loc[q.wire_format == "avro", "raw_bytes"].iloc[0]) == values[-1]
     assert q.kafka_offset.notna().all()
 
     metrics = table(stack, "batch_metrics")
     assert metrics.input_rows.sum() == len(values)
-    assert metrics.quarantined_rows.sum() == 3
+    assert metrics.quarantined_rows.sum() == 4
+    assert metrics.duplicates_dropped.sum() == 3 and metrics.avro_rows.sum() == 3
+    # Each valid sale once: the retried "dup", the "dup" within 10 minutes and the
+    # redelivered Avro message are not counted again; "dup" hours later is a new sale.
+    sales = ["at-threshold", "just-above", "low", "big", "dup", "dup", "avro-big", "avro-low"]
     agg = table(stack, "sales_agg")
-    assert agg.sales_count.sum() > 0
+    assert agg.sales_count.sum() == len(sales)
+    assert agg.high_value_count.sum() == len(hv)
+    assert str(agg.sales_amount.sum()) == "35912.50"
     for name in TABLES:  # every table is readable without a JVM
         DeltaTable(str(stack.table_path(name))).to_pyarrow_table()
 
@@ -64,11 +86,13 @@ def test_exact_ids_quarantine_and_dedupe(stack, spark_session):
     produce(stack, [tx("dup", 1800), tx("late-comer", 3000)])
     run_job(stack, once=True)
     hv2 = table(stack, "high_value")
-    assert sorted(hv2.transaction_id) == ["big", "dup", "dup", "just-above", "late-comer"]
+    assert sorted(hv2.transaction_id) == ["avro-big", "big", "dup", "dup", "just-above", "late-comer"]
+    # The planted redelivery in the second run is not counted again in the sales either.
+    assert table(stack, "sales_agg").sales_count.sum() == len(sales) + 1
 
     # SQL on top: the tables are registered under the tormenta database.
     assert "tormenta.high_value" in tables.register_all(spark_session, stack)
-    assert spark_session.sql("SELECT count(*) FROM tormenta.high_value WHERE amount > 1500").first()[0] == 5
+    assert spark_session.sql("SELECT count(*) FROM tormenta.high_value WHERE amount > 1500").first()[0] == 6
 
     # Upkeep compacts the small per-batch files; the tables stay readable by delta-rs.
     path = str(stack.table_path("high_value"))
