@@ -24,7 +24,7 @@ from decimal import Decimal, InvalidOperation
 from pathlib import Path
 from typing import Annotated, Any, NamedTuple
 
-from pydantic import BeforeValidator, Field, ValidationError
+from pydantic import BeforeValidator, Field, SecretStr, ValidationError
 from pydantic_settings import BaseSettings, EnvSettingsSource, PydanticBaseSettingsSource, SettingsConfigDict
 from pydantic_settings.sources.utils import parse_env_vars
 
@@ -154,6 +154,37 @@ def _cores(value: Any) -> int:
     return (os.cpu_count() or 2) if str(value).strip().lower() == "auto" else _number(int, 1, 256)(value)
 
 
+_MASTER_HELP = "local, local[N], spark://host:port, yarn or k8s://https://host:port"
+_MASTER_RE = re.compile(r"local(\[(\d+|\*)\])?|spark://[\w.-]+:\d+(,[\w.-]+:\d+)*|yarn|k8s://https?://[\w.-]+(:\d+)?/?")
+
+
+def _master(value: Any) -> str:
+    """Where Spark runs; any other scheme (mesos://, a bare host, ...) is refused."""
+    text = str(value).strip()
+    if not _MASTER_RE.fullmatch(text):
+        raise ValueError(f"is not a Spark master; allowed: {_MASTER_HELP}")
+    return text
+
+
+def _storage(value: Any) -> str:
+    """'local' (under the data folder) or s3a://bucket[/prefix], kept without a trailing slash."""
+    text = str(value).strip().rstrip("/")
+    if text != "local" and not re.fullmatch(r"s3a://[a-z0-9][a-z0-9.-]{1,61}[a-z0-9](/[\w.=+-]+)*", text):
+        raise ValueError("is not a storage location; allowed: local, or s3a://bucket/prefix (S3 bucket naming)")
+    return text
+
+
+def _endpoint(value: Any) -> str:
+    text = str(value).strip().rstrip("/")
+    if text and not re.fullmatch(r"https?://[\w.-]+(:\d{1,5})?", text):
+        raise ValueError("is not an endpoint URL; allowed: empty (AWS) or http(s)://host[:port]")
+    return text
+
+
+def _optional_path(value: Any) -> Path | None:
+    return _path(value) if str(value or "").strip() else None
+
+
 def _setting(default: str, description: str) -> Any:
     """One declaration: the default as the README shows it (validated like any value)."""
     return Field(default, description=description)
@@ -214,6 +245,25 @@ class Settings(BaseSettings):
     status_topic: Topic = _setting("tormenta.emulator.status", "Topic where the emulator publishes its status and metrics")
     wire_format: Annotated[str, _text(r"json|avro", "is not allowed; allowed: json, avro", lower=True)] = _setting(
         "json", "Wire format the emulator writes: json or avro (Confluent framing); the job reads both")
+    spark_master: Annotated[str, BeforeValidator(_master)] = _setting(
+        "local", "Spark master: local (= local[TORMENTA_JOB_CORES]), local[N], spark://host:port, yarn or k8s://https://host:port")
+    executor_memory: Memory = _setting("1g", "Spark executor heap on a cluster (spark.executor.memory)")
+    driver_host: Annotated[str, _text(r"[\w.-]+", "is not a host name or address; allowed: e.g. 127.0.0.1, 10.0.0.5, driver.internal")] = _setting(
+        "127.0.0.1", "Address the Spark driver binds and advertises to executors (a multi-host cluster needs one they can reach)")
+    storage_uri: Annotated[str, BeforeValidator(_storage)] = _setting(
+        "local", "Where Delta tables and checkpoints live: local (TORMENTA_DATA_DIR/delta, /checkpoints) or s3a://bucket/prefix")
+    storage_endpoint: Annotated[str, BeforeValidator(_endpoint)] = _setting(
+        "", "S3 endpoint of S3-compatible storage, e.g. http://127.0.0.1:9000; empty = AWS S3 of TORMENTA_STORAGE_REGION")
+    storage_region: Annotated[str, _text(r"[a-z0-9-]{2,32}", "is not a region name; allowed: e.g. us-east-1, eu-west-3")] = _setting(
+        "us-east-1", "S3 region")
+    storage_access_key: SecretStr = _setting("", "S3 access key id (or TORMENTA_STORAGE_ACCESS_KEY_FILE); never logged")
+    storage_access_key_file: Annotated[Path | None, BeforeValidator(_optional_path)] = _setting(
+        "", "File holding the S3 access key id (a mounted secret)")
+    storage_secret_key: SecretStr = _setting("", "S3 secret access key (or TORMENTA_STORAGE_SECRET_KEY_FILE); never logged")
+    storage_secret_key_file: Annotated[Path | None, BeforeValidator(_optional_path)] = _setting(
+        "", "File holding the S3 secret access key (a mounted secret)")
+    storage_path_style: Annotated[bool, BeforeValidator(_flag)] = _setting(
+        "false", "Path-style S3 requests (bucket in the path: MinIO, Ceph, moto); false = virtual-hosted style (AWS)")
 
     def __init__(self, **values: Any) -> None:
         with _settings_errors():
@@ -280,6 +330,41 @@ class Settings(BaseSettings):
 
     def table_path(self, name: str) -> Path:
         return self.delta_dir / name
+
+    # ---- Spark master and storage locations (URIs as Spark and delta-rs take them) -------
+    @property
+    def spark_master_url(self) -> str:
+        return f"local[{self.job_cores}]" if self.spark_master == "local" else self.spark_master
+
+    @property
+    def on_object_storage(self) -> bool:
+        return self.storage_uri.startswith("s3a://")
+
+    def table_uri(self, name: str) -> str:
+        """Where table `name` lives: a local path, or s3a://bucket/prefix/delta/<name>."""
+        return f"{self.storage_uri}/delta/{name}" if self.on_object_storage else str(self.table_path(name))
+
+    def checkpoint_uri(self, name: str) -> str:
+        """Checkpoint of streaming query `name`: a local path, or s3a://bucket/prefix/checkpoints/<name>."""
+        return f"{self.storage_uri}/checkpoints/{name}" if self.on_object_storage else str(self.checkpoint_dir / name)
+
+    def storage_keys(self) -> tuple[str, str]:
+        """(access key id, secret key) from the values or their files; SettingsError when missing."""
+        keys = []
+        for what, value, file in (("ACCESS_KEY", self.storage_access_key, self.storage_access_key_file),
+                                  ("SECRET_KEY", self.storage_secret_key, self.storage_secret_key_file)):
+            text = value.get_secret_value().strip()
+            if not text and file is not None:
+                try:
+                    text = file.read_text().strip()
+                except OSError as exc:
+                    raise SettingsError(f"{PREFIX}STORAGE_{what}_FILE={str(file)!r} cannot be read ({exc.strerror}); "
+                                        "allowed: a readable file holding the key") from None
+            if not text:
+                raise SettingsError(f"{PREFIX}STORAGE_URI={self.storage_uri} needs credentials: set {PREFIX}STORAGE_{what} "
+                                    f"or {PREFIX}STORAGE_{what}_FILE")
+            keys.append(text)
+        return keys[0], keys[1]
 
 
 def _problem(error: Mapping[str, Any]) -> str:

@@ -5,6 +5,7 @@ from decimal import Decimal
 from pathlib import Path
 
 import pytest
+from pydantic import SecretStr
 
 from pipeline.errors import SettingsError
 from pipeline.settings import PREFIX, PROJECT_ROOT, SPECS, Settings, format_duration, parse_duration, spark_interval
@@ -18,6 +19,9 @@ DEFAULTS = {
     "compact_every": 30, "app_port": 8501, "emulator_rate": 2000.0, "ingest_interval": 1.0,
     "sample_file": PROJECT_ROOT / "samples" / "transactions.jsonl.gz",
     "control_topic": "tormenta.emulator.control", "status_topic": "tormenta.emulator.status", "wire_format": "json",
+    "spark_master": "local", "executor_memory": "1g", "driver_host": "127.0.0.1", "storage_uri": "local",
+    "storage_endpoint": "", "storage_region": "us-east-1", "storage_access_key": SecretStr(""), "storage_access_key_file": None,
+    "storage_secret_key": SecretStr(""), "storage_secret_key_file": None, "storage_path_style": False,
 }
 
 # One bad value per kind of setting (and per way of being bad), with what the message must say.
@@ -43,6 +47,9 @@ BAD = [
     ("THRESHOLD", "-1", "is out of range; allowed: a finite amount >= 0"),
     ("THRESHOLD", "NaN", "is out of range"),
     ("DATA_DIR", "  ", "is empty; allowed: a file or folder path"),
+    ("SPARK_MASTER", "mesos://h:5050", "is not a Spark master; allowed: local, local[N], spark://host:port, yarn"),
+    ("STORAGE_URI", "s3://bucket/x", "is not a storage location; allowed: local, or s3a://bucket/prefix"),
+    ("STORAGE_ENDPOINT", "minio:9000", "is not an endpoint URL; allowed: empty (AWS) or http(s)://host[:port]"),
 ]
 
 
