@@ -181,6 +181,24 @@ def _endpoint(value: Any) -> str:
     return text
 
 
+def _broker_nodes(value: Any) -> int:
+    """1 (one combined node) or a cluster of 3..9 (2 nodes cannot keep a controller majority after a loss)."""
+    text = str(value).strip()
+    if not text.isdigit() or not (int(text) == 1 or 3 <= int(text) <= 9):
+        raise ValueError("is not a node count; allowed: 1, or 3..9 (a KRaft quorum needs a majority of 3+ voters)")
+    return int(text)
+
+
+def _replication(value: Any) -> int:
+    """'auto' (0: 2 on a cluster of 2+ brokers, else 1) or a replication factor 1..9."""
+    text = str(value).strip().lower()
+    if text == "auto":
+        return 0
+    if not text.isdigit() or not 1 <= int(text) <= 9:
+        raise ValueError("is not a replication factor; allowed: auto or 1..9")
+    return int(text)
+
+
 def _optional_path(value: Any) -> Path | None:
     return _path(value) if str(value or "").strip() else None
 
@@ -232,6 +250,10 @@ class Settings(BaseSettings):
     shuffle_partitions: Annotated[int, _whole(0, 10000)] = _setting("0", "Spark shuffle partitions; 0 = cores x 2.5")
     driver_memory: Memory = _setting("2g", "Spark driver heap")
     broker_heap: Memory = _setting("1g", "Embedded broker heap (-Xmx)")
+    broker_nodes: Annotated[int, BeforeValidator(_broker_nodes)] = _setting(
+        "1", "Embedded Kafka nodes: 1, or 3..9 for a local KRaft cluster (node i listens on the bootstrap and controller ports + 2(i-1))")
+    replication: Annotated[int, BeforeValidator(_replication)] = _setting(
+        "auto", "Replication factor of the topics: auto = 2 when the cluster has 2+ brokers, else 1; or 1..9")
     compact_every: Annotated[int, _whole(0, 100000)] = _setting(
         "30", "Compact and vacuum the Delta tables every N batches (0 = never)")
     app_port: Port = _setting("8501", "Port of the Streamlit app (bound to 127.0.0.1)")
