@@ -10,15 +10,17 @@ from __future__ import annotations
 import time
 import uuid
 
-from pipeline.errors import BrokerError
-from pipeline.kafka.broker import EmbeddedBroker
+from pipeline.errors import BrokerError, SettingsError
+from pipeline.kafka.cluster import KafkaCluster, with_cluster
 from pipeline.kafka.topic import describe_topic, ensure_all_topics, ensure_topic
 from pipeline.settings import Settings
 
 
 def register(sub) -> None:
-    p = sub.add_parser("broker", help="start, stop or inspect the embedded local Kafka broker")
+    p = sub.add_parser("broker", help="start, stop or inspect the embedded local Kafka broker (or cluster)")
     p.add_argument("action", choices=("start", "stop", "status"))
+    p.add_argument("--nodes", type=int, metavar="N", help="1, or 3..9 for a local KRaft cluster "
+                   "(default TORMENTA_BROKER_NODES)")
     p.set_defaults(func=broker_cmd)
     p = sub.add_parser("topic", help="create or describe the transactions topic")
     p.add_argument("action", choices=("create", "describe"))
@@ -29,19 +31,30 @@ def register(sub) -> None:
 
 
 def broker_cmd(settings: Settings, args) -> int:
-    broker = EmbeddedBroker(settings)
+    if args.nodes is not None:
+        try:
+            settings = settings.replace(broker_nodes=args.nodes)
+        except SettingsError:
+            raise SettingsError(f"--nodes={args.nodes} is not a node count; allowed: 1, or 3..9 "
+                                "(a KRaft quorum needs a majority of 3+ voters)") from None
+    cluster = KafkaCluster(settings)
     if args.action == "start":
-        print(broker.start().message)
+        print(cluster.start())
     elif args.action == "stop":
-        print(broker.stop())
-    else:
-        st = broker.status()
+        print(cluster.stop())
+    elif cluster.size == 1:
+        st = cluster.nodes[0].status()
         print(st.message)
         return 0 if st.running and st.answers else 3
+    else:
+        st = cluster.status()
+        print("\n".join(st.lines()))
+        return 0 if st.up == cluster.size else 3
     return 0
 
 
 def topic_cmd(settings: Settings, args) -> int:
+    settings = with_cluster(settings)
     if args.action == "create":
         for info in ensure_all_topics(settings):
             print(info.describe())
@@ -96,6 +109,7 @@ def smoke_cmd(settings: Settings, args) -> int:
         from pipeline.errors import SettingsError
 
         raise SettingsError(f"--timeout={args.timeout} must be greater than zero")
+    settings = with_cluster(settings)
     ms = smoke(settings, args.timeout)
     print(f"OK: round trip through {settings.bootstrap_servers} in {ms:.1f} ms")
     return 0

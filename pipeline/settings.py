@@ -192,7 +192,7 @@ def _broker_nodes(value: Any) -> int:
 def _replication(value: Any) -> int:
     """'auto' (0: 2 on a cluster of 2+ brokers, else 1) or a replication factor 1..9."""
     text = str(value).strip().lower()
-    if text == "auto":
+    if text == "auto" or (isinstance(value, int) and value == 0):  # 0 = auto once validated (replace)
         return 0
     if not text.isdigit() or not 1 <= int(text) <= 9:
         raise ValueError("is not a replication factor; allowed: auto or 1..9")

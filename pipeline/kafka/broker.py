@@ -1,9 +1,11 @@
-"""The embedded local Kafka 4 broker (one combined KRaft broker+controller on loopback).
+"""One embedded Kafka 4 node (a combined KRaft broker+controller on loopback).
 
 It runs the real Apache Kafka broker from the Maven jars in ``<jars_dir>/broker``:
 storage is formatted on first start (``kafka.tools.StorageTool format``), the server is
 ``kafka.Kafka server.properties`` with a capped heap, and its pid lives in
-``<data_dir>/broker/broker.pid``.
+``<node dir>/broker.pid``. The default single node lives in ``<data_dir>/broker``; a
+node of a local cluster (``pipeline.kafka.cluster``) gets a `NodeSpec` with its own id,
+ports, folder and the shared voter list.
 
     python -m pipeline broker start|stop|status
 """
@@ -18,6 +20,7 @@ import subprocess
 import time
 import uuid
 from dataclasses import dataclass
+from pathlib import Path
 
 from pipeline.errors import BrokerError
 from pipeline.kafka.jvm import broker_classpath, java_version
@@ -74,6 +77,38 @@ def pid_alive(pid: int) -> bool:
         return True
 
 
+@dataclass(frozen=True)
+class NodeSpec:
+    """Where one node listens and keeps its files, and the quorum it belongs to."""
+
+    node_id: int
+    host: str
+    port: int
+    controller_port: int
+    dir: Path
+    voters: str          # controller.quorum.voters, the same on every node
+    nodes: int = 1       # size of the cluster (sets the internal topics' replication)
+    replication: int = 1  # default.replication.factor of topics created without one
+
+    @property
+    def address(self) -> str:
+        return f"{self.host}:{self.port}"
+
+
+def single_node(settings: Settings) -> NodeSpec:
+    host, port = settings.first_bootstrap
+    c = settings.controller_port
+    return NodeSpec(1, host, port, c, settings.broker_dir, f"1@{host}:{c}")
+
+
+def check_loopback(host: str) -> None:
+    if host not in ("127.0.0.1", "localhost", "::1") and not host.startswith("127."):
+        raise BrokerError(
+            f"the embedded broker only binds to loopback, but TORMENTA_BOOTSTRAP_SERVERS names {host}; "
+            "use 127.0.0.1:PORT for the embedded broker"
+        )
+
+
 @dataclass
 class BrokerStatus:
     running: bool
@@ -84,29 +119,28 @@ class BrokerStatus:
 
 
 class EmbeddedBroker:
-    """Start, stop and inspect the local single-node broker."""
+    """Start, stop and inspect one local node (the single-node default unless `node` is given)."""
 
-    def __init__(self, settings: Settings):
+    def __init__(self, settings: Settings, node: NodeSpec | None = None):
         self.settings = settings
-        self.host, self.port = settings.first_bootstrap
-        if self.host not in ("127.0.0.1", "localhost", "::1") and not self.host.startswith("127."):
-            raise BrokerError(
-                f"the embedded broker only binds to loopback, but TORMENTA_BOOTSTRAP_SERVERS names {self.host}; "
-                "use 127.0.0.1:PORT for the embedded broker"
-            )
-        self.dir = settings.broker_dir
+        self.node = node or single_node(settings)
+        self.host, self.port = self.node.host, self.node.port
+        check_loopback(self.host)
+        self.dir = self.node.dir
         self.pid_file = self.dir / "broker.pid"
         self.log_file = self.dir / "broker.log"
         self.config_file = self.dir / "server.properties"
+        self.proc: subprocess.Popen | None = None
 
     # ---- files --------------------------------------------------------------------
     def _write_config(self) -> None:
         self.dir.mkdir(parents=True, exist_ok=True)
-        c = self.settings.controller_port
+        n, c = self.node, self.node.controller_port
+        internal_rf = min(3, n.nodes)  # offsets and transaction state: 3 copies on a cluster
         props = {
             "process.roles": "broker,controller",
-            "node.id": "1",
-            "controller.quorum.voters": f"1@{self.host}:{c}",
+            "node.id": str(n.node_id),
+            "controller.quorum.voters": n.voters,
             "listeners": f"PLAINTEXT://{self.host}:{self.port},CONTROLLER://{self.host}:{c}",
             "advertised.listeners": f"PLAINTEXT://{self.host}:{self.port}",
             "listener.security.protocol.map": "PLAINTEXT:PLAINTEXT,CONTROLLER:PLAINTEXT",
@@ -114,12 +148,18 @@ class EmbeddedBroker:
             "inter.broker.listener.name": "PLAINTEXT",
             "log.dirs": str(self.dir / "logs"),
             "num.partitions": "3",
-            "offsets.topic.replication.factor": "1",
+            "offsets.topic.replication.factor": str(internal_rf),
             "offsets.topic.num.partitions": "3",
-            "transaction.state.log.replication.factor": "1",
-            "transaction.state.log.min.isr": "1",
-            "share.coordinator.state.topic.replication.factor": "1",
-            "share.coordinator.state.topic.min.isr": "1",
+            "transaction.state.log.replication.factor": str(internal_rf),
+            "transaction.state.log.min.isr": str(min(2, internal_rf)),
+            "share.coordinator.state.topic.replication.factor": str(internal_rf),
+            "share.coordinator.state.topic.min.isr": str(min(2, internal_rf)),
+            "default.replication.factor": str(n.replication),
+            # RF 2 with min ISR 1: acks=all writes go on while one copy is down (docs/CLUSTER.md)
+            "min.insync.replicas": "1",
+            # a killed node is fenced (and its partitions get new leaders) after 6 s, not 9
+            "broker.session.timeout.ms": "6000",
+            "broker.heartbeat.interval.ms": "1000",
             "group.initial.rebalance.delay.ms": "0",
             "auto.create.topics.enable": "false",
             "num.network.threads": "2",
@@ -141,10 +181,10 @@ class EmbeddedBroker:
             *args,
         ]
 
-    def _format_storage(self) -> None:
+    def _format_storage(self, cluster_id: str | None = None) -> None:
         if (self.dir / "logs" / "meta.properties").exists():
             return
-        cmd = self._java("kafka.tools.StorageTool", "format", f"--cluster-id={_cluster_id()}",
+        cmd = self._java("kafka.tools.StorageTool", "format", f"--cluster-id={cluster_id or _cluster_id()}",
                          f"--config={self.config_file}", "--ignore-formatted")
         out = subprocess.run(cmd, capture_output=True, text=True, timeout=120)
         if out.returncode != 0:
@@ -158,64 +198,85 @@ class EmbeddedBroker:
         return pid if pid_alive(pid) else None
 
     # ---- commands -------------------------------------------------------------------
+    @property
+    def name(self) -> str:
+        return "broker" if self.node.nodes == 1 else f"node {self.node.node_id}"
+
     def status(self) -> BrokerStatus:
         pid = self.read_pid()
         answers = port_open(self.host, self.port)
-        address = f"{self.host}:{self.port}"
+        address, name = self.node.address, self.name
         if pid and answers:
-            msg = f"broker running (pid {pid}) on {address}"
+            msg = f"{name} running (pid {pid}) on {address}"
         elif pid:
-            msg = f"broker process {pid} is up but {address} does not answer yet"
+            msg = f"{name} process {pid} is up but {address} does not answer yet"
         elif answers:
-            msg = f"no embedded broker is running, but something answers on {address} (an external broker?)"
+            msg = f"no embedded {name} is running, but something answers on {address} (an external broker?)"
         else:
-            msg = f"broker is not running on {address}; start it with `python -m pipeline broker start`"
+            msg = f"{name} is not running on {address}; start it with `python -m pipeline broker start`"
         return BrokerStatus(bool(pid), pid, address, answers, msg)
+
+    def check_ports(self) -> None:
+        """Refuse (BrokerError, one line) when this node's client or controller port is taken."""
+        c = self.node.controller_port
+        if c == self.port:
+            raise BrokerError(f"the controller port and the client port are both {self.port}; "
+                              "set TORMENTA_CONTROLLER_PORT to another port")
+        if port_open(self.host, self.port):
+            raise BrokerError(f"port {self.port} on {self.host} ({self.name}) is already taken by another process; "
+                              "stop it or set TORMENTA_BOOTSTRAP_SERVERS to a free port")
+        if port_open(self.host, c):
+            raise BrokerError(f"controller port {c} ({self.name}) is already taken; "
+                              "set TORMENTA_CONTROLLER_PORT to a free port")
+
+    def launch(self, cluster_id: str | None = None) -> int:
+        """Write the config, format storage if new, spawn the JVM; returns its pid (does not wait)."""
+        java_version()
+        self._write_config()
+        self._format_storage(cluster_id)
+        heap = node_heap(self.settings.broker_heap, self.node.nodes)
+        cmd = self._java("kafka.Kafka", str(self.config_file), heap=heap)
+        cmd[1:1] = [f"-Xms{min_heap(heap)}", "-XX:+UseG1GC", "-XX:MaxGCPauseMillis=20",
+                    "-Djava.awt.headless=true"]
+        with open(self.log_file, "ab") as log:
+            self.proc = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
+                                         start_new_session=True, cwd=self.dir)
+        self.pid_file.write_text(str(self.proc.pid))
+        return self.proc.pid
+
+    def wait_ready(self, deadline: float, brokers: int = 1) -> bool:
+        """Poll until this node answers metadata listing `brokers` brokers; False at the deadline.
+
+        Raises BrokerError at once when the process exits during start-up."""
+        while time.monotonic() < deadline:
+            if self.proc is not None and self.proc.poll() is not None:
+                self.pid_file.unlink(missing_ok=True)
+                raise BrokerError(f"{self.name} exited with code {self.proc.returncode} during start-up; "
+                                  "last log lines:\n" + self._log_tail())
+            if port_open(self.host, self.port) and self._metadata_ok(brokers):
+                return True
+            time.sleep(0.3)
+        return False
 
     def start(self, timeout: float = 90.0) -> BrokerStatus:
         current = self.status()
         if current.running:
             return BrokerStatus(True, current.pid, current.address, current.answers,
-                                f"broker already running (pid {current.pid}) on {current.address}")
-        if current.answers:
-            raise BrokerError(f"port {self.port} on {self.host} is already taken by another process; "
-                              "stop it or set TORMENTA_BOOTSTRAP_SERVERS to a free port")
-        if self.settings.controller_port == self.port:
-            raise BrokerError(f"the controller port and the client port are both {self.port}; "
-                              "set TORMENTA_CONTROLLER_PORT to another port")
-        if port_open(self.host, self.settings.controller_port):
-            raise BrokerError(f"controller port {self.settings.controller_port} is already taken; "
-                              "set TORMENTA_CONTROLLER_PORT to a free port")
-        java_version()
-        self._write_config()
-        self._format_storage()
-        heap = self.settings.broker_heap
-        cmd = self._java("kafka.Kafka", str(self.config_file), heap=heap)
-        cmd[1:1] = [f"-Xms{min_heap(heap)}", "-XX:+UseG1GC", "-XX:MaxGCPauseMillis=20",
-                    "-Djava.awt.headless=true"]
-        with open(self.log_file, "ab") as log:
-            proc = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
-                                    start_new_session=True, cwd=self.dir)
-        self.pid_file.write_text(str(proc.pid))
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            if proc.poll() is not None:
-                self.pid_file.unlink(missing_ok=True)
-                raise BrokerError(f"broker exited with code {proc.returncode} during start-up; last log lines:\n"
-                                  + self._log_tail())
-            if port_open(self.host, self.port) and self._metadata_ok():
-                return BrokerStatus(True, proc.pid, f"{self.host}:{self.port}", True,
-                                    f"broker started (pid {proc.pid}) on {self.host}:{self.port}")
-            time.sleep(0.3)
+                                f"{self.name} already running (pid {current.pid}) on {current.address}")
+        self.check_ports()
+        pid = self.launch()
+        if self.wait_ready(time.monotonic() + timeout):
+            return BrokerStatus(True, pid, self.node.address, True, f"{self.name} started (pid {pid}) on "
+                                f"{self.node.address}")
         self.stop()
-        raise BrokerError(f"broker did not answer within {timeout:.0f}s; see {self.log_file}")
+        raise BrokerError(f"{self.name} did not answer within {timeout:.0f}s; see {self.log_file}")
 
-    def _metadata_ok(self) -> bool:
+    def _metadata_ok(self, brokers: int = 1) -> bool:
         from confluent_kafka.admin import AdminClient
 
         try:
-            md = AdminClient({"bootstrap.servers": f"{self.host}:{self.port}"}).list_topics(timeout=2)
-            return bool(md.brokers)
+            md = AdminClient({"bootstrap.servers": self.node.address}).list_topics(timeout=2)
+            return len(md.brokers) >= brokers
         except Exception:  # noqa: BLE001 - "not yet" while the broker boots
             return False
 
@@ -225,32 +286,65 @@ class EmbeddedBroker:
         except OSError:
             return "(no log)"
 
-    def stop(self, timeout: float = 30.0) -> str:
+    def terminate(self) -> int | None:
+        """Send SIGTERM (clean shutdown) to the node's process group; its pid, or None if not running."""
         pid = self.read_pid()
         if pid is None:
             self.pid_file.unlink(missing_ok=True)
-            return "broker is not running; nothing to stop"
+            return None
         os.killpg(pid, signal.SIGTERM) if _is_group_leader(pid) else os.kill(pid, signal.SIGTERM)
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline and pid_alive(pid):
-            _reap(pid)
-            time.sleep(0.2)
-        if pid_alive(pid):
-            os.kill(pid, signal.SIGKILL)
-            time.sleep(0.5)
-            _reap(pid)
-            msg = f"broker (pid {pid}) did not stop within {timeout:.0f}s and was killed"
+        return pid
+
+    def kill(self) -> int | None:
+        """SIGKILL the node at once (a crash, as in `kill -9`); the pid file stays, like after a crash."""
+        pid = self.read_pid()
+        if pid is None:
+            return None
+        os.kill(pid, signal.SIGKILL)
+        _wait_gone(pid, time.monotonic() + 10)
+        return pid
+
+    def finish_stop(self, pid: int, deadline: float) -> str:
+        """Wait for a terminated node until `deadline`, then SIGKILL it; one line saying which."""
+        if _wait_gone(pid, deadline):
+            msg = f"{self.name} (pid {pid}) stopped"
         else:
-            msg = f"broker (pid {pid}) stopped"
+            os.kill(pid, signal.SIGKILL)
+            _wait_gone(pid, time.monotonic() + 10)
+            msg = f"{self.name} (pid {pid}) did not stop in time and was killed"
         self.pid_file.unlink(missing_ok=True)
         return msg
+
+    def stop(self, timeout: float = 30.0) -> str:
+        pid = self.terminate()
+        if pid is None:
+            return f"{self.name} is not running; nothing to stop"
+        return self.finish_stop(pid, time.monotonic() + timeout)
+
+
+def _wait_gone(pid: int, deadline: float) -> bool:
+    """Reap and poll until `pid` is gone (True) or the deadline passes (False)."""
+    while pid_alive(pid):
+        _reap(pid)
+        if time.monotonic() >= deadline:
+            return not pid_alive(pid)
+        time.sleep(0.1)
+    return True
+
+
+def _mb(heap: str) -> int:
+    n, unit = int(heap[:-1]), heap[-1]
+    return n * 1024 if unit == "g" else n
+
+
+def node_heap(heap: str, nodes: int) -> str:
+    """Heap of one node: TORMENTA_BROKER_HEAP for a single node, half of it (>= 256m) per node of a cluster."""
+    return heap if nodes == 1 else f"{max(256, _mb(heap) // 2)}m"
 
 
 def min_heap(heap: str) -> str:
     """Initial heap: half the cap, at most 512m (start-up is faster, RSS stays small)."""
-    n, unit = int(heap[:-1]), heap[-1]
-    mb = n * 1024 if unit == "g" else n
-    return f"{max(64, min(512, mb // 2))}m"
+    return f"{max(64, min(512, _mb(heap) // 2))}m"
 
 
 def _is_group_leader(pid: int) -> bool:

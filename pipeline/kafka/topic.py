@@ -3,8 +3,10 @@
     python -m pipeline topic create|describe
 
 `create` is idempotent: an existing topic is described, not recreated. Defaults follow the
-transactions contract: 3 partitions, retention one day, cleanup.policy=delete, replication
-factor min(2, number of brokers).
+transactions contract: 3 partitions, retention one day, cleanup.policy=delete. Replication
+is ``TORMENTA_REPLICATION`` (auto = 2 on a cluster of 2+ brokers, else 1; a factor above the
+broker count is refused) with ``min.insync.replicas`` = factor - 1 (at least 1): with RF 2 an
+``acks=all`` write needs one copy, so writes go on while one broker is down (docs/CLUSTER.md).
 """
 
 from __future__ import annotations
@@ -14,8 +16,19 @@ from dataclasses import dataclass
 from confluent_kafka import KafkaException
 from confluent_kafka.admin import AdminClient, ConfigResource, NewTopic
 
-from pipeline.errors import TopicError
+from pipeline.errors import SettingsError, TopicError
 from pipeline.settings import Settings
+
+
+def replication_for(settings: Settings, brokers: int) -> tuple[int, int]:
+    """(replication factor, min.insync.replicas) for a topic on `brokers` brokers.
+
+    SettingsError when TORMENTA_REPLICATION asks for more copies than there are brokers."""
+    rf = settings.replication or (2 if brokers >= 2 else 1)
+    if rf > brokers:
+        raise SettingsError(f"TORMENTA_REPLICATION={rf} is more than the {brokers} broker(s) the cluster has; "
+                            f"allowed: auto or 1..{brokers}")
+    return rf, max(1, rf - 1)
 
 
 @dataclass
@@ -66,13 +79,12 @@ def ensure_topic(settings: Settings, name: str | None = None, *, partitions: int
     """Create the topic if missing (contract defaults), else describe it."""
     name = name or settings.topic
     client = admin(settings)
-    brokers = _broker_count(client, timeout)
+    rf, min_isr = replication_for(settings, _broker_count(client, timeout))
     md = client.list_topics(timeout=timeout)
     if name in md.topics and md.topics[name].error is None:
         return describe_topic(settings, name, timeout)
-    cfg = {"retention.ms": str(settings.retention_ms), "cleanup.policy": "delete"}
+    cfg = {"retention.ms": str(settings.retention_ms), "cleanup.policy": "delete", "min.insync.replicas": str(min_isr)}
     cfg.update(config or {})
-    rf = min(2, brokers)
     new = NewTopic(name, num_partitions=partitions or settings.partitions, replication_factor=rf, config=cfg)
     fut = client.create_topics([new], operation_timeout=timeout)[name]
     try:

@@ -1,0 +1,214 @@
+"""The embedded Kafka, one node or a local cluster of 3..9 KRaft nodes on loopback.
+
+``TORMENTA_BROKER_NODES`` picks the size. Every node runs the same Maven jars as a combined
+broker+controller (``process.roles=broker,controller``), so the controller quorum has as
+many voters as there are nodes and survives the loss of any minority. Node *i* (1-based)
+listens on the configured bootstrap port + 2(i-1) for clients and the controller port +
+2(i-1) for the quorum (defaults 9092/9094/9096 and 9093/9095/9097), keeps its files in
+``<data_dir>/broker/node-<i>/`` and all nodes share one cluster id (``cluster.id`` there)
+and one static ``controller.quorum.voters``. One node (the default) is the plain
+``EmbeddedBroker`` in ``<data_dir>/broker``.
+
+    python -m pipeline broker start|stop|status      (all nodes)
+"""
+
+from __future__ import annotations
+
+import re
+import subprocess
+import time
+from dataclasses import dataclass, field
+
+from pipeline.errors import BrokerError, SettingsError
+from pipeline.kafka.broker import BrokerStatus, EmbeddedBroker, NodeSpec, _cluster_id, single_node
+from pipeline.settings import Settings
+
+
+def node_specs(settings: Settings) -> list[NodeSpec]:
+    """Each node's id, ports, folder and the shared voter list; SettingsError when ports collide."""
+    n = settings.broker_nodes
+    if n == 1:
+        return [single_node(settings)]
+    host, base = settings.first_bootstrap
+    ctl = settings.controller_port
+    ports = [(base + 2 * i, ctl + 2 * i) for i in range(n)]
+    flat = [p for pair in ports for p in pair]
+    if max(flat) > 65535 or len(set(flat)) != len(flat):
+        raise SettingsError(
+            f"{n} nodes need client ports {base}, {base + 2}, ... and controller ports {ctl}, {ctl + 2}, ..., "
+            f"which collide or pass 65535; allowed: TORMENTA_CONTROLLER_PORT and the bootstrap port at least "
+            f"{2 * n} apart (or an odd distance), e.g. 9092 and 9093")
+    voters = ",".join(f"{i + 1}@{host}:{c}" for i, (_, c) in enumerate(ports))
+    rf = min(n, settings.replication or 2)
+    return [NodeSpec(i + 1, host, p, c, settings.broker_dir / f"node-{i + 1}", voters, n, rf)
+            for i, (p, c) in enumerate(ports)]
+
+
+def cluster_bootstrap(settings: Settings) -> str:
+    """Every node's client address (the configured servers for one node)."""
+    if settings.broker_nodes == 1:
+        return settings.bootstrap_servers
+    return ",".join(spec.address for spec in node_specs(settings))
+
+
+def with_cluster(settings: Settings) -> Settings:
+    """The settings with every node of the embedded cluster as bootstrap servers."""
+    servers = cluster_bootstrap(settings)
+    return settings if servers == settings.bootstrap_servers else settings.replace(bootstrap_servers=servers)
+
+
+@dataclass
+class PartitionFact:
+    topic: str
+    partition: int
+    leader: int          # -1: no leader
+    replicas: list[int]
+    isr: list[int]
+
+
+@dataclass
+class ClusterStatus:
+    nodes: list[tuple[NodeSpec, BrokerStatus]]
+    controller: int | None = None
+    partitions: list[PartitionFact] = field(default_factory=list)
+    error: str | None = None     # why the metadata could not be read
+
+    @property
+    def up(self) -> int:
+        return sum(1 for _, st in self.nodes if st.running and st.answers)
+
+    @property
+    def under_replicated(self) -> list[PartitionFact]:
+        return [p for p in self.partitions if len(p.isr) < len(p.replicas)]
+
+    def lines(self) -> list[str]:
+        out = []
+        for spec, st in self.nodes:
+            state = "up" if st.running and st.answers else "starting" if st.running else "down"
+            out.append(f"node {spec.node_id}: {state:<8} pid {st.pid or '-':<8} client {spec.address} "
+                       f"controller {spec.host}:{spec.controller_port}")
+        out.append(f"active controller: node {self.controller}" if self.controller else
+                   "active controller: unknown (no quorum answers)")
+        urp = self.under_replicated
+        if self.error:
+            out.append(f"partitions: unknown ({self.error})")
+        else:
+            out.append(f"under-replicated partitions: {len(urp)}" +
+                       (" (" + ", ".join(f"{p.topic}-{p.partition}" for p in urp[:10]) + ")" if urp else ""))
+        return out
+
+
+def describe_partitions(bootstrap: str, timeout: float = 3.0) -> list[PartitionFact]:
+    """Leader, replicas and in-sync replicas of every partition (KafkaException when unreachable)."""
+    from confluent_kafka.admin import AdminClient
+
+    md = AdminClient({"bootstrap.servers": bootstrap, "socket.timeout.ms": int(timeout * 1000)}).list_topics(
+        timeout=timeout)
+    return [PartitionFact(t.topic, p.id, p.leader, list(p.replicas), list(p.isrs))
+            for t in md.topics.values() if t.error is None for p in t.partitions.values()]
+
+
+class KafkaCluster:
+    """Start, stop, inspect and crash the nodes of the embedded Kafka."""
+
+    def __init__(self, settings: Settings):
+        self.settings = settings
+        self.specs = node_specs(settings)
+        self.nodes = [EmbeddedBroker(settings, spec) for spec in self.specs]
+        self.bootstrap = ",".join(spec.address for spec in self.specs)
+
+    @property
+    def size(self) -> int:
+        return len(self.nodes)
+
+    def node(self, node_id: int) -> EmbeddedBroker:
+        return self.nodes[node_id - 1]
+
+    def _cluster_id(self) -> str | None:
+        """The id all nodes share, drawn once and kept next to their folders (None for one node)."""
+        if self.size == 1:
+            return None
+        path = self.settings.broker_dir / "cluster.id"
+        if not path.exists():
+            path.parent.mkdir(parents=True, exist_ok=True)
+            path.write_text(_cluster_id())
+        return path.read_text().strip()
+
+    def start(self, timeout: float = 120.0) -> str:
+        """Start every node that is not running and wait until all are registered; one line per node."""
+        if self.size == 1:
+            return self.nodes[0].start(timeout).message
+        todo = [nd for nd in self.nodes if not nd.status().running]
+        for nd in todo:
+            nd.check_ports()
+        cid = self._cluster_id()
+        for nd in todo:
+            nd.launch(cid)
+        deadline = time.monotonic() + timeout
+        try:
+            for nd in todo:
+                if not nd.wait_ready(deadline, brokers=self.size):
+                    raise BrokerError(f"{nd.name} did not join the {self.size}-node cluster within {timeout:.0f}s; "
+                                      f"see {nd.log_file}")
+        except BrokerError:
+            self.stop()
+            raise
+        lines = [f"{nd.name} {'started' if nd in todo else 'already running'} (pid {nd.read_pid()}) on "
+                 f"{nd.node.address}" for nd in self.nodes]
+        return "\n".join(lines + [f"cluster of {self.size} nodes ready; bootstrap servers {self.bootstrap}"])
+
+    def start_node(self, node_id: int, timeout: float = 90.0) -> int:
+        """(Re)start one node of a running cluster and wait until the cluster lists it; its pid."""
+        nd = self.node(node_id)
+        nd.check_ports()
+        pid = nd.launch(self._cluster_id())
+        if not nd.wait_ready(time.monotonic() + timeout, brokers=self.size):
+            raise BrokerError(f"{nd.name} did not rejoin within {timeout:.0f}s; see {nd.log_file}")
+        return pid
+
+    def stop(self, timeout: float = 60.0) -> str:
+        """SIGTERM every node at once (no node waits for the others), then wait for each."""
+        pids = [(nd, nd.terminate()) for nd in self.nodes]
+        deadline = time.monotonic() + timeout
+        lines = [nd.finish_stop(pid, deadline) if pid else f"{nd.name} is not running; nothing to stop"
+                 for nd, pid in pids]
+        return "\n".join(lines)
+
+    def status(self, with_controller: bool = True) -> ClusterStatus:
+        st = ClusterStatus([(nd.node, nd.status()) for nd in self.nodes])
+        live = ",".join(spec.address for spec, s in st.nodes if s.answers)
+        if not live:
+            st.error = "no node answers"
+            return st
+        try:
+            st.partitions = describe_partitions(live)
+        except Exception as exc:  # noqa: BLE001 - status reports, it never raises
+            st.error = type(exc).__name__
+        if with_controller:
+            st.controller = self.active_controller()
+        return st
+
+    def leader_of(self, topic: str, timeout: float = 5.0) -> int | None:
+        """The node that leads the first partition of `topic` that has a leader."""
+        for p in sorted(describe_partitions(self.bootstrap, timeout), key=lambda p: p.partition):
+            if p.topic == topic and p.leader > 0:
+                return p.leader
+        return None
+
+    def active_controller(self, timeout: float = 30.0) -> int | None:
+        """The quorum leader, as Kafka's ``kafka-metadata-quorum describe --status`` reports it."""
+        from pipeline.kafka.jvm import broker_classpath
+
+        live = [spec for spec, st in ((nd.node, nd.status()) for nd in self.nodes) if st.running]
+        if not live:
+            return None
+        controllers = ",".join(f"{s.host}:{s.controller_port}" for s in live)
+        cmd = ["java", "-Xmx128m", "-XX:TieredStopAtLevel=1", "-cp", broker_classpath(self.settings.jars_dir),
+               "org.apache.kafka.tools.MetadataQuorumCommand", "--bootstrap-controller", controllers,
+               "describe", "--status"]
+        try:
+            out = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout)
+        except (OSError, subprocess.TimeoutExpired):
+            return None
+        m = re.search(r"^LeaderId:\s+(\d+)", out.stdout, re.M)
+        return int(m.group(1)) if m else None
