@@ -80,6 +80,12 @@ def decode_messages(raw: DataFrame) -> DataFrame:
         F.when(F.col("_sid").isin(*avro.SCHEMAS), _from_avro()).alias("a"),
     )
     df = df.select("*", F.expr(_TS_NORMALISED.format(ts="j.timestamp")).alias("_json_time"))
+    df = df.select("*", ((F.col("wire_format") == "json") & _json_fast_ok()).alias("_fast"))
+    # The strict path's VARIANT parses, computed once per row that needs them (and
+    # referenced by name below, which keeps the plan small).
+    strict = (F.col("wire_format") == "json") & ~F.col("_fast")
+    df = df.select("*", F.when(strict, F.from_json("raw_value", _VARIANT_SCHEMA)).alias("_v"),
+                   F.when(strict, F.call_function("try_parse_json", F.col("raw_value"))).alias("_full"))
     avro_rows = F.col("wire_format") == "avro"
 
     def pick(avro_value: Column, json_value: Column) -> Column:
@@ -89,7 +95,7 @@ def decode_messages(raw: DataFrame) -> DataFrame:
     out.append(pick(F.col("a.amount").cast(AMOUNT_SQL_TYPE), F.col("j.amount").cast(AMOUNT_SQL_TYPE)).alias("amount"))
     out.append(pick(F.col("a.timestamp"), F.col("_json_time")).alias("event_time"))
     out += [_optional(pick(F.col(f"a.{f.name}"), F.col(f"j.{f.name}")), f).alias(f.column) for f in OPTIONAL_FIELDS]
-    reason = pick(_avro_reason(), F.when(_json_fast_ok(), F.lit(None).cast("string")).otherwise(_json_strict_reason()))
+    reason = pick(_avro_reason(), F.when(F.col("_fast"), F.lit(None).cast("string")).otherwise(_json_strict_reason()))
     # The raw text kept for quarantine must be valid UTF-8 (Delta readers refuse anything
     # else); an Avro message is shown as hex. raw_bytes always holds the exact bytes.
     printable = pick(F.concat(F.lit("0x"), F.lower(F.hex("raw_bytes"))),
@@ -177,7 +183,7 @@ def _json_strict_reason() -> Column:
     """The contract's rules in order on a VARIANT parse of raw_value; NULL when valid.
 
     Only evaluated for rows that failed the fast path (the CASE branch is lazy)."""
-    v = F.from_json("raw_value", _VARIANT_SCHEMA)
+    v = F.col("_v")
 
     def t(name: str) -> Column:  # JSON type of a field: 'STRING', 'BIGINT', 'DECIMAL(6,2)', 'VOID', NULL
         return F.call_function("schema_of_variant", v.getField(name))
@@ -204,15 +210,14 @@ def _json_strict_reason() -> Column:
         .when(amount_w != F.round(amount_w, AMOUNT_SCALE), F.lit(f"amount has more than {AMOUNT_SCALE} decimals"))
         .when(t("timestamp") != "STRING", F.lit("timestamp is not a string"))
         .when(~ts.rlike(TIMESTAMP_PATTERN), F.lit("timestamp is not ISO-8601 with an offset or Z"))
-        .when(F.expr(_TS_NORMALISED.format(ts="try_variant_get(from_json(raw_value, '"
-                                           + _VARIANT_SCHEMA + "').timestamp, '$', 'string')")).isNull(),
+        .when(F.expr(_TS_NORMALISED.format(ts="try_variant_get(_v.timestamp, '$', 'string')")).isNull(),
               F.lit("timestamp is not a valid date-time"))
     )
 
 
 def _json_shape_reason(missing: dict[str, Column]) -> Column:
     """'not JSON' / 'not a JSON object', asked only when a required field seems missing."""
-    full = F.call_function("try_parse_json", F.col("raw_value"))
+    full = F.col("_full")
     any_missing = F.lit(False)
     for n in REQUIRED_FIELDS:
         any_missing = any_missing | missing[n]

@@ -7,6 +7,7 @@
 
 from __future__ import annotations
 
+import argparse
 import signal
 import threading
 
@@ -18,6 +19,10 @@ def register(sub) -> None:
     p.add_argument("--once", action="store_true", help="process what is in the topic now, then stop")
     p.add_argument("--query", action="append", choices=("high_value", "sales_hourly"),
                    help="run only this query (repeatable; default both)")
+    # Fault injection for the exactly-once tests: the process dies right after this
+    # table's commit in the first batch with data (exit code 86).
+    p.add_argument("--crash-after-commit", choices=("quarantine", "high_value", "sales_agg", "metrics"),
+                   help=argparse.SUPPRESS)
     p.set_defaults(func=job_cmd)
     p = sub.add_parser("sql", help="run a Spark SQL query over the Delta tables")
     p.add_argument("query", help='e.g. "SELECT count(*) FROM tormenta.high_value"')
@@ -31,7 +36,8 @@ def job_cmd(settings: Settings, args) -> int:
     stop = threading.Event()
     for sig in (signal.SIGINT, signal.SIGTERM):
         signal.signal(sig, lambda *_: stop.set())
-    run_job(settings, once=args.once, stop_event=stop, queries=tuple(args.query or ("high_value", "sales_hourly")), stop_spark=True)
+    run_job(settings, once=args.once, stop_event=stop, queries=tuple(args.query or ("high_value", "sales_hourly")),
+            stop_spark=True, crash_after=args.crash_after_commit)
     return 0
 
 

@@ -14,6 +14,7 @@ from pipeline.contract.tables import TABLES
 from pipeline.job import tables
 from pipeline.job.runner import run_job
 from pipeline.kafka.procs import stop_group
+from pipeline.kafka.topic import log_end_offsets
 from tests.conftest import produce, tx
 
 pytestmark = pytest.mark.integration
@@ -113,6 +114,32 @@ def _rows(path) -> int:
         return 0
 
 
+def wait_for(condition, timeout: float, what: str, job=None, log=None) -> None:
+    """Poll an observable condition; fail early if the job process died."""
+    deadline = time.monotonic() + timeout
+    while not condition():
+        if job is not None and job.poll() is not None:
+            tail = log.read_text(errors="replace")[-2000:] if log else ""
+            pytest.fail(f"job exited ({job.returncode}) while waiting for {what}\n{tail}")
+        if time.monotonic() > deadline:
+            pytest.fail(f"timed out after {timeout:.0f} s waiting for {what}")
+        time.sleep(0.3)
+
+
+def _caught_up(settings, ends: dict[int, int]) -> bool:
+    import json
+
+    try:
+        m = DeltaTable(str(settings.table_path("batch_metrics"))).to_pyarrow_table(columns=["end_offsets"])
+    except Exception:  # noqa: BLE001 - not there yet
+        return False
+    for text in m.column("end_offsets").to_pylist():
+        done = {int(k): v for k, v in json.loads(text or "{}").items()}
+        if all(done.get(p, 0) >= e for p, e in ends.items()):
+            return True
+    return False
+
+
 def _env(settings):
     env = os.environ.copy()
     env.update({
@@ -133,20 +160,15 @@ def test_kill_minus_nine_then_restart_is_exactly_once(stack, spark_session):
                            env=_env(stack), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
     try:
         metrics = stack.table_path("batch_metrics")
-        deadline = time.monotonic() + 180
-        while time.monotonic() < deadline:
-            if _rows(metrics) >= 1:
-                break
-            assert job.poll() is None, "job exited early"
-            time.sleep(0.5)
-        else:
-            pytest.fail("no batch within 180 s")
-        # Keep producing while the job runs, then kill it mid-stream without warning.
+        wait_for(lambda: _rows(metrics) >= 1, 180, "a first batch", job)
+        # Keep producing while the job runs, each round after the job has committed one
+        # more batch, then kill it mid-stream without warning.
         for r in range(1, n_rounds):
             batch = [tx(f"r{r}-{i}", 1600 + i) for i in range(per_round)] + [tx(f"low{r}-{i}", 5) for i in range(50)]
             expected |= {f"r{r}-{i}" for i in range(per_round)}
+            done = _rows(metrics)
             produce(stack, batch)
-            time.sleep(0.7)
+            wait_for(lambda d=done: _rows(metrics) > d, 120, "the next batch", job)
         os.killpg(job.pid, signal.SIGKILL)
         job.wait(30)
     finally:
@@ -160,11 +182,14 @@ def test_kill_minus_nine_then_restart_is_exactly_once(stack, spark_session):
         job = subprocess.Popen([sys.executable, "-m", "pipeline", "job", "--query", "high_value"], cwd=ROOT,
                                env=_env(stack), stdout=out, stderr=subprocess.STDOUT, start_new_session=True)
     try:
-        deadline = time.monotonic() + 300
-        while _rows(stack.table_path("high_value")) < len(expected) and time.monotonic() < deadline:
-            assert job.poll() is None, "restarted job exited early:\n" + log.read_text(errors="replace")[-2000:]
-            time.sleep(1)
-        time.sleep(3)  # a batch more: anything extra (a duplicate) would show now
+        # More data after the restart, so the restarted job surely commits batches of its
+        # own; caught up = a committed batch whose end offsets are the topic's log-end
+        # offsets: anything extra (a duplicate) would be in the table by then.
+        last = [tx(f"after-{i}", 1700 + i) for i in range(per_round)]
+        expected |= {v["transaction_id"] for v in last}
+        produce(stack, last)
+        ends = log_end_offsets(stack)
+        wait_for(lambda: _caught_up(stack, ends), 300, "the restarted job to catch up", job, log)
     finally:
         rc = stop_group(job, 90)
     text = log.read_text(errors="replace")
@@ -172,3 +197,28 @@ def test_kill_minus_nine_then_restart_is_exactly_once(stack, spark_session):
     ids = list(table(stack, "high_value").transaction_id)
     assert len(ids) == len(set(ids)), "duplicated rows after kill -9 and restart"
     assert set(ids) == expected
+
+
+@pytest.mark.parametrize("crash_after", ["high_value", "sales_agg"])
+def test_crash_between_two_commits_of_a_batch_writes_nothing_twice(stack, crash_after):
+    """The process dies right after one of the batch's commits; the restart replays the
+    batch: the committed table is skipped (txnVersion), the others are written once."""
+    values = [tx(f"hv-{i}", 2000 + i) for i in range(20)] + [tx(f"lo-{i}", 10) for i in range(30)]
+    values += [tx("hv-0", 2000), "not json", tx("neg", -1)]
+    produce(stack, values)
+    cmd = [sys.executable, "-m", "pipeline", "job", "--once", "--query", "high_value"]
+    crashed = subprocess.run([*cmd, "--crash-after-commit", crash_after], cwd=ROOT, env=_env(stack),
+                             capture_output=True, timeout=300)
+    assert crashed.returncode == 86, crashed.stderr.decode(errors="replace")[-2000:]
+    assert _rows(stack.table_path(crash_after)) > 0  # that commit happened...
+    assert _rows(stack.table_path("batch_metrics")) == 0  # ...and the batch did not finish
+    done = subprocess.run(cmd, cwd=ROOT, env=_env(stack), capture_output=True, timeout=300)
+    assert done.returncode == 0, done.stderr.decode(errors="replace")[-2000:]
+
+    hv = table(stack, "high_value")
+    assert sorted(hv.transaction_id) == sorted(f"hv-{i}" for i in range(20))
+    agg = table(stack, "sales_agg")
+    assert (agg.sales_count.sum(), agg.high_value_count.sum()) == (50, 20)
+    assert sorted(table(stack, "quarantine").reason) == ["amount must be greater than 0", "value is not JSON"]
+    metrics = table(stack, "batch_metrics")
+    assert list(metrics.batch_id) == [0] and metrics.duplicates_dropped.iloc[0] == 1
