@@ -43,6 +43,12 @@ def parts_and_facts():
     return [broker, topic, job, emulator], facts, status, last
 
 
+@st.cache_data(ttl=5, show_spinner=False)
+def kafka_nodes():
+    view = health.cluster_view(get_settings())
+    return view.rows(), view.sentence()
+
+
 @st.cache_data(ttl=10, show_spinner=False)
 def headline():
     reader = get_reader()
@@ -110,3 +116,9 @@ with guard():
     st.dataframe(settings_summary(get_settings(), facts), hide_index=True, width="stretch")
     if facts and facts.retention_s is None:
         st.caption("The topic has no time-based retention.")
+
+st.subheader("Kafka nodes")
+with guard():
+    rows, sentence = kafka_nodes()
+    st.dataframe(rows, hide_index=True, width="stretch", key="kafka_nodes")
+    st.caption(f"{sentence} Partitions led: how many partitions each node leads; a node that is down leads none.")

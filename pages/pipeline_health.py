@@ -99,11 +99,25 @@ def _row_charts(df) -> None:
         st.plotly_chart(fig, width="stretch", key="behind")
 
 
+@st.cache_data(ttl=5, show_spinner=False)
+def kafka_nodes():
+    view = health.cluster_view(get_settings())
+    return view.rows(), view.sentence()
+
+
+def _brokers() -> None:
+    rows, sentence = kafka_nodes()
+    with st.expander(f"Kafka: {sentence}", expanded=any(r["state"] != "UP" for r in rows)):
+        st.dataframe(rows, hide_index=True, width="stretch", key="kafka_nodes")
+
+
 @st.fragment(run_every="10s")
 def body():
     s = get_settings()
     st.caption(f"Wire format of the messages: **{wire_format_label(emulator_status())}** "
                "(JSON or Avro, as the emulator reports it; unknown while no emulator reports).")
+    with guard():
+        _brokers()
     with guard():
         df = metrics(range_label)
         if df.empty:

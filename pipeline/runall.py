@@ -1,6 +1,7 @@
 """``python -m pipeline run``: the whole product on the embedded default, in one command.
 
-Starts (or reuses) the local broker, creates the topics, then launches the Spark job, the
+Starts (or reuses) the local broker (``TORMENTA_BROKER_NODES`` nodes: one by default, or a
+local KRaft cluster whose every node is then the children's bootstrap servers), creates the topics, then launches the Spark job, the
 storm emulator and the Streamlit app as child processes with their logs in
 ``<data_dir>/run/*.log``, prints the URL and waits. Ctrl-C (or SIGTERM) stops every
 process it started, children first, the broker last. A child that dies is reported with
@@ -18,7 +19,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from pipeline.errors import TormentaError
-from pipeline.kafka.broker import EmbeddedBroker, port_open
+from pipeline.kafka.broker import port_open
+from pipeline.kafka.cluster import KafkaCluster, with_cluster
 from pipeline.kafka.procs import stop_group
 from pipeline.kafka.topic import ensure_all_topics
 from pipeline.settings import PROJECT_ROOT, Settings, format_duration
@@ -46,11 +48,12 @@ def _tail(path: Path, lines: int = 12) -> str:
         return "    (no log)"
 
 
-def _start(name: str, cmd: list[str], run_dir: Path) -> Child:
+def _start(name: str, cmd: list[str], run_dir: Path, bootstrap: str) -> Child:
     log = run_dir / f"{name}.log"
     fh = open(log, "ab")
     proc = subprocess.Popen(cmd, stdout=fh, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
-                            cwd=PROJECT_ROOT, start_new_session=True, env=os.environ.copy())
+                            cwd=PROJECT_ROOT, start_new_session=True,
+                            env=dict(os.environ, TORMENTA_BOOTSTRAP_SERVERS=bootstrap))
     fh.close()
     (run_dir / f"{name}.pid").write_text(str(proc.pid))
     print(f"  {name:<9} pid {proc.pid:<7} log {log}")
@@ -69,9 +72,11 @@ def run_cmd(settings: Settings, args) -> int:
     if not args.no_app and port_open("127.0.0.1", settings.app_port):
         raise TormentaError(f"port {settings.app_port} is taken (is the app already running?); "
                             "set TORMENTA_APP_PORT to a free port")
-    broker = EmbeddedBroker(settings)
-    started_broker = not broker.status().running
-    print(broker.start().message)
+    broker = KafkaCluster(settings)
+    started_broker = not any(nd.status().running for nd in broker.nodes)
+    print(broker.start())
+    settings = with_cluster(settings)
+    boot = settings.bootstrap_servers
     children: list[Child] = []
     stopping = False
 
@@ -85,15 +90,15 @@ def run_cmd(settings: Settings, args) -> int:
         for info in ensure_all_topics(settings):
             print(info.describe())
         print("starting:")
-        children.append(_start("job", [py, "-m", "pipeline", "job"], run_dir))
+        children.append(_start("job", [py, "-m", "pipeline", "job"], run_dir, boot))
         if not args.no_emulator:
             children.append(_start("emulator", [py, "-m", "pipeline", "emulate", "--rate", f"{settings.emulator_rate:g}"],
-                                   run_dir))
+                                   run_dir, boot))
         if not args.no_app:
             children.append(_start("app", [py, "-m", "streamlit", "run", str(PROJECT_ROOT / "streamlit_app.py"),
                                            "--server.address", "127.0.0.1", "--server.port", str(settings.app_port),
                                            "--server.headless", "true", "--browser.gatherUsageStats", "false"],
-                                   run_dir))
+                                   run_dir, boot))
         print()
         print(f"Tormenta is running. Open http://127.0.0.1:{settings.app_port}" if not args.no_app else "Tormenta is running.")
         print(f"  ingest interval {format_duration(settings.ingest_interval)}, record lifetime "
@@ -112,5 +117,5 @@ def run_cmd(settings: Settings, args) -> int:
             _stop(c)
             print(f"  {c.name} stopped")
         if started_broker:
-            print("  " + broker.stop())
+            print("  " + broker.stop().replace("\n", "\n  "))
     return 0

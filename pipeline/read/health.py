@@ -1,6 +1,8 @@
 """Is each part of Tormenta alive, and how far behind is the job? Pure judgements + cheap probes.
 
-    broker_health(settings)                  port + pid of the embedded broker (no Kafka call)
+    broker_health(settings)                  port of the embedded broker; on a cluster, how many nodes answer
+    cluster_view(settings) / judge_cluster   each node up/down with the partitions it leads, and the
+                                             under-replicated and leaderless partitions (pure judgement)
     topic_health(settings, broker_up)        partitions / replication / retention of the topic
     job_process(settings)                    the job process `make run` started (pid file), if alive
     job_health(last_batch, ..., process)     judged from batch_metrics freshness vs the trigger interval;
@@ -18,12 +20,14 @@ from __future__ import annotations
 
 import json
 import os
+from collections import Counter
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 
 import pandas as pd
 
+from pipeline.kafka.cluster import PartitionFact
 from pipeline.settings import Settings, format_duration
 
 UP, IDLE, STARTING, DOWN, UNKNOWN = "up", "idle", "starting", "down", "unknown"
@@ -69,9 +73,84 @@ def _utc(ts) -> datetime | None:
 
 
 # ---- broker / topic ------------------------------------------------------------------
+@dataclass
+class NodeRow:
+    node: int
+    address: str
+    state: str           # up | down
+    pid: int | None
+    leads: int           # partitions this node leads
+
+
+@dataclass
+class ClusterView:
+    nodes: list[NodeRow]
+    partitions: list[PartitionFact] | None    # None: no node answered the metadata request
+
+    @property
+    def up(self) -> int:
+        return sum(1 for n in self.nodes if n.state == UP)
+
+    @property
+    def under_replicated(self) -> list[PartitionFact]:
+        return [p for p in self.partitions or [] if len(p.isr) < len(p.replicas)]
+
+    @property
+    def leaderless(self) -> list[PartitionFact]:
+        return [p for p in self.partitions or [] if p.leader < 0]
+
+    def rows(self) -> list[dict]:
+        return [{"node": n.node, "state": n.state.upper(), "address": n.address, "pid": n.pid,
+                 "partitions led": n.leads} for n in self.nodes]
+
+    def sentence(self) -> str:
+        text = f"{self.up} of {len(self.nodes)} Kafka nodes answer"
+        if self.partitions is None:
+            return text + "; partitions unknown."
+        urp, lost = len(self.under_replicated), len(self.leaderless)
+        text += f"; {urp} under-replicated partition{'s' if urp != 1 else ''}"
+        return text + (f", {lost} without a leader." if lost else ".")
+
+
+def judge_cluster(nodes: list[tuple[int, str, bool, int | None]], partitions: list[PartitionFact] | None) -> ClusterView:
+    """Pure: (node id, address, answers, pid) per node + the partition metadata -> the cluster's view."""
+    leads = Counter(p.leader for p in partitions or [] if p.leader >= 0)
+    rows = [NodeRow(nid, addr, UP if ok else DOWN, pid, leads.get(nid, 0)) for nid, addr, ok, pid in nodes]
+    return ClusterView(rows, partitions)
+
+
+def cluster_view(settings: Settings, timeout: float = 2.0) -> ClusterView:
+    """Probe every embedded node (port, pid file) and ask a live one for the partition metadata."""
+    from pipeline.kafka.broker import port_open
+    from pipeline.kafka.cluster import KafkaCluster, describe_partitions
+
+    cluster = KafkaCluster(settings)
+    probes = [(nd.node.node_id, nd.node.address, port_open(nd.host, nd.port, timeout=0.3), nd.read_pid())
+              for nd in cluster.nodes]
+    live = ",".join(addr for _, addr, ok, _ in probes if ok)
+    parts = None
+    if live:
+        try:
+            parts = describe_partitions(live, timeout)
+        except Exception:  # noqa: BLE001 - a probe reports, it never raises into the page
+            parts = None
+    return judge_cluster(probes, parts)
+
+
+def broker_part(view: ClusterView) -> PartHealth:
+    """Pure: the broker card of a cluster. Up while any node serves (clients fail over), with the losses said."""
+    if view.up == 0:
+        return PartHealth("broker", DOWN, f"None of the {len(view.nodes)} Kafka nodes answers.", FIX["broker"])
+    down = [str(n.node) for n in view.nodes if n.state == DOWN]
+    detail = view.sentence() + (f" Node {', '.join(down)} down: restart with `{FIX['broker']}`." if down else "")
+    return PartHealth("broker", UP, detail)
+
+
 def broker_health(settings: Settings) -> PartHealth:
     from pipeline.kafka.broker import port_open
 
+    if settings.broker_nodes > 1:
+        return broker_part(cluster_view(settings))
     host, port = settings.first_bootstrap
     if port_open(host, port, timeout=0.3):
         return PartHealth("broker", UP, f"Kafka answers on {host}:{port}.")
