@@ -124,11 +124,11 @@ def _epoch_list(col) -> list[float | None]:
 
 def read_high_value(path: Path):
     """transaction_id, event_time (epoch s), batch_id of every row, or empty arrays."""
-    from deltalake import DeltaTable
+    from pipeline.read.readers import read_columns
 
     if not (path / "_delta_log").is_dir():
         return [], np.array([]), np.array([], dtype=np.int64)
-    t = DeltaTable(str(path)).to_pyarrow_table(columns=["transaction_id", "event_time", "batch_id"])
+    t = read_columns(path, ["transaction_id", "event_time", "batch_id"])
     return (t.column("transaction_id").to_pylist(), _to_epoch(t.column("event_time")),
             t.column("batch_id").to_numpy(zero_copy_only=False).astype(np.int64))
 
@@ -138,11 +138,13 @@ def read_batches(path: Path) -> list[dict[str, Any]]:
     ``batch_metrics``; timestamps as epoch seconds; a column an older table lacks is None."""
     from deltalake import DeltaTable
 
+    from pipeline.read.readers import read_columns
+
     if not (path / "_delta_log").is_dir():
         return []
     table = DeltaTable(str(path))
     present = set(table.schema().to_arrow().names)
-    t = table.to_pyarrow_table(columns=[c for c in columns("batch_metrics") if c in present])
+    t = read_columns(path, [c for c in columns("batch_metrics") if c in present])
     times = {c: _epoch_list(t.column(c)) for c, kind in TABLES["batch_metrics"] if kind == "TIMESTAMP" and c in present}
     rows = t.drop_columns(list(times)).to_pylist()
     out = []
@@ -154,7 +156,8 @@ def read_batches(path: Path) -> list[dict[str, Any]]:
 
 
 def merge_commit_times(path: Path) -> list[float]:
-    """Epoch seconds of every MERGE/WRITE commit of the high-value table, ascending."""
+    """Epoch seconds of every MERGE/WRITE commit of the high-value table, ascending (the job
+    appends since the dedupe moved to streaming state; tables of older runs have MERGEs)."""
     from deltalake import DeltaTable
 
     if not (path / "_delta_log").is_dir():

@@ -243,16 +243,7 @@ class DeltaReader:
 
     # -- SQL through delta-rs (DataFusion: partition, file, row-group and page pruning, top-k) ----
     def _sql(self, sql: str, **tables) -> pa.Table:
-        from deltalake import QueryBuilder
-
-        qb = QueryBuilder()
-        for name, dt in tables.items():
-            qb.register(name, dt)
-        stream = qb.execute(sql)
-        try:
-            return pa.table(stream.read_all())  # fully materialised: nothing of the scan outlives this call
-        finally:
-            del stream
+        return run_sql(sql, **tables)
 
     # -- sales aggregates ---------------------------------------------------------------
     def complete_until(self, now: datetime | None = None) -> datetime:
@@ -445,6 +436,28 @@ class DeltaReader:
 
 
 # ---- helpers ---------------------------------------------------------------------------
+def run_sql(sql: str, **tables) -> pa.Table:
+    """SQL over Delta tables through delta-rs, fully materialised: nothing of the scan
+    outlives this call, which keeps a process that read tables from aborting at exit."""
+    from deltalake import QueryBuilder
+
+    qb = QueryBuilder()
+    for name, dt in tables.items():
+        qb.register(name, dt)
+    stream = qb.execute(sql)
+    try:
+        return pa.table(stream.read_all())
+    finally:
+        del stream
+
+
+def read_columns(path: str | Path, cols: list[str] | tuple[str, ...]) -> pa.Table:
+    """Every row of some columns of a Delta table, through the same guarded path."""
+    from deltalake import DeltaTable
+
+    return run_sql(f"SELECT {', '.join(cols)} FROM t", t=DeltaTable(str(path)))
+
+
 def _lit_ts(ts: datetime) -> str:
     return f"TIMESTAMP '{_utc(ts):%Y-%m-%dT%H:%M:%S.%f}Z'"
 
