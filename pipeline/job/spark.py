@@ -1,8 +1,18 @@
 """SparkSession factory for the job and the tools that need Spark (never the dashboard).
 
-Jars come as local paths from the Maven cache (`spark.jars`), so a running job never
-needs the network. The session runs in UTC so contract timestamps with any offset are
-normalised the same way everywhere.
+Spark runs where ``TORMENTA_SPARK_MASTER`` says: ``local[N]`` by default, or a cluster
+(``spark://host:port``, ``yarn``, ``k8s://https://...``). Jars come as local paths from
+the Maven cache (``spark.jars``), so a running job never needs the network; on a cluster
+the driver serves them to the executors, and the ``pipeline`` package is shipped to them
+as a zip (``addPyFile``). Under ``spark-submit`` (see ``pipeline/job/submit.py``) the
+command line's ``--master``, ``--jars`` and ``--py-files`` are used as given.
+
+Tables and checkpoints live under ``TORMENTA_STORAGE_URI``: the data folder, or
+``s3a://bucket/prefix`` through Hadoop's S3A connector. The storage is checked before
+Spark starts (credentials present, endpoint answering, bucket there) so a bad location is
+refused in seconds with one line. Credentials go into the Hadoop configuration of the
+running session, never onto a command line or into a log. The session runs in UTC so
+contract timestamps with any offset are normalised the same way everywhere.
 """
 
 from __future__ import annotations
@@ -10,63 +20,184 @@ from __future__ import annotations
 import logging
 import os
 import sys
+import urllib.error
+import urllib.request
+import zipfile
+from pathlib import Path
 
+from pipeline.errors import JobError
 from pipeline.kafka.jvm import java_version, spark_extra_jars
-from pipeline.settings import Settings
+from pipeline.settings import PREFIX, Settings
 
 log = logging.getLogger(__name__)
+STORAGE_TIMEOUT_S = 5.0
+
+
+def submitted() -> bool:
+    """True inside spark-submit: its JVM is already up, with the command line's master and jars."""
+    return "PYSPARK_GATEWAY_PORT" in os.environ
 
 
 def build_spark(settings: Settings, app_name: str = "tormenta-job", *, extra_conf: dict[str, str] | None = None):
     """Create (or return the running) SparkSession configured for Tormenta."""
     java_version()
+    check_storage(settings)
     os.environ.setdefault("PYSPARK_PYTHON", sys.executable)
     os.environ.setdefault("SPARK_LOCAL_IP", "127.0.0.1")  # never bind or advertise a non-loopback address
     from pyspark.sql import SparkSession
 
-    jars = spark_extra_jars(settings.jars_dir)
-    shuffle = settings.effective_shuffle_partitions
-    local_dir = settings.data_dir / "spark-tmp"
-    local_dir.mkdir(parents=True, exist_ok=True)
-    builder = (
-        SparkSession.builder.appName(app_name)
-        .master(f"local[{settings.job_cores}]")
-        .config("spark.jars", ",".join(jars))
-        .config("spark.driver.memory", settings.driver_memory)
-        .config("spark.driver.host", "127.0.0.1")
-        .config("spark.driver.bindAddress", "127.0.0.1")
-        .config("spark.ui.enabled", "false")
-        .config("spark.ui.showConsoleProgress", "false")
-        .config("spark.local.dir", str(local_dir))
-        .config("spark.sql.session.timeZone", "UTC")
-        .config("spark.sql.shuffle.partitions", str(shuffle))
-        .config("spark.default.parallelism", str(shuffle))
-        .config("spark.sql.extensions", "io.delta.sql.DeltaSparkSessionExtension")
-        .config("spark.sql.catalog.spark_catalog", "org.apache.spark.sql.delta.catalog.DeltaCatalog")
-        # The batch summary collects the high-value rows per group; keep that aggregate
-        # hash-based instead of falling back to a sort of the whole batch.
-        .config("spark.sql.objectHashAggregate.sortBased.fallbackThreshold", "100000")
-        # Rebuilding a table snapshot after each commit is a small Spark job; with its own
-        # default partitioning it schedules dozens of tasks per commit on a 2-core box.
-        .config("spark.databricks.delta.snapshotPartitions", str(max(1, settings.job_cores)))
-        .config("spark.sql.warehouse.dir", str(settings.data_dir / "warehouse"))
-        .config("spark.sql.streaming.stateStore.providerClass",
-                "org.apache.spark.sql.execution.streaming.state.RocksDBStateStoreProvider")
-        # The dedupe state is written every batch: commit a changelog of the changed keys
-        # rather than a RocksDB snapshot.
-        .config("spark.sql.streaming.stateStore.rocksdb.changelogCheckpointing.enabled", "true")
-        # Tables must stay readable by delta-rs (the dashboard): no deletion vectors,
-        # classic checkpoints, no column mapping.
-        .config("spark.databricks.delta.properties.defaults.enableDeletionVectors", "false")
-        .config("spark.databricks.delta.properties.defaults.checkpointPolicy", "classic")
-        .config("spark.databricks.delta.properties.defaults.columnMapping.mode", "none")
-        .config("spark.databricks.delta.retentionDurationCheck.enabled", "false")
-        .config("spark.driver.extraJavaOptions", "-XX:+UseG1GC -Dio.netty.tryReflectionSetAccessible=true")
-    )
-    for k, v in (extra_conf or {}).items():
+    builder = SparkSession.builder.appName(app_name)
+    conf = session_conf(settings)
+    if not submitted():
+        conf.update(launch_conf(settings))
+        builder = builder.master(settings.spark_master_url)
+    for k, v in {**conf, **(extra_conf or {})}.items():
         builder = builder.config(k, v)
     spark = builder.getOrCreate()
     spark.sparkContext.setLogLevel("WARN")
-    log.info("spark session: local[%d], shuffle partitions %d (cores x 2.5), driver memory %s",
-             settings.job_cores, shuffle, settings.driver_memory)
+    master = spark.sparkContext.master
+    if not master.startswith("local"):
+        ship_package(spark, settings)
+    if settings.on_object_storage:
+        open_storage(spark, settings)
+    log.info("spark session: %s, shuffle partitions %d, driver memory %s, tables and checkpoints in %s",
+             master, settings.effective_shuffle_partitions, settings.driver_memory,
+             settings.storage_uri if settings.on_object_storage else settings.data_dir)
     return spark
+
+
+def launch_conf(settings: Settings) -> dict[str, str]:
+    """What only counts when this process launches the JVM (spark-submit passes its own)."""
+    jars = spark_extra_jars(settings.jars_dir, s3=settings.on_object_storage)
+    return {
+        "spark.jars": ",".join(jars),
+        "spark.driver.memory": settings.driver_memory,
+        "spark.executor.memory": settings.executor_memory,
+        "spark.driver.extraJavaOptions": "-XX:+UseG1GC -Dio.netty.tryReflectionSetAccessible=true",
+    }
+
+
+def session_conf(settings: Settings) -> dict[str, str]:
+    """The job's Spark configuration (no secrets: those go to the Hadoop configuration later)."""
+    shuffle = str(settings.effective_shuffle_partitions)
+    local_dir = settings.data_dir / "spark-tmp"
+    local_dir.mkdir(parents=True, exist_ok=True)
+    delta = "spark.databricks.delta."
+    return {
+        "spark.driver.host": settings.driver_host,
+        "spark.driver.bindAddress": settings.driver_host,
+        "spark.ui.enabled": "false",
+        "spark.ui.showConsoleProgress": "false",
+        "spark.local.dir": str(local_dir),  # a cluster manager's own local dirs take precedence on workers
+        "spark.sql.session.timeZone": "UTC",
+        "spark.sql.shuffle.partitions": shuffle,
+        "spark.default.parallelism": shuffle,
+        "spark.sql.extensions": "io.delta.sql.DeltaSparkSessionExtension",
+        "spark.sql.catalog.spark_catalog": "org.apache.spark.sql.delta.catalog.DeltaCatalog",
+        # The batch summary collects the high-value rows per group; keep that aggregate
+        # hash-based instead of falling back to a sort of the whole batch.
+        "spark.sql.objectHashAggregate.sortBased.fallbackThreshold": "100000",
+        # Rebuilding a table snapshot after each commit is a small Spark job; with its own
+        # default partitioning it schedules dozens of tasks per commit on a 2-core box.
+        delta + "snapshotPartitions": str(max(1, settings.job_cores)),
+        "spark.sql.warehouse.dir": str(settings.data_dir / "warehouse"),
+        "spark.sql.streaming.stateStore.providerClass":
+            "org.apache.spark.sql.execution.streaming.state.RocksDBStateStoreProvider",
+        # The dedupe state is written every batch: commit a changelog of the changed keys
+        # rather than a RocksDB snapshot.
+        "spark.sql.streaming.stateStore.rocksdb.changelogCheckpointing.enabled": "true",
+        # Tables must stay readable by delta-rs (the dashboard): no deletion vectors,
+        # classic checkpoints, no column mapping.
+        delta + "properties.defaults.enableDeletionVectors": "false",
+        delta + "properties.defaults.checkpointPolicy": "classic",
+        delta + "properties.defaults.columnMapping.mode": "none",
+        delta + "retentionDurationCheck.enabled": "false",
+    }
+
+
+# ---- the pipeline package on the executors ------------------------------------------------
+def package_zip(settings: Settings) -> Path:
+    """A zip of the `pipeline` package in the data folder (what `--py-files` takes)."""
+    import pipeline
+
+    root = Path(pipeline.__file__).resolve().parent
+    out = settings.data_dir / "spark-pyfiles" / "pipeline.zip"
+    out.parent.mkdir(parents=True, exist_ok=True)
+    tmp = out.with_name(f".pipeline.{os.getpid()}.zip")
+    with zipfile.ZipFile(tmp, "w", zipfile.ZIP_DEFLATED) as z:
+        for f in sorted(root.rglob("*")):
+            if f.is_file() and "__pycache__" not in f.parts:
+                z.write(f, f.relative_to(root.parent).as_posix())
+    os.replace(tmp, out)  # atomic: two processes building it never leave half a zip
+    return out
+
+
+def ship_package(spark, settings: Settings) -> None:
+    """Executors import `pipeline` from a zip the driver serves (unless spark-submit shipped it)."""
+    given = spark.sparkContext.getConf().get("spark.submit.pyFiles", "") or ""
+    if "pipeline.zip" in given:
+        return
+    spark.sparkContext.addPyFile(str(package_zip(settings)))
+
+
+# ---- object storage -------------------------------------------------------------------------
+def storage_endpoint(settings: Settings) -> str:
+    return settings.storage_endpoint or f"https://s3.{settings.storage_region}.amazonaws.com"
+
+
+def _bucket(settings: Settings) -> str:
+    return settings.storage_uri[len("s3a://"):].split("/")[0]
+
+
+def check_storage(settings: Settings, timeout: float = STORAGE_TIMEOUT_S) -> None:
+    """Before Spark starts: credentials present, endpoint answering, bucket there (one line if not)."""
+    if not settings.on_object_storage:
+        return
+    settings.storage_keys()  # SettingsError (bad input) when a key is missing
+    endpoint, bucket = storage_endpoint(settings), _bucket(settings)
+    # An unsigned HEAD: any answer but 404 (403 for a private bucket) means it is there.
+    # No proxy from the environment: S3A does not use one either.
+    opener = urllib.request.build_opener(urllib.request.ProxyHandler({}))
+    try:
+        opener.open(urllib.request.Request(f"{endpoint}/{bucket}", method="HEAD"), timeout=timeout).close()
+    except urllib.error.HTTPError as exc:
+        if exc.code == 404:
+            raise JobError(f"bucket {bucket!r} does not exist at {endpoint}; create it or fix "
+                           f"{PREFIX}STORAGE_URI") from None
+    except (urllib.error.URLError, OSError) as exc:
+        reason = getattr(exc, "reason", exc)
+        raise JobError(f"object storage endpoint {endpoint} did not answer within {timeout:g} s ({reason}); "
+                       f"check {PREFIX}STORAGE_ENDPOINT and that the storage is up") from None
+
+
+def s3a_conf(settings: Settings) -> dict[str, str]:
+    """Hadoop S3A settings for the storage location, credentials included (never log this)."""
+    access, secret = settings.storage_keys()
+    endpoint = storage_endpoint(settings)
+    return {
+        "fs.s3a.endpoint": endpoint,
+        "fs.s3a.endpoint.region": settings.storage_region,
+        "fs.s3a.connection.ssl.enabled": str(endpoint.startswith("https://")).lower(),
+        "fs.s3a.path.style.access": str(settings.storage_path_style).lower(),
+        "fs.s3a.aws.credentials.provider": "org.apache.hadoop.fs.s3a.SimpleAWSCredentialsProvider",
+        "fs.s3a.access.key": access,
+        "fs.s3a.secret.key": secret,
+    }
+
+
+def open_storage(spark, settings: Settings) -> None:
+    """Give the session's Hadoop configuration the S3A settings and look at the location once."""
+    hadoop = spark.sparkContext._jsc.hadoopConfiguration()
+    conf = s3a_conf(settings)
+    for k, v in conf.items():
+        hadoop.set(k, v)
+    jvm = spark.sparkContext._jvm
+    try:
+        root = jvm.org.apache.hadoop.fs.Path(settings.storage_uri + "/")
+        root.getFileSystem(hadoop).exists(root)
+    except Exception as exc:  # noqa: BLE001 - py4j wraps every Java error; report it in one line
+        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        for secret in (conf["fs.s3a.access.key"], conf["fs.s3a.secret.key"]):
+            first = first.replace(secret, "***")
+        spark.stop()
+        raise JobError(f"cannot use {settings.storage_uri}: {first[:300]}") from None

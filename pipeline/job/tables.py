@@ -1,6 +1,7 @@
 """Delta tables written by the job: names, schemas, properties, SQL registration, upkeep.
 
-Default locations live under ``<data_dir>/delta/<name>``; the SQL names are
+Locations come from ``settings.table_uri(name)``: ``<data_dir>/delta/<name>`` by default,
+or ``s3a://bucket/prefix/delta/<name>`` on object storage; the SQL names are
 ``tormenta.<name>``. Every table keeps the properties delta-rs needs to read it (no
 deletion vectors, classic checkpoints, no column mapping) so the dashboard never needs
 a JVM.
@@ -26,19 +27,18 @@ TABLE_PROPERTIES = {
 }
 
 
-
 def create_tables(spark, settings: Settings) -> None:
     """Create every Delta table if missing and register it under the `tormenta` database."""
     spark.sql(f"CREATE DATABASE IF NOT EXISTS {DATABASE}")
     props = ", ".join(f"'{k}' = '{v}'" for k, v in TABLE_PROPERTIES.items())
     for name in TABLES:
-        path = settings.table_path(name)
+        path = settings.table_uri(name)
         part = f"PARTITIONED BY ({PARTITIONS[name]})" if name in PARTITIONS else ""
         spark.sql(
             f"CREATE TABLE IF NOT EXISTS delta.`{path}` ({ddl(name)}) USING DELTA {part} TBLPROPERTIES ({props})"
         )
-        _add_missing_columns(spark, name, str(path))
-        register(spark, name, str(path))
+        _add_missing_columns(spark, name, path)
+        register(spark, name, path)
 
 
 def _add_missing_columns(spark, name: str, path: str) -> None:
@@ -63,11 +63,13 @@ def register(spark, name: str, path: str) -> None:
 
 def register_all(spark, settings: Settings) -> list[str]:
     """Register every existing table for SQL (used by `python -m pipeline sql`)."""
+    from delta.tables import DeltaTable
+
     names = []
     for name in TABLES:
-        path = settings.table_path(name)
-        if (path / "_delta_log").is_dir():
-            register(spark, name, str(path))
+        path = settings.table_uri(name)
+        if DeltaTable.isDeltaTable(spark, path):  # local disk or object storage alike
+            register(spark, name, path)
             names.append(f"{DATABASE}.{name}")
     return names
 
@@ -77,7 +79,7 @@ def upkeep(spark, settings: Settings, retain_hours: float = 2.0) -> None:
     from delta.tables import DeltaTable
 
     for name in TABLES:
-        path = str(settings.table_path(name))
+        path = settings.table_uri(name)
         try:
             table = DeltaTable.forPath(spark, path)
             table.optimize().executeCompaction()

@@ -57,19 +57,27 @@ def _artifact(jar_name: str) -> str:
     return re.sub(r"-\d[\w.+-]*$", "", jar_name[:-4])
 
 
-def spark_extra_jars(jars_dir: Path) -> list[str]:
-    """Connector and Delta jars that the pyspark wheel does not already ship.
+# The S3A connector and what it brings (the AWS SDK v2 bundle alone is ~690 MB): on the
+# classpath only when tables or checkpoints are on object storage.
+S3_ARTIFACTS = ("hadoop-aws", "bundle", "analyticsaccelerator-s3", "wildfly-openssl")
+
+
+def spark_extra_jars(jars_dir: Path, *, s3: bool = False) -> list[str]:
+    """Connector and Delta jars that the pyspark wheel does not already ship (+ S3A if `s3`).
 
     Maven also resolves Spark's own transitive libraries (Jackson, Hadoop, Parquet, Scala)
     in versions that differ from pyspark's; putting those on the classpath twice breaks
-    Spark, so every artifact pyspark already has is left out.
+    Spark, so every artifact pyspark already has is left out. hadoop-aws needs the Hadoop
+    client pyspark ships (3.5.0), which is why the POM pins that version.
     """
     import pyspark
 
     folder = _jar_dir(jars_dir, "spark")
     shipped = {_artifact(p.name) for p in (Path(pyspark.__file__).parent / "jars").glob("*.jar")}
+    if not s3:
+        shipped.update(S3_ARTIFACTS)
     jars = sorted(str(p) for p in folder.glob("*.jar") if _artifact(p.name) not in shipped)
-    for needed in ("spark-sql-kafka", "spark-avro", "delta-spark"):
-        if not any(needed in j for j in jars):
+    for needed in ("spark-sql-kafka", "spark-avro", "delta-spark") + (("hadoop-aws", "bundle") if s3 else ()):
+        if not any(Path(j).name.startswith(needed) for j in jars):
             raise JarsMissingError(f"{needed} jar missing in {folder}; run `make jars`")
     return jars

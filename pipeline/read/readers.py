@@ -145,6 +145,24 @@ class TableInfo:
     extra: dict = field(default_factory=dict)
 
 
+def storage_options(settings: Settings) -> dict[str, str] | None:
+    """delta-rs options for tables on object storage (None on local disk); holds the keys: never log it.
+
+    The dashboard only reads, so no locking or conditional-put option is needed here."""
+    if not settings.on_object_storage:
+        return None
+    access, secret = settings.storage_keys()
+    endpoint = settings.storage_endpoint or f"https://s3.{settings.storage_region}.amazonaws.com"
+    return {
+        "AWS_ENDPOINT_URL": endpoint,
+        "AWS_REGION": settings.storage_region,
+        "AWS_ACCESS_KEY_ID": access,
+        "AWS_SECRET_ACCESS_KEY": secret,
+        "AWS_ALLOW_HTTP": str(endpoint.startswith("http://")).lower(),
+        "AWS_VIRTUAL_HOSTED_STYLE_REQUEST": str(not settings.storage_path_style).lower(),
+    }
+
+
 # ---- the reader ----------------------------------------------------------------------
 class DeltaReader:
     """Opens each Delta table once and refreshes it incrementally; thread-safe for the app."""
@@ -153,13 +171,27 @@ class DeltaReader:
         self.settings = settings
         self._tables: dict[str, tuple[object, float]] = {}
         self._lock = threading.Lock()
+        self._options = storage_options(settings)
 
     # -- opening ------------------------------------------------------------------------
-    def path(self, name: str) -> Path:
-        return self.settings.table_path(name)
+    def path(self, name: str) -> str:
+        return self.settings.table_uri(name)
 
     def exists(self, name: str) -> bool:
-        return (self.path(name) / "_delta_log").is_dir()
+        if self._options is None:
+            return (Path(self.path(name)) / "_delta_log").is_dir()
+        from deltalake import DeltaTable
+
+        try:
+            return DeltaTable.is_deltatable(self.path(name), storage_options=self._options)
+        except Exception as exc:  # noqa: BLE001 - unreachable storage: say so, never show the keys
+            raise DataUnavailable(f"The object storage at {self.settings.storage_uri} could not be read: "
+                                  f"{type(exc).__name__}. Check TORMENTA_STORAGE_ENDPOINT and the keys.") from None
+
+    def _open(self, name: str, version: int | None = None):
+        from deltalake import DeltaTable
+
+        return DeltaTable(self.path(name), version=version, storage_options=self._options)
 
     def _missing(self, name: str) -> DataUnavailable:
         return DataUnavailable(
@@ -170,7 +202,6 @@ class DeltaReader:
 
     def table(self, name: str, as_of: int | datetime | None = None):
         """The DeltaTable, fresh (at most _REFRESH_S old), or as of a version / time."""
-        from deltalake import DeltaTable
         from deltalake.exceptions import TableNotFoundError
 
         if not self.exists(name):
@@ -178,15 +209,15 @@ class DeltaReader:
         try:
             if as_of is not None:
                 if isinstance(as_of, int):
-                    return DeltaTable(self.path(name), version=as_of)
-                dt = DeltaTable(self.path(name))
+                    return self._open(name, version=as_of)
+                dt = self._open(name)
                 dt.load_as_version(_utc(as_of))
                 return dt
             with self._lock:
                 cached = self._tables.get(name)
                 now = time.monotonic()
                 if cached is None:
-                    dt = DeltaTable(self.path(name))
+                    dt = self._open(name)
                     self._tables[name] = (dt, now)
                     return dt
                 dt, seen = cached
