@@ -33,6 +33,7 @@ from pipeline.settings import Settings, spark_interval
 
 log = logging.getLogger(__name__)
 QUERIES = ("high_value", "sales_hourly")
+CRASH_EXIT_CODE = 86  # `job --crash-after-commit`: the process died on purpose
 
 
 def kafka_stream(spark, settings: Settings):
@@ -97,8 +98,9 @@ class HighValueBatchWriter:
 
     query_name = "high_value"
 
-    def __init__(self, settings: Settings):
+    def __init__(self, settings: Settings, *, crash_after: str | None = None):
         self.settings = settings
+        self.crash_after = crash_after  # fault injection: die right after this table's commit
         self.paths = {n: settings.table_uri(n) for n in TABLES}
         self.app = f"tormenta-{self.query_name}"
         self.batches_done = 0
@@ -159,9 +161,24 @@ class HighValueBatchWriter:
             jobs["sales_agg"] = lambda: self._write(
                 "sales_agg", transforms.summary_sales(summary, self.settings.agg_window).select(
                     "*", batch.alias("batch_id"), now.alias("processing_time")).coalesce(1), batch_id)
+        if self.crash_after:
+            self._write_then_crash(jobs)
         with ThreadPoolExecutor(max_workers=len(jobs), thread_name_prefix="tormenta-write") as pool:
             for future in [pool.submit(fn) for fn in jobs.values()]:
                 future.result()
+
+    def _write_then_crash(self, jobs: dict) -> None:
+        """Fault injection (`job --crash-after-commit TABLE`): commit the outputs one by one
+        and kill the process the moment the named table has committed, as a crash
+        between two of the batch's commits would."""
+        import os
+
+        for name in ("quarantine", "high_value", "sales_agg", "metrics"):
+            if name in jobs:
+                jobs[name]()
+                if name == self.crash_after:
+                    log.warning("fault injection: exiting right after the %s commit", name)
+                    os._exit(CRASH_EXIT_CODE)
 
     def _write(self, table: str, df, batch_id: int) -> None:
         from pipeline.contract.tables import columns
@@ -267,11 +284,11 @@ def check_source(settings: Settings) -> None:
         raise JobError(str(exc)) from None
 
 
-def start_query(spark, settings: Settings, name: str, *, once: bool = False):
+def start_query(spark, settings: Settings, name: str, *, once: bool = False, crash_after: str | None = None):
     """Start one streaming query by name; returns its StreamingQuery handle."""
     if name == "high_value":
-        source, writer, interval = high_value_input(spark, settings), HighValueBatchWriter(settings), \
-            settings.trigger_interval
+        source, writer, interval = high_value_input(spark, settings), \
+            HighValueBatchWriter(settings, crash_after=crash_after), settings.trigger_interval
     else:
         source = spark.readStream.format("delta").load(settings.table_uri("sales_agg"))
         writer, interval = HourlyRollupWriter(settings), settings.summary_interval
@@ -283,7 +300,7 @@ def start_query(spark, settings: Settings, name: str, *, once: bool = False):
 
 
 def run_job(settings: Settings, *, once: bool = False, stop_event: threading.Event | None = None,
-            queries: tuple[str, ...] = QUERIES, stop_spark: bool = False) -> None:
+            queries: tuple[str, ...] = QUERIES, stop_spark: bool = False, crash_after: str | None = None) -> None:
     """Run the job until stopped (or, with once=True, until the topic is caught up).
 
     With once=True the queries run one after the other, so the hourly rollup sees every
@@ -298,10 +315,10 @@ def run_job(settings: Settings, *, once: bool = False, stop_event: threading.Eve
     try:
         if once:
             for name in queries:
-                handles.append(start_query(spark, settings, name, once=True))
+                handles.append(start_query(spark, settings, name, once=True, crash_after=crash_after))
                 _watch(handles[-1:], stop_event)
         else:
-            handles = [start_query(spark, settings, name) for name in queries]
+            handles = [start_query(spark, settings, name, crash_after=crash_after) for name in queries]
             _watch(handles, stop_event)
     finally:
         _shutdown(spark, handles, stop_spark)
@@ -321,7 +338,23 @@ def _watch(handles, stop_event: threading.Event | None) -> None:
         next(h for h in handles if h.isActive).awaitTermination(0.5)
 
 
+def _between_batches(handles, timeout: float = 120.0) -> None:
+    """Wait (bounded) until no query is inside a micro-batch, so a stop never interrupts
+    a batch half-written: it would be replayed anyway, but the interrupted Spark jobs
+    print errors on the way down."""
+    deadline = time.monotonic() + timeout
+    for h in handles:
+        while time.monotonic() < deadline:
+            try:
+                if not h.isActive or not h.status.get("isTriggerActive"):
+                    break
+            except Exception:  # noqa: BLE001 - the query may be going away already
+                break
+            time.sleep(0.2)
+
+
 def _shutdown(spark, handles, stop_spark: bool) -> None:
+    _between_batches(handles)
     for h in handles:
         try:
             h.stop()
