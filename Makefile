@@ -53,7 +53,7 @@ test: install browser ## install what is needed, then run every test (unit + rea
 	$(PY) -m pytest; rc=$$?; if [ $$rc -eq 5 ]; then echo "error: pytest collected no tests"; exit 1; fi; exit $$rc
 
 test-unit: deps ## fast tests only (no broker, no JVM)
-	$(PY) -m pytest -m "not integration and not browser"
+	$(PY) -m pytest -m "not integration and not browser and not slow"
 
 lint: deps ## ruff
 	$(VENV)/bin/ruff check pipeline tests bench pages streamlit_app.py

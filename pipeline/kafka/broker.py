@@ -301,7 +301,11 @@ class EmbeddedBroker:
         if pid is None:
             return None
         os.kill(pid, signal.SIGKILL)
-        _wait_gone(pid, time.monotonic() + 10)
+        deadline = time.monotonic() + 10
+        _wait_gone(pid, deadline)
+        # the listeners close as the last of the JVM's threads goes, a moment after the pid
+        while port_open(self.host, self.port, timeout=0.2) and time.monotonic() < deadline:
+            time.sleep(0.05)
         return pid
 
     def finish_stop(self, pid: int, deadline: float) -> str:

@@ -11,6 +11,7 @@ broker count is refused) with ``min.insync.replicas`` = factor - 1 (at least 1):
 
 from __future__ import annotations
 
+import time
 from dataclasses import dataclass
 
 from confluent_kafka import KafkaException
@@ -93,9 +94,22 @@ def ensure_topic(settings: Settings, name: str | None = None, *, partitions: int
         err = exc.args[0]
         if err.name() != "TOPIC_ALREADY_EXISTS":
             raise TopicError(f"creating topic {name} failed: {err.str()}") from None
-    info = describe_topic(settings, name, timeout)
+    info = _described_once_visible(settings, name, timeout)
     info.created = True
     return info
+
+
+def _described_once_visible(settings: Settings, name: str, timeout: float) -> TopicInfo:
+    """Describe a just-created topic. On a cluster the broker that answers may learn of it a
+    moment after the controller created it, so "does not exist" is asked again until `timeout`."""
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            return describe_topic(settings, name, timeout)
+        except TopicError:
+            if time.monotonic() >= deadline:
+                raise
+            time.sleep(0.1)
 
 
 def ensure_all_topics(settings: Settings) -> list[TopicInfo]:

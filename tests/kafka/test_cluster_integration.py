@@ -1,0 +1,203 @@
+"""Broker loss on the real stack: a 3-node KRaft cluster (Maven jars), the real Spark job, the real emulator.
+
+* one node that leads a partition of the transactions topic is killed with SIGKILL while the
+  emulator produces 10,000 tx/s; it stays down 30 s, comes back, and the job catches up:
+  high_value holds exactly the ids the emulator recorded as delivered over the threshold,
+  the job process never stopped, no delivery failed, and health saw the node down;
+* the whole cluster stopped and started again keeps every record;
+* the single-node broker killed with SIGKILL and restarted: the job resumes, nothing lost.
+
+Slow (several minutes on two cores): ``make test-unit`` skips it (marker ``slow``).
+"""
+
+from __future__ import annotations
+
+import os
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from pipeline.emulator.storm import StormEmulator
+from pipeline.kafka.broker import EmbeddedBroker
+from pipeline.kafka.cluster import KafkaCluster, with_cluster
+from pipeline.kafka.procs import stop_group
+from pipeline.kafka.topic import describe_topic, ensure_topic, log_end_offsets
+from pipeline.loadtest.reconcile import read_high_value, read_ids
+from pipeline.loadtest.sampling import checkpoint_offsets
+from pipeline.read import health
+from pipeline.settings import PROJECT_ROOT, Settings
+from tests.conftest import make_settings, produce, tx
+from tests.support.emulator_fixtures import Background, read_all
+
+pytestmark = [pytest.mark.integration, pytest.mark.slow]
+DOWN_FOR = 30.0     # seconds the killed node stays down while the emulator keeps producing
+
+
+def port_run(count: int) -> int:
+    """A base port such that base .. base+count-1 are all free on loopback."""
+    for _ in range(200):
+        with socket.socket() as s:
+            s.bind(("127.0.0.1", 0))
+            base = s.getsockname()[1]
+        if base + count < 65535 and all(_free(base + i) for i in range(count)):
+            return base
+    raise AssertionError("no run of free loopback ports")
+
+
+def _free(port: int) -> bool:
+    with socket.socket() as s:
+        try:
+            s.bind(("127.0.0.1", port))
+        except OSError:
+            return False
+    return True
+
+
+def until(condition, timeout: float, what: str, every: float = 0.5):
+    """Poll an observable condition (another process's output) until true; fail with `what`."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        value = condition()
+        if value:
+            return value
+        time.sleep(every)
+    raise AssertionError(f"{what} within {timeout:.0f} s")
+
+
+def log_end(s: Settings) -> int:
+    return sum(log_end_offsets(s, timeout=10).values())
+
+
+def committed(s: Settings) -> int:
+    return checkpoint_offsets(s.checkpoint_dir / "high_value", s.topic)["committed"] or 0
+
+
+def start_job(s: Settings, log: Path) -> subprocess.Popen:
+    env = dict(os.environ, TORMENTA_BOOTSTRAP_SERVERS=s.bootstrap_servers, TORMENTA_TOPIC=s.topic,
+               TORMENTA_DATA_DIR=str(s.data_dir), TORMENTA_TRIGGER_INTERVAL="2s", TORMENTA_COMPACT_EVERY="0",
+               TORMENTA_DRIVER_MEMORY="1g", PYTHONUNBUFFERED="1")
+    with open(log, "ab") as fh:
+        job = subprocess.Popen([sys.executable, "-m", "pipeline", "job", "--query", "high_value"], stdout=fh,
+                               stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, cwd=PROJECT_ROOT, env=env,
+                               start_new_session=True)
+    first = s.checkpoint_dir / "high_value" / "commits" / "0"
+    until(lambda: first.exists() or job.poll() is not None, 240, "the job committed no first batch")
+    assert job.poll() is None, log.read_text()[-3000:]
+    return job
+
+
+def assert_exact(s: Settings, ids_file: Path, job: subprocess.Popen, log: Path) -> int:
+    """Wait until the job has committed the whole log, then compare ids: 0 lost, 0 duplicated."""
+    end = log_end(s)
+    until(lambda: committed(s) >= end or job.poll() is not None, 240, f"the job did not catch up to {end}")
+    assert job.poll() is None, "the job stopped:\n" + log.read_text()[-3000:]
+    expected = read_ids(ids_file)
+    actual, _, _ = read_high_value(s.table_path("high_value"))
+    assert len(expected) == len(set(expected)) and expected
+    assert len(actual) == len(set(actual)), f"{len(actual) - len(set(actual))} duplicated ids in high_value"
+    assert set(actual) == set(expected), (f"lost {len(set(expected) - set(actual))}, "
+                                          f"unexpected {len(set(actual) - set(expected))}")
+    return len(expected)
+
+
+@pytest.fixture(scope="module")
+def cluster(tmp_path_factory):
+    """A real 3-node KRaft cluster (512m heap each) on free loopback ports; yields (cluster, settings)."""
+    base = port_run(6)
+    s = make_settings(tmp_path_factory.mktemp("cluster"), bootstrap_servers=f"127.0.0.1:{base}",
+                      controller_port=base + 1, broker_nodes=3, broker_heap="1g")
+    c = KafkaCluster(s)
+    c.start()
+    try:
+        yield c, with_cluster(s)
+    finally:
+        c.stop()
+
+
+def watch_down(c: KafkaCluster, s: Settings, victim: int, seconds: float) -> list[str]:
+    """Poll health for `seconds` while the node is down; the victim's state at each look."""
+    seen, end = [], time.monotonic() + seconds
+    while time.monotonic() < end:
+        view = health.cluster_view(s)
+        seen.append(view.nodes[victim - 1].state)
+        time.sleep(1.0)
+    return seen
+
+
+def test_a_killed_partition_leader_loses_nothing(cluster, tmp_path):
+    c, base = cluster
+    s = base.replace(topic="tx-loss", data_dir=tmp_path / "data", emulator_rate=10_000)
+    ensure_topic(s)
+    assert describe_topic(s).replication_factor == 2
+    job_log, ids = tmp_path / "job.log", tmp_path / "ids.txt"
+    job = start_job(s, job_log)
+    try:
+        pid = job.pid
+        with Background(StormEmulator(s, control=False, record_ids=ids, seed=7)) as bg:
+            until(lambda: log_end(s) >= 20_000, 60, "the emulator did not start producing")
+            victim = c.leader_of(s.topic)
+            assert victim and c.node(victim).kill()
+            seen = watch_down(c, s, victim, DOWN_FOR)
+            assert seen.count("down") == len(seen), seen
+            led = health.cluster_view(s).nodes[victim - 1]
+            assert led.leads == 0 and health.cluster_view(s).under_replicated
+            c.start_node(victim)
+            until(lambda: not health.cluster_view(s).under_replicated, 90, "replicas did not get back in sync")
+            before = log_end(s)
+            until(lambda: log_end(s) >= before + 20_000, 60, "no records after the restart")
+            bg.stop.set()
+            summary = bg.join(90)
+        assert summary["failed"] == 0 and summary["delivered"] == summary["sent"], summary
+        n = assert_exact(s, ids, job, job_log)
+        assert n > 1000 and job.pid == pid and job.poll() is None
+    finally:
+        stop_group(job, 60)
+
+
+def test_whole_cluster_stop_and_start_keeps_every_record(cluster):
+    c, s = cluster
+    s = s.replace(topic="tx-restart")
+    ensure_topic(s)
+    values = [tx(f"id-{i}", 2000 + i) for i in range(500)]
+    produce(s, values)
+    assert "stopped" in c.stop()
+    assert KafkaCluster(s).status(with_controller=False).up == 0
+    c.start()
+    st = c.status()
+    assert st.up == 3 and st.controller in (1, 2, 3)
+    got = sorted(m.value() for m in read_all(s, timeout=60))
+    import json
+    assert got == sorted(json.dumps(v).encode() for v in values)
+
+
+def test_single_broker_killed_and_restarted_lets_the_job_resume(tmp_path):
+    s = make_settings(tmp_path / "data", bootstrap_servers=f"127.0.0.1:{port_run(2)}", broker_heap="768m",
+                      emulator_rate=5_000, topic="tx-single")
+    s = s.replace(controller_port=s.first_bootstrap[1] + 1)
+    broker = EmbeddedBroker(s)
+    broker.start()
+    job = None
+    try:
+        ensure_topic(s)
+        job_log, ids = tmp_path / "job.log", tmp_path / "ids.txt"
+        job = start_job(s, job_log)
+        pid = job.pid
+        with Background(StormEmulator(s, control=False, record_ids=ids, seed=3)) as bg:
+            until(lambda: log_end(s) >= 10_000, 60, "the emulator did not start producing")
+            assert broker.kill()
+            assert health.broker_health(s).state == health.DOWN
+            broker.start()
+            before = log_end(s)
+            until(lambda: log_end(s) >= before + 10_000, 60, "no records after the restart")
+            bg.stop.set()
+            summary = bg.join(90)
+        assert summary["failed"] == 0, summary
+        assert_exact(s, ids, job, job_log) > 100 and job.pid == pid
+    finally:
+        if job is not None:
+            stop_group(job, 60)
+        broker.stop()
