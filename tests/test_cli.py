@@ -1,8 +1,10 @@
 """The command line: clear one-line errors for bad input, and the stack commands on a real broker."""
 
 import os
+import socket
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -144,3 +146,35 @@ def test_broker_lifecycle_topic_and_smoke(tmp_path):
     assert "stopped" in out.stdout
     out = cli("broker", "status", env=env)
     assert out.returncode == 3
+
+
+@pytest.mark.parametrize("args,env,expect", [
+    (("broker", "start", "--nodes", "2"), {}, "--nodes=2 is not a node count; allowed: 1, or 3..9"),
+    (("broker", "status", "--nodes", "10"), {}, "--nodes=10 is not a node count"),
+    (("broker", "status"), {"TORMENTA_BROKER_NODES": "0"}, "TORMENTA_BROKER_NODES='0' is not a node count"),
+    (("broker", "start"), {"TORMENTA_BROKER_NODES": "x"}, "allowed: 1, or 3..9"),
+    (("broker", "start"), {"TORMENTA_BROKER_NODES": "3", "TORMENTA_CONTROLLER_PORT": "9094"}, "collide"),
+    (("topic", "create"), {"TORMENTA_REPLICATION": "many"}, "allowed: auto or 1..9"),
+    (("loadtest", "--kill-broker-at", "2", "--scale", "0.1"), {}, "--kill-broker-at needs a cluster"),
+])
+def test_cluster_bad_input_is_one_line_exit_2(tmp_path, args, env, expect):
+    full = {"TORMENTA_DATA_DIR": str(tmp_path), "TORMENTA_BOOTSTRAP_SERVERS": "127.0.0.1:9092", **env}
+    started = time.monotonic()
+    out = cli(*args, env=full, timeout=30)
+    assert out.returncode == 2 and time.monotonic() - started < 20
+    lines = out.stderr.strip().splitlines()
+    assert len(lines) == 1 and expect in lines[0] and "Traceback" not in out.stderr, out.stderr
+
+
+def test_cluster_start_refuses_an_occupied_node_port(tmp_path):
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        # node 2's client port (base + 2) is the one that is taken
+        env = {"TORMENTA_DATA_DIR": str(tmp_path), "TORMENTA_BOOTSTRAP_SERVERS": f"127.0.0.1:{port - 2}",
+               "TORMENTA_CONTROLLER_PORT": str(port - 1), "TORMENTA_BROKER_NODES": "3"}
+        out = cli("broker", "start", env=env, timeout=30)
+    lines = out.stderr.strip().splitlines()
+    assert out.returncode == 1 and len(lines) == 1 and f"port {port}" in lines[0] and "node 2" in lines[0], out.stderr
+    assert not list(tmp_path.glob("broker/node-*/broker.pid"))   # nothing was started

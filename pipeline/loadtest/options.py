@@ -58,6 +58,21 @@ class LoadTestOptions:
                                                 "(measures JVM warm-up too)", "negated"))
     prime_seconds: float = _opt(2.0, Flag("--prime-seconds", "seconds of warm-up-rate data that prime the job"))
     prime_timeout_s: float = _opt(300.0, Flag("--prime-timeout", "seconds to wait for the primed batch"))
+    kill_broker_at: float | None = _opt(None, Flag("--kill-broker-at", "kill one Kafka node (a partition leader) "
+                                                      "at the start of step N (1 = first) and restart it at the end "
+                                                      "of that step; needs TORMENTA_BROKER_NODES >= 2"))
+
+    def check_kill_step(self, steps: int, nodes: int) -> int | None:
+        """The 0-based step at whose start a node is killed, or None; SettingsError (one line) if not allowed."""
+        at = self.kill_broker_at
+        if at is None:
+            return None
+        if nodes < 2:
+            raise SettingsError(f"--kill-broker-at needs a cluster, but TORMENTA_BROKER_NODES={nodes}; "
+                                "allowed: with TORMENTA_BROKER_NODES=3..9")
+        if at != int(at) or not 1 <= at <= steps:
+            raise SettingsError(f"--kill-broker-at={at:g} is not a step of the plan; allowed: 1..{steps}")
+        return int(at) - 1
 
     def build_plan(self) -> plans.Plan:
         return plans.build_plan(self.profile, scale=self.scale, trigger_s=self.trigger_s, ceiling=self.ceiling,

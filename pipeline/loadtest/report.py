@@ -244,6 +244,22 @@ def _reconciliation_view(result: LoadTestResult) -> dict[str, Any]:
             "totals": [[k, _num(v)] for k, v in rec.totals.items()]}
 
 
+def _outage_view(result: LoadTestResult) -> list[list[str]]:
+    """--kill-broker-at: which node went down in which step, and for how long (empty without one)."""
+    o = result.broker_outage
+    if not o:
+        return []
+    t0 = float(result.t0 or o.get("killed_at") or 0.0)
+    rows = [["node killed", f"node {o.get('node')} (pid {o.get('pid')})"],
+            ["in step", f"{o.get('step_number')}: {o.get('step')}"],
+            ["killed at", _num(o.get("killed_at", t0) - t0, "{:.1f} s")]]
+    if o.get("restart_error"):
+        return rows + [["restart", f"failed: {o['restart_error']}"]]
+    return rows + [["back at", _num(o.get("back_at", t0) - t0, "{:.1f} s")],
+                   ["down interval", _num(o.get("down_s"), "{:.1f} s")],
+                   ["restart took", _num(o.get("restart_s"), "{:.1f} s")]]
+
+
 def _fact_tables(result: LoadTestResult) -> dict[str, list[list[str]]]:
     """Plan, steps as run, settings, machine, events: rows of text."""
     t0 = float(result.t0 or 0.0)
@@ -277,7 +293,7 @@ def build_report(result: LoadTestResult, samples: list[dict]) -> str:
     rows = verdict_rows(result)
     return _template().render(
         r=result, head=_headline(result), headers=list(rows[0]) if rows else ["step"], verdicts=rows,
-        rec=_reconciliation_view(result), facts=_fact_tables(result), charts=_chart_html(result, samples),
+        rec=_reconciliation_view(result), outage=_outage_view(result), facts=_fact_tables(result), charts=_chart_html(result, samples),
         emu=result.emulator, num=_num)
 
 

@@ -64,6 +64,7 @@ class LoadTestResult:
     machine: dict[str, Any] = field(default_factory=dict)
     events: list[dict[str, Any]] = field(default_factory=list)
     report: str = ""
+    broker_outage: dict[str, Any] = field(default_factory=dict)   # --kill-broker-at: node, step, down interval
 
     def to_dict(self) -> dict[str, Any]:
         """The saved form: plain JSON types, the keys of format 1 plus ``format``."""

@@ -11,6 +11,8 @@
 4. start the real emulator as a subprocess recording the ids of delivered over-threshold
    records, and steer it step by step through its control topic (ramps use its ``ramp``
    profile); after each step the live verdict decides whether to push further;
+   with ``--kill-broker-at N`` (a cluster of 2+ nodes) the node leading a partition of the
+   run's topic is killed (SIGKILL) as step N starts and restarted as it ends;
 5. stop producing, let the job catch up (committed offsets = log end, with a timeout), stop
    the job; then judge every step, reconcile, and write ``result.json``, ``samples.json``
    and the self-contained ``report.html``; delete the run's topics (unless kept).
@@ -41,6 +43,7 @@ from typing import Any
 import numpy as np
 
 from pipeline.errors import TormentaError
+from pipeline.kafka.cluster import KafkaCluster, with_cluster
 from pipeline.kafka.procs import stop_group
 from pipeline.loadtest import LoadTestError, reconcile, verdict
 from pipeline.loadtest import plan as plans
@@ -163,6 +166,10 @@ class LoadTest:
         self.settings = settings
         self.options = options or LoadTestOptions()
         self.plan = self.options.build_plan()
+        self.kill_step = self.options.check_kill_step(len(self.plan.steps), settings.broker_nodes)
+        settings = self.settings = with_cluster(settings)
+        self.cluster = KafkaCluster(settings)
+        self.outage: dict[str, Any] = {}
         self.run_id = self.options.run_id or new_run_id()
         self.dir = runs_dir(settings) / self.run_id
         self.abort = abort_event or threading.Event()
@@ -211,23 +218,21 @@ class LoadTest:
 
     # ---- main -------------------------------------------------------------------------------
     def run(self, stop_event: threading.Event | None = None) -> LoadTestResult:
-        from pipeline.kafka.broker import EmbeddedBroker
-
         stop = stop_event or threading.Event()
         self.dir.mkdir(parents=True, exist_ok=True)
         (self.dir / "loadtest.pid").write_text(str(os.getpid()))
         _write_json(self.dir / "plan.json", self.plan.as_dict())
         self._progress()
         self._event(self.plan.describe())
-        broker = EmbeddedBroker(self.settings)
+        broker = self.cluster
         started_broker = False
         try:
             facts = machine_facts()
-            if not broker.status().answers:
-                self._event("no broker answers: starting the embedded one")
+            if not any(nd.status().answers for nd in broker.nodes):
+                self._event(f"no broker answers: starting the embedded one ({broker.size} node(s))")
                 broker.start()
                 started_broker = True
-            broker_pid = broker.read_pid() or listener_pid(self.settings.first_bootstrap[1])
+            broker_pid = broker.nodes[0].read_pid() or listener_pid(self.settings.first_bootstrap[1])
             outcome = self._drive(stop, broker_pid)
             self._set_phase("reconciling")
             result = self._result(outcome, facts, broker_pid)
@@ -432,9 +437,37 @@ class LoadTest:
         self.phase = f"step {step.index + 1}/{len(self.plan.steps)}"
         self._event(f"{self.phase}: {step.label} tx/s for {step.duration_s:g} s")
         end = self._current_start + step.duration_s
-        while time.time() < end and not stop.is_set() and job.alive() and emulator.alive():
-            stop.wait(min(0.5, max(0.0, end - time.time())))
+        victim = self._kill_leader(step) if step.index == self.kill_step else None
+        try:
+            while time.time() < end and not stop.is_set() and job.alive() and emulator.alive():
+                stop.wait(min(0.5, max(0.0, end - time.time())))
+        finally:
+            if victim is not None:
+                self._restart(victim)
         return plans.StepWindow.of(step, self._current_start, time.time(), complete=not stop.is_set())
+
+    def _kill_leader(self, step: plans.Step) -> int:
+        """SIGKILL the node leading a partition of the run's topic; note when it went down."""
+        victim = self.cluster.leader_of(self.run_settings.topic) or self.cluster.size
+        pid = self.cluster.node(victim).kill()
+        self.outage = {"node": victim, "pid": pid, "step": step.label, "step_number": step.index + 1,
+                       "killed_at": time.time()}
+        self._event(f"killed Kafka node {victim} (pid {pid}), leader of a partition of {self.run_settings.topic}")
+        return victim
+
+    def _restart(self, victim: int) -> None:
+        """Start the killed node again; the outage ends once the cluster lists it again."""
+        started = time.time()
+        try:
+            pid = self.cluster.start_node(victim)
+        except TormentaError as exc:
+            self.outage.update(restart_error=str(exc))
+            self._event(f"Kafka node {victim} did not come back: {exc}")
+            return
+        back = time.time()
+        self.outage.update(restarted_at=started, back_at=back, down_s=round(back - self.outage["killed_at"], 1),
+                           restart_s=round(back - started, 1), new_pid=pid)
+        self._event(f"Kafka node {victim} back (pid {pid}) after {self.outage['down_s']:.1f} s down")
 
     def _batches(self) -> list[dict[str, Any]]:
         try:
@@ -527,7 +560,7 @@ class LoadTest:
             emulator={k: v for k, v in out.emulator_summary.items() if k != "sent_by_minute"},
             job_exit_code=out.job_rc, topic=self._topic_facts(last), settings=self._settings_facts(broker_pid),
             machine=facts | {"load_average_at_end": [round(x, 2) for x in os.getloadavg()]},
-            events=list(self.events), report=str(self.dir / "report.html"))
+            events=list(self.events), report=str(self.dir / "report.html"), broker_outage=dict(self.outage))
 
     def _reconcile(self, ids: list[str], event_times: np.ndarray, batches: list[dict[str, Any]], out: _Outcome,
                    last: dict[str, Any]) -> reconcile.Reconciliation:
@@ -565,14 +598,14 @@ class LoadTest:
         }
 
     def _topic_disk_bytes(self) -> int | None:
-        logs = self.settings.broker_dir / "logs"
         total = 0
         found = False
-        for p in range(self.run_settings.partitions):
-            d = logs / f"{self.run_settings.topic}-{p}"
-            if d.is_dir():
-                found = True
-                total += sum(f.stat().st_size for f in d.glob("*.log"))
+        for node in self.cluster.specs:   # every replica on every node
+            for p in range(self.run_settings.partitions):
+                d = node.dir / "logs" / f"{self.run_settings.topic}-{p}"
+                if d.is_dir():
+                    found = True
+                    total += sum(f.stat().st_size for f in d.glob("*.log"))
         return total if found else None
 
 

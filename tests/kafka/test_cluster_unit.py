@@ -140,3 +140,35 @@ def test_pages_show_every_node_down_without_a_broker(monkeypatch, tmp_path, page
     shown = [c.value for c in at.caption] + [e.label for e in at.expander]
     assert any("0 of 3 Kafka nodes answer" in t for t in shown), shown
     st.cache_resource.clear()
+
+
+def test_kill_broker_step_needs_a_cluster_and_a_step_of_the_plan():
+    from pipeline.loadtest.options import LoadTestOptions
+
+    assert LoadTestOptions().check_kill_step(5, 1) is None
+    assert LoadTestOptions(kill_broker_at=2.0).check_kill_step(5, 3) == 1
+    with pytest.raises(SettingsError, match="needs a cluster"):
+        LoadTestOptions(kill_broker_at=2.0).check_kill_step(5, 1)
+    for bad in (0.0, 6.0, 1.5):
+        with pytest.raises(SettingsError, match=r"allowed: 1\.\.5"):
+            LoadTestOptions(kill_broker_at=bad).check_kill_step(5, 3)
+
+
+def test_report_shows_the_broker_outage():
+    import dataclasses
+
+    from pipeline.loadtest.report import build_report
+    from tests.loadtest.test_loadtest_unit import synthetic_result
+
+    result, samples = synthetic_result()
+    t0 = float(result.t0)
+    assert "Broker outage" not in build_report(result, samples)
+    result = dataclasses.replace(result, broker_outage={
+        "node": 2, "pid": 4321, "step": "peak 30,000", "step_number": 3, "killed_at": t0 + 40.0,
+        "restarted_at": t0 + 70.0, "back_at": t0 + 76.5, "down_s": 36.5, "restart_s": 6.5, "new_pid": 4400})
+    html = build_report(result, samples)
+    assert 'id="broker-outage"' in html and "node 2 (pid 4321)" in html and "3: peak 30,000" in html
+    assert "<td>down interval</td><td>36.5 s</td>" in html and "<td>killed at</td><td>40.0 s</td>" in html
+    from pipeline.loadtest.result import LoadTestResult
+
+    assert LoadTestResult.from_dict(result.to_dict()).broker_outage["down_s"] == 36.5

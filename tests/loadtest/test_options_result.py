@@ -28,7 +28,7 @@ SAVED_FORMAT_1 = Path(__file__).parent / "saved" / "result_format1.json"
 # A value other than the default for every option (a field missing here fails the first test).
 NON_DEFAULT = dict(profile="normal-day", scale=0.3, trigger_s=2.5, ceiling=1_234_567.0, normal=4_000.0,
                    peak=12_500.0, beyond=False, keep_topic=True, catch_up_timeout_s=42.5, run_id="20261124-0000-ab12",
-                   prime=False, prime_seconds=3.25, prime_timeout_s=77.0)
+                   prime=False, prime_seconds=3.25, prime_timeout_s=77.0, kill_broker_at=2.0)
 
 
 def launched_command(monkeypatch, tmp_path, options: LoadTestOptions) -> list[str]:
