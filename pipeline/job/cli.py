@@ -32,6 +32,9 @@ def register(sub) -> None:
 
 def job_cmd(settings: Settings, args) -> int:
     from pipeline.job.runner import run_job
+    from pipeline.job.spark import check_storage
+
+    check_storage(settings)  # missing keys, a dead endpoint or bucket: one line in seconds, before Spark
 
     stop = threading.Event()
     for sig in (signal.SIGINT, signal.SIGTERM):
