@@ -3,6 +3,7 @@
     python -m pipeline job            run until Ctrl-C
     python -m pipeline job --once     catch up with the topic, then stop (tests, backfills)
     python -m pipeline sql "SELECT count(*) FROM tormenta.high_value"
+    python -m pipeline spark-submit-args     the --jars/--py-files of `spark-submit ... pipeline/job/submit.py job`
 """
 
 from __future__ import annotations
@@ -24,6 +25,8 @@ def register(sub) -> None:
     p.add_argument("--crash-after-commit", choices=("quarantine", "high_value", "sales_agg", "metrics"),
                    help=argparse.SUPPRESS)
     p.set_defaults(func=job_cmd)
+    p = sub.add_parser("spark-submit-args", help="print the spark-submit options (--jars, --py-files, ...) the job needs")
+    p.set_defaults(func=spark_submit_args_cmd)
     p = sub.add_parser("sql", help="run a Spark SQL query over the Delta tables")
     p.add_argument("query", help='e.g. "SELECT count(*) FROM tormenta.high_value"')
     p.add_argument("--limit", type=int, default=50, help="rows to print (default 50)")
@@ -41,6 +44,16 @@ def job_cmd(settings: Settings, args) -> int:
         signal.signal(sig, lambda *_: stop.set())
     run_job(settings, once=args.once, stop_event=stop, queries=tuple(args.query or ("high_value", "sales_hourly")),
             stop_spark=True, crash_after=args.crash_after_commit)
+    return 0
+
+
+def spark_submit_args_cmd(settings: Settings, args) -> int:
+    """For `spark-submit ... $(python -m pipeline spark-submit-args) pipeline/job/submit.py job`."""
+    import shlex
+
+    from pipeline.job.spark import spark_submit_args
+
+    print(" ".join(shlex.quote(a) for a in spark_submit_args(settings)))
     return 0
 
 

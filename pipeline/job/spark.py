@@ -132,6 +132,14 @@ def package_zip(settings: Settings) -> Path:
     return out
 
 
+def spark_submit_args(settings: Settings) -> list[str]:
+    """The spark-submit options that ship what the job needs (local paths on this machine)."""
+    return ["--jars", ",".join(spark_extra_jars(settings.jars_dir, s3=settings.on_object_storage)),
+            "--py-files", str(package_zip(settings)),
+            "--driver-memory", settings.driver_memory,
+            "--conf", f"spark.executor.memory={settings.executor_memory}"]
+
+
 def ship_package(spark, settings: Settings) -> None:
     """Executors import `pipeline` from a zip the driver serves (unless spark-submit shipped it)."""
     given = spark.sparkContext.getConf().get("spark.submit.pyFiles", "") or ""

@@ -17,8 +17,7 @@ import pytest
 from deltalake import DeltaTable
 
 from pipeline.errors import SettingsError
-from pipeline.job.spark import package_zip
-from pipeline.job.submit import spark_submit_args
+from pipeline.job.spark import package_zip, spark_submit_args
 from pipeline.settings import Settings
 from tests.conftest import produce, tx
 from tests.support.spark_standalone import StandaloneCluster
