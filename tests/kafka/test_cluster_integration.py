@@ -12,6 +12,7 @@ Slow (several minutes on two cores): ``make test-unit`` skips it (marker ``slow`
 
 from __future__ import annotations
 
+import json
 import os
 import socket
 import subprocess
@@ -31,7 +32,7 @@ from pipeline.loadtest.sampling import checkpoint_offsets
 from pipeline.read import health
 from pipeline.settings import PROJECT_ROOT, Settings
 from tests.conftest import make_settings, produce, tx
-from tests.support.emulator_fixtures import Background, read_all
+from tests.support.emulator_fixtures import Background, read_all, wait_for
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 DOWN_FOR = 30.0     # seconds the killed node stays down while the emulator keeps producing
@@ -57,15 +58,12 @@ def _free(port: int) -> bool:
     return True
 
 
-def until(condition, timeout: float, what: str, every: float = 0.5):
-    """Poll an observable condition (another process's output) until true; fail with `what`."""
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = condition()
-        if value:
-            return value
-        time.sleep(every)
-    raise AssertionError(f"{what} within {timeout:.0f} s")
+def until(condition, timeout: float, what: str):
+    """Poll an observable condition (another process's output) until true; fail saying `what`."""
+    try:
+        return wait_for(condition, timeout, step=0.5)
+    except AssertionError:
+        raise AssertionError(f"{what} within {timeout:.0f} s") from None
 
 
 def log_end(s: Settings) -> int:
@@ -170,7 +168,6 @@ def test_whole_cluster_stop_and_start_keeps_every_record(cluster):
     st = c.status()
     assert st.up == 3 and st.controller in (1, 2, 3)
     got = sorted(m.value() for m in read_all(s, timeout=60))
-    import json
     assert got == sorted(json.dumps(v).encode() for v in values)
 
 
