@@ -14,12 +14,11 @@ from decimal import Decimal
 from pyspark.sql import DataFrame
 from pyspark.sql import functions as F
 
-from pipeline.contract.fields import SUM_SQL_TYPE
+from pipeline.contract.fields import KAFKA_COLUMNS, SUM_SQL_TYPE
 from pipeline.contract.spark import KAFKA_OUT, high_value_condition
 from pipeline.contract.tables import HIGH_VALUE_ROW, RECORD_COLUMNS, SALES_MEASURES, columns
 
 QUARANTINE_ROW = tuple(c for c in columns("quarantine") if c in (*KAFKA_OUT, "reason"))
-SUMMARY_KEYS = ("window_start", "merchant_category", "country", "kafka_partition")
 DEDUPE_SPAN = 6  # dedupe windows per event-time span of the dedupe key (one hour at 10 minutes)
 
 
@@ -41,35 +40,41 @@ def dedupe(decoded: DataFrame, window_seconds: float, threshold: Decimal) -> Dat
     high-value rows carry the whole record and only quarantined rows the raw bytes.
     """
     window = f"{int(window_seconds * 1000)} milliseconds"
-    clock = F.greatest(F.col("ingest_time"), F.current_timestamp() - F.expr(f"INTERVAL {window}"))
-    return (
-        _slim(decoded, window_seconds, threshold).select("*", clock.alias("dedupe_clock"))
-        .withWatermark("dedupe_clock", window)
-        .dropDuplicatesWithinWatermark(["dedupe_key", "dedupe_span"])
-        .drop("dedupe_key", "dedupe_span", "dedupe_clock")
-    )
+    clock = F.greatest(F.col("arrival"), F.current_timestamp() - F.expr(f"INTERVAL {window}"))
+    slim = _slim(decoded, window_seconds, threshold).select("*", clock.alias("dedupe_clock"))
+    keys = ["dedupe_key", "dedupe_span"]
+    if decoded.isStreaming:
+        kept = slim.withWatermark("dedupe_clock", window).dropDuplicatesWithinWatermark(keys)
+    else:  # a batch DataFrame (tests, backfills): the same keys, no state to keep
+        kept = slim.dropDuplicates(keys)
+    return kept.drop(*keys, "dedupe_clock", "arrival")
 
 
 def _slim(decoded: DataFrame, window_seconds: float, threshold: Decimal) -> DataFrame:
+    """What crosses the dedupe shuffle: for a valid sale below the threshold only the key
+    (its id), event time, amount, category, country and format; the whole record only for
+    high-value rows, the raw message and coordinates only for quarantined ones."""
     valid = F.col("reason").isNull()
     high = valid & high_value_condition(threshold)
-    needed_by_sales = {"transaction_id", "amount", "event_time", "merchant_category", "country"}
-    raw = ("raw_value", "raw_bytes", "raw_key")
+    kept_for_sales = {"amount", "event_time", "merchant_category", "country"}
     key = F.when(valid, F.col("transaction_id")).otherwise(
         F.concat(F.lit("~"), F.col("kafka_partition").cast("string"), F.lit(":"), F.col("kafka_offset").cast("string")))
     return decoded.select(
-        *(c if c in needed_by_sales else F.when(high, F.col(c)).alias(c) for c in RECORD_COLUMNS),
+        *(c if c in kept_for_sales else F.when(high, F.col(c)).alias(c) for c in RECORD_COLUMNS),
         "reason",
-        *(F.when(~valid, F.col(c)).alias(c) if c in raw else c for c in KAFKA_OUT),
+        *(F.when(high | ~valid, F.col(c)).alias(c) if c in KAFKA_COLUMNS else F.when(~valid, F.col(c)).alias(c)
+          for c in KAFKA_OUT),
+        (F.col("wire_format") == "avro").alias("is_avro"),
         key.alias("dedupe_key"),
         F.floor(F.unix_micros("event_time") / int(window_seconds * DEDUPE_SPAN * 1_000_000)).alias("dedupe_span"),
+        F.col("ingest_time").alias("arrival"),
     )
 
 
 def batch_summary(rows: DataFrame, threshold: Decimal, window_seconds: float) -> DataFrame:
     """Everything one micro-batch produces, in ONE pass over its (deduplicated) rows.
 
-    Grouped by (window, merchant category, country, Kafka partition): the sales counts and
+    Grouped by (window, merchant category, country): the sales counts and
     sums, the batch statistics and, as lists, the few rows that leave the aggregate: the
     high-value transactions and the invalid messages. Caching this small result instead
     of the whole batch is what keeps a 3-million-row batch from being computed twice.
@@ -83,7 +88,6 @@ def batch_summary(rows: DataFrame, threshold: Decimal, window_seconds: float) ->
             "window_start",
             F.coalesce("merchant_category", F.lit("unknown")).alias("merchant_category"),
             F.coalesce("country", F.lit("??")).alias("country"),
-            "kafka_partition",
         )
         .agg(
             F.count(F.lit(1)).alias("rows"),
@@ -91,8 +95,7 @@ def batch_summary(rows: DataFrame, threshold: Decimal, window_seconds: float) ->
             F.coalesce(F.sum(F.when(valid, F.col("amount"))), F.lit(0)).cast(SUM_SQL_TYPE).alias("sales_amount"),
             F.count(F.when(hv, 1)).alias("high_value_count"),
             F.coalesce(F.sum(F.when(hv, F.col("amount"))), F.lit(0)).cast(SUM_SQL_TYPE).alias("high_value_amount"),
-            F.count(F.when(F.col("wire_format") == "avro", 1)).alias("avro_rows"),
-            F.max("kafka_offset").alias("max_offset"),
+            F.count(F.when(F.col("is_avro"), 1)).alias("avro_rows"),
             F.min(F.when(valid, F.col("event_time"))).alias("min_event_time"),
             F.max(F.when(valid, F.col("event_time"))).alias("max_event_time"),
             F.collect_list(F.when(hv, F.struct(*HIGH_VALUE_ROW))).alias("high_value_rows"),

@@ -21,7 +21,9 @@ def t(tid, amount, ts="2026-11-24T10:00:05Z", cat="grocery", country="US"):
 
 
 def summary_of(spark, values, threshold=Decimal("1500"), window=60):
-    return transforms.batch_summary(decode_messages(kafka_rows(spark, values)), threshold, window)
+    """The production path on a batch DataFrame: decode, dedupe, summarise."""
+    deduped = transforms.dedupe(decode_messages(kafka_rows(spark, values)), 600, threshold)
+    return transforms.batch_summary(deduped, threshold, window)
 
 
 def test_summary_counts_sales_high_value_and_quarantine(spark_session):
@@ -64,3 +66,17 @@ def test_hourly_rollup_sums_windows_by_hour(spark_session):
     assert (rows[10]["sales_count"], rows[10]["sales_amount"], rows[10]["high_value_count"]) == (2, Decimal("2010.00"), 1)
     assert rows[10]["window_end"] == datetime(2026, 11, 24, 11, 0)
     assert rows[11]["sales_count"] == 1
+
+
+def test_dedupe_keeps_one_per_id_and_span_and_every_invalid_message(spark_session):
+    raw = [t("a", 2000, "2026-11-24T10:00:05Z"), t("a", 2000, "2026-11-24T10:00:05Z"),  # a retry
+           t("a", 2000, "2026-11-24T10:08:00Z"),                                        # within 10 minutes
+           t("a", 2000, "2026-11-24T14:00:05Z"),                                        # hours later: new
+           t("b", 20, "2026-11-24T10:00:05Z"), t("b", 20, "2026-11-24T10:00:05Z"),
+           "garbage{", "garbage{"]                                                      # both quarantined
+    summary = summary_of(spark_session, raw).cache()
+    hv = sorted((r["transaction_id"], r["event_time"].hour) for r in
+                transforms.summary_rows(summary, "high_value_rows").collect())
+    assert hv == [("a", 10), ("a", 14)]
+    assert summary.agg({"sales_count": "sum"}).first()[0] == 3
+    assert len(transforms.summary_rows(summary, "quarantine_rows").collect()) == 2
