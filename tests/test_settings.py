@@ -16,7 +16,7 @@ DEFAULTS = {
     "trigger_interval": 60.0, "summary_interval": 3600.0, "threshold": Decimal("1500"), "dedup_window": 600.0,
     "agg_window": 60.0, "max_offsets_per_trigger": 6_000_000, "fail_on_data_loss": True,
     "job_cores": os.cpu_count() or 2, "shuffle_partitions": 0, "driver_memory": "2g", "broker_heap": "1g",
-    "compact_every": 30, "app_port": 8501, "emulator_rate": 2000.0, "ingest_interval": 1.0,
+    "broker_nodes": 1, "replication": 0, "compact_every": 30, "app_port": 8501, "emulator_rate": 2000.0, "ingest_interval": 1.0,
     "sample_file": PROJECT_ROOT / "samples" / "transactions.jsonl.gz",
     "control_topic": "tormenta.emulator.control", "status_topic": "tormenta.emulator.status", "wire_format": "avro",
     "spark_master": "local", "executor_memory": "1g", "driver_host": "127.0.0.1", "storage_uri": "local",
