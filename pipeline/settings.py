@@ -334,21 +334,11 @@ class Settings(BaseSettings):
         # writing hundreds of tiny files per micro-batch.
         return self.shuffle_partitions or max(1, int(round(self.job_cores * 2.5)))
 
-    @property
-    def delta_dir(self) -> Path:
-        return self.data_dir / "delta"
-
-    @property
-    def checkpoint_dir(self) -> Path:
-        return self.data_dir / "checkpoints"
-
-    @property
-    def broker_dir(self) -> Path:
-        return self.data_dir / "broker"
-
-    @property
-    def run_dir(self) -> Path:
-        return self.data_dir / "run"
+    # The folders under data_dir: Delta tables, checkpoints, broker logs, run files.
+    delta_dir = property(lambda self: self.data_dir / "delta")
+    checkpoint_dir = property(lambda self: self.data_dir / "checkpoints")
+    broker_dir = property(lambda self: self.data_dir / "broker")
+    run_dir = property(lambda self: self.data_dir / "run")
 
     def table_path(self, name: str) -> Path:
         return self.delta_dir / name
