@@ -3,11 +3,12 @@
 A master and one worker (1 core, 1 GiB) from pyspark's own distribution, on loopback; the
 job runs as `python -m pipeline job --once --query high_value` with
 TORMENTA_SPARK_MASTER=spark://..., against crafted messages on the session broker, and
-again in local mode over the same topic. Also the settings and the spark-submit pieces
-that need no cluster.
+again in local mode over the same topic; then through spark-submit the way the README
+shows. Also the settings and the spark-submit pieces that need no cluster.
 """
 
 import os
+import shlex
 import subprocess
 import sys
 import zipfile
@@ -20,7 +21,7 @@ from pipeline.errors import SettingsError
 from pipeline.job.spark import package_zip, spark_submit_args
 from pipeline.settings import Settings
 from tests.conftest import produce, tx
-from tests.support.spark_standalone import StandaloneCluster
+from tests.support.spark_standalone import StandaloneCluster, spark_home
 
 ROOT = Path(__file__).resolve().parents[2]
 HV_COLUMNS = ["transaction_id", "amount", "event_time", "kafka_partition", "kafka_offset", "ingest_time"]
@@ -37,13 +38,17 @@ def crafted() -> list:
     ] + [tx(f"many-{i}", 1600 + i, person_id=f"P{i % 7}") for i in range(40)]
 
 
-def run_once(settings: Settings, data_dir: Path, master: str) -> subprocess.CompletedProcess:
+def job_env(settings: Settings, data_dir: Path, master: str) -> dict[str, str]:
     env = {**os.environ, "TORMENTA_BOOTSTRAP_SERVERS": settings.bootstrap_servers, "TORMENTA_TOPIC": settings.topic,
            "TORMENTA_DATA_DIR": str(data_dir), "TORMENTA_SPARK_MASTER": master, "TORMENTA_DRIVER_MEMORY": "1g",
-           "TORMENTA_EXECUTOR_MEMORY": "1g", "TORMENTA_COMPACT_EVERY": "0"}
+           "TORMENTA_EXECUTOR_MEMORY": "1g", "TORMENTA_COMPACT_EVERY": "0", "PYSPARK_PYTHON": sys.executable}
     env.pop("PYSPARK_GATEWAY_PORT", None)
+    return env
+
+
+def run_once(settings: Settings, data_dir: Path, master: str) -> subprocess.CompletedProcess:
     return subprocess.run([sys.executable, "-m", "pipeline", "job", "--once", "--query", "high_value"],
-                          cwd=ROOT, env=env, capture_output=True, timeout=400)
+                          cwd=ROOT, env=job_env(settings, data_dir, master), capture_output=True, timeout=400)
 
 
 def rows(data_dir: Path, table: str, cols: list[str]) -> list[tuple]:
@@ -51,18 +56,31 @@ def rows(data_dir: Path, table: str, cols: list[str]) -> list[tuple]:
     return sorted(tuple(str(v) for v in r) for r in df.itertuples(index=False))
 
 
+@pytest.fixture(scope="module")
+def cluster(tmp_path_factory):
+    """A standalone master and one worker (1 core, 1 GiB) for this module, stopped at the end."""
+    with StandaloneCluster(tmp_path_factory.mktemp("spark-standalone"), cores=1, memory="1g") as c:
+        yield c
+
+
+def apps_during(cluster: StandaloneCluster, run) -> tuple[object, list[tuple]]:
+    """Run `run()`; the (name, state, cores) of the applications the master completed meanwhile."""
+    before = {a["id"] for a in cluster.state()["completedapps"]}
+    result = run()
+    after = cluster.state()["completedapps"]
+    return result, [(a["name"], a["state"], a["cores"]) for a in after if a["id"] not in before]
+
+
 @pytest.mark.integration
-def test_cluster_and_local_mode_write_the_same_rows(stack, tmp_path):
+def test_cluster_and_local_mode_write_the_same_rows(stack, cluster, tmp_path):
     produce(stack, crafted())
     local_dir, cluster_dir = tmp_path / "local", tmp_path / "cluster"
     local = run_once(stack, local_dir, "local[1]")
     assert local.returncode == 0, local.stderr.decode(errors="replace")[-3000:]
-    with StandaloneCluster(tmp_path / "spark-standalone", cores=1, memory="1g") as cluster:
-        on_cluster = run_once(stack, cluster_dir, cluster.url)
-        assert on_cluster.returncode == 0, on_cluster.stderr.decode(errors="replace")[-3000:]
-        apps = cluster.state()["completedapps"]
+    on_cluster, apps = apps_during(cluster, lambda: run_once(stack, cluster_dir, cluster.url))
+    assert on_cluster.returncode == 0, on_cluster.stderr.decode(errors="replace")[-3000:]
     # The job really ran as an application of the standalone master, on its one worker core.
-    assert [(a["name"], a["state"], a["cores"]) for a in apps] == [("tormenta-job", "FINISHED", 1)]
+    assert apps == [("tormenta-job", "FINISHED", 1)]
 
     hv = rows(cluster_dir, "high_value", HV_COLUMNS)
     assert hv == rows(local_dir, "high_value", HV_COLUMNS)
@@ -71,6 +89,26 @@ def test_cluster_and_local_mode_write_the_same_rows(stack, tmp_path):
     q = rows(cluster_dir, "quarantine", Q_COLUMNS)
     assert q == rows(local_dir, "quarantine", Q_COLUMNS)
     assert sorted(r[0] for r in q) == ["amount is not a number", "amount must be greater than 0", "value is not JSON"]
+
+
+@pytest.mark.integration
+def test_spark_submit_runs_the_job_on_the_cluster(stack, cluster, tmp_path):
+    """The README's form: spark-submit --master ... $(python -m pipeline spark-submit-args) submit.py job.
+    Run outside the checkout, so `pipeline` can only come from the --py-files zip."""
+    produce(stack, crafted()[:10])
+    env = job_env(stack, tmp_path / "data", "local[1]")  # spark-submit's --master wins over the setting
+    printed = subprocess.run([sys.executable, "-m", "pipeline", "spark-submit-args"], cwd=ROOT, env=env,
+                             capture_output=True, text=True, timeout=60)
+    assert printed.returncode == 0, printed.stderr
+    cmd = [str(spark_home() / "bin" / "spark-submit"), "--master", cluster.url, "--deploy-mode", "client",
+           *shlex.split(printed.stdout), str(ROOT / "pipeline" / "job" / "submit.py"),
+           "job", "--once", "--query", "high_value"]
+    done, apps = apps_during(cluster, lambda: subprocess.run(cmd, cwd=tmp_path, env=env, capture_output=True,
+                                                             text=True, timeout=400))
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert apps == [("tormenta-job", "FINISHED", 1)]
+    hv = rows(tmp_path / "data", "high_value", HV_COLUMNS)
+    assert sorted(r[0] for r in hv) == ["big", "dup", "dup", "just-above"]
 
 
 def test_spark_master_forms():
