@@ -94,6 +94,15 @@ def _avro_cases():
         (avro.encode_reference(rec(amount=Decimal("1500.01"))), None),
         (avro.encode_reference(rec(amount=Decimal("10000000.00"))), None),
         (avro.encode_reference(rec(currency="euro", country="ESP", channel="fax")), None),
+        # byte-size edges of the encoding: decimal bytes (127/128, 32767/32768 cents),
+        # multi-byte UTF-8 ids and present optional strings, early and late timestamps
+        *((avro.encode_reference(rec(amount=Decimal(a))), None)
+          for a in ("0.01", "1.27", "1.28", "327.67", "327.68", "83886.07", "83886.08")),
+        (avro.encode_reference(rec(transaction_id="tx-ñ-東京-" + "é" * 50, merchant_category="électronique",
+                                   country="ES", currency="EUR", channel="pos")), None),
+        (avro.encode_reference(rec(timestamp=datetime(1970, 1, 1, 0, 0, 0, 1, tzinfo=UTC))), None),
+        (avro.encode_reference(rec(timestamp=datetime(1969, 12, 31, 23, 59, 59, tzinfo=UTC))), None),
+        (avro.encode_reference(rec(timestamp=datetime(9999, 12, 31, 23, 59, 59, tzinfo=UTC))), None),
         (good[:3], "avro message shorter than its 5-byte header"),
         (b"\x00", "avro message shorter than its 5-byte header"),
         (b"\x00\x00\x00\x00\x07" + good[5:], "unknown avro schema id 7"),
