@@ -63,6 +63,12 @@ def main(argv: list[str] | None = None) -> int:
         logging.getLogger(noisy).setLevel(logging.WARNING)
     try:
         settings = Settings.from_env()
+        if settings.broker_nodes > 1:
+            from pipeline.kafka.cluster import with_cluster
+
+            # Every command started by hand reaches every node of the embedded cluster, so a
+            # client that starts while one node is down still finds the others.
+            settings = with_cluster(settings)
         return int(args.func(settings, args) or 0)
     except SettingsError as exc:
         print(f"error: {exc}", file=sys.stderr)
