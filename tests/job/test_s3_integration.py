@@ -56,12 +56,16 @@ def s3_endpoint(tmp_path_factory):
         log.close()
 
 
-def make_bucket(endpoint: str) -> str:
+def s3_client(endpoint: str):
     import boto3
 
+    return boto3.client("s3", endpoint_url=endpoint, region_name="us-east-1", aws_access_key_id=ACCESS,
+                        aws_secret_access_key=SECRET)
+
+
+def make_bucket(endpoint: str) -> str:
     name = f"tormenta-{uuid.uuid4().hex[:10]}"
-    boto3.client("s3", endpoint_url=endpoint, region_name="us-east-1", aws_access_key_id=ACCESS,
-                 aws_secret_access_key=SECRET).create_bucket(Bucket=name)
+    s3_client(endpoint).create_bucket(Bucket=name)
     return name
 
 
@@ -81,12 +85,8 @@ def job(env: dict[str, str], timeout: float = 400) -> subprocess.CompletedProces
 
 
 def keys_in_bucket(endpoint: str, bucket: str) -> list[str]:
-    import boto3
-
-    s3 = boto3.client("s3", endpoint_url=endpoint, region_name="us-east-1", aws_access_key_id=ACCESS,
-                      aws_secret_access_key=SECRET)
-    return [o["Key"] for page in s3.get_paginator("list_objects_v2").paginate(Bucket=bucket)
-            for o in page.get("Contents", [])]
+    pages = s3_client(endpoint).get_paginator("list_objects_v2").paginate(Bucket=bucket)
+    return [o["Key"] for page in pages for o in page.get("Contents", [])]
 
 
 @pytest.mark.integration
