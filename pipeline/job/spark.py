@@ -68,13 +68,22 @@ def build_spark(settings: Settings, app_name: str = "tormenta-job", *, extra_con
 
 def launch_conf(settings: Settings) -> dict[str, str]:
     """What only counts when this process launches the JVM (spark-submit passes its own)."""
-    jars = spark_extra_jars(settings.jars_dir, s3=settings.on_object_storage)
-    return {
-        "spark.jars": ",".join(jars),
+    jars = spark_extra_jars(settings.jars_dir)
+    conf = {
         "spark.driver.memory": settings.driver_memory,
         "spark.executor.memory": settings.executor_memory,
         "spark.driver.extraJavaOptions": "-XX:+UseG1GC -Dio.netty.tryReflectionSetAccessible=true",
     }
+    if settings.on_object_storage:
+        s3 = [j for j in spark_extra_jars(settings.jars_dir, s3=True) if j not in jars]
+        if settings.spark_master_url.startswith("local"):
+            # One JVM: on its classpath from the start, instead of spark.jars copying the
+            # ~690 MB AWS bundle into the local dir of every run.
+            conf["spark.driver.extraClassPath"] = os.pathsep.join(s3)
+        else:
+            jars += s3  # the executors fetch them from the driver
+    conf["spark.jars"] = ",".join(jars)
+    return conf
 
 
 def session_conf(settings: Settings) -> dict[str, str]:
