@@ -69,7 +69,7 @@ def test_rate_change_through_control_topic_within_one_second(stack):
             for key in ("name", "state", "time", "target_rate", "achieved_rate", "delivered", "failed", "failed_reasons",
                         "queue_depth", "latency_p50_ms", "latency_p99_ms", "sent_by_minute", "profile", "pid"):
                 assert key in status
-            assert status["wire_format"] == stack.wire_format == "json"
+            assert status["wire_format"] == stack.wire_format == "avro"  # the default
             assert status["state"] == "running" and status["target_rate"] == 8000
             history = ctl.status_history(60)
             assert len(history) >= 4 and history[0]["time"] <= history[-1]["time"]
@@ -140,7 +140,7 @@ def test_file_replay_sends_the_capture_in_order(stack, tmp_path):
     from pathlib import Path
 
     capture = Path(__file__).resolve().parents[2] / "samples" / "capture_small.jsonl"
-    one = stack.replace(partitions=1, topic=stack.topic + "-replay")
+    one = stack.replace(partitions=1, topic=stack.topic + "-replay", wire_format="json")  # bytes compared as JSON
     source = FileReplaySource(capture, speed=4.0)
     t = time.monotonic()
     summary = StormEmulator(one, source, control=False).run(duration=20)
