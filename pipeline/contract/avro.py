@@ -2,7 +2,8 @@
 
 A message is ``0x00`` (magic byte), a 4-byte big-endian schema id, then the Avro binary
 body of the record. The schema is declared here from `fields` and registered under id
-``SCHEMA_ID`` (version 1); a schema registry that serves this schema under that id lets
+``SCHEMA_ID`` (version 1); ``transaction.avsc`` beside this module is the same schema as a
+file (a test keeps them equal), so a schema registry that serves it under that id lets
 standard Kafka tooling (kafka-avro-console-consumer and the like) read the topic.
 
 Types: the event time is ``timestamp-micros`` (UTC), the amount a ``decimal`` with scale

@@ -64,3 +64,12 @@ def test_field_definitions_match_shared_schema():
     assert props["currency"]["default"] == BY_NAME["currency"].default
     assert props["country"]["pattern"] == BY_NAME["country"].pattern
     assert tuple(props["channel"]["enum"]) == CHANNELS
+
+
+def test_avro_schema_file_is_the_declared_schema():
+    """The .avsc kept for tooling is the schema the code builds from the field definitions."""
+    from pipeline.contract import avro
+
+    path = Path(avro.__file__).with_name("transaction.avsc")
+    assert json.loads(path.read_text()) == avro.schema()
+    assert [f["name"] for f in avro.schema()["fields"]] == list(BY_NAME)
