@@ -30,7 +30,6 @@ from pipeline.contract.fields import (
     AMOUNT_SCALE,
     AMOUNT_SQL_TYPE,
     BY_NAME,
-    FIELDS,
     ID_FIELDS,
     MAX_AMOUNT,
     MAX_ID_LENGTH,
@@ -137,8 +136,13 @@ def _from_avro() -> Column:
 
 def _avro_reason() -> Column:
     """The framing, then the value rules, in order; NULL when the Avro message is valid."""
+    from pyspark.sql.avro.functions import to_avro
+
     a = F.col("a")
-    used = _encoded_length(a)
+    # Avro has no end marker, so a body with bytes left over decodes all the same;
+    # re-encoding what was decoded tells how many bytes it used. (Computing that length
+    # with column arithmetic instead measured slower: docs/PERFORMANCE.md.)
+    used = F.length(to_avro(a, avro.SCHEMA_JSON))
     reason = (
         F.when(F.length("raw_bytes") < avro.HEADER_SIZE, F.lit("avro message shorter than its 5-byte header"))
         .when(~F.col("_sid").isin(*avro.SCHEMAS),
@@ -154,44 +158,6 @@ def _avro_reason() -> Column:
     amount = a.getField("amount")
     return (reason.when(amount <= 0, F.lit("amount must be greater than 0"))
             .when(amount > F.lit(_MAX), F.lit(f"amount exceeds {MAX_AMOUNT:,}")))
-
-
-def _varint_length(z: Column) -> Column:
-    """Bytes of an Avro varint holding the non-negative (zigzagged) long z below 2^63."""
-    out = F.lit(9)
-    for n in range(8, 0, -1):
-        out = F.when(z < F.lit(1 << (7 * n)), F.lit(n)).otherwise(out)
-    return out
-
-
-def _encoded_length(a: Column) -> Column:
-    """How many body bytes the decoded record takes in Avro's (canonical) binary encoding.
-
-    Avro has no end marker, so a body with bytes left over decodes all the same; comparing
-    this length with the body's catches it. Computed from the decoded values with column
-    arithmetic (string byte lengths, varint sizes, the decimal's two's-complement size),
-    which is far cheaper than encoding every record again."""
-    def string(s: Column) -> Column:
-        n = F.octet_length(s)
-        return _varint_length(n * 2) + n
-
-    total = F.lit(0)
-    for f in FIELDS:
-        value = a.getField(f.name)
-        if f.kind == "id":
-            total = total + string(value)
-        elif f.kind == "amount":
-            unscaled = (value * F.lit(10 ** AMOUNT_SCALE)).cast("long")
-            magnitude = F.when(unscaled >= 0, unscaled).otherwise(-unscaled - 1)
-            bits = F.when(magnitude == 0, F.lit(0)).otherwise(F.length(F.bin(magnitude)))
-            size = F.floor(bits / 8) + 1
-            total = total + _varint_length(size * 2) + size
-        elif f.kind == "timestamp":
-            micros = F.unix_micros(value)
-            total = total + _varint_length(F.when(micros >= 0, micros * 2).otherwise(-micros * 2 - 1))
-        else:  # a union with null: one byte for the branch, then the string if present
-            total = total + 1 + F.coalesce(string(value), F.lit(0))
-    return total
 
 
 # ---- JSON ------------------------------------------------------------------------------
