@@ -25,7 +25,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 
 from pipeline.contract.spark import decode_messages
-from pipeline.contract.tables import TABLES, ddl
+from pipeline.contract.tables import TABLES, columns, ddl
 from pipeline.errors import JobError, SettingsError
 from pipeline.job import tables, transforms
 from pipeline.kafka.topic import describe_topic, log_end_offsets
@@ -181,8 +181,6 @@ class HighValueBatchWriter:
                     os._exit(CRASH_EXIT_CODE)
 
     def _write(self, table: str, df, batch_id: int) -> None:
-        from pipeline.contract.tables import columns
-
         _append(df.select(*columns(table)), self.paths[table], f"{self.app}-{table}", batch_id)
 
     def _write_metrics(self, spark, stats: BatchStats, offsets: BatchOffsets, batch_id: int, trigger_time,

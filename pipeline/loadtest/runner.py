@@ -380,7 +380,7 @@ class LoadTest:
 
     def _prime(self, ctl, sampler: Sampler, job: _Child, stop: threading.Event) -> None:
         """Warm the job's JVM on real data before the plan: a couple of seconds at the warm-up rate,
-        pause, and wait until a batch *with data* (the first MERGE, aggregates, code generation)
+        pause, and wait until a batch *with data* (the first dedupe, appends, code generation)
         has committed. Otherwise the warm-up step would measure class loading, not capacity."""
         self.phase = "priming"
         self._event(f"priming the job: {self.options.prime_seconds:g} s at {self.plan.steps[0].rate:,.0f} tx/s, "
