@@ -24,13 +24,15 @@ from decimal import Decimal, InvalidOperation
 from pathlib import Path
 from typing import Annotated, Any, NamedTuple
 
-from pydantic import BeforeValidator, Field, SecretStr, ValidationError
+from pydantic import BeforeValidator, Field, SecretStr, ValidationError, model_validator
 from pydantic_settings import BaseSettings, EnvSettingsSource, PydanticBaseSettingsSource, SettingsConfigDict
 from pydantic_settings.sources.utils import parse_env_vars
 
 from pipeline.errors import SettingsError
 
 PREFIX = "TORMENTA_"
+PROTOCOLS = ("PLAINTEXT", "SSL", "SASL_PLAINTEXT", "SASL_SSL")
+MECHANISMS = ("PLAIN", "SCRAM-SHA-256", "SCRAM-SHA-512")
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
 
 _DURATION_RE = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(ms|s|sec|secs|seconds?|m|min|mins|minutes?|h|hours?|d|days?)?\s*$", re.I)
@@ -105,10 +107,11 @@ def _duration(lo: float, hi: float) -> BeforeValidator:
     return BeforeValidator(lambda value: _within(_seconds(value), lo, hi, shown))
 
 
-def _text(pattern: str, problem: str, *, lower: bool = False) -> BeforeValidator:
-    """A text matching `pattern` in full (after trimming, lowered if `lower`)."""
+def _text(pattern: str, problem: str, *, lower: bool = False, upper: bool = False) -> BeforeValidator:
+    """A text matching `pattern` in full (after trimming, lowered if `lower`, raised if `upper`)."""
     def check(value: Any) -> str:
-        text = str(value).strip().lower() if lower else str(value).strip()
+        text = str(value).strip()
+        text = text.lower() if lower else text.upper() if upper else text
         if not re.fullmatch(pattern, text):
             raise ValueError(problem)
         return text
@@ -286,6 +289,34 @@ class Settings(BaseSettings):
         "", "File holding the S3 secret access key (a mounted secret)")
     storage_path_style: Annotated[bool, BeforeValidator(_flag)] = _setting(
         "false", "Path-style S3 requests (bucket in the path: MinIO, Ceph, moto); false = virtual-hosted style (AWS)")
+    # ---- Kafka client security (pipeline.kafka.security turns these into every client's config)
+    kafka_security_protocol: Annotated[str, _text(r"PLAINTEXT|SSL|SASL_PLAINTEXT|SASL_SSL", f"is not allowed; allowed: {', '.join(PROTOCOLS)}", upper=True)] = _setting(
+        "PLAINTEXT", "Kafka security protocol: PLAINTEXT, SSL, SASL_PLAINTEXT or SASL_SSL (PLAINTEXT while a `broker start --secure` client file exists = that file)")
+    kafka_sasl_mechanism: Annotated[str, _text(r"PLAIN|SCRAM-SHA-256|SCRAM-SHA-512", f"is not allowed; allowed: {', '.join(MECHANISMS)}", upper=True)] = _setting(
+        "SCRAM-SHA-512", "SASL mechanism: PLAIN, SCRAM-SHA-256 or SCRAM-SHA-512")
+    kafka_username: Annotated[str, _text(r"[^\s]{0,256}", "is not a user name; allowed: up to 256 characters without spaces")] = _setting(
+        "", "SASL user name")
+    kafka_password: SecretStr = _setting("", "SASL password (or TORMENTA_KAFKA_PASSWORD_FILE); never logged")
+    kafka_password_file: Annotated[Path | None, BeforeValidator(_optional_path)] = _setting(
+        "", "File holding the SASL password (a mounted secret)")
+    kafka_ca_file: Annotated[Path | None, BeforeValidator(_optional_path)] = _setting(
+        "", "CA bundle (PEM) that signed the brokers' certificates; needed by SSL and SASL_SSL")
+    kafka_cert_file: Annotated[Path | None, BeforeValidator(_optional_path)] = _setting(
+        "", "Client certificate (PEM) for mutual TLS; optional, with TORMENTA_KAFKA_KEY_FILE")
+    kafka_key_file: Annotated[Path | None, BeforeValidator(_optional_path)] = _setting(
+        "", "Private key (PEM, unencrypted PKCS#8) of the client certificate; never logged")
+    secure: Annotated[bool, BeforeValidator(_flag)] = _setting(
+        "false", "`make run` with a secured embedded broker (SASL_SSL, SCRAM users, ACLs) instead of plaintext loopback")
+    app_address: Annotated[str, _text(r"[\w.:-]+", "is not an address; allowed: e.g. 127.0.0.1, ::1, 0.0.0.0")] = _setting(
+        "127.0.0.1", "Address the Streamlit app binds; anything but loopback needs the login configured")
+
+    @model_validator(mode="after")
+    def _kafka_security_complete(self) -> Settings:
+        """The Kafka security settings as a whole: what TLS and SASL need is there and readable."""
+        problems = kafka_security_problems(self)
+        if problems:
+            raise SettingsError("\n".join(problems))
+        return self
 
     def __init__(self, **values: Any) -> None:
         with _settings_errors():
@@ -377,6 +408,41 @@ class Settings(BaseSettings):
                                     f"or {PREFIX}STORAGE_{what}_FILE")
             keys.append(text)
         return keys[0], keys[1]
+
+
+def _readable(name: str, path: Path | None, what: str) -> list[str]:
+    if path is None:
+        return []
+    try:
+        with open(path, "rb") as fh:
+            fh.read(1)
+    except OSError as exc:
+        return [f"{PREFIX}{name}={str(path)!r} cannot be read ({exc.strerror or exc}); allowed: a readable {what}"]
+    return []
+
+
+def kafka_security_problems(s: Settings) -> list[str]:
+    """What is missing or unreadable in the Kafka security settings, one line each (empty = fine)."""
+    protocol = s.kafka_security_protocol
+    tls, sasl = protocol in ("SSL", "SASL_SSL"), protocol.startswith("SASL_")
+    problems = _readable("KAFKA_CA_FILE", s.kafka_ca_file, "PEM file of CA certificates")
+    problems += _readable("KAFKA_CERT_FILE", s.kafka_cert_file, "PEM client certificate")
+    problems += _readable("KAFKA_KEY_FILE", s.kafka_key_file, "PEM private key")
+    if tls and s.kafka_ca_file is None:
+        problems.append(f"{PREFIX}KAFKA_SECURITY_PROTOCOL={protocol} needs {PREFIX}KAFKA_CA_FILE; allowed: the PEM bundle "
+                        "of the CA that signed the brokers' certificates")
+    if (s.kafka_cert_file is None) != (s.kafka_key_file is None):
+        problems.append(f"mutual TLS needs both {PREFIX}KAFKA_CERT_FILE and {PREFIX}KAFKA_KEY_FILE; allowed: both or neither")
+    elif s.kafka_cert_file is not None and not tls:
+        problems.append(f"{PREFIX}KAFKA_CERT_FILE is set but {PREFIX}KAFKA_SECURITY_PROTOCOL={protocol} has no TLS; "
+                        "allowed: SSL or SASL_SSL with a client certificate")
+    if sasl and not s.kafka_username:
+        problems.append(f"{PREFIX}KAFKA_SECURITY_PROTOCOL={protocol} needs {PREFIX}KAFKA_USERNAME; allowed: the SASL user name")
+    if sasl and not s.kafka_password.get_secret_value() and s.kafka_password_file is None:
+        problems.append(f"{PREFIX}KAFKA_SECURITY_PROTOCOL={protocol} needs {PREFIX}KAFKA_PASSWORD or "
+                        f"{PREFIX}KAFKA_PASSWORD_FILE; allowed: the SASL password, or a file holding it")
+    problems += _readable("KAFKA_PASSWORD_FILE", s.kafka_password_file, "file holding the SASL password")
+    return problems
 
 
 def _problem(error: Mapping[str, Any]) -> str:

@@ -22,6 +22,9 @@ DEFAULTS = {
     "spark_master": "local", "executor_memory": "1g", "driver_host": "127.0.0.1", "storage_uri": "local",
     "storage_endpoint": "", "storage_region": "us-east-1", "storage_access_key": SecretStr(""), "storage_access_key_file": None,
     "storage_secret_key": SecretStr(""), "storage_secret_key_file": None, "storage_path_style": False,
+    "kafka_security_protocol": "PLAINTEXT", "kafka_sasl_mechanism": "SCRAM-SHA-512", "kafka_username": "",
+    "kafka_password": SecretStr(""), "kafka_password_file": None, "kafka_ca_file": None, "kafka_cert_file": None,
+    "kafka_key_file": None, "secure": False, "app_address": "127.0.0.1",
 }
 
 # One bad value per kind of setting (and per way of being bad), with what the message must say.
@@ -50,6 +53,11 @@ BAD = [
     ("SPARK_MASTER", "mesos://h:5050", "is not a Spark master; allowed: local, local[N], spark://host:port, yarn"),
     ("STORAGE_URI", "s3://bucket/x", "is not a storage location; allowed: local, or s3a://bucket/prefix"),
     ("STORAGE_ENDPOINT", "minio:9000", "is not an endpoint URL; allowed: empty (AWS) or http(s)://host[:port]"),
+    ("KAFKA_SECURITY_PROTOCOL", "TLS", "is not allowed; allowed: PLAINTEXT, SSL, SASL_PLAINTEXT, SASL_SSL"),
+    ("KAFKA_SASL_MECHANISM", "GSSAPI", "is not allowed; allowed: PLAIN, SCRAM-SHA-256, SCRAM-SHA-512"),
+    ("KAFKA_CA_FILE", "/no/such/ca.pem", "cannot be read (No such file or directory); allowed: a readable PEM file"),
+    ("KAFKA_PASSWORD_FILE", "/no/such/password", "cannot be read (No such file or directory); allowed: a readable file"),
+    ("SECURE", "perhaps", "is not a boolean"),
 ]
 
 
@@ -73,6 +81,35 @@ def test_a_bad_value_gives_one_line_naming_variable_value_and_what_is_allowed(va
         Settings.from_env({PREFIX + var: value})
     message = str(err.value)
     assert message.startswith(f"{PREFIX}{var}={value!r} ") and expect in message and "\n" not in message
+
+
+KAFKA_INCOMPLETE = [
+    ({"SECURITY_PROTOCOL": "SSL"}, ["TORMENTA_KAFKA_SECURITY_PROTOCOL=SSL needs TORMENTA_KAFKA_CA_FILE; allowed: the PEM bundle"]),
+    ({"SECURITY_PROTOCOL": "SASL_PLAINTEXT"}, ["SASL_PLAINTEXT needs TORMENTA_KAFKA_USERNAME; allowed: the SASL user name",
+                                              "SASL_PLAINTEXT needs TORMENTA_KAFKA_PASSWORD or TORMENTA_KAFKA_PASSWORD_FILE"]),
+    ({"SECURITY_PROTOCOL": "SASL_SSL", "CA_FILE": __file__, "USERNAME": "u"}, ["needs TORMENTA_KAFKA_PASSWORD or"]),
+    ({"SECURITY_PROTOCOL": "SSL", "CA_FILE": __file__, "CERT_FILE": __file__},
+     ["mutual TLS needs both TORMENTA_KAFKA_CERT_FILE and TORMENTA_KAFKA_KEY_FILE; allowed: both or neither"]),
+    ({"CERT_FILE": __file__, "KEY_FILE": __file__}, ["TORMENTA_KAFKA_SECURITY_PROTOCOL=PLAINTEXT has no TLS; allowed: SSL"]),
+]
+
+
+@pytest.mark.parametrize("values,expect", KAFKA_INCOMPLETE)
+def test_incomplete_kafka_security_is_refused_one_line_per_problem(values, expect):
+    with pytest.raises(SettingsError) as err:
+        Settings.from_env({f"{PREFIX}KAFKA_{k}": v for k, v in values.items()})
+    lines = str(err.value).splitlines()
+    assert len(lines) == len(expect) and all(e in line for e, line in zip(expect, lines, strict=True))
+
+
+def test_complete_kafka_security_is_accepted(tmp_path):
+    secret = tmp_path / "password"
+    secret.write_text("s3cr3t\n")
+    s = Settings.from_env({f"{PREFIX}KAFKA_SECURITY_PROTOCOL": "sasl_ssl", f"{PREFIX}KAFKA_CA_FILE": __file__,
+                           f"{PREFIX}KAFKA_USERNAME": "u", f"{PREFIX}KAFKA_PASSWORD_FILE": str(secret),
+                           f"{PREFIX}KAFKA_SASL_MECHANISM": "scram-sha-256"})
+    assert (s.kafka_security_protocol, s.kafka_sasl_mechanism) == ("SASL_SSL", "SCRAM-SHA-256")
+    assert "s3cr3t" not in repr(s)
 
 
 def test_every_problem_is_collected_one_line_each():
