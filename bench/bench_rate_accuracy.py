@@ -21,6 +21,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from pipeline.emulator.storm import StormEmulator  # noqa: E402
 from pipeline.kafka.broker import EmbeddedBroker
+from pipeline.kafka.security import client_config  # noqa: E402
 from pipeline.kafka.topic import ensure_topic, log_end_offsets  # noqa: E402
 from pipeline.settings import Settings  # noqa: E402
 from tests.support.ports import free_port  # noqa: E402
@@ -33,7 +34,7 @@ def window_counts(settings: Settings, seconds: float) -> list[int]:
     from confluent_kafka import Consumer, TopicPartition
 
     ends = log_end_offsets(settings)
-    c = Consumer({"bootstrap.servers": settings.bootstrap_servers, "group.id": "bench-rate", "enable.auto.commit": False})
+    c = Consumer(client_config(settings, "admin", {"group.id": "bench-rate", "enable.auto.commit": False}))
     try:
         first = []
         for p, end in ends.items():

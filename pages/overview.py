@@ -33,7 +33,7 @@ def parts_and_facts():
         try:
             from pipeline.kafka.topic import log_end_offsets
 
-            new_records = health.backlog(log_end_offsets(s, timeout=2), last)
+            new_records = health.backlog(log_end_offsets(s, timeout=2, role="app"), last)
         except Exception:  # noqa: BLE001 - unknown backlog keeps the judgement conservative
             new_records = None
     job = health.job_health(last, s, table_exists=reader.exists("batch_metrics"), new_records=new_records,

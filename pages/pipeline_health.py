@@ -29,7 +29,7 @@ def live_backlog(end_offsets_json: str):
     from pipeline.kafka.topic import log_end_offsets
 
     try:
-        return health.backlog(log_end_offsets(get_settings(), timeout=2), {"end_offsets": end_offsets_json})
+        return health.backlog(log_end_offsets(get_settings(), timeout=2, role="app"), {"end_offsets": end_offsets_json})
     except Exception:  # noqa: BLE001 - falls back to the backlog recorded by the batch
         return None
 

@@ -12,6 +12,7 @@ import uuid
 
 from pipeline.errors import BrokerError, SettingsError
 from pipeline.kafka.cluster import KafkaCluster, with_cluster
+from pipeline.kafka.security import KafkaAccessError, client_config
 from pipeline.kafka.topic import describe_topic, ensure_all_topics, ensure_topic
 from pipeline.settings import Settings
 
@@ -70,12 +71,13 @@ def smoke(settings: Settings, timeout: float = 15.0) -> float:
     topic = f"{settings.topic}.smoke"
     try:
         ensure_topic(settings, topic, partitions=1, config={"retention.ms": "3600000"})
+    except KafkaAccessError:
+        raise
     except Exception as exc:
         raise BrokerError(f"smoke: cannot reach the broker at {settings.bootstrap_servers}: {exc}") from None
     token = uuid.uuid4().hex
     delivered: list = []
-    producer = Producer({"bootstrap.servers": settings.bootstrap_servers, "acks": "all",
-                         "enable.idempotence": True})
+    producer = Producer(client_config(settings, "admin", {"acks": "all", "enable.idempotence": True}))
     start = time.perf_counter()
     producer.produce(topic, f"hello {token}".encode(), key=b"smoke",
                      on_delivery=lambda err, msg: delivered.append((err, msg)))
@@ -84,8 +86,8 @@ def smoke(settings: Settings, timeout: float = 15.0) -> float:
     err, msg = delivered[0]
     if err is not None:
         raise BrokerError(f"smoke: produce failed: {err.str()}")
-    consumer = Consumer({"bootstrap.servers": settings.bootstrap_servers, "group.id": f"tormenta-smoke-{token}",
-                         "enable.auto.commit": False})
+    consumer = Consumer(client_config(settings, "admin", {"group.id": f"tormenta-smoke-{token}",
+                                                          "enable.auto.commit": False}))
     try:
         consumer.assign([TopicPartition(topic, msg.partition(), msg.offset())])
         deadline = time.monotonic() + timeout

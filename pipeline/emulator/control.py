@@ -8,7 +8,13 @@ record per emulator name (key ``"default"``), value a JSON object::
      "ingest_interval": 1.0,           # tick, seconds (records per tick = rate x tick)
      "profile": {"name": "steady"},    # see pipeline.emulator.presets
      "faults": {"duplicates": 0.0, "malformed": 0.0, "late": 0.0, "late_seconds": 900},
-     "version": 7, "updated_at": "2026-11-24T19:12:03Z"}
+     "version": 7, "updated_at": "2026-11-24T19:12:03Z",
+     "changed_by": "olga@example.com", "changed_at": "2026-11-24T19:12:03Z",   # who wrote it, when
+     "audit": [{"version": 7, "changed_by": ..., "changed_at": ..., "change": {"rate": [2000.0, 10000.0]}}, ...]}
+
+The audit list (the last changes, newest first) travels from record to record, so the
+Storm control page can show who changed what even after compaction dropped old records.
+The emulator reads only the desired-state keys and ignores the audit keys.
 
 Because the topic is compacted, the last desired state survives a restart of the
 emulator, the dashboard or the broker. The emulator follows the topic with a consumer it
@@ -37,8 +43,10 @@ from dataclasses import asdict, dataclass, field, replace
 from datetime import UTC, datetime
 from typing import Any, Protocol
 
+from pipeline.auth import AUDIT_KEEP, audit_entry, local_operator
 from pipeline.emulator.presets import MAX_RATE, check_number, make_profile, preset_rate
 from pipeline.errors import EmulatorError, SettingsError
+from pipeline.kafka.security import client_config
 from pipeline.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -146,21 +154,21 @@ def _rate_of(changes: dict[str, Any], ingest_interval: float) -> float | None:
     return None
 
 
-def _consumer(settings: Settings):
+def _consumer(settings: Settings, role: str):
     from confluent_kafka import Consumer
 
-    return Consumer({"bootstrap.servers": settings.bootstrap_servers, "group.id": "tormenta-emulator-control",
-                     "enable.auto.commit": False, "enable.partition.eof": False,
-                     "fetch.wait.max.ms": 50, "socket.timeout.ms": 5000})
+    return Consumer(client_config(settings, role, {
+        "group.id": "tormenta-emulator-control", "enable.auto.commit": False, "enable.partition.eof": False,
+        "fetch.wait.max.ms": 50, "socket.timeout.ms": 5000}))
 
 
-def ensure_control_topics(settings: Settings) -> None:
+def ensure_control_topics(settings: Settings, role: str = "admin") -> None:
     from pipeline.kafka.topic import ensure_topic
 
     ensure_topic(settings, settings.control_topic, partitions=1,
-                 config={"cleanup.policy": "compact", "retention.ms": "-1"})
+                 config={"cleanup.policy": "compact", "retention.ms": "-1"}, role=role)
     ensure_topic(settings, settings.status_topic, partitions=1,
-                 config={"cleanup.policy": "delete", "retention.ms": str(6 * 3600 * 1000)})
+                 config={"cleanup.policy": "delete", "retention.ms": str(6 * 3600 * 1000)}, role=role)
 
 
 def _read_range(consumer, topic: str, start: int, end: int, timeout: float = 10.0) -> list:
@@ -203,10 +211,11 @@ def _state_of(settings: Settings, msg) -> DesiredState | None:
 class EmulatorControl:
     """Read and write the desired state of one emulator; read its published status."""
 
-    def __init__(self, settings: Settings, name: str = "default"):
+    def __init__(self, settings: Settings, name: str = "default", role: str = "app"):
         if not name:
             raise SettingsError("emulator name must not be empty")
         self.settings = settings
+        self.role = role  # Kafka identity: the app, the emulator's producer, or the admin (CLI, load test)
         self.name = name
         self._key = name.encode()
         self._consumer = None
@@ -216,13 +225,13 @@ class EmulatorControl:
     # ---- lifecycle ------------------------------------------------------------------
     def _ready(self) -> None:
         if not self._topics_ready:
-            ensure_control_topics(self.settings)
+            ensure_control_topics(self.settings, self.role)
             self._topics_ready = True
 
     def _get_consumer(self):
         self._ready()
         if self._consumer is None:
-            self._consumer = _consumer(self.settings)
+            self._consumer = _consumer(self.settings, self.role)
         return self._consumer
 
     def close(self) -> None:
@@ -242,39 +251,58 @@ class EmulatorControl:
     # ---- desired state ----------------------------------------------------------------
     def desired_state(self) -> DesiredState:
         """The latest desired state in the control topic (the defaults if nothing was written)."""
+        return self._latest()[0]
+
+    def _latest(self) -> tuple[DesiredState, dict[str, Any]]:
+        """The latest desired state and its raw record ({} for none or a tombstone), which carries the audit."""
         from confluent_kafka import TopicPartition
 
         consumer = self._get_consumer()
         topic = self.settings.control_topic
         low, high = consumer.get_watermark_offsets(TopicPartition(topic, 0), timeout=10)
-        state = DesiredState.defaults(self.settings)
+        state, raw = DesiredState.defaults(self.settings), {}
         for msg in _read_range(consumer, topic, low, high):
             if msg.key() == self._key:
-                state = _state_of(self.settings, msg) or state
-        return state
+                found = _state_of(self.settings, msg)
+                if found is not None:
+                    state, raw = found, (json.loads(msg.value()) if msg.value() is not None else {})
+        return state, raw
 
     def desired(self) -> dict[str, Any]:
         """`desired_state()` as the JSON-like dict the dashboard shows."""
         return self.desired_state().as_dict()
 
-    def update(self, **changes: Any) -> DesiredState:
-        """Validate `changes`, merge them into the current state, bump the version and write it."""
-        current = self.desired_state()
+    def update(self, *, changed_by: str | None = None, **changes: Any) -> DesiredState:
+        """Validate `changes`, merge them into the current state, bump the version and write it.
+
+        The record carries who made the change (`changed_by`: the signed-in user's e-mail in the
+        dashboard, else ``local:<OS user>``), when (`changed_at`, UTC) and the audit trail: the
+        last changes, newest first, carried from record to record so compaction cannot lose them."""
+        current, raw = self._latest()
         state = replace(current.with_changes(changes), version=current.version + 1, updated_at=now_iso())
-        self._write(state.as_dict())
+        record = state.as_dict()
+        entry = audit_entry(current.as_dict(), record, changed_by or local_operator().label, record["updated_at"])
+        earlier = raw.get("audit") if isinstance(raw.get("audit"), list) else []
+        record.update(changed_by=entry["changed_by"], changed_at=entry["changed_at"],
+                      audit=[entry, *[e for e in earlier if isinstance(e, dict)]][:AUDIT_KEEP])
+        self._write(record)
         return state
 
-    def set_desired(self, **changes: Any) -> dict[str, Any]:
+    def set_desired(self, *, changed_by: str | None = None, **changes: Any) -> dict[str, Any]:
         """`update()` for the dashboard and the CLI: returns the written state as a dict."""
-        return self.update(**changes).as_dict()
+        return self.update(changed_by=changed_by, **changes).as_dict()
+
+    def audit_trail(self, limit: int = 10) -> list[dict[str, Any]]:
+        """The last `limit` changes of the desired state, newest first (who, when, what changed)."""
+        trail = self._latest()[1].get("audit")
+        return [e for e in trail if isinstance(e, dict)][:limit] if isinstance(trail, list) else []
 
     def _write(self, state: dict[str, Any]) -> None:
         from confluent_kafka import Producer
 
         self._ready()
         if self._producer is None:
-            self._producer = Producer({"bootstrap.servers": self.settings.bootstrap_servers, "acks": "all",
-                                       "linger.ms": 0})
+            self._producer = Producer(client_config(self.settings, self.role, {"acks": "all", "linger.ms": 0}))
         errors: list = []
         self._producer.produce(self.settings.control_topic, json.dumps(state).encode(), key=self._key,
                                on_delivery=lambda err, msg: err and errors.append(err))
@@ -323,8 +351,8 @@ class ControlFollower:
 
         self.settings = settings
         self._key = name.encode()
-        ensure_control_topics(settings)
-        self._consumer = _consumer(settings)
+        ensure_control_topics(settings, "producer")
+        self._consumer = _consumer(settings, "producer")
         self._consumer.assign([TopicPartition(settings.control_topic, 0, -2)])  # OFFSET_BEGINNING
         self.version: int | None = None
 
@@ -351,8 +379,8 @@ class StatusPublisher:
         self.topic = settings.status_topic
         self._key = name.encode()
         self.failed = 0
-        self._producer = Producer({"bootstrap.servers": settings.bootstrap_servers, "acks": "1",
-                                   "linger.ms": 0, "message.timeout.ms": 10_000})
+        self._producer = Producer(client_config(settings, "producer", {"acks": "1", "linger.ms": 0,
+                                                                       "message.timeout.ms": 10_000}))
 
     def _report(self, err, msg) -> None:
         if err is not None:
@@ -413,7 +441,7 @@ class KafkaControlLink:
         self._publisher: StatusPublisher | None = None
 
     def start(self, changes: dict[str, Any]) -> DesiredState:
-        with EmulatorControl(self.settings, self.name) as ctl:
+        with EmulatorControl(self.settings, self.name, role="producer") as ctl:
             state = ctl.desired_state()
             changes = dict(changes)
             # Starting the emulator is a request to run: a "stopped" left from last time is lifted.

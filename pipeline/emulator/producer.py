@@ -19,6 +19,7 @@ from typing import IO, Protocol
 
 from pipeline.emulator.binarizer import EncodedBatch, transaction_id_of
 from pipeline.errors import EmulatorError
+from pipeline.kafka.security import client_config
 from pipeline.settings import Settings
 
 # Tuned on the 2-core box (bench/bench_producer.py): large lz4 batches and a few ms of
@@ -79,8 +80,8 @@ class StormProducer:
         self.backpressure_waits = 0
         self.latencies: collections.deque[float] = collections.deque(maxlen=4096)
         self.record_ids = record_ids
-        config = {"bootstrap.servers": settings.bootstrap_servers, **PRODUCER_CONFIG,
-                  "on_delivery": self._on_delivery, "error_cb": self._on_error}
+        config = client_config(settings, "producer", {**PRODUCER_CONFIG, "on_delivery": self._on_delivery,
+                                                      "error_cb": self._on_error})
         config.update(overrides or {})
         try:
             self._producer = Producer(config)

@@ -144,7 +144,7 @@ class StormEmulator:
             if sink is None:
                 from pipeline.kafka.topic import ensure_topic
 
-                ensure_topic(self.settings)
+                ensure_topic(self.settings, role="producer")
                 ids_file = self.record_ids.open("w", encoding="utf-8") if self.record_ids else None
                 sink = StormProducer(self.settings, record_ids=ids_file, overrides=self.producer_overrides)
             desired = self.desired = link.start(self.changes)

@@ -28,6 +28,7 @@ from pipeline.contract.spark import decode_messages
 from pipeline.contract.tables import TABLES, columns, ddl
 from pipeline.errors import JobError, SettingsError
 from pipeline.job import tables, transforms
+from pipeline.kafka.security import check_read_access, java_options
 from pipeline.kafka.topic import describe_topic, log_end_offsets
 from pipeline.settings import Settings, spark_interval
 
@@ -40,6 +41,9 @@ def kafka_stream(spark, settings: Settings):
     return (
         spark.readStream.format("kafka")
         .option("kafka.bootstrap.servers", settings.bootstrap_servers)
+        # The job's identity: TLS, SASL (user "job" of a secured broker), from pipeline.kafka.security.
+        .options(**{f"kafka.{key}": value for key, value in java_options(settings, "job").items()})
+        .option("groupIdPrefix", "tormenta-job")
         .option("subscribe", settings.topic)
         .option("startingOffsets", "earliest")
         .option("maxOffsetsPerTrigger", str(settings.max_offsets_per_trigger))
@@ -196,7 +200,7 @@ class HighValueBatchWriter:
 
     def _offsets_behind(self) -> int | None:
         try:
-            ends = log_end_offsets(self.settings, timeout=5)
+            ends = log_end_offsets(self.settings, timeout=5, role="job")
         except Exception as exc:  # noqa: BLE001 - a metric, never a reason to fail a batch
             log.warning("could not read log-end offsets: %s", exc)
             return None
@@ -277,7 +281,10 @@ def check_source(settings: Settings) -> None:
         raise SettingsError(f"TORMENTA_AGG_WINDOW={settings.agg_window:g}s must divide one hour "
                             "(e.g. 10s, 1m, 5m, 15m, 1h), so the hourly rollup is exact")
     try:
-        describe_topic(settings, timeout=10)
+        describe_topic(settings, timeout=10, role="job")
+        # A refused password, certificate or ACL stops the job here in one line; the Java
+        # client would retry it for ever inside Spark.
+        check_read_access(settings, "job", settings.topic, timeout=15)
     except TopicError as exc:
         raise JobError(str(exc)) from None
 

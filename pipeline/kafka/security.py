@@ -235,3 +235,66 @@ def watched_config(settings: Settings, role: str, extra: dict[str, Any] | None =
     """`client_config` with a `RefusalWatch` as its error callback."""
     watch = RefusalWatch(kafka_auth(settings, role), topic)
     return client_config(settings, role, {**(extra or {}), "error_cb": watch}, bootstrap=bootstrap), watch
+
+
+def check_read_access(settings: Settings, role: str, topic: str, timeout: float = 15.0) -> None:
+    """Fetch from partition 0 of `topic` as `role` until the broker answers; `KafkaAccessError` when it
+    refuses (authentication, certificate, topic or group ACL). Reads nothing and commits nothing."""
+    import time
+
+    from confluent_kafka import OFFSET_END, Consumer, KafkaError, TopicPartition
+
+    conf, watch = watched_config(settings, role, {"group.id": "tormenta-job-access-check", "enable.auto.commit": False,
+                                                  "enable.partition.eof": True}, topic=topic)
+    consumer = Consumer(conf)
+    try:
+        consumer.assign([TopicPartition(topic, 0, OFFSET_END)])
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            watch.check()
+            msg = consumer.poll(0.2)
+            if msg is None:
+                continue
+            err = msg.error()
+            if err is None or err.code() == KafkaError._PARTITION_EOF:
+                return
+            reason = explain(err, watch.auth, topic)
+            if reason:
+                raise KafkaAccessError(reason)
+        watch.check()
+        raise KafkaAccessError(f"Kafka did not answer a fetch from {topic} as {role} within {timeout:.0f}s "
+                               f"({watch.auth.describe()})")
+    finally:
+        consumer.close()
+
+
+def pinned(settings: Settings, role: str) -> Settings:
+    """`settings` with `role`'s identity spelled out in the ``kafka_*`` settings.
+
+    A secured broker's client file is found under the data folder; a load test moves the data
+    folder and starts children of its own, so it pins the identity first. Nothing to pin for
+    plaintext or explicit settings. The password stays in its file.
+    """
+    auth = kafka_auth(settings, role)
+    if not auth.source.startswith(CLIENT_FILE):
+        return settings
+    doc = json.loads(client_file(settings).read_text())
+    return settings.replace(kafka_security_protocol=auth.protocol, kafka_sasl_mechanism=auth.mechanism,
+                            kafka_username=auth.username, kafka_password_file=doc["users"][role]["password_file"],
+                            kafka_ca_file=auth.ca_file)
+
+
+def security_env(settings: Settings) -> dict[str, str]:
+    """The ``TORMENTA_KAFKA_*`` variables that give a child process the same Kafka identity.
+
+    An inline password is passed as is (the child's environment is private to it); a
+    password file as its path.
+    """
+    env = {f"{PREFIX}KAFKA_SECURITY_PROTOCOL": settings.kafka_security_protocol,
+           f"{PREFIX}KAFKA_SASL_MECHANISM": settings.kafka_sasl_mechanism,
+           f"{PREFIX}KAFKA_USERNAME": settings.kafka_username,
+           f"{PREFIX}KAFKA_PASSWORD": settings.kafka_password.get_secret_value()}
+    for name in ("password_file", "ca_file", "cert_file", "key_file"):
+        value = getattr(settings, f"kafka_{name}")
+        env[f"{PREFIX}KAFKA_{name.upper()}"] = "" if value is None else str(value)
+    return env

@@ -14,10 +14,11 @@ from __future__ import annotations
 import time
 from dataclasses import dataclass
 
-from confluent_kafka import KafkaException
+from confluent_kafka import KafkaError, KafkaException
 from confluent_kafka.admin import AdminClient, ConfigResource, NewTopic
 
 from pipeline.errors import SettingsError, TopicError
+from pipeline.kafka.security import KafkaAccessError, RefusalWatch, explain, watched_config
 from pipeline.settings import Settings
 
 
@@ -48,42 +49,59 @@ class TopicInfo:
                 f"replication={self.replication_factor} {cfg}")
 
 
-def admin(settings: Settings) -> AdminClient:
-    return AdminClient({"bootstrap.servers": settings.bootstrap_servers, "socket.timeout.ms": 5000})
+class WatchedAdmin(AdminClient):
+    """An AdminClient whose `watch` holds the first security refusal the broker gave it."""
+    watch: RefusalWatch
 
 
-def _broker_count(client: AdminClient, timeout: float) -> int:
+def admin(settings: Settings, role: str = "admin") -> WatchedAdmin:
+    conf, watch = watched_config(settings, role, {"socket.timeout.ms": 5000})
+    client = WatchedAdmin(conf)
+    client.watch = watch
+    return client
+
+
+def _broker_count(client: WatchedAdmin, timeout: float) -> int:
     try:
         return len(client.list_topics(timeout=timeout).brokers)
     except KafkaException as exc:
+        client.watch.check()  # a refusal (password, certificate) says so instead of "cannot reach"
         raise TopicError(f"cannot reach Kafka: {exc.args[0].str() if exc.args else exc}; "
                          "start the local broker with `python -m pipeline broker start`") from None
 
 
-def describe_topic(settings: Settings, name: str | None = None, timeout: float = 10) -> TopicInfo:
+def describe_topic(settings: Settings, name: str | None = None, timeout: float = 10, role: str = "admin") -> TopicInfo:
+    """Partitions, replication and (for the admin role, which may read configs) the topic's config."""
     name = name or settings.topic
-    client = admin(settings)
+    client = admin(settings, role)
     _broker_count(client, timeout)
     md = client.list_topics(topic=name, timeout=timeout)
     t = md.topics.get(name)
+    if t is not None and t.error is not None and t.error.code() == KafkaError.TOPIC_AUTHORIZATION_FAILED:
+        raise KafkaAccessError(explain(t.error, client.watch.auth, name))
     if t is None or t.error is not None:
         raise TopicError(f"topic {name} does not exist; create it with `python -m pipeline topic create`")
     parts = list(t.partitions.values())
     rf = len(parts[0].replicas) if parts else 0
     res = ConfigResource(ConfigResource.Type.TOPIC, name)
-    cfg = client.describe_configs([res])[res].result(timeout=timeout)
+    try:
+        cfg = client.describe_configs([res])[res].result(timeout=timeout)
+    except KafkaException as exc:
+        if role == "admin" or exc.args[0].code() != KafkaError.TOPIC_AUTHORIZATION_FAILED:
+            raise
+        cfg = {}  # a least-privilege user may see the topic but not its configuration
     return TopicInfo(name, len(parts), rf, {k: v.value for k, v in cfg.items() if v.value is not None})
 
 
 def ensure_topic(settings: Settings, name: str | None = None, *, partitions: int | None = None,
-                 config: dict[str, str] | None = None, timeout: float = 15) -> TopicInfo:
+                 config: dict[str, str] | None = None, timeout: float = 15, role: str = "admin") -> TopicInfo:
     """Create the topic if missing (contract defaults), else describe it."""
     name = name or settings.topic
-    client = admin(settings)
+    client = admin(settings, role)
     rf, min_isr = replication_for(settings, _broker_count(client, timeout))
     md = client.list_topics(timeout=timeout)
     if name in md.topics and md.topics[name].error is None:
-        return describe_topic(settings, name, timeout)
+        return describe_topic(settings, name, timeout, role)
     cfg = {"retention.ms": str(settings.retention_ms), "cleanup.policy": "delete", "min.insync.replicas": str(min_isr)}
     cfg.update(config or {})
     new = NewTopic(name, num_partitions=partitions or settings.partitions, replication_factor=rf, config=cfg)
@@ -92,20 +110,23 @@ def ensure_topic(settings: Settings, name: str | None = None, *, partitions: int
         fut.result(timeout=timeout)
     except KafkaException as exc:
         err = exc.args[0]
+        if err.code() == KafkaError.TOPIC_AUTHORIZATION_FAILED:
+            raise KafkaAccessError(f"{explain(err, client.watch.auth, name)} (to create it, run "
+                                   "`python -m pipeline topic create` as the admin)") from None
         if err.name() != "TOPIC_ALREADY_EXISTS":
             raise TopicError(f"creating topic {name} failed: {err.str()}") from None
-    info = _described_once_visible(settings, name, timeout)
+    info = _described_once_visible(settings, name, timeout, role)
     info.created = True
     return info
 
 
-def _described_once_visible(settings: Settings, name: str, timeout: float) -> TopicInfo:
+def _described_once_visible(settings: Settings, name: str, timeout: float, role: str) -> TopicInfo:
     """Describe a just-created topic. On a cluster the broker that answers may learn of it a
     moment after the controller created it, so "does not exist" is asked again until `timeout`."""
     deadline = time.monotonic() + timeout
     while True:
         try:
-            return describe_topic(settings, name, timeout)
+            return describe_topic(settings, name, timeout, role)
         except TopicError:
             if time.monotonic() >= deadline:
                 raise
@@ -123,13 +144,14 @@ def ensure_all_topics(settings: Settings) -> list[TopicInfo]:
     ]
 
 
-def log_end_offsets(settings: Settings, name: str | None = None, timeout: float = 10) -> dict[int, int]:
+def log_end_offsets(settings: Settings, name: str | None = None, timeout: float = 10,
+                    role: str = "admin") -> dict[int, int]:
     """High watermark per partition (what has been written so far)."""
     from confluent_kafka import Consumer, TopicPartition
 
     name = name or settings.topic
-    consumer = Consumer({"bootstrap.servers": settings.bootstrap_servers, "group.id": "tormenta-offsets",
-                         "enable.auto.commit": False})
+    conf, _ = watched_config(settings, role, {"group.id": "tormenta-offsets", "enable.auto.commit": False})
+    consumer = Consumer(conf)
     try:
         md = consumer.list_topics(name, timeout=timeout)
         if name not in md.topics or md.topics[name].error is not None:

@@ -45,6 +45,7 @@ import numpy as np
 from pipeline.errors import TormentaError
 from pipeline.kafka.cluster import KafkaCluster, with_cluster
 from pipeline.kafka.procs import stop_group
+from pipeline.kafka.security import kafka_auth, pinned, security_config, security_env
 from pipeline.loadtest import LoadTestError, reconcile, verdict
 from pipeline.loadtest import plan as plans
 from pipeline.loadtest.options import LoadTestOptions
@@ -173,7 +174,9 @@ class LoadTest:
         self.run_id = self.options.run_id or new_run_id()
         self.dir = runs_dir(settings) / self.run_id
         self.abort = abort_event or threading.Event()
-        self.run_settings = settings.replace(
+        # A secured broker: the run (its topics, emulator, job, sampler) acts as the admin, whose
+        # identity is pinned before the data folder moves away from the broker's client file.
+        self.run_settings = pinned(settings, "admin").replace(
             topic=f"loadtest-{self.run_id}", control_topic=f"loadtest-{self.run_id}.control",
             status_topic=f"loadtest-{self.run_id}.status", data_dir=self.dir / "data",
             trigger_interval=self.plan.trigger_s, compact_every=0)
@@ -287,6 +290,7 @@ class LoadTest:
         self._wait_for_job(job, stop)
         stack.sampler = Sampler(
             bootstrap=rs.bootstrap_servers, topic=rs.topic, status_topic=rs.status_topic,
+            security=security_config(kafka_auth(rs, "admin")),
             emulator_name=EMULATOR_NAME, checkpoint=rs.checkpoint_dir / "high_value",
             pids=lambda: {"emulator": stack.emulator.pid if stack.emulator else None, "broker": broker_pid,
                           "job": job.pid, "loadtest": os.getpid()},
@@ -299,7 +303,7 @@ class LoadTest:
                                              "--record-ids", str(self.dir / "ids.txt"), "--quiet"],
                                 env, self.dir / "emulator.log", stdout=self.dir / "emulator.out.json")
         self._wait_for_emulator(stack.emulator, stack.sampler, stop)
-        stack.ctl = EmulatorControl(rs, EMULATOR_NAME)
+        stack.ctl = EmulatorControl(rs, EMULATOR_NAME, role="admin")
 
     def _load(self, stack: _Stack, stop: threading.Event, out: _Outcome) -> None:
         """Prime, run the plan's steps, stop the emulator, let the job catch up."""
@@ -335,6 +339,7 @@ class LoadTest:
             "TORMENTA_DATA_DIR": str(rs.data_dir), "TORMENTA_TRIGGER_INTERVAL": f"{self.plan.trigger_s:g}s",
             "TORMENTA_COMPACT_EVERY": "0", "TORMENTA_THRESHOLD": str(rs.threshold),
             "TORMENTA_PARTITIONS": str(rs.partitions), "PYTHONUNBUFFERED": "1",
+            **security_env(rs),
         })
         return env
 

@@ -180,8 +180,9 @@ class Sampler:
     def __init__(self, *, bootstrap: str, topic: str, status_topic: str, emulator_name: str, checkpoint: Path,
                  pids: Callable[[], dict[str, int | None]], target: Callable[[float], tuple[int | None, float]],
                  job_alive: Callable[[], bool], interval: float = 1.0,
-                 on_sample: Callable[[dict[str, Any]], None] | None = None):
+                 on_sample: Callable[[dict[str, Any]], None] | None = None, security: dict[str, Any] | None = None):
         self.bootstrap, self.topic, self.status_topic = bootstrap, topic, status_topic
+        self.security = security or {}  # librdkafka security properties (pipeline.kafka.security)
         self.name = emulator_name.encode()
         self.checkpoint = checkpoint
         self.pids, self.target, self.job_alive = pids, target, job_alive
@@ -232,7 +233,7 @@ class Sampler:
     def _clients(self):
         from confluent_kafka import Consumer, TopicPartition
 
-        conf = {"bootstrap.servers": self.bootstrap, "group.id": "tormenta-loadtest-sampler",
+        conf = {"bootstrap.servers": self.bootstrap, **self.security, "group.id": "tormenta-loadtest-sampler",
                 "enable.auto.commit": False, "enable.partition.eof": False, "fetch.wait.max.ms": 100}
         status = Consumer(conf)
         status.assign([TopicPartition(self.status_topic, 0, -1)])  # OFFSET_END: only new statuses

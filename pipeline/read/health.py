@@ -165,7 +165,7 @@ def topic_health(settings: Settings, broker_up: bool, timeout: float = 2.0) -> t
         return PartHealth("topic", UNKNOWN, f"Topic {settings.topic} cannot be checked while the broker is down.",
                           FIX["broker"]), None
     try:
-        info = describe_topic(settings, timeout=timeout)
+        info = describe_topic(settings, timeout=timeout, role="app")
     except TormentaError as exc:
         return PartHealth("topic", DOWN, str(exc).split(";")[0].capitalize() + ".", FIX["topic"]), None
     except Exception as exc:  # noqa: BLE001 - a probe reports, it never raises into the page
