@@ -7,7 +7,10 @@ storage is formatted on first start (``kafka.tools.StorageTool format``), the se
 node of a local cluster (``pipeline.kafka.cluster``) gets a `NodeSpec` with its own id,
 ports, folder and the shared voter list.
 
-    python -m pipeline broker start|stop|status
+    python -m pipeline broker start [--secure]|stop|status
+
+With ``secure`` (``--secure`` or ``TORMENTA_SECURE=1``) the node runs SASL_SSL with SCRAM
+users, mutual TLS between controllers and KRaft's ACL authorizer (``pipeline.kafka.secure``).
 """
 
 from __future__ import annotations
@@ -23,8 +26,10 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from pipeline.errors import BrokerError
+from pipeline.kafka import secure as sec
 from pipeline.kafka.jvm import broker_classpath, java_version
 from pipeline.kafka.procs import signal_reaches
+from pipeline.kafka.security import client_config
 from pipeline.settings import Settings
 
 LOG4J2 = """\
@@ -121,8 +126,9 @@ class BrokerStatus:
 class EmbeddedBroker:
     """Start, stop and inspect one local node (the single-node default unless `node` is given)."""
 
-    def __init__(self, settings: Settings, node: NodeSpec | None = None):
+    def __init__(self, settings: Settings, node: NodeSpec | None = None, secure: bool | None = None):
         self.settings = settings
+        self.secure = settings.secure if secure is None else secure   # how `start` formats and runs it
         self.node = node or single_node(settings)
         self.host, self.port = self.node.host, self.node.port
         check_loopback(self.host)
@@ -167,10 +173,14 @@ class EmbeddedBroker:
             "log.segment.bytes": str(256 * 1024 * 1024),
             "log.retention.check.interval.ms": "60000",
         }
+        if self.secure:
+            props.update(sec.server_properties(self.settings, self.host, self.port, c))
         self.config_file.write_text("".join(f"{k}={v}\n" for k, v in props.items()))
         (self.dir / "log4j2.properties").write_text(LOG4J2)
 
     def _java(self, main: str, *args: str, heap: str = "256m") -> list[str]:
+        """``java`` with a capped heap, this node's log4j2 file and the broker classpath, then `main` and `args`
+        (`main` may be an ``@argfile`` holding the main class and its arguments)."""
         return [
             "java",
             f"-Xmx{heap}",
@@ -184,11 +194,22 @@ class EmbeddedBroker:
     def _format_storage(self, cluster_id: str | None = None) -> None:
         if (self.dir / "logs" / "meta.properties").exists():
             return
-        cmd = self._java("kafka.tools.StorageTool", "format", f"--cluster-id={cluster_id or _cluster_id()}",
-                         f"--config={self.config_file}", "--ignore-formatted")
-        out = subprocess.run(cmd, capture_output=True, text=True, timeout=120)
+        args = ["kafka.tools.StorageTool", "format", f"--cluster-id={cluster_id or _cluster_id()}",
+                f"--config={self.config_file}", "--ignore-formatted"]
+        files = sec.files(self.settings)
+        argfile = files.dir / f"format-{self.node.node_id}.args"
+        if self.secure:  # the SCRAM users, from a 0600 argument file (never on the command line)
+            cmd = self._java(f"@{files.scram_argfile(argfile, args)}")
+        else:
+            cmd = self._java(*args)
+        try:
+            out = subprocess.run(cmd, capture_output=True, text=True, timeout=120)
+        finally:
+            argfile.unlink(missing_ok=True)
         if out.returncode != 0:
-            raise BrokerError(f"formatting KRaft storage failed: {(out.stderr or out.stdout).strip()[-500:]}")
+            detail = (out.stderr or out.stdout).strip()[-500:]
+            raise BrokerError(f"formatting KRaft storage failed: {files.hide(detail) if self.secure else detail}")
+        sec.mark_mode(self.dir, self.secure)
 
     def read_pid(self) -> int | None:
         try:
@@ -237,7 +258,7 @@ class EmbeddedBroker:
         heap = node_heap(self.settings.broker_heap, self.node.nodes)
         cmd = self._java("kafka.Kafka", str(self.config_file), heap=heap)
         cmd[1:1] = [f"-Xms{min_heap(heap)}", "-XX:+UseG1GC", "-XX:MaxGCPauseMillis=20",
-                    "-Djava.awt.headless=true"]
+                    "-Djava.awt.headless=true", *(sec.jvm_options(self.settings) if self.secure else [])]
         with open(self.log_file, "ab") as log:
             self.proc = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
                                          start_new_session=True, cwd=self.dir)
@@ -258,16 +279,25 @@ class EmbeddedBroker:
             time.sleep(0.3)
         return False
 
+    @property
+    def mode(self) -> str:
+        return "secured (SASL_SSL)" if self.secure else "plaintext"
+
     def start(self, timeout: float = 90.0) -> BrokerStatus:
+        sec.prepare(self.settings, [self.dir], self.secure)   # refuses the other mode on existing storage
         current = self.status()
         if current.running:
+            if self.secure:
+                sec.grant_acls(self.settings, self.node.address)
             return BrokerStatus(True, current.pid, current.address, current.answers,
-                                f"{self.name} already running (pid {current.pid}) on {current.address}")
+                                f"{self.name} already running (pid {current.pid}) on {current.address}, {self.mode}")
         self.check_ports()
         pid = self.launch()
         if self.wait_ready(time.monotonic() + timeout):
+            if self.secure:
+                sec.grant_acls(self.settings, self.node.address)
             return BrokerStatus(True, pid, self.node.address, True, f"{self.name} started (pid {pid}) on "
-                                f"{self.node.address}")
+                                f"{self.node.address}, {self.mode}")
         self.stop()
         raise BrokerError(f"{self.name} did not answer within {timeout:.0f}s; see {self.log_file}")
 
@@ -275,7 +305,8 @@ class EmbeddedBroker:
         from confluent_kafka.admin import AdminClient
 
         try:
-            md = AdminClient({"bootstrap.servers": self.node.address}).list_topics(timeout=2)
+            conf = client_config(self.settings, "admin", {"log_level": 0}, bootstrap=self.node.address)
+            md = AdminClient(conf).list_topics(timeout=2)
             return len(md.brokers) >= brokers
         except Exception:  # noqa: BLE001 - "not yet" while the broker boots
             return False
