@@ -43,18 +43,23 @@ from pipeline.emulator.sources import EmulatorSource  # noqa: E402
 from pipeline.emulator.storm import StormEmulator  # noqa: E402
 from pipeline.kafka.broker import EmbeddedBroker  # noqa: E402
 from pipeline.kafka.jvm import broker_classpath  # noqa: E402
+from pipeline.kafka.security import java_client_properties  # noqa: E402
 from pipeline.kafka.topic import ensure_topic, log_end_offsets  # noqa: E402
 from pipeline.settings import Settings  # noqa: E402
 from tests.support.ports import free_port  # noqa: E402
 
 
 def java_perf(settings: Settings, topic: str, records: int, payload: Path) -> tuple[float, str]:
-    props = {"bootstrap.servers": settings.bootstrap_servers, "acks": "all", "enable.idempotence": "true",
+    props = {**java_client_properties(settings, "producer", payload.parent), "acks": "all", "enable.idempotence": "true",
              "compression.type": PRODUCER_CONFIG["compression.type"], "linger.ms": PRODUCER_CONFIG["linger.ms"],
              "batch.size": PRODUCER_CONFIG["batch.size"], "buffer.memory": 256 * 1024 * 1024}
+    # The properties go in a private file, not on the command line, where a password would show in `ps`.
+    config = payload.parent / "producer.properties"
+    config.touch(mode=0o600)
+    config.write_text("".join(f"{k}={str(v).replace(chr(92), chr(92) * 2)}\n" for k, v in props.items()))
     cmd = ["java", "-Xmx512m", "-cp", broker_classpath(settings.jars_dir), "org.apache.kafka.tools.ProducerPerformance",
            "--topic", topic, "--num-records", str(records), "--throughput", "-1", "--payload-file", str(payload),
-           "--producer-props", *[f"{k}={v}" for k, v in props.items()]]
+           "--producer.config", str(config)]
     out = subprocess.run(cmd, capture_output=True, text=True, timeout=600)
     lines = [line for line in out.stdout.splitlines() if "records sent" in line]
     if out.returncode != 0 or not lines:

@@ -28,7 +28,7 @@ from pipeline.contract.spark import decode_messages
 from pipeline.contract.tables import TABLES, columns, ddl
 from pipeline.errors import JobError, SettingsError
 from pipeline.job import tables, transforms
-from pipeline.kafka.security import check_read_access, java_options
+from pipeline.kafka.security import check_read_access, spark_source_options
 from pipeline.kafka.topic import describe_topic, log_end_offsets
 from pipeline.settings import Settings, spark_interval
 
@@ -40,9 +40,8 @@ CRASH_EXIT_CODE = 86  # `job --crash-after-commit`: the process died on purpose
 def kafka_stream(spark, settings: Settings):
     return (
         spark.readStream.format("kafka")
-        .option("kafka.bootstrap.servers", settings.bootstrap_servers)
-        # The job's identity: TLS, SASL (user "job" of a secured broker), from pipeline.kafka.security.
-        .options(**{f"kafka.{key}": value for key, value in java_options(settings, "job").items()})
+        # Servers and the job's identity (TLS, SASL: user "job" of a secured broker).
+        .options(**spark_source_options(settings, "job"))
         .option("groupIdPrefix", "tormenta-job")
         .option("subscribe", settings.topic)
         .option("startingOffsets", "earliest")

@@ -179,6 +179,16 @@ def java_options(settings: Settings, role: str, keystore_dir: Path | None = None
     return opts
 
 
+def java_client_properties(settings: Settings, role: str, keystore_dir: Path | None = None) -> dict[str, str]:
+    """A Java client's whole connection: bootstrap servers plus `java_options`."""
+    return {"bootstrap.servers": settings.bootstrap_servers, **java_options(settings, role, keystore_dir)}
+
+
+def spark_source_options(settings: Settings, role: str = "job") -> dict[str, str]:
+    """The Spark Kafka source's ``kafka.*`` options: servers and the role's security."""
+    return {f"kafka.{key}": value for key, value in java_client_properties(settings, role).items()}
+
+
 # ---- the broker said no: one line naming the cause ------------------------------------
 _AUTH_FAILED = re.compile(r"authentication|SASL", re.I)
 _CERT_FAILED = re.compile(r"certificate verify failed|unable to get local issuer|self[- ]signed|"

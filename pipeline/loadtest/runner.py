@@ -45,7 +45,7 @@ import numpy as np
 from pipeline.errors import TormentaError
 from pipeline.kafka.cluster import KafkaCluster, with_cluster
 from pipeline.kafka.procs import stop_group
-from pipeline.kafka.security import kafka_auth, pinned, security_config, security_env
+from pipeline.kafka.security import client_config, pinned, security_env
 from pipeline.loadtest import LoadTestError, reconcile, verdict
 from pipeline.loadtest import plan as plans
 from pipeline.loadtest.options import LoadTestOptions
@@ -289,8 +289,7 @@ class LoadTest:
         self._event(f"job started (pid {job.pid}), trigger {self.plan.trigger_s:g} s")
         self._wait_for_job(job, stop)
         stack.sampler = Sampler(
-            bootstrap=rs.bootstrap_servers, topic=rs.topic, status_topic=rs.status_topic,
-            security=security_config(kafka_auth(rs, "admin")),
+            kafka=client_config(rs, "admin"), topic=rs.topic, status_topic=rs.status_topic,
             emulator_name=EMULATOR_NAME, checkpoint=rs.checkpoint_dir / "high_value",
             pids=lambda: {"emulator": stack.emulator.pid if stack.emulator else None, "broker": broker_pid,
                           "job": job.pid, "loadtest": os.getpid()},

@@ -177,12 +177,12 @@ def listener_pid(port: int) -> int | None:
 class Sampler:
     """Samples once per `interval` in a thread; `samples` is appended to (read it any time)."""
 
-    def __init__(self, *, bootstrap: str, topic: str, status_topic: str, emulator_name: str, checkpoint: Path,
+    def __init__(self, *, kafka: dict[str, Any], topic: str, status_topic: str, emulator_name: str, checkpoint: Path,
                  pids: Callable[[], dict[str, int | None]], target: Callable[[float], tuple[int | None, float]],
                  job_alive: Callable[[], bool], interval: float = 1.0,
-                 on_sample: Callable[[dict[str, Any]], None] | None = None, security: dict[str, Any] | None = None):
-        self.bootstrap, self.topic, self.status_topic = bootstrap, topic, status_topic
-        self.security = security or {}  # librdkafka security properties (pipeline.kafka.security)
+                 on_sample: Callable[[dict[str, Any]], None] | None = None):
+        self.kafka = kafka  # the client config (servers + security) from pipeline.kafka.security
+        self.topic, self.status_topic = topic, status_topic
         self.name = emulator_name.encode()
         self.checkpoint = checkpoint
         self.pids, self.target, self.job_alive = pids, target, job_alive
@@ -233,7 +233,7 @@ class Sampler:
     def _clients(self):
         from confluent_kafka import Consumer, TopicPartition
 
-        conf = {"bootstrap.servers": self.bootstrap, **self.security, "group.id": "tormenta-loadtest-sampler",
+        conf = {**self.kafka, "group.id": "tormenta-loadtest-sampler",
                 "enable.auto.commit": False, "enable.partition.eof": False, "fetch.wait.max.ms": 100}
         status = Consumer(conf)
         status.assign([TopicPartition(self.status_topic, 0, -1)])  # OFFSET_END: only new statuses
