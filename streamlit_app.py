@@ -1,6 +1,12 @@
-"""Tormenta dashboard: the entry point that wires the pages with `st.navigation`.
+"""Tormenta dashboard: the entry point that checks who is there and wires the pages with `st.navigation`.
 
     streamlit run streamlit_app.py --server.address 127.0.0.1 --server.headless true
+
+With a login configured (``[auth]`` and ``[tormenta.roles]`` in the secrets file, see
+docs/SECURITY-LOGIN.md) every page needs a signed-in user: `gate()` shows the sign-in page
+to anyone else, and a user without a role sees only the no-access page. Viewers get the
+data pages; operators also get Storm control and Load test. Without a login the app is
+for whoever can reach loopback, and it refuses to serve on any other address.
 
 Pages live in `pages/`; `pages.common.build_pages()` returns the navigation sections (the
 `PAGES` list is declared there, so a page run outside the entry can route through the same
@@ -12,10 +18,12 @@ from __future__ import annotations
 
 import streamlit as st
 
-from pages.common import PAGES, build_pages, start_run  # noqa: F401 - PAGES: the page list, declared once
+from pages.common import PAGES, build_pages, gate, sidebar_user, start_run  # noqa: F401 - PAGES: the page list, declared once
 
 st.set_page_config(page_title="Tormenta", page_icon=":material/thunderstorm:", layout="wide")
-page = st.navigation(build_pages())
+user, login = gate()  # ends the run with the sign-in / no-access / misconfigured page when needed
+page = st.navigation(build_pages(user=user))
+sidebar_user(user, login)
 try:
     start_run()  # empties the run's failure list; marks the page run as routed by this script
     page.run()

@@ -6,6 +6,12 @@ error into a plain message with the command that fixes it, so no stack trace rea
 a page. Every box `guard()` shows for a failed read is also recorded in
 `st.session_state[FAILURES]` (the entry script empties it at the start of each run), so a
 test sees that a read failed without reading the box's words.
+
+The login lives here too (the rules are in `pipeline.auth`): `gate()` reads the login
+configuration from Streamlit's secrets, shows the sign-in page to a visitor who is not
+signed in and the no-access page to a user without a role, and `build_pages()` leaves
+the operator pages (Storm control, Load test) out of a viewer's navigation. The
+operator actions still check the role themselves (`pipeline.auth.require_operator`).
 """
 
 from __future__ import annotations
@@ -17,6 +23,7 @@ from pathlib import Path
 
 import streamlit as st
 
+from pipeline.auth import ANONYMOUS, AuthConfig, User, check_bind, load_secrets
 from pipeline.errors import DataUnavailable, SettingsError, TormentaError
 from pipeline.read.health import FIX, broker_health
 from pipeline.read.readers import DeltaReader
@@ -36,11 +43,16 @@ PAGES = [
 ]
 
 
-def build_pages(root: Path = ROOT) -> dict[str, list]:
-    """Navigation sections -> st.Page list; page files that do not exist yet are left out."""
+OPERATOR_PAGES = {"pages/storm_control.py", "pages/load_test.py"}  # steering the storm: operators only
+
+
+def build_pages(root: Path = ROOT, user: User | None = None) -> dict[str, list]:
+    """Navigation sections -> st.Page list; page files that do not exist yet are left out, and so are
+    the operator pages for anyone but an operator (`user` None = the signed-in user of this session)."""
+    user = user if user is not None else user_or_anonymous()
     sections: dict[str, list] = {}
     for i, (section, path, title, icon) in enumerate(PAGES):
-        if not (root / path).is_file():
+        if not (root / path).is_file() or (path in OPERATOR_PAGES and not user.is_operator):
             continue
         sections.setdefault(section, []).append(st.Page(root / path, title=title, icon=icon, default=(i == 0)))
     return sections
@@ -56,6 +68,92 @@ def get_settings() -> Settings:
 @st.cache_resource(show_spinner=False)
 def get_reader() -> DeltaReader:
     return DeltaReader(get_settings())
+
+
+# ---- login -------------------------------------------------------------------------------
+def auth_config() -> AuthConfig:
+    """The login as configured in Streamlit's secrets; SettingsError when [auth] or the roles are incomplete."""
+    if st.secrets.load_if_toml_exists():
+        return AuthConfig.from_secrets(st.secrets.to_dict())
+    # A secrets file that exists but did not load is broken, not "no login": say why (load_secrets raises).
+    load_secrets(Path(p) for p in (st.get_option("secrets.files") or []))
+    return AuthConfig.from_secrets({})
+
+
+def current_user() -> User:
+    """The user of this session: the local operator without login, else from the signed identity cookie."""
+    return auth_config().user_from_claims(st.user.to_dict())
+
+
+def user_or_anonymous() -> User:
+    try:
+        return current_user()
+    except TormentaError:
+        return ANONYMOUS
+
+
+def _lone_page(render, title: str) -> None:
+    """Show only `render` (no navigation to the data pages) and end the run."""
+    st.navigation([st.Page(render, title=title, url_path="signin", default=True)], position="hidden").run()
+    st.stop()
+
+
+def _sign_in_page() -> None:
+    st.title("Tormenta — please sign in")
+    st.markdown("This dashboard shows live storm data and steers the storm emulator; it needs a signed-in user.")
+    if st.button("Sign in", type="primary", icon=":material/login:", key="sign_in"):
+        st.login()
+
+
+def gate() -> tuple[User, AuthConfig]:
+    """Who may see the pages: ends the run with a sign-in, no-access or misconfiguration page when needed."""
+    try:
+        config = auth_config()
+        check_bind(str(st.get_option("server.address") or ""), config)
+    except SettingsError as exc:
+        problem = str(exc)
+
+        def misconfigured() -> None:
+            st.title("Tormenta")
+            st.error(f"**The dashboard is not served: its login is misconfigured.** {problem}",
+                     icon=":material/lock:")
+
+        _lone_page(misconfigured, "Login misconfigured")
+    user = config.user_from_claims(st.user.to_dict())
+    if not user.signed_in:
+        _lone_page(_sign_in_page, "Sign in")
+    if user.role is None:
+        def no_access() -> None:
+            st.title("Tormenta")
+            st.warning(f"**You are signed in as {user.label}, but you have no role in Tormenta.** Ask an "
+                       "operator to add your address to the viewers or operators in the login settings.",
+                       icon=":material/block:")
+            if st.button("Sign out", key="sign_out_no_role", icon=":material/logout:"):
+                st.logout()
+
+        _lone_page(no_access, "No access")
+    return user, config
+
+
+def sidebar_user(user: User, config: AuthConfig) -> None:
+    """Who is signed in, with which role, and the sign-out button (or: no login, loopback only)."""
+    with st.sidebar:
+        if config.enabled:
+            st.caption(f"Signed in as **{user.label}** · {user.role}")
+            if st.button("Sign out", key="sign_out", icon=":material/logout:"):
+                st.logout()
+        else:
+            st.caption("No login configured: you are the local operator; the app listens on loopback only.")
+
+
+def operator_page() -> User:
+    """First line of an operator page: a viewer who reaches it anyway (a crafted URL) sees nothing more."""
+    user = user_or_anonymous()
+    if not user.is_operator:
+        st.warning("**This page is for operators.** Your role does not allow steering the storm or load tests.",
+                   icon=":material/block:")
+        st.stop()
+    return user
 
 
 class LockedControl:
@@ -74,6 +172,10 @@ class LockedControl:
     def call(self, method: str, *args, **kwargs):
         with self._lock:
             return getattr(self._ctl, method)(*args, **kwargs)
+
+    def set_desired(self, **changes):
+        """For `pipeline.auth.change_storm`, which checks the role and signs the change."""
+        return self.call("set_desired", **changes)
 
 
 @st.cache_resource(show_spinner=False, on_release=lambda ctl: ctl.close())
@@ -156,7 +258,7 @@ def _hand_over_to_the_entry_script() -> None:
     """
     if st.session_state.pop(ROUTED, False):
         return
-    st.navigation(build_pages())
+    st.navigation(build_pages(user=user_or_anonymous()))
     st.rerun()
 
 

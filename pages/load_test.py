@@ -4,6 +4,8 @@ verdict, download the report; and the capacity calculator.
 A run is `python -m pipeline loadtest` started in the background (`pipeline.loadtest.runner.launch`):
 it survives page reloads, writes its progress to its run folder and is stopped cleanly with
 the Stop button (SIGTERM). Every figure here comes from `pipeline.loadtest` / `pipeline.loadtest.capacity`.
+Operators only: the page stops for anyone else, and Start/Stop go through
+`pipeline.auth.start_load_test` / `stop_load_test`, which check the role again.
 """
 
 from __future__ import annotations
@@ -14,7 +16,8 @@ from pathlib import Path
 import pandas as pd
 import streamlit as st
 
-from pages.common import get_settings, guard, page_header, show_problem
+from pages.common import current_user, get_settings, guard, operator_page, page_header, show_problem
+from pipeline.auth import start_load_test, stop_load_test
 from pipeline.loadtest import runner
 from pipeline.loadtest.capacity import (
     CapacityInput,
@@ -31,6 +34,7 @@ from pipeline.loadtest.verdict import RULES
 
 page_header("Load test", "Will it hold at Christmas? Drive the real emulator and job through a plan "
             "(warm-up, ramp, hold at the peak, beyond) on a fresh topic, then read the verdict.")
+operator_page()
 SS = st.session_state
 
 
@@ -60,9 +64,7 @@ def form_options() -> LoadTestOptions:
 def start_run() -> None:
     """Callback of the Start button."""
     try:
-        options = form_options()
-        options.build_plan()  # validate before anything starts
-        run_id, _ = runner.launch(get_settings(), options)
+        run_id, _ = start_load_test(current_user(), get_settings(), form_options())  # checks the role first
         SS.lt_started = run_id
         SS.pop("lt_error", None)
         runs.clear()
@@ -71,7 +73,10 @@ def start_run() -> None:
 
 
 def stop_run(run_id: str) -> None:
-    runner.request_stop(get_settings(), run_id)
+    try:
+        stop_load_test(current_user(), get_settings(), run_id)  # checks the role first
+    except Exception as exc:  # noqa: BLE001 - shown above the form after the rerun
+        SS.lt_error = exc
     runs.clear()
 
 

@@ -4,9 +4,11 @@ from __future__ import annotations
 
 from datetime import timedelta
 
+import pandas as pd
 import streamlit as st
 
-from pages.common import broker_up, emulator_status, get_reader, get_settings, guard, page_header
+from pages.common import auth_config, broker_up, emulator_status, get_reader, get_settings, guard, page_header
+from pipeline.auth import secret_rows
 from pipeline.read import health
 from pipeline.read.dashboard import fmt_count, fmt_money, headline_rate, settings_summary, wire_format_label
 from pipeline.read.readers import utcnow
@@ -112,8 +114,14 @@ live_overview()
 
 st.subheader("Settings that matter")
 with guard():
+    login = auth_config()
+    if not login.enabled:
+        st.info("**No login configured: the app listens on loopback only.** Anyone on this machine is an operator. "
+                "To open it to others, configure the login (docs/SECURITY-LOGIN.md).", icon=":material/lock_open:")
     _, facts, _, _ = parts_and_facts()
-    st.dataframe(settings_summary(get_settings(), facts), hide_index=True, width="stretch")
+    table = pd.concat([settings_summary(get_settings(), facts), pd.DataFrame(secret_rows(get_settings(), login))],
+                      ignore_index=True)  # secrets only as set/unset
+    st.dataframe(table, hide_index=True, width="stretch")
     if facts and facts.retention_s is None:
         st.caption("The topic has no time-based retention.")
 

@@ -3,6 +3,10 @@
 Every change is written to the emulator's compacted control topic via `EmulatorControl`;
 the emulator follows it within a second. The widgets always start from the emulator's
 desired state as stored in Kafka, so a refresh or a second browser shows the real state.
+
+Operators only: the page stops for anyone else, and every change goes through
+`pipeline.auth.change_storm`, which checks the role again and signs the change with the
+user's e-mail; "Last changes" shows that audit trail (who, when, what).
 """
 
 from __future__ import annotations
@@ -11,7 +15,17 @@ import plotly.graph_objects as go
 import streamlit as st
 from plotly.subplots import make_subplots
 
-from pages.common import broker_down_box, broker_up, get_control, guard, page_header, show_problem
+from pages.common import (
+    broker_down_box,
+    broker_up,
+    current_user,
+    get_control,
+    guard,
+    operator_page,
+    page_header,
+    show_problem,
+)
+from pipeline.auth import audit_rows, change_storm
 from pipeline.emulator.presets import PRESETS, PROFILES
 from pipeline.read.dashboard import (
     PROFILE_UNITS,
@@ -27,6 +41,7 @@ from pipeline.read.dashboard import (
 )
 
 page_header("Storm control", "Set how hard the storm blows. Changes reach the running emulator within a second.")
+operator_page()
 SS = st.session_state
 
 
@@ -54,9 +69,10 @@ def sync_widgets(desired: dict) -> None:
 
 
 def send(**changes) -> None:
-    """Callback: write a change to the control topic; the rerun then loads the new state into the widgets."""
+    """Callback: write a change to the control topic (operators only, signed with the user's e-mail);
+    the rerun then loads the new state into the widgets."""
     try:
-        get_control().call("set_desired", **changes)
+        change_storm(current_user(), get_control(), **changes)
         SS.storm_sent = changes
         SS.pop("storm_error", None)
     except Exception as exc:  # noqa: BLE001 - shown at the top of the page after the rerun
@@ -210,6 +226,14 @@ def live():
                                      line=dict(color="#e8590c")), row=1, col=2)
             fig.update_layout(height=320, margin=dict(l=10, r=10, t=40, b=10), legend=dict(orientation="h"))
             st.plotly_chart(fig, width="stretch", key="storm_live_chart")
+        st.subheader("Last changes")
+        trail = audit_rows(ctl.call("audit_trail", limit=10))
+        if trail:
+            st.dataframe(trail, hide_index=True, width="stretch", key="storm_audit")
+            st.caption("Who changed the storm, when (UTC) and what; kept with the desired state in Kafka.")
+        else:
+            st.caption("No change recorded yet: the emulator runs on its defaults or on a state written before "
+                       "changes were signed.")
 
 
 live()
