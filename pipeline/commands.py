@@ -1,6 +1,6 @@
 """Stack commands: ``broker``, ``topic`` and ``smoke``.
 
-    python -m pipeline broker start|stop|status
+    python -m pipeline broker start [--secure]|stop|status
     python -m pipeline topic create|describe
     python -m pipeline smoke
 """
@@ -11,6 +11,7 @@ import time
 import uuid
 
 from pipeline.errors import BrokerError, SettingsError
+from pipeline.kafka import secure
 from pipeline.kafka.cluster import KafkaCluster, with_cluster
 from pipeline.kafka.security import KafkaAccessError, client_config
 from pipeline.kafka.topic import describe_topic, ensure_all_topics, ensure_topic
@@ -22,6 +23,8 @@ def register(sub) -> None:
     p.add_argument("action", choices=("start", "stop", "status"))
     p.add_argument("--nodes", type=int, metavar="N", help="1, or 3..9 for a local KRaft cluster "
                    "(default TORMENTA_BROKER_NODES)")
+    p.add_argument("--secure", action="store_true", help="start secured: SASL_SSL with SCRAM users, TLS, ACLs; "
+                   "writes <data_dir>/secure/clients.json for the other commands (default TORMENTA_SECURE)")
     p.set_defaults(func=broker_cmd)
     p = sub.add_parser("topic", help="create or describe the transactions topic")
     p.add_argument("action", choices=("create", "describe"))
@@ -38,19 +41,23 @@ def broker_cmd(settings: Settings, args) -> int:
         except SettingsError:
             raise SettingsError(f"--nodes={args.nodes} is not a node count; allowed: 1, or 3..9 "
                                 "(a KRaft quorum needs a majority of 3+ voters)") from None
-    cluster = KafkaCluster(settings)
+    cluster = KafkaCluster(settings, secure=getattr(args, "secure", False) or settings.secure)
     if args.action == "start":
         print(cluster.start())
     elif args.action == "stop":
         print(cluster.stop())
-    elif cluster.size == 1:
-        st = cluster.nodes[0].status()
-        print(st.message)
-        return 0 if st.running and st.answers else 3
     else:
-        st = cluster.status()
-        print("\n".join(st.lines()))
-        return 0 if st.up == cluster.size else 3
+        if cluster.size == 1:
+            st = cluster.nodes[0].status()
+            print(st.message)
+            up = st.running and st.answers
+        else:
+            cst = cluster.status()
+            print("\n".join(cst.lines()))
+            up = cst.up == cluster.size
+        if up and any(secure.is_secure(nd.dir) for nd in cluster.nodes):
+            print(secure.summary(settings, cluster.bootstrap))
+        return 0 if up else 3
     return 0
 
 

@@ -9,7 +9,11 @@ listens on the configured bootstrap port + 2(i-1) for clients and the controller
 and one static ``controller.quorum.voters``. One node (the default) is the plain
 ``EmbeddedBroker`` in ``<data_dir>/broker``.
 
-    python -m pipeline broker start|stop|status      (all nodes)
+    python -m pipeline broker start [--secure]|stop|status      (all nodes)
+
+Secured (``--secure`` / ``TORMENTA_SECURE=1``), all nodes share ``<data_dir>/secure/`` (one CA,
+one node certificate, one set of SCRAM users) and talk SASL_SSL between brokers and mutual
+TLS on the controller listeners (``pipeline.kafka.secure``).
 """
 
 from __future__ import annotations
@@ -20,7 +24,9 @@ import time
 from dataclasses import dataclass, field
 
 from pipeline.errors import BrokerError, SettingsError
+from pipeline.kafka import secure as sec
 from pipeline.kafka.broker import BrokerStatus, EmbeddedBroker, NodeSpec, _cluster_id, single_node
+from pipeline.kafka.security import client_config
 from pipeline.settings import Settings
 
 
@@ -98,12 +104,17 @@ class ClusterStatus:
         return out
 
 
-def describe_partitions(bootstrap: str, timeout: float = 3.0) -> list[PartitionFact]:
-    """Leader, replicas and in-sync replicas of every partition (KafkaException when unreachable)."""
+def describe_partitions(bootstrap: str, timeout: float = 3.0, settings: Settings | None = None,
+                        role: str = "admin") -> list[PartitionFact]:
+    """Leader, replicas and in-sync replicas of every partition (KafkaException when unreachable).
+
+    With `settings`, the client is `role`'s (a secured broker lists only the topics it may describe)."""
     from confluent_kafka.admin import AdminClient
 
-    md = AdminClient({"bootstrap.servers": bootstrap, "socket.timeout.ms": int(timeout * 1000)}).list_topics(
-        timeout=timeout)
+    extra = {"socket.timeout.ms": int(timeout * 1000)}
+    conf = client_config(settings, role, extra, bootstrap=bootstrap) if settings else {"bootstrap.servers": bootstrap,
+                                                                                       **extra}
+    md = AdminClient(conf).list_topics(timeout=timeout)
     return [PartitionFact(t.topic, p.id, p.leader, list(p.replicas), list(p.isrs))
             for t in md.topics.values() if t.error is None for p in t.partitions.values()]
 
@@ -111,10 +122,11 @@ def describe_partitions(bootstrap: str, timeout: float = 3.0) -> list[PartitionF
 class KafkaCluster:
     """Start, stop, inspect and crash the nodes of the embedded Kafka."""
 
-    def __init__(self, settings: Settings):
+    def __init__(self, settings: Settings, secure: bool | None = None):
         self.settings = settings
+        self.secure = settings.secure if secure is None else secure   # how `start` runs the nodes
         self.specs = node_specs(settings)
-        self.nodes = [EmbeddedBroker(settings, spec) for spec in self.specs]
+        self.nodes = [EmbeddedBroker(settings, spec, self.secure) for spec in self.specs]
         self.bootstrap = ",".join(spec.address for spec in self.specs)
 
     @property
@@ -138,6 +150,7 @@ class KafkaCluster:
         """Start every node that is not running and wait until all are registered; one line per node."""
         if self.size == 1:
             return self.nodes[0].start(timeout).message
+        sec.prepare(self.settings, [nd.dir for nd in self.nodes], self.secure)
         todo = [nd for nd in self.nodes if not nd.status().running]
         for nd in todo:
             nd.check_ports()
@@ -150,16 +163,20 @@ class KafkaCluster:
                 if not nd.wait_ready(deadline, brokers=self.size):
                     raise BrokerError(f"{nd.name} did not join the {self.size}-node cluster within {timeout:.0f}s; "
                                       f"see {nd.log_file}")
+            if self.secure:
+                sec.grant_acls(self.settings, self.bootstrap)
         except BrokerError:
             self.stop()
             raise
         lines = [f"{nd.name} {'started' if nd in todo else 'already running'} (pid {nd.read_pid()}) on "
                  f"{nd.node.address}" for nd in self.nodes]
-        return "\n".join(lines + [f"cluster of {self.size} nodes ready; bootstrap servers {self.bootstrap}"])
+        mode = self.nodes[0].mode
+        return "\n".join(lines + [f"cluster of {self.size} nodes ready, {mode}; bootstrap servers {self.bootstrap}"])
 
     def start_node(self, node_id: int, timeout: float = 90.0) -> int:
         """(Re)start one node of a running cluster and wait until the cluster lists it; its pid."""
         nd = self.node(node_id)
+        sec.prepare(self.settings, [n.dir for n in self.nodes], nd.secure)
         nd.check_ports()
         pid = nd.launch(self._cluster_id())
         if not nd.wait_ready(time.monotonic() + timeout, brokers=self.size):
@@ -181,7 +198,7 @@ class KafkaCluster:
             st.error = "no node answers"
             return st
         try:
-            st.partitions = describe_partitions(live)
+            st.partitions = describe_partitions(live, settings=self.settings)
         except Exception as exc:  # noqa: BLE001 - status reports, it never raises
             st.error = type(exc).__name__
         if with_controller:
@@ -190,7 +207,7 @@ class KafkaCluster:
 
     def leader_of(self, topic: str, timeout: float = 5.0) -> int | None:
         """The node that leads the first partition of `topic` that has a leader."""
-        for p in sorted(describe_partitions(self.bootstrap, timeout), key=lambda p: p.partition):
+        for p in sorted(describe_partitions(self.bootstrap, timeout, self.settings), key=lambda p: p.partition):
             if p.topic == topic and p.leader > 0:
                 return p.leader
         return None
@@ -205,10 +222,20 @@ class KafkaCluster:
         controllers = ",".join(f"{s.host}:{s.controller_port}" for s in live)
         cmd = ["java", "-Xmx128m", "-XX:TieredStopAtLevel=1", "-cp", broker_classpath(self.settings.jars_dir),
                "org.apache.kafka.tools.MetadataQuorumCommand", "--bootstrap-controller", controllers,
-               "describe", "--status"]
+               *self._controller_client_config(live), "describe", "--status"]
         try:
             out = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout)
         except (OSError, subprocess.TimeoutExpired):
             return None
         m = re.search(r"^LeaderId:\s+(\d+)", out.stdout, re.M)
         return int(m.group(1)) if m else None
+
+    def _controller_client_config(self, live: list[NodeSpec]) -> list[str]:
+        """``--command-config`` for a secured cluster: mutual TLS with the node certificate (no password)."""
+        if not any(sec.is_secure(spec.dir) for spec in live):
+            return []
+        f = sec.files(self.settings)
+        path = f.dir / "controller-client.properties"
+        path.write_text(f"security.protocol=SSL\nssl.keystore.type=PEM\nssl.keystore.location={f.tls.keystore.resolve()}\n"
+                        f"ssl.truststore.type=PEM\nssl.truststore.location={f.tls.ca.resolve()}\n")
+        return ["--command-config", str(path)]
