@@ -60,12 +60,27 @@ def _start(name: str, cmd: list[str], run_dir: Path, bootstrap: str) -> Child:
     return Child(name, proc, log)
 
 
+def app_command(settings: Settings, secrets: list[Path] | None = None) -> list[str]:
+    """The `streamlit run` command of the app, bound to TORMENTA_APP_ADDRESS.
+
+    Checked before anything starts: an incomplete [auth] in the secrets file, or an address
+    beyond loopback without a login, is a SettingsError (one line, exit 2)."""
+    from pipeline.auth import AuthConfig, check_bind, load_secrets, secrets_files
+
+    login = AuthConfig.from_secrets(load_secrets(secrets if secrets is not None else secrets_files(PROJECT_ROOT)))
+    check_bind(settings.app_address, login)
+    return [sys.executable, "-m", "streamlit", "run", str(PROJECT_ROOT / "streamlit_app.py"),
+            "--server.address", settings.app_address, "--server.port", str(settings.app_port),
+            "--server.headless", "true", "--browser.gatherUsageStats", "false"]
+
+
 def _stop(child: Child, timeout: float = 30.0) -> None:
     stop_group(child.proc, timeout)
     (child.log.parent / f"{child.name}.pid").unlink(missing_ok=True)
 
 
 def run_cmd(settings: Settings, args) -> int:
+    app_cmd = None if args.no_app else app_command(settings)  # login and address checked before anything starts
     py = sys.executable
     run_dir = settings.run_dir
     run_dir.mkdir(parents=True, exist_ok=True)
@@ -95,10 +110,7 @@ def run_cmd(settings: Settings, args) -> int:
             children.append(_start("emulator", [py, "-m", "pipeline", "emulate", "--rate", f"{settings.emulator_rate:g}"],
                                    run_dir, boot))
         if not args.no_app:
-            children.append(_start("app", [py, "-m", "streamlit", "run", str(PROJECT_ROOT / "streamlit_app.py"),
-                                           "--server.address", "127.0.0.1", "--server.port", str(settings.app_port),
-                                           "--server.headless", "true", "--browser.gatherUsageStats", "false"],
-                                   run_dir, boot))
+            children.append(_start("app", app_cmd, run_dir, boot))
         print()
         print(f"Tormenta is running. Open http://127.0.0.1:{settings.app_port}" if not args.no_app else "Tormenta is running.")
         print(f"  ingest interval {format_duration(settings.ingest_interval)}, record lifetime "
