@@ -6,6 +6,10 @@ storm emulator and the Streamlit app as child processes with their logs in
 ``<data_dir>/run/*.log``, prints the URL and waits. Ctrl-C (or SIGTERM) stops every
 process it started, children first, the broker last. A child that dies is reported with
 the end of its log.
+
+``TORMENTA_SECURE=1`` starts the broker (or cluster) secured (``pipeline.kafka.secure``):
+its client file ``<data_dir>/secure/clients.json`` gives the job, the emulator and the app
+each its own SCRAM user over SASL_SSL, and the children get that data folder.
 """
 
 from __future__ import annotations
@@ -22,6 +26,7 @@ from pipeline.errors import TormentaError
 from pipeline.kafka.broker import port_open
 from pipeline.kafka.cluster import KafkaCluster, with_cluster
 from pipeline.kafka.procs import stop_group
+from pipeline.kafka.security import client_file
 from pipeline.kafka.topic import ensure_all_topics
 from pipeline.settings import PROJECT_ROOT, Settings, format_duration
 
@@ -90,6 +95,9 @@ def run_cmd(settings: Settings, args) -> int:
     broker = KafkaCluster(settings)
     started_broker = not any(nd.status().running for nd in broker.nodes)
     print(broker.start())
+    if broker.secure:  # the children find the client file under the same (absolute) data folder
+        os.environ["TORMENTA_DATA_DIR"] = str(settings.data_dir.resolve())
+        print(f"  secured: job, emulator and app connect with their own users from {client_file(settings)}")
     settings = with_cluster(settings)
     boot = settings.bootstrap_servers
     children: list[Child] = []
