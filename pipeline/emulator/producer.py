@@ -19,7 +19,7 @@ from typing import IO, Protocol
 
 from pipeline.emulator.binarizer import EncodedBatch, transaction_id_of
 from pipeline.errors import EmulatorError
-from pipeline.kafka.security import client_config
+from pipeline.kafka.security import client_config, explain, kafka_auth
 from pipeline.settings import Settings
 
 # Tuned on the 2-core box (bench/bench_producer.py): large lz4 batches and a few ms of
@@ -80,6 +80,8 @@ class StormProducer:
         self.backpressure_waits = 0
         self.latencies: collections.deque[float] = collections.deque(maxlen=4096)
         self.record_ids = record_ids
+        self.refusal: str | None = None
+        self._auth = kafka_auth(settings, "producer")
         config = client_config(settings, "producer", {**PRODUCER_CONFIG, "on_delivery": self._on_delivery,
                                                       "error_cb": self._on_error})
         config.update(overrides or {})
@@ -96,6 +98,12 @@ class StormProducer:
         else:
             self.failed += 1
             self.failed_reasons[err.name()] += 1
+            self._refused(err)
+
+    def _refused(self, err) -> None:
+        """Remember the first refusal (password, certificate, ACL): the emulator stops on it."""
+        if self.refusal is None:
+            self.refusal = explain(err, self._auth, self.topic)
 
     def _on_tracked(self, err, msg) -> None:
         if not self._on_probe(err, msg):
@@ -108,7 +116,9 @@ class StormProducer:
 
     def _on_error(self, err) -> None:
         # Client-level errors (broker down, ...) are retried by librdkafka; count them for status.
+        # A refusal (authentication, certificate) is retried for ever: remember it to stop on it.
         self.client_errors[err.name()] += 1
+        self._refused(err)
 
     # ---- sending --------------------------------------------------------------------
     def send(self, batch: EncodedBatch, probe: bool = True) -> int:
@@ -164,6 +174,7 @@ class StormProducer:
         if err is not None:
             self.failed += 1
             self.failed_reasons[err.name()] += 1
+            self._refused(err)
             return False
         self.delivered += 1
         latency = msg.latency()

@@ -42,6 +42,7 @@ from pipeline.emulator.presets import make_profile
 from pipeline.emulator.producer import Sink, StormProducer
 from pipeline.emulator.sources import ClientSource, EmulatorSource
 from pipeline.errors import EmulatorError
+from pipeline.kafka.security import KafkaAccessError
 from pipeline.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -133,6 +134,9 @@ class StormEmulator:
                     self._slice(run, max_records, sleep)
         finally:
             self._close(run)
+        refusal = getattr(run.sink, "refusal", None)
+        if refusal:  # the broker refused this producer: one line, not a run of failed deliveries
+            raise KafkaAccessError(refusal)
         return self._summary(run)
 
     def _open(self) -> _Run:
@@ -165,6 +169,8 @@ class StormEmulator:
                      stop_event: threading.Event | None) -> str | None:
         if stop_event is not None and stop_event.is_set():
             return "signal"
+        if getattr(run.sink, "refusal", None):
+            return "refused"
         if duration is not None and now - run.t0 >= duration:
             return "duration"
         if max_records is not None and run.records >= max_records:

@@ -99,6 +99,10 @@ def session_conf(settings: Settings) -> dict[str, str]:
         "spark.ui.showConsoleProgress": "false",
         "spark.local.dir": str(local_dir),  # a cluster manager's own local dirs take precedence on workers
         "spark.sql.session.timeZone": "UTC",
+        # The Kafka source's options carry the job's SASL login (sasl.jaas.config): anything that
+        # prints options or plans (logs, UI, EXPLAIN) shows these keys redacted.
+        "spark.sql.redaction.options.regex": "(?i)url|jaas|password|secret|ssl\\.key|keystore",
+        "spark.redaction.regex": "(?i)secret|password|token|access[.]?key|jaas",
         "spark.sql.shuffle.partitions": shuffle,
         "spark.default.parallelism": shuffle,
         "spark.sql.extensions": "io.delta.sql.DeltaSparkSessionExtension",
