@@ -16,6 +16,7 @@ from pipeline.kafka.broker import EmbeddedBroker
 from pipeline.kafka.topic import ensure_topic
 from pipeline.settings import Settings
 from tests.support.ports import free_port
+from tests.support.secure_fixtures import secure_broker  # noqa: F401 - the session's secured broker fixture
 
 ARTIFACTS = Path(__file__).resolve().parent.parent / "test-artifacts"
 

@@ -94,7 +94,8 @@ def make_node_cert(ca_key, ca_cert: x509.Certificate, cn: str = NODE_CN, days: i
     return key, cert
 
 
-def _pem(cert: x509.Certificate) -> bytes:
+def cert_pem(cert: x509.Certificate) -> bytes:
+    """The certificate as PEM."""
     return cert.public_bytes(serialization.Encoding.PEM)
 
 
@@ -117,13 +118,13 @@ class TlsFiles:
         if not (self.ca.exists() and self.ca_key.exists()):
             ca_key, ca_cert = make_ca()
             write_private(self.ca_key, pkcs8_pem(ca_key))
-            self.ca.write_bytes(_pem(ca_cert))
+            self.ca.write_bytes(cert_pem(ca_cert))
             self.keystore.unlink(missing_ok=True)   # signed by a CA that is gone
             wrote = True
         if not self.keystore.exists() or self.node_cert().not_valid_after_utc - _now() < RENEW_BEFORE:
             ca_key = serialization.load_pem_private_key(self.ca_key.read_bytes(), password=None)
             ca_cert = x509.load_pem_x509_certificate(self.ca.read_bytes())
             key, cert = make_node_cert(ca_key, ca_cert)
-            write_private(self.keystore, pkcs8_pem(key) + _pem(cert) + _pem(ca_cert))
+            write_private(self.keystore, pkcs8_pem(key) + cert_pem(cert) + cert_pem(ca_cert))
             wrote = True
         return wrote
