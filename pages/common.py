@@ -23,7 +23,7 @@ from pathlib import Path
 
 import streamlit as st
 
-from pipeline.auth import ANONYMOUS, AuthConfig, User, check_bind, load_secrets
+from pipeline.auth import ANONYMOUS, OPERATOR, AuthConfig, User, check_bind, load_secrets
 from pipeline.errors import DataUnavailable, SettingsError, TormentaError
 from pipeline.read.health import FIX, broker_health
 from pipeline.read.readers import DeltaReader
@@ -93,8 +93,13 @@ def user_or_anonymous() -> User:
 
 
 def _lone_page(render, title: str) -> None:
-    """Show only `render` (no navigation to the data pages) and end the run."""
-    st.navigation([st.Page(render, title=title, url_path="signin", default=True)], position="hidden").run()
+    """Show only `render` on every page address (no navigation to the data pages) and end the run.
+
+    The page addresses stay known, so a visitor who opens /storm_control before signing in
+    gets the sign-in page there (and returns to the landing page after signing in)."""
+    paths = [Path(path).stem for _, path, _, _ in PAGES[1:]]
+    st.navigation([st.Page(render, title=title, url_path="signin", default=True)]
+                  + [st.Page(render, title=title, url_path=p) for p in paths], position="hidden").run()
     st.stop()
 
 
@@ -258,7 +263,8 @@ def _hand_over_to_the_entry_script() -> None:
     """
     if st.session_state.pop(ROUTED, False):
         return
-    st.navigation(build_pages(user=user_or_anonymous()))
+    # every page, so the requested one is kept; nothing renders before the rerun, and the entry script decides
+    st.navigation(build_pages(user=User(email="", name="", role=OPERATOR)))
     st.rerun()
 
 

@@ -18,6 +18,7 @@ import json
 import re
 import threading
 import time
+from contextlib import contextmanager
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -205,3 +206,101 @@ def _batch_metrics(rng, end_us: int, m: int, legacy: bool) -> pa.Table:
         "duplicates_dropped": pa.array([int(i % 7) if new else None for i, new in enumerate(newer)], pa.int64()),
         "avro_rows": pa.array([int(v) // 2 if new else None for v, new in zip(inputs, newer, strict=True)], pa.int64()),
     }, legacy=legacy)
+
+
+# ---- processes for the real-browser tests: the app and a local OIDC provider ---------------------
+def _stop_process_group(proc) -> None:
+    import os
+    import signal
+    import subprocess
+
+    if proc.poll() is None:
+        os.killpg(proc.pid, signal.SIGTERM)
+    try:
+        proc.wait(15)
+    except subprocess.TimeoutExpired:
+        os.killpg(proc.pid, signal.SIGKILL)
+        proc.wait(5)
+
+
+def _http_ok(url: str) -> bool:
+    import urllib.request
+
+    try:
+        return urllib.request.urlopen(url, timeout=1).status == 200
+    except OSError:
+        return False
+
+
+@contextmanager
+def running_streamlit(data: Path, port: int, *, secrets_file: Path | None = None, env: dict | None = None):
+    """`streamlit run streamlit_app.py` on 127.0.0.1:`port` with TORMENTA_* `env` (and a secrets file);
+    yields its URL once the health endpoint answers; stopped (process group) on exit."""
+    import os
+    import subprocess
+    import sys
+
+    root = Path(__file__).resolve().parents[2]
+    full_env = dict(os.environ, TORMENTA_DATA_DIR=str(data), **{f"TORMENTA_{k.upper()}": v for k, v in (env or {}).items()})
+    full_env.setdefault("TORMENTA_BOOTSTRAP_SERVERS", f"127.0.0.1:{_closed_port()}")
+    cmd = [sys.executable, "-m", "streamlit", "run", "streamlit_app.py", "--server.port", str(port),
+           "--server.address", "127.0.0.1", "--server.headless", "true", "--server.fileWatcherType", "none",
+           "--browser.gatherUsageStats", "false"]
+    if secrets_file is not None:
+        cmd += ["--secrets.files", str(secrets_file)]
+    log_path = data / f"streamlit-{port}.log"
+    with log_path.open("wb") as log:
+        proc = subprocess.Popen(cmd, cwd=root, env=full_env, stdout=log, stderr=subprocess.STDOUT,
+                                start_new_session=True)
+    url = f"http://127.0.0.1:{port}"
+
+    def healthy() -> bool:
+        if proc.poll() is not None:
+            raise RuntimeError("streamlit exited: " + log_path.read_text()[-2000:])
+        return _http_ok(f"{url}/_stcore/health")
+
+    try:
+        wait_for(healthy, 60, "streamlit's health endpoint")
+        yield url
+    finally:
+        _stop_process_group(proc)
+
+
+def _closed_port() -> int:
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]  # nothing listens there once the socket is closed
+
+
+@contextmanager
+def oidc_provider(port: int, users: list[dict], log_dir: Path):
+    """A real OpenID Connect provider process (`oidc-provider-mock`) on 127.0.0.1:`port`.
+
+    Each user is a claims dict with "sub" (e.g. email and groups); the authorize form offers
+    them as one-click buttons. Any client id/secret is accepted. Yields the issuer URL."""
+    import json
+    import os
+    import subprocess
+    import sys
+
+    cmd = [sys.executable, "-m", "oidc_provider_mock", "--host", "127.0.0.1", "--port", str(port)]
+    for user in users:
+        cmd += ["--user-claims", json.dumps(user)]
+    log_path = log_dir / f"oidc-{port}.log"
+    with log_path.open("wb") as log:
+        proc = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
+                                env=dict(os.environ, NO_COLOR="1"))
+    issuer = f"http://127.0.0.1:{port}"
+
+    def up() -> bool:
+        if proc.poll() is not None:
+            raise RuntimeError("oidc-provider-mock exited: " + log_path.read_text()[-2000:])
+        return _http_ok(f"{issuer}/.well-known/openid-configuration")
+
+    try:
+        wait_for(up, 30, "the OIDC provider's discovery document")
+        yield issuer
+    finally:
+        _stop_process_group(proc)
