@@ -61,6 +61,8 @@ def main(argv: list[str] | None = None) -> int:
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     for noisy in ("py4j", "py4j.clientserver", "py4j.java_gateway"):
         logging.getLogger(noisy).setLevel(logging.WARNING)
+    # librdkafka's retry chatter (pipeline.kafka.security routes it here) only with -v.
+    logging.getLogger("tormenta.kafka.client").setLevel(logging.DEBUG if args.verbose else logging.CRITICAL)
     try:
         settings = Settings.from_env()
         if settings.broker_nodes > 1:

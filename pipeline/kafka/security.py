@@ -134,10 +134,15 @@ def security_config(auth: KafkaAuth) -> dict[str, Any]:
     return conf
 
 
+# librdkafka's own log lines (one per retry) go to this logger, silent unless -v: what a user
+# must know (a refusal, a failed delivery) reaches them through the error callbacks instead.
+CLIENT_LOG = logging.getLogger("tormenta.kafka.client")
+
+
 def client_config(settings: Settings, role: str, extra: dict[str, Any] | None = None, *,
                   bootstrap: str | None = None) -> dict[str, Any]:
     """The whole librdkafka configuration of a `role` client: servers, security, then `extra`."""
-    conf: dict[str, Any] = {"bootstrap.servers": bootstrap or settings.bootstrap_servers}
+    conf: dict[str, Any] = {"bootstrap.servers": bootstrap or settings.bootstrap_servers, "logger": CLIENT_LOG}
     conf.update(security_config(kafka_auth(settings, role)))
     conf.update(extra or {})
     return conf
@@ -195,7 +200,7 @@ _CERT_FAILED = re.compile(r"certificate verify failed|unable to get local issuer
                           r"certificate (?:has expired|is not trusted)|handshake failed", re.I)
 
 
-def explain(err: Any, auth: KafkaAuth, topic: str | None = None) -> str | None:
+def explain(err: Any, auth: KafkaAuth, topic: str | None = None, group: str | None = None) -> str | None:
     """One line naming why the broker refused a client (None when `err` is no security refusal).
 
     `err` is a confluent_kafka KafkaError (or anything with ``name()`` and ``str()``).
@@ -214,7 +219,7 @@ def explain(err: Any, auth: KafkaAuth, topic: str | None = None) -> str | None:
         who = f"user {auth.username!r}" if auth.username else "this client"
         return f"{who} is not authorised for topic {topic or '(unknown)'}: ask for an ACL on it"
     if code == KafkaError.GROUP_AUTHORIZATION_FAILED:
-        return f"user {auth.username!r} is not authorised for its consumer group: ask for a group ACL"
+        return f"user {auth.username!r} is not authorised for consumer group {group or '(unknown)'}: ask for a group ACL"
     if code == KafkaError.CLUSTER_AUTHORIZATION_FAILED:
         return f"user {auth.username!r} is not authorised for this cluster operation: ask for a cluster ACL"
     return None
@@ -227,13 +232,19 @@ class RefusalWatch:
     into a `KafkaAccessError` with one line instead of a hang or a retry loop.
     """
 
-    def __init__(self, auth: KafkaAuth, topic: str | None = None):
-        self.auth, self.topic = auth, topic
-        self.reason: str | None = None
+    def __init__(self, auth: KafkaAuth, topic: str | None = None, group: str | None = None):
+        self.auth, self.topic, self.group = auth, topic, group
+        self.reason: str | None = None       # the first refusal but a group's
+        self.group_reason: str | None = None  # a group refusal: reported once the topic is known to be fine
 
     def __call__(self, err: Any) -> None:
-        if self.reason is None:
-            self.reason = explain(err, self.auth, self.topic)
+        from confluent_kafka import KafkaError
+
+        reason = explain(err, self.auth, self.topic, self.group)
+        if reason and err.code() == KafkaError.GROUP_AUTHORIZATION_FAILED:
+            self.group_reason = self.group_reason or reason
+        elif reason and self.reason is None:
+            self.reason = reason
 
     def check(self) -> None:
         if self.reason is not None:
@@ -243,7 +254,7 @@ class RefusalWatch:
 def watched_config(settings: Settings, role: str, extra: dict[str, Any] | None = None, *, topic: str | None = None,
                    bootstrap: str | None = None) -> tuple[dict[str, Any], RefusalWatch]:
     """`client_config` with a `RefusalWatch` as its error callback."""
-    watch = RefusalWatch(kafka_auth(settings, role), topic)
+    watch = RefusalWatch(kafka_auth(settings, role), topic, (extra or {}).get("group.id"))
     return client_config(settings, role, {**(extra or {}), "error_cb": watch}, bootstrap=bootstrap), watch
 
 
@@ -267,11 +278,18 @@ def check_read_access(settings: Settings, role: str, topic: str, timeout: float 
                 continue
             err = msg.error()
             if err is None or err.code() == KafkaError._PARTITION_EOF:
+                if watch.group_reason:  # the topic may be read, its group may not
+                    raise KafkaAccessError(watch.group_reason)
                 return
-            reason = explain(err, watch.auth, topic)
+            if err.code() == KafkaError.GROUP_AUTHORIZATION_FAILED:
+                watch(err)  # the topic's verdict first: it names the bigger gap
+                continue
+            reason = explain(err, watch.auth, topic, watch.group)
             if reason:
                 raise KafkaAccessError(reason)
         watch.check()
+        if watch.group_reason:
+            raise KafkaAccessError(watch.group_reason)
         raise KafkaAccessError(f"Kafka did not answer a fetch from {topic} as {role} within {timeout:.0f}s "
                                f"({watch.auth.describe()})")
     finally:

@@ -62,12 +62,18 @@ def admin(settings: Settings, role: str = "admin") -> WatchedAdmin:
 
 
 def _broker_count(client: WatchedAdmin, timeout: float) -> int:
-    try:
-        return len(client.list_topics(timeout=timeout).brokers)
-    except KafkaException as exc:
-        client.watch.check()  # a refusal (password, certificate) says so instead of "cannot reach"
-        raise TopicError(f"cannot reach Kafka: {exc.args[0].str() if exc.args else exc}; "
-                         "start the local broker with `python -m pipeline broker start`") from None
+    """Brokers in the cluster's metadata; asked in short steps so that a refusal (password,
+    certificate), which librdkafka would retry until `timeout`, stops it at once in one line."""
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            return len(client.list_topics(timeout=max(0.1, min(1.0, deadline - time.monotonic()))).brokers)
+        except KafkaException as exc:
+            client.poll(0)  # serve the error callback
+            client.watch.check()
+            if time.monotonic() >= deadline:
+                raise TopicError(f"cannot reach Kafka: {exc.args[0].str() if exc.args else exc}; "
+                                 "start the local broker with `python -m pipeline broker start`") from None
 
 
 def describe_topic(settings: Settings, name: str | None = None, timeout: float = 10, role: str = "admin") -> TopicInfo:
