@@ -50,7 +50,8 @@ def _client_file(tmp_path: Path) -> Settings:
 
 def test_plaintext_is_the_default_and_adds_nothing(tmp_path):
     s = Settings.from_env({"TORMENTA_DATA_DIR": str(tmp_path)})
-    assert client_config(s, "job", {"group.id": "g"}) == {"bootstrap.servers": "127.0.0.1:9092", "group.id": "g"}
+    assert client_config(s, "job", {"group.id": "g"}) == {"bootstrap.servers": "127.0.0.1:9092", "group.id": "g",
+                                                          "logger": security.CLIENT_LOG}
     assert java_options(s, "job") == {}
 
 
@@ -59,7 +60,7 @@ def test_sasl_ssl_from_settings_gives_librdkafka_and_java_the_same_identity(tmp_
     conf = client_config(s, "producer", {"acks": "all"})
     assert conf == {"bootstrap.servers": "127.0.0.1:9092", "security.protocol": "sasl_ssl",
                     "sasl.mechanism": "SCRAM-SHA-512", "sasl.username": "alice", "sasl.password": SECRET,
-                    "ssl.ca.location": str(tmp_path / "ca.pem"), "acks": "all"}
+                    "ssl.ca.location": str(tmp_path / "ca.pem"), "acks": "all", "logger": security.CLIENT_LOG}
     opts = java_options(s, "job")
     assert opts["security.protocol"] == "SASL_SSL" and opts["sasl.mechanism"] == "SCRAM-SHA-512"
     assert (opts["ssl.truststore.type"], opts["ssl.truststore.location"]) == ("PEM", str(tmp_path / "ca.pem"))
@@ -148,10 +149,11 @@ AUTH = KafkaAuth("SASL_SSL", "SCRAM-SHA-512", "tormenta-app", ca_file=Path("/ca.
      "certificate verify failed", "the broker's TLS certificate is not trusted by the CA bundle /ca.pem"),
     (KafkaError.TOPIC_AUTHORIZATION_FAILED, "Broker: Topic authorization failed",
      "user 'tormenta-app' is not authorised for topic transactions"),
-    (KafkaError.GROUP_AUTHORIZATION_FAILED, "Broker: Group authorization failed", "not authorised for its consumer group"),
+    (KafkaError.GROUP_AUTHORIZATION_FAILED, "Broker: Group authorization failed",
+     "user 'tormenta-app' is not authorised for consumer group g1"),
 ])
 def test_each_refusal_is_one_line_naming_its_cause(code, text, expect):
-    line = explain(_Err(code, text), AUTH, "transactions")
+    line = explain(_Err(code, text), AUTH, "transactions", "g1")
     assert expect in line and "\n" not in line
 
 
@@ -159,7 +161,9 @@ def test_other_errors_are_not_refusals_and_the_watch_keeps_the_first_refusal():
     assert explain(_Err(KafkaError._TRANSPORT, "Connection refused"), AUTH) is None
     watch = RefusalWatch(AUTH, "transactions")
     watch(_Err(KafkaError._TRANSPORT, "Connection refused"))
-    watch.check()  # nothing yet
+    watch(_Err(KafkaError.GROUP_AUTHORIZATION_FAILED, "Group authorization failed"))
+    watch.check()  # nothing yet: a group refusal waits for the topic's verdict
+    assert "consumer group" in watch.group_reason
     watch(_Err(KafkaError._AUTHENTICATION, "SASL authentication error"))
     watch(_Err(KafkaError._SSL, "certificate verify failed"))
     with pytest.raises(KafkaAccessError, match="authentication failed"):
