@@ -295,7 +295,11 @@ class EmbeddedBroker:
         pid = self.launch()
         if self.wait_ready(time.monotonic() + timeout):
             if self.secure:
-                sec.grant_acls(self.settings, self.node.address)
+                try:
+                    sec.grant_acls(self.settings, self.node.address)
+                except BrokerError:
+                    self.stop()
+                    raise
             return BrokerStatus(True, pid, self.node.address, True, f"{self.name} started (pid {pid}) on "
                                 f"{self.node.address}, {self.mode}")
         self.stop()

@@ -233,20 +233,36 @@ def is_secure(node_dir: Path) -> bool:
 
 
 # ---- once the broker answers -------------------------------------------------------------------
-def grant_acls(settings: Settings, bootstrap: str | None = None, timeout: float = 15.0) -> int:
-    """Create every ACL of `ACL_TABLE` for `settings`' topics as tormenta-admin (idempotent); how many."""
+def grant_acls(settings: Settings, bootstrap: str | None = None, timeout: float = 60.0) -> int:
+    """Create every ACL of `ACL_TABLE` for `settings`' topics as tormenta-admin (idempotent); how many.
+
+    A node that has just started may not reach its controller yet: timeouts and retriable
+    errors are tried again until `timeout`; anything else is a BrokerError naming the ACL."""
+    import time
+
+    from confluent_kafka import KafkaException
     from confluent_kafka.admin import AdminClient
 
     from pipeline.kafka.security import client_config
 
     client = AdminClient(client_config(settings, "admin", {"socket.timeout.ms": 5000}, bootstrap=bootstrap))
-    bindings = acl_bindings(settings)
-    for binding, fut in client.create_acls(bindings, request_timeout=timeout).items():
-        try:
-            fut.result()
-        except Exception as exc:  # noqa: BLE001 - one line naming the ACL
-            raise BrokerError(f"creating the ACL {binding} failed: {exc}") from None
-    return len(bindings)
+    todo = acl_bindings(settings)
+    total, deadline = len(todo), time.monotonic() + timeout
+    while todo:
+        left = []
+        for binding, fut in client.create_acls(todo, request_timeout=min(15.0, timeout)).items():
+            try:
+                fut.result()
+            except KafkaException as exc:
+                err = exc.args[0] if exc.args else None
+                transient = err is not None and (err.retriable() or err.code() < 0)   # negative: local, e.g. timed out
+                if not transient or time.monotonic() >= deadline:
+                    raise BrokerError(f"creating the ACL {binding} failed: {err.str() if err else exc}") from None
+                left.append(binding)
+        todo = left
+        if todo:
+            time.sleep(1.0)
+    return total
 
 
 def count_acls(settings: Settings, bootstrap: str | None = None, timeout: float = 5.0) -> int:
@@ -275,3 +291,16 @@ def summary(settings: Settings, bootstrap: str | None = None) -> str:
         acls = f"unknown ({type(exc).__name__})"
     return (f"secured: {PROTOCOL} with {MECHANISM} (CA {files(settings).tls.ca}); users "
             f"{', '.join(USERS.values())}; ACLs: {acls}; client file {files(settings).clients}")
+
+
+def acl_markdown() -> str:
+    """The ACL table as Markdown, for docs/CLUSTER.md (a test keeps the two equal)."""
+    topic_names = {"topic": "transactions (`TORMENTA_TOPIC`)", "status_topic": "emulator status (`TORMENTA_STATUS_TOPIC`)",
+                   "control_topic": "emulator control (`TORMENTA_CONTROL_TOPIC`)"}
+    rows = ["| user | resource | name | operations |", "|---|---|---|---|",
+            f"| `{USERS['admin']}` | everything | (super user, with the nodes' `{NODE_PRINCIPAL}`) | all |"]
+    for g in ACL_TABLE:
+        name = topic_names[g.name] if g.resource == "topic" else f"`{g.name}`" + (" (prefix)" if g.pattern == "prefixed"
+                                                                                else "")
+        rows.append(f"| `{USERS[g.role]}` | {g.resource} | {name} | {', '.join(g.operations)} |")
+    return "\n".join(rows)
