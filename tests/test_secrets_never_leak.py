@@ -1,0 +1,154 @@
+"""Secrets never leak: the whole product runs with known secrets, and none shows anywhere.
+
+`python -m pipeline run` starts the job, the emulator and the app on the secured embedded
+broker with the admin's SASL password given directly in the environment (the way a company's
+deployment passes a mounted secret), plus an S3 secret key that the Overview must show as
+"set". Then every page is read in headless Chromium and through AppTest, a small load test
+runs and writes its report, every sub-command prints its --help, and a few refused commands
+print their errors. The secrets must appear in none of it, nor in any log or file the run
+wrote (the broker's own 0600 credential files apart).
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from pipeline.cli import build_parser
+from pipeline.kafka.security import kafka_auth
+from pipeline.settings import PROJECT_ROOT, Settings
+from tests.support.app_fixtures import wait_for
+from tests.support.ports import free_port
+
+pytestmark = [pytest.mark.integration, pytest.mark.browser]
+S3_SECRET = "s3-secret-Zq8vT1w"  # also set: it must read "set" on the Overview, never its value
+PAGE_PATHS = ["", "pipeline_health", "storm_control", "live_sales", "explorer", "load_test"]
+
+
+def _secrets(settings: Settings) -> list[str]:
+    """Every password of the secured broker (the admin's is the one given directly), and the S3 key."""
+    return [kafka_auth(settings, role).password.get_secret_value() for role in ("admin", "producer", "job", "app")] \
+        + [S3_SECRET]
+
+
+def _env(settings: Settings, app_port: int) -> dict[str, str]:
+    admin = kafka_auth(settings, "admin")
+    env = {k: v for k, v in os.environ.items() if not k.startswith("TORMENTA_")}
+    env.update({
+        "TORMENTA_DATA_DIR": str(settings.data_dir), "TORMENTA_BOOTSTRAP_SERVERS": settings.bootstrap_servers,
+        "TORMENTA_CONTROLLER_PORT": str(settings.controller_port), "TORMENTA_TOPIC": settings.topic,
+        "TORMENTA_CONTROL_TOPIC": settings.control_topic, "TORMENTA_STATUS_TOPIC": settings.status_topic,
+        "TORMENTA_APP_PORT": str(app_port), "TORMENTA_TRIGGER_INTERVAL": "2s", "TORMENTA_EMULATOR_RATE": "200",
+        "TORMENTA_DRIVER_MEMORY": "1g", "TORMENTA_COMPACT_EVERY": "0", "PYTHONUNBUFFERED": "1",
+        "TORMENTA_KAFKA_SECURITY_PROTOCOL": "SASL_SSL", "TORMENTA_KAFKA_USERNAME": admin.username,
+        "TORMENTA_KAFKA_PASSWORD": admin.password.get_secret_value(), "TORMENTA_KAFKA_CA_FILE": str(admin.ca_file),
+        "TORMENTA_STORAGE_SECRET_KEY": S3_SECRET,
+    })
+    return env
+
+
+def _leaks(text: str, secrets: list[str]) -> list[str]:
+    return [f"secret #{i}" for i, secret in enumerate(secrets) if secret in text]
+
+
+def _files_written(root: Path) -> dict[str, str]:
+    """Every file under `root` but the secured broker's credential folder (its 0600 files hold them)."""
+    out = {}
+    for path in root.rglob("*"):
+        if path.is_file() and "secure" not in path.relative_to(root).parts and path.stat().st_size < 50_000_000:
+            out[str(path.relative_to(root))] = path.read_bytes().decode("utf-8", "replace")
+    return out
+
+
+def _browser_texts(port: int) -> dict[str, str]:
+    from playwright.sync_api import sync_playwright
+
+    texts = {}
+    with sync_playwright() as pw:
+        browser = pw.chromium.launch(executable_path="/usr/bin/chromium", args=["--no-sandbox"])
+        try:
+            page = browser.new_page()
+            for path in PAGE_PATHS:
+                page.goto(f"http://127.0.0.1:{port}/{path}")
+                page.wait_for_selector("[data-testid='stAppViewContainer']", timeout=60_000)
+                page.wait_for_function("() => !document.querySelector('[data-testid=\"stStatusWidget\"]')",
+                                       timeout=60_000)
+                texts[path or "overview"] = page.content() + page.inner_text("body")
+        finally:
+            browser.close()
+    return texts
+
+
+def _app_test_texts(env: dict[str, str]) -> dict[str, str]:
+    from streamlit.testing.v1 import AppTest
+
+    texts = {}
+    old = dict(os.environ)
+    os.environ.update(env)
+    try:
+        for name in ("overview", "pipeline_health", "storm_control", "live_sales", "explorer", "load_test"):
+            at = AppTest.from_file(str(PROJECT_ROOT / "pages" / f"{name}.py"), default_timeout=60).run()
+            texts[name] = repr(at._tree)
+    finally:
+        os.environ.clear()
+        os.environ.update(old)
+    return texts
+
+
+def _help_and_errors(env: dict[str, str]) -> str:
+    """Every sub-command's --help, and errors of refused commands, with the secrets in the environment."""
+    out = []
+    commands = [[name, "--help"] for name in build_parser()._subparsers._group_actions[0].choices]
+    commands += [["--help"], ["topic", "describe"], ["storm", "set", "--rate", "-5"], ["storm", "show"], ["emulate", "--rate", "fast"]]
+    for args in commands:
+        done = subprocess.run([sys.executable, "-m", "pipeline", *args], cwd=PROJECT_ROOT, env=env,
+                              capture_output=True, text=True, timeout=120)
+        out.append(done.stdout + done.stderr)
+    wrong = {**env, "TORMENTA_KAFKA_CA_FILE": "/no/such/ca.pem"}
+    done = subprocess.run([sys.executable, "-m", "pipeline", "smoke"], cwd=PROJECT_ROOT, env=wrong,
+                          capture_output=True, text=True, timeout=60)
+    assert done.returncode == 2 and "TORMENTA_KAFKA_CA_FILE" in done.stderr, done.stderr
+    out.append(done.stdout + done.stderr)
+    return "\n".join(out)
+
+
+def test_no_secret_in_logs_pages_report_help_or_errors(secure_broker, tmp_path):
+    # The broker's own data folder: `run` finds the broker running there (and leaves it running),
+    # and every log the broker writes is searched too.
+    data = secure_broker.data_dir
+    settings = secure_broker.replace(topic="leak-tx", control_topic="leak-ctl", status_topic="leak-status")
+    secrets = _secrets(settings)
+    port = free_port()
+    env = _env(settings, port)
+    run = subprocess.Popen([sys.executable, "-m", "pipeline", "run"], cwd=PROJECT_ROOT, env=env,
+                           stdout=open(tmp_path / "run.out", "wb"), stderr=subprocess.STDOUT, start_new_session=True)
+    try:
+        metrics = data / "delta" / "batch_metrics" / "_delta_log"
+        wait_for(lambda: metrics.is_dir() and any(metrics.glob("*.json")), 300, "the job's first batch")
+        wait_for(lambda: run.poll() is not None or "Tormenta is running" in (tmp_path / "run.out").read_text(),
+                 60, "the app")
+        assert run.poll() is None, (tmp_path / "run.out").read_text()[-3000:]
+        texts = _browser_texts(port)
+        assert "set" in texts["overview"]  # the S3 secret key's row
+        texts.update({f"apptest:{k}": v for k, v in _app_test_texts(env).items()})
+        loadtest = subprocess.run([sys.executable, "-m", "pipeline", "loadtest", "--profile", "smoke", "--scale", "0.25",
+                                   "--no-beyond", "--catch-up-timeout", "240"], cwd=PROJECT_ROOT, env=env,
+                                  capture_output=True, text=True, timeout=900)
+        assert loadtest.returncode in (0, 3), loadtest.stderr[-3000:]  # 3: the verdict said no; the report exists
+        texts["loadtest output"] = loadtest.stdout + loadtest.stderr
+        texts["help and errors"] = _help_and_errors(env)
+    finally:
+        os.killpg(run.pid, signal.SIGINT)
+        run.wait(120)
+    texts["run output"] = (tmp_path / "run.out").read_text()
+    files = _files_written(data)
+    assert any(name.endswith(".html") for name in files), "the load test wrote its report"
+    assert any(name.startswith("run/") and name.endswith(".log") for name in files), "the children's logs"
+    texts.update(files)
+    found = {name: leaks for name, text in texts.items() if (leaks := _leaks(text, secrets))}
+    assert found == {}
