@@ -132,3 +132,9 @@ def test_scram_argfile_is_private_and_hide_masks_passwords(tmp_path):
     pw = f.password("app")
     assert f'"SCRAM-SHA-512=[name=tormenta-app,iterations={secure.SCRAM_ITERATIONS},password={pw}]"' in text
     assert f.hide(f"bad {pw} here") == "bad [hidden] here"
+
+
+def test_docs_show_the_acl_table_the_broker_creates():
+    from pipeline.settings import PROJECT_ROOT
+
+    assert secure.acl_markdown() in (PROJECT_ROOT / "docs" / "CLUSTER.md").read_text()
