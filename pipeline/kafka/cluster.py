@@ -108,12 +108,12 @@ def describe_partitions(bootstrap: str, timeout: float = 3.0, settings: Settings
                         role: str = "admin") -> list[PartitionFact]:
     """Leader, replicas and in-sync replicas of every partition (KafkaException when unreachable).
 
-    With `settings`, the client is `role`'s (a secured broker lists only the topics it may describe)."""
+    The client is `role`'s under `settings` (the environment's when None); a secured broker lists
+    only the topics that user may describe."""
     from confluent_kafka.admin import AdminClient
 
-    extra = {"socket.timeout.ms": int(timeout * 1000)}
-    conf = client_config(settings, role, extra, bootstrap=bootstrap) if settings else {"bootstrap.servers": bootstrap,
-                                                                                       **extra}
+    conf = client_config(settings or Settings.from_env(), role, {"socket.timeout.ms": int(timeout * 1000)},
+                         bootstrap=bootstrap)
     md = AdminClient(conf).list_topics(timeout=timeout)
     return [PartitionFact(t.topic, p.id, p.leader, list(p.replicas), list(p.isrs))
             for t in md.topics.values() if t.error is None for p in t.partitions.values()]
