@@ -56,10 +56,11 @@ class Grant:
 
 # Least privilege per role (tormenta-admin is a super user and needs no row). Docs and tests read this table.
 ACL_TABLE: tuple[Grant, ...] = (
-    # the storm emulator: writes transactions and its status, follows the control topic
+    # the storm emulator: writes transactions and its status, follows the control topic; it also
+    # writes the control topic once as it starts (its --rate etc., and lifting a "stopped" left over)
     Grant("producer", "topic", "topic", ("WRITE", "DESCRIBE")),
     Grant("producer", "topic", "status_topic", ("WRITE", "DESCRIBE")),
-    Grant("producer", "topic", "control_topic", ("READ", "DESCRIBE")),
+    Grant("producer", "topic", "control_topic", ("READ", "WRITE", "DESCRIBE")),
     Grant("producer", "group", "tormenta-emulator-control", ("READ",)),
     # the Spark job: reads transactions (its source's groupIdPrefix is tormenta-job)
     Grant("job", "topic", "topic", ("READ", "DESCRIBE")),

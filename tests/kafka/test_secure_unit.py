@@ -32,6 +32,7 @@ def test_acl_table_is_least_privilege_per_role(tmp_path):
         ("tormenta-producer", "topic", "tx", "literal", "WRITE"), ("tormenta-producer", "topic", "tx", "literal", "DESCRIBE"),
         ("tormenta-producer", "topic", "st", "literal", "WRITE"), ("tormenta-producer", "topic", "st", "literal", "DESCRIBE"),
         ("tormenta-producer", "topic", "ctl", "literal", "READ"), ("tormenta-producer", "topic", "ctl", "literal", "DESCRIBE"),
+        ("tormenta-producer", "topic", "ctl", "literal", "WRITE"),   # the emulator's own start request
         ("tormenta-producer", "group", "tormenta-emulator-control", "literal", "READ"),
         ("tormenta-job", "topic", "tx", "literal", "READ"), ("tormenta-job", "topic", "tx", "literal", "DESCRIBE"),
         ("tormenta-job", "group", "tormenta-job", "prefixed", "READ"),
