@@ -131,7 +131,7 @@ def cluster_view(settings: Settings, timeout: float = 2.0) -> ClusterView:
     parts = None
     if live:
         try:
-            parts = describe_partitions(live, timeout)
+            parts = describe_partitions(live, timeout, settings, role="app")
         except Exception:  # noqa: BLE001 - a probe reports, it never raises into the page
             parts = None
     return judge_cluster(probes, parts)
