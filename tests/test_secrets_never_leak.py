@@ -47,7 +47,7 @@ def _env(settings: Settings, app_port: int) -> dict[str, str]:
         "TORMENTA_DRIVER_MEMORY": "1g", "TORMENTA_COMPACT_EVERY": "0", "PYTHONUNBUFFERED": "1",
         "TORMENTA_KAFKA_SECURITY_PROTOCOL": "SASL_SSL", "TORMENTA_KAFKA_USERNAME": admin.username,
         "TORMENTA_KAFKA_PASSWORD": admin.password.get_secret_value(), "TORMENTA_KAFKA_CA_FILE": str(admin.ca_file),
-        "TORMENTA_STORAGE_SECRET_KEY": S3_SECRET,
+        "TORMENTA_STORAGE_SECRET_KEY": S3_SECRET, "TORMENTA_SECURE": "1",
     })
     return env
 
@@ -85,16 +85,31 @@ def _browser_texts(port: int) -> dict[str, str]:
 
 
 def _app_test_texts(env: dict[str, str]) -> dict[str, str]:
+    """Every page through the app's entry (as test_app_pages does), in this process with `env`."""
+    import streamlit as st
     from streamlit.testing.v1 import AppTest
+
+    from pages.common import PAGES
 
     texts = {}
     old = dict(os.environ)
     os.environ.update(env)
+    st.cache_data.clear()
+    st.cache_resource.clear()  # the settings are cached: read them from `env`
     try:
-        for name in ("overview", "pipeline_health", "storm_control", "live_sales", "explorer", "load_test"):
-            at = AppTest.from_file(str(PROJECT_ROOT / "pages" / f"{name}.py"), default_timeout=60).run()
-            texts[name] = repr(at._tree)
+        for _, path, _, _ in PAGES:
+            at = AppTest.from_file(str(PROJECT_ROOT / "streamlit_app.py"), default_timeout=90).run()
+            if path != PAGES[0][1]:
+                at.switch_page(path).run()
+            assert not at.exception, [e.value for e in at.exception]
+            tables = [d.value for d in at.dataframe]
+            texts[path] = repr(at._tree) + "\n".join(t.to_string() for t in tables)
+            if path == PAGES[0][1]:  # the Overview's settings table shows the secrets as set/unset
+                rows = {r["setting"]: r["value"] for t in tables if "setting" in t.columns for r in t.to_dict("records")}
+                assert (rows["Kafka password"], rows["S3 secret key"], rows["S3 access key"]) == ("set", "set", "unset")
     finally:
+        st.cache_data.clear()
+        st.cache_resource.clear()
         os.environ.clear()
         os.environ.update(old)
     return texts
@@ -129,12 +144,11 @@ def test_no_secret_in_logs_pages_report_help_or_errors(secure_broker, tmp_path):
                            stdout=open(tmp_path / "run.out", "wb"), stderr=subprocess.STDOUT, start_new_session=True)
     try:
         metrics = data / "delta" / "batch_metrics" / "_delta_log"
-        wait_for(lambda: metrics.is_dir() and any(metrics.glob("*.json")), 300, "the job's first batch")
-        wait_for(lambda: run.poll() is not None or "Tormenta is running" in (tmp_path / "run.out").read_text(),
-                 60, "the app")
+        wait_for(lambda: run.poll() is not None or (metrics.is_dir() and any(metrics.glob("*.json"))), 300,
+                 "the job's first batch")
         assert run.poll() is None, (tmp_path / "run.out").read_text()[-3000:]
+        wait_for(lambda: "Tormenta is running" in (tmp_path / "run.out").read_text(), 60, "the app")
         texts = _browser_texts(port)
-        assert "set" in texts["overview"]  # the S3 secret key's row
         texts.update({f"apptest:{k}": v for k, v in _app_test_texts(env).items()})
         loadtest = subprocess.run([sys.executable, "-m", "pipeline", "loadtest", "--profile", "smoke", "--scale", "0.25",
                                    "--no-beyond", "--catch-up-timeout", "240"], cwd=PROJECT_ROOT, env=env,
