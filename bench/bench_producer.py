@@ -20,6 +20,12 @@ delimiter, which binary Avro values may contain). The run length matters: over 1
 is still warming up (its rate nearly doubles from 1M to 3M records), so the default is
 3,000,000. ``--profile`` runs the emulator part once more under
 cProfile and prints where the time goes.
+
+``--tls`` (also part of the default ``--part all``) measures the cost of security on one broker:
+a secured embedded broker (``broker start --secure``: SASL_SSL, SCRAM-SHA-512, ACL authorizer)
+given a second, plaintext listener on loopback for this comparison only. The emulator (JSON)
+and ProducerPerformance each write over the plaintext listener and over SASL_SSL as the
+producer user, in alternating rounds; it prints each rate and the ratio SASL_SSL / plaintext.
 """
 
 from __future__ import annotations
@@ -43,6 +49,7 @@ from pipeline.emulator.sources import EmulatorSource  # noqa: E402
 from pipeline.emulator.storm import StormEmulator  # noqa: E402
 from pipeline.kafka.broker import EmbeddedBroker  # noqa: E402
 from pipeline.kafka.jvm import broker_classpath  # noqa: E402
+from pipeline.kafka.secure import grant_acls  # noqa: E402
 from pipeline.kafka.security import java_client_properties  # noqa: E402
 from pipeline.kafka.topic import ensure_topic, log_end_offsets  # noqa: E402
 from pipeline.settings import Settings  # noqa: E402
@@ -96,15 +103,86 @@ def record_sizes(base: Settings) -> dict[str, float]:
     return sizes
 
 
+def _with_plain_listener(port: int):
+    """Server-property changes that add a plaintext loopback listener to a secured node (bench only:
+    its clients are User:ANONYMOUS, made a super user so that they need no ACL rows)."""
+    def change(props: dict[str, str]) -> dict[str, str]:
+        return {"listeners": f"{props['listeners']},BENCH://127.0.0.1:{port}",
+                "advertised.listeners": f"{props['advertised.listeners']},BENCH://127.0.0.1:{port}",
+                "listener.security.protocol.map": f"{props['listener.security.protocol.map']},BENCH:PLAINTEXT",
+                "super.users": f"{props['super.users']};User:ANONYMOUS"}
+    return change
+
+
+def tls_comparison(records: int, rounds: int) -> tuple[float, float]:
+    """(emulator ratio, ProducerPerformance ratio) of SASL_SSL to plaintext on one secured broker."""
+    with tempfile.TemporaryDirectory(prefix="tormenta-bench-tls-") as tmp:
+        plain_port = free_port()
+        secured = Settings.from_env({"TORMENTA_DATA_DIR": f"{tmp}/secured", "TORMENTA_BROKER_HEAP": "1g",
+                                     "TORMENTA_BOOTSTRAP_SERVERS": f"127.0.0.1:{free_port()}",
+                                     "TORMENTA_CONTROLLER_PORT": str(free_port())})
+        # Plaintext clients: the same broker's plaintext listener, from a data folder without a client file.
+        plain = secured.replace(bootstrap_servers=f"127.0.0.1:{plain_port}", data_dir=f"{tmp}/plain")
+        broker = EmbeddedBroker(secured, secure=True, extra_props=_with_plain_listener(plain_port))
+        print(broker.start().message, f"+ plaintext listener on 127.0.0.1:{plain_port} (bench only)", flush=True)
+        try:
+            source = EmulatorSource(secured.sample_file, secured.threshold, seed=2)
+            payload = Path(tmp) / "payload.txt"
+            payload.write_bytes(b"\n".join(source.fetch(20_000, time.time()).values))
+            rates: dict[tuple[str, str], list[float]] = {}
+            for round_ in range(1, rounds + 1):
+                for name, settings in (("plaintext", plain), ("SASL_SSL", secured)):
+                    topic = f"bench-tls-{name.lower()}-{round_}"
+                    ensure_topic(secured.replace(topic=topic))
+                    if settings is secured:
+                        grant_acls(secured.replace(topic=topic))  # the producer user may write it
+                    java_rate, _ = java_perf(settings.replace(topic=topic), topic, records, payload)
+                    summary = emulator_run(_emulator_topic(secured, settings, f"{topic}-emulator"), records)
+                    rate = summary["delivered"] / summary["duration_s"]
+                    rates.setdefault(("emulator", name), []).append(rate)
+                    rates.setdefault(("ProducerPerformance", name), []).append(java_rate)
+                    print(f"round {round_} {name:<9}: emulator {rate:,.0f} tx/s (failed {summary['failed']}), "
+                          f"ProducerPerformance {java_rate:,.0f} tx/s", flush=True)
+            mean = {k: sum(v) / len(v) for k, v in rates.items()}
+            ratios = tuple(mean[(who, "SASL_SSL")] / mean[(who, "plaintext")] for who in ("emulator", "ProducerPerformance"))
+            print(f"mean over {rounds} round(s), SASL_SSL / plaintext on the same broker: emulator "
+                  f"{mean[('emulator', 'SASL_SSL')]:,.0f} / {mean[('emulator', 'plaintext')]:,.0f} tx/s = {ratios[0]:.2f}; "
+                  f"ProducerPerformance {mean[('ProducerPerformance', 'SASL_SSL')]:,.0f} / "
+                  f"{mean[('ProducerPerformance', 'plaintext')]:,.0f} tx/s = {ratios[1]:.2f}")
+            tls_rate = mean[("emulator", "SASL_SSL")]
+            print(f"  emulator over SASL_SSL: {tls_rate:,.0f} tx/s (goal >= 250,000 tx/s: "
+                  f"{'met' if tls_rate >= 250_000 else 'NOT met'})")
+            return ratios
+        finally:
+            print(broker.stop())
+
+
+def _emulator_topic(secured: Settings, settings: Settings, topic: str) -> Settings:
+    """`settings` on a fresh topic created (and, when secured, granted to the producer) by the admin."""
+    ensure_topic(secured.replace(topic=topic))
+    grant_acls(secured.replace(topic=topic))
+    return settings.replace(topic=topic)
+
+
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--records", type=int, default=3_000_000,
                     help="records per measurement (default 3,000,000: long enough for the JVM tool's JIT to warm up)")
     ap.add_argument("--rounds", type=int, default=2, help="alternating rounds of (a), (b) and (c) (default 2)")
     ap.add_argument("--profile", action="store_true", help="profile the emulator run with cProfile")
+    ap.add_argument("--part", choices=("all", "formats", "tls"), default="all",
+                    help="formats: tool vs emulator JSON/Avro on plaintext; tls: SASL_SSL vs plaintext; all (default)")
     args = ap.parse_args(argv)
     if args.records <= 0 or args.rounds <= 0:
         ap.error("--records and --rounds must be positive")
+    if args.part in ("all", "formats"):
+        formats_comparison(args)
+    if args.part in ("all", "tls"):
+        tls_comparison(args.records, args.rounds)
+    return 0
+
+
+def formats_comparison(args) -> None:
     with tempfile.TemporaryDirectory(prefix="tormenta-bench-") as tmp:
         base = Settings.from_env({"TORMENTA_DATA_DIR": tmp, "TORMENTA_BROKER_HEAP": "1g",
                                   "TORMENTA_BOOTSTRAP_SERVERS": f"127.0.0.1:{free_port()}",
@@ -149,7 +227,6 @@ def main(argv=None) -> int:
                 print(buf.getvalue())
         finally:
             print(broker.stop())
-    return 0
 
 
 if __name__ == "__main__":

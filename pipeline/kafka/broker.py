@@ -22,6 +22,7 @@ import socket
 import subprocess
 import time
 import uuid
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -126,8 +127,11 @@ class BrokerStatus:
 class EmbeddedBroker:
     """Start, stop and inspect one local node (the single-node default unless `node` is given)."""
 
-    def __init__(self, settings: Settings, node: NodeSpec | None = None, secure: bool | None = None):
+    def __init__(self, settings: Settings, node: NodeSpec | None = None, secure: bool | None = None,
+                 extra_props: Callable[[dict[str, str]], dict[str, str]] | None = None):
         self.settings = settings
+        # bench/ only: a function of the server properties giving changes to them (e.g. a second listener)
+        self.extra_props = extra_props
         self.secure = settings.secure if secure is None else secure   # how `start` formats and runs it
         self.node = node or single_node(settings)
         self.host, self.port = self.node.host, self.node.port
@@ -175,6 +179,8 @@ class EmbeddedBroker:
         }
         if self.secure:
             props.update(sec.server_properties(self.settings, self.host, self.port, c))
+        if self.extra_props is not None:
+            props.update(self.extra_props(props))
         self.config_file.write_text("".join(f"{k}={v}\n" for k, v in props.items()))
         (self.dir / "log4j2.properties").write_text(LOG4J2)
 
