@@ -34,6 +34,10 @@ def cli(*args, env=None, timeout=120):
     ("TORMENTA_TOPIC", "bad topic!", "is not a valid Kafka topic name"),
     ("TORMENTA_DRIVER_MEMORY", "lots", "is not a JVM memory size"),
     ("TORMENTA_FAIL_ON_DATA_LOSS", "maybe", "is not a boolean"),
+    ("TORMENTA_KAFKA_SECURITY_PROTOCOL", "TLS", "allowed: PLAINTEXT, SSL, SASL_PLAINTEXT, SASL_SSL"),
+    ("TORMENTA_KAFKA_SASL_MECHANISM", "OAUTHBEARER", "allowed: PLAIN, SCRAM-SHA-256, SCRAM-SHA-512"),
+    ("TORMENTA_KAFKA_CA_FILE", "/no/such/ca.pem", "TORMENTA_KAFKA_CA_FILE='/no/such/ca.pem' cannot be read"),
+    ("TORMENTA_KAFKA_PASSWORD_FILE", "/no/such/pw", "TORMENTA_KAFKA_PASSWORD_FILE='/no/such/pw' cannot be read"),
 ])
 def test_bad_settings_give_one_line_error(var, value, expect, tmp_path):
     out = cli("broker", "status", env={var: value, "TORMENTA_DATA_DIR": str(tmp_path)})
@@ -41,6 +45,16 @@ def test_bad_settings_give_one_line_error(var, value, expect, tmp_path):
     lines = out.stderr.strip().splitlines()
     assert len(lines) == 1 and lines[0].startswith("error: ") and expect in lines[0], out.stderr
     assert "Traceback" not in out.stderr
+
+
+def test_tls_without_a_ca_is_refused_before_anything_starts(tmp_path):
+    env = {"TORMENTA_DATA_DIR": str(tmp_path / "data"), "TORMENTA_KAFKA_SECURITY_PROTOCOL": "SASL_SSL",
+           "TORMENTA_KAFKA_USERNAME": "u", "TORMENTA_KAFKA_PASSWORD": "p"}
+    out = cli("job", "--once", env=env)
+    assert out.returncode == 2 and "Traceback" not in out.stderr
+    assert out.stderr.strip() == ("error: TORMENTA_KAFKA_SECURITY_PROTOCOL=SASL_SSL needs TORMENTA_KAFKA_CA_FILE; "
+                                  "allowed: the PEM bundle of the CA that signed the brokers' certificates")
+    assert not (tmp_path / "data").exists()  # nothing started, nothing written
 
 
 def test_bad_cli_values_are_refused(tmp_path):
