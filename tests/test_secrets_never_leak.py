@@ -22,7 +22,7 @@ import pytest
 from pipeline.cli import build_parser
 from pipeline.kafka.security import kafka_auth
 from pipeline.settings import PROJECT_ROOT, Settings
-from tests.support.app_fixtures import wait_for
+from tests.support.app_fixtures import launched_chromium, wait_for
 from tests.support.ports import free_port
 
 pytestmark = [pytest.mark.integration, pytest.mark.browser]
@@ -66,21 +66,15 @@ def _files_written(root: Path) -> dict[str, str]:
 
 
 def _browser_texts(port: int) -> dict[str, str]:
-    from playwright.sync_api import sync_playwright
-
     texts = {}
-    with sync_playwright() as pw:
-        browser = pw.chromium.launch(executable_path="/usr/bin/chromium", args=["--no-sandbox"])
-        try:
-            page = browser.new_page()
-            for path in PAGE_PATHS:
-                page.goto(f"http://127.0.0.1:{port}/{path}")
-                page.wait_for_selector("[data-testid='stAppViewContainer']", timeout=60_000)
-                page.wait_for_function("() => !document.querySelector('[data-testid=\"stStatusWidget\"]')",
-                                       timeout=60_000)
-                texts[path or "overview"] = page.content() + page.inner_text("body")
-        finally:
-            browser.close()
+    with launched_chromium() as browser:
+        page = browser.new_page()
+        for path in PAGE_PATHS:
+            page.goto(f"http://127.0.0.1:{port}/{path}")
+            page.wait_for_selector("[data-testid='stAppViewContainer']", timeout=60_000)
+            page.wait_for_function("() => !document.querySelector('[data-testid=\"stStatusWidget\"]')",
+                                   timeout=60_000)
+            texts[path or "overview"] = page.content() + page.inner_text("body")
     return texts
 
 

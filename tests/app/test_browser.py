@@ -7,23 +7,16 @@ too. Screenshots go to test-artifacts/.
 
 from __future__ import annotations
 
-import os
-import signal
 import subprocess
 import sys
-import urllib.request
-from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
 
-from tests.support.app_fixtures import wait_for, write_demo_tables
+from tests.support.app_fixtures import CHROMIUM, launched_chromium, running_streamlit, wait_for, write_demo_tables
 from tests.support.ports import free_port
 
 ROOT = Path(__file__).resolve().parents[2]
-CHROMIUM = "/usr/bin/chromium"
-ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
-        "--disable-component-update", "--no-first-run"]
 # url path, a text the page must show, whether it draws Plotly charts
 PAGES = [
     ("", "storm data at a glance", False),
@@ -37,40 +30,9 @@ pytestmark = [pytest.mark.browser,
               pytest.mark.skipif(not Path(CHROMIUM).exists(), reason="needs Debian's chromium: `make browser`")]
 
 
-@contextmanager
 def running_app(data: Path, **env: str):
     """`streamlit run` on a free loopback port with TORMENTA_* env; stopped (process group) on exit."""
-    port = free_port()
-    full_env = dict(os.environ, TORMENTA_DATA_DIR=str(data), **{f"TORMENTA_{k.upper()}": v for k, v in env.items()})
-    full_env.setdefault("TORMENTA_BOOTSTRAP_SERVERS", f"127.0.0.1:{free_port()}")
-    log_path = data / f"streamlit-{port}.log"
-    log = log_path.open("wb")
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "streamlit", "run", "streamlit_app.py", "--server.port", str(port),
-         "--server.address", "127.0.0.1", "--server.headless", "true", "--server.fileWatcherType", "none",
-         "--browser.gatherUsageStats", "false"],
-        cwd=ROOT, env=full_env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
-    url = f"http://127.0.0.1:{port}"
-
-    def healthy() -> bool:
-        if proc.poll() is not None:
-            raise RuntimeError("streamlit exited: " + log_path.read_text()[-2000:])
-        try:
-            return urllib.request.urlopen(f"{url}/_stcore/health", timeout=1).status == 200
-        except OSError:
-            return False
-
-    try:
-        wait_for(healthy, 60, "streamlit's health endpoint")
-        yield url
-    finally:
-        os.killpg(proc.pid, signal.SIGTERM)
-        try:
-            proc.wait(15)
-        except subprocess.TimeoutExpired:
-            os.killpg(proc.pid, signal.SIGKILL)
-            proc.wait(5)
-        log.close()
+    return running_streamlit(data, free_port(), env=env)
 
 
 @pytest.fixture(scope="module")
@@ -83,14 +45,8 @@ def app_url(tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def browser():
-    from playwright.sync_api import sync_playwright
-
-    with sync_playwright() as p:
-        b = p.chromium.launch(executable_path=CHROMIUM, args=ARGS)
-        try:
-            yield b
-        finally:
-            b.close()
+    with launched_chromium() as b:
+        yield b
 
 
 @pytest.mark.parametrize("path,must_show,charts", PAGES, ids=[p[0] or "overview" for p in PAGES])

@@ -9,10 +9,7 @@ import pytest
 
 from pipeline.loadtest.report import write_report
 from tests.loadtest.test_loadtest_unit import synthetic_result
-
-CHROMIUM = "/usr/bin/chromium"
-ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
-        "--disable-component-update", "--no-first-run"]
+from tests.support.app_fixtures import CHROMIUM, launched_chromium
 
 pytestmark = [pytest.mark.browser,
               pytest.mark.skipif(not Path(CHROMIUM).exists(), reason="needs Debian's chromium: `make browser`")]
@@ -21,29 +18,23 @@ pytestmark = [pytest.mark.browser,
 def open_report(path: Path, screenshot: Path) -> dict:
     """Open a report file in headless Chromium, wait for every Plotly chart, screenshot it;
     returns what the page showed (charts drawn, headline texts, console errors)."""
-    from playwright.sync_api import sync_playwright
-
-    with sync_playwright() as p:
-        browser = p.chromium.launch(executable_path=CHROMIUM, args=ARGS)
-        try:
-            page = browser.new_page(viewport={"width": 1400, "height": 1000})
-            errors: list[str] = []
-            page.on("pageerror", lambda exc: errors.append(str(exc)))
-            # Any request leaving the file would mean the report is not self-contained.
-            page.route("http*://**", lambda route: (errors.append("network: " + route.request.url), route.abort()))
-            page.goto(path.as_uri(), wait_until="load")
-            # every chart has drawn its SVG: the page is complete, nothing left to wait for
-            page.wait_for_function("() => document.querySelectorAll('.js-plotly-plot .main-svg').length >= 12",
-                                   timeout=60_000)
-            page.screenshot(path=str(screenshot), full_page=True)
-            return {"charts": page.locator(".js-plotly-plot").count(),
-                    "max_rate": page.locator("#max-rate").inner_text(),
-                    "stage": page.locator("#limiting-stage").inner_text(),
-                    "reconciliation": page.locator("#reconciliation-verdict").inner_text(),
-                    "verdict_rows": page.locator("table.verdicts tbody tr").count(),
-                    "errors": errors}
-        finally:
-            browser.close()
+    with launched_chromium() as browser:
+        page = browser.new_page(viewport={"width": 1400, "height": 1000})
+        errors: list[str] = []
+        page.on("pageerror", lambda exc: errors.append(str(exc)))
+        # Any request leaving the file would mean the report is not self-contained.
+        page.route("http*://**", lambda route: (errors.append("network: " + route.request.url), route.abort()))
+        page.goto(path.as_uri(), wait_until="load")
+        # every chart has drawn its SVG: the page is complete, nothing left to wait for
+        page.wait_for_function("() => document.querySelectorAll('.js-plotly-plot .main-svg').length >= 12",
+                               timeout=60_000)
+        page.screenshot(path=str(screenshot), full_page=True)
+        return {"charts": page.locator(".js-plotly-plot").count(),
+                "max_rate": page.locator("#max-rate").inner_text(),
+                "stage": page.locator("#limiting-stage").inner_text(),
+                "reconciliation": page.locator("#reconciliation-verdict").inner_text(),
+                "verdict_rows": page.locator("table.verdicts tbody tr").count(),
+                "errors": errors}
 
 
 def test_report_opens_offline_in_chromium(tmp_path, artifacts):
@@ -59,31 +50,25 @@ def test_report_opens_offline_in_chromium(tmp_path, artifacts):
 
 def test_load_test_page_in_chromium(tmp_path, artifacts):
     """The app's Load test page with a saved run: verdict, calculator and the report download button."""
-    from playwright.sync_api import sync_playwright
-
     from tests.app.test_browser import running_app
 
     result, samples = synthetic_result()
     result.run_id = "20261124-191200-abcd"
     write_report(tmp_path / "loadtests" / result.run_id, result, samples)
-    with running_app(tmp_path) as url, sync_playwright() as p:
-        browser = p.chromium.launch(executable_path=CHROMIUM, args=ARGS)
-        try:
-            page = browser.new_page(viewport={"width": 1440, "height": 1100})
-            page.goto(f"{url}/load_test", wait_until="domcontentloaded")
-            page.get_by_text("No load test is running").first.wait_for(timeout=30_000)
-            page.get_by_role("tab", name="Results").click()
-            page.get_by_text("Maximum sustainable rate").first.wait_for(timeout=30_000)
-            page.get_by_role("button", name="Download the HTML report").wait_for(timeout=30_000)
-            page.locator(".js-plotly-plot").first.wait_for(timeout=30_000)
-            page.wait_for_function("() => !document.querySelector('[data-testid=\"stStatusWidget\"]')",
-                                   timeout=30_000)
-            page.locator(".js-plotly-plot .main-svg").first.wait_for(timeout=30_000)
-            page.screenshot(path=str(artifacts / "dashboard-load_test.png"), full_page=True)
-            page.get_by_role("tab", name="Capacity calculator").click()
-            # st.dataframe draws on a canvas; its accessible grid cells exist but are not "visible"
-            page.get_by_text("Broker disk needed, per broker").first.wait_for(state="attached", timeout=30_000)
-            assert page.locator('[data-testid="stException"]').count() == 0
-            assert "Load test" in page.locator('[data-testid="stSidebarNav"]').inner_text()
-        finally:
-            browser.close()
+    with running_app(tmp_path) as url, launched_chromium() as browser:
+        page = browser.new_page(viewport={"width": 1440, "height": 1100})
+        page.goto(f"{url}/load_test", wait_until="domcontentloaded")
+        page.get_by_text("No load test is running").first.wait_for(timeout=30_000)
+        page.get_by_role("tab", name="Results").click()
+        page.get_by_text("Maximum sustainable rate").first.wait_for(timeout=30_000)
+        page.get_by_role("button", name="Download the HTML report").wait_for(timeout=30_000)
+        page.locator(".js-plotly-plot").first.wait_for(timeout=30_000)
+        page.wait_for_function("() => !document.querySelector('[data-testid=\"stStatusWidget\"]')",
+                               timeout=30_000)
+        page.locator(".js-plotly-plot .main-svg").first.wait_for(timeout=30_000)
+        page.screenshot(path=str(artifacts / "dashboard-load_test.png"), full_page=True)
+        page.get_by_role("tab", name="Capacity calculator").click()
+        # st.dataframe draws on a canvas; its accessible grid cells exist but are not "visible"
+        page.get_by_text("Broker disk needed, per broker").first.wait_for(state="attached", timeout=30_000)
+        assert page.locator('[data-testid="stException"]').count() == 0
+        assert "Load test" in page.locator('[data-testid="stSidebarNav"]').inner_text()

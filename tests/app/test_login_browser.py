@@ -19,12 +19,9 @@ from pathlib import Path
 
 import pytest
 
-from tests.support.app_fixtures import oidc_provider, running_streamlit, write_demo_tables
+from tests.support.app_fixtures import CHROMIUM, launched_chromium, oidc_provider, running_streamlit, write_demo_tables
 from tests.support.ports import free_port
 
-CHROMIUM = "/usr/bin/chromium"
-ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
-        "--disable-component-update", "--no-first-run"]
 OPERATOR, VIEWER, NOBODY = "olga@example.com", "vera@example.com", "nora@example.com"
 USERS = [{"sub": OPERATOR, "email": OPERATOR, "name": "Olga Operator"},
          {"sub": VIEWER, "email": VIEWER, "name": "Vera Viewer", "groups": ["staff", "tormenta-viewers"]},
@@ -73,14 +70,8 @@ def login_app(tmp_path_factory, broker):
 
 @pytest.fixture(scope="module")
 def chromium():
-    from playwright.sync_api import sync_playwright
-
-    with sync_playwright() as p:
-        b = p.chromium.launch(executable_path=CHROMIUM, args=ARGS)
-        try:
-            yield b
-        finally:
-            b.close()
+    with launched_chromium() as b:
+        yield b
 
 
 @pytest.fixture

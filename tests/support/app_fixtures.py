@@ -29,6 +29,7 @@ import pyarrow.compute as pc
 from pipeline.contract.fields import CHANNELS as CONTRACT_CHANNELS
 from pipeline.contract.fields import DEFAULT_THRESHOLD, is_high_value
 from pipeline.contract.tables import ADDED_COLUMNS, PARTITIONS, TABLES
+from tests.support.ports import free_port
 
 CATEGORIES = ["electronics", "travel", "jewelry", "grocery", "fashion", "home", "sports", "toys", "books", "health"]
 COUNTRIES = ["ES", "DE", "FR", "IT", "PT", "NL", "BE", "AT", "IE", "PL", "SE", "DK", "FI", "CZ", "GR", "HU",
@@ -208,7 +209,25 @@ def _batch_metrics(rng, end_us: int, m: int, legacy: bool) -> pa.Table:
     }, legacy=legacy)
 
 
-# ---- processes for the real-browser tests: the app and a local OIDC provider ---------------------
+# ---- processes for the real-browser tests: Chromium, the app and a local OIDC provider -----------
+CHROMIUM = "/usr/bin/chromium"  # Debian's (`make browser`)
+CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
+                 "--disable-component-update", "--no-first-run"]
+
+
+@contextmanager
+def launched_chromium():
+    """Headless Chromium driven by Playwright; closed on exit."""
+    from playwright.sync_api import sync_playwright
+
+    with sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
+        try:
+            yield browser
+        finally:
+            browser.close()
+
+
 def _stop_process_group(proc) -> None:
     import os
     import signal
@@ -242,7 +261,7 @@ def running_streamlit(data: Path, port: int, *, secrets_file: Path | None = None
 
     root = Path(__file__).resolve().parents[2]
     full_env = dict(os.environ, TORMENTA_DATA_DIR=str(data), **{f"TORMENTA_{k.upper()}": v for k, v in (env or {}).items()})
-    full_env.setdefault("TORMENTA_BOOTSTRAP_SERVERS", f"127.0.0.1:{_closed_port()}")
+    full_env.setdefault("TORMENTA_BOOTSTRAP_SERVERS", f"127.0.0.1:{free_port()}")  # nothing listens there
     cmd = [sys.executable, "-m", "streamlit", "run", "streamlit_app.py", "--server.port", str(port),
            "--server.address", "127.0.0.1", "--server.headless", "true", "--server.fileWatcherType", "none",
            "--browser.gatherUsageStats", "false"]
@@ -265,13 +284,6 @@ def running_streamlit(data: Path, port: int, *, secrets_file: Path | None = None
     finally:
         _stop_process_group(proc)
 
-
-def _closed_port() -> int:
-    import socket
-
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]  # nothing listens there once the socket is closed
 
 
 @contextmanager
