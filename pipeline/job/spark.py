@@ -31,6 +31,11 @@ from pipeline.settings import PREFIX, Settings
 
 log = logging.getLogger(__name__)
 STORAGE_TIMEOUT_S = 5.0
+# Whole-stage codegen turns the decode (both wire formats, every contract rule) into one
+# Java method of well over 8,000 bytes of bytecode, and HotSpot never JIT-compiles a
+# method that large by default: it ran interpreted, ~40 % of a 1M-message decode
+# (docs/PERFORMANCE.md). Letting the JIT compile it keeps codegen and its speed.
+JIT_OPTIONS = "-XX:-DontCompileHugeMethods"
 
 
 def submitted() -> bool:
@@ -72,7 +77,7 @@ def launch_conf(settings: Settings) -> dict[str, str]:
     conf = {
         "spark.driver.memory": settings.driver_memory,
         "spark.executor.memory": settings.executor_memory,
-        "spark.driver.extraJavaOptions": "-XX:+UseG1GC -Dio.netty.tryReflectionSetAccessible=true",
+        "spark.driver.extraJavaOptions": f"-XX:+UseG1GC -Dio.netty.tryReflectionSetAccessible=true {JIT_OPTIONS}",
     }
     if settings.on_object_storage:
         s3 = [j for j in spark_extra_jars(settings.jars_dir, s3=True) if j not in jars]
@@ -96,6 +101,9 @@ def session_conf(settings: Settings) -> dict[str, str]:
         "spark.driver.host": settings.driver_host,
         "spark.driver.bindAddress": settings.driver_host,
         "spark.ui.enabled": "false",
+        # Executors of a cluster run the same generated decode (the driver's own options
+        # are set where its JVM is launched: launch_conf or --driver-java-options).
+        "spark.executor.extraJavaOptions": JIT_OPTIONS,
         "spark.ui.showConsoleProgress": "false",
         "spark.local.dir": str(local_dir),  # a cluster manager's own local dirs take precedence on workers
         "spark.sql.session.timeZone": "UTC",
@@ -150,6 +158,7 @@ def spark_submit_args(settings: Settings) -> list[str]:
     return ["--jars", ",".join(spark_extra_jars(settings.jars_dir, s3=settings.on_object_storage)),
             "--py-files", str(package_zip(settings)),
             "--driver-memory", settings.driver_memory,
+            "--driver-java-options", JIT_OPTIONS,
             "--conf", f"spark.executor.memory={settings.executor_memory}"]
 
 
