@@ -237,3 +237,5 @@ def test_the_driver_jvm_lets_the_jit_compile_the_generated_decode(spark_session)
         jvm.java.lang.Class.forName("com.sun.management.HotSpotDiagnosticMXBean")).getVMOption("DontCompileHugeMethods")
     assert flag.getValue() == "false"
     assert JIT_OPTIONS in spark_session.sparkContext.getConf().get("spark.executor.extraJavaOptions")
+    # and the dedupe state does not pay a RocksDB read per message to count its rows
+    assert spark_session.conf.get("spark.sql.streaming.stateStore.rocksdb.trackTotalNumberOfRows") == "false"
