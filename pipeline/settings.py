@@ -269,7 +269,7 @@ class Settings(BaseSettings):
     control_topic: Topic = _setting("tormenta.emulator.control", "Compacted topic holding the emulator's desired state")
     status_topic: Topic = _setting("tormenta.emulator.status", "Topic where the emulator publishes its status and metrics")
     wire_format: Annotated[str, _text(r"json|avro", "is not allowed; allowed: json, avro", lower=True)] = _setting(
-        "json", "Wire format the emulator writes: json or avro (Confluent framing); the job reads both")
+        "avro", "Wire format the emulator writes: avro (Confluent framing; the default, it measured faster end to end) or json; the job reads both")
     spark_master: Annotated[str, BeforeValidator(_master)] = _setting(
         "local", "Spark master: local (= local[TORMENTA_JOB_CORES]), local[N], spark://host:port, yarn or k8s://https://host:port")
     executor_memory: Memory = _setting("1g", "Spark executor heap on a cluster (spark.executor.memory)")

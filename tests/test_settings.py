@@ -18,7 +18,7 @@ DEFAULTS = {
     "job_cores": os.cpu_count() or 2, "shuffle_partitions": 0, "driver_memory": "2g", "broker_heap": "1g",
     "broker_nodes": 1, "replication": 0, "compact_every": 30, "app_port": 8501, "emulator_rate": 2000.0, "ingest_interval": 1.0,
     "sample_file": PROJECT_ROOT / "samples" / "transactions.jsonl.gz",
-    "control_topic": "tormenta.emulator.control", "status_topic": "tormenta.emulator.status", "wire_format": "json",
+    "control_topic": "tormenta.emulator.control", "status_topic": "tormenta.emulator.status", "wire_format": "avro",
     "spark_master": "local", "executor_memory": "1g", "driver_host": "127.0.0.1", "storage_uri": "local",
     "storage_endpoint": "", "storage_region": "us-east-1", "storage_access_key": SecretStr(""), "storage_access_key_file": None,
     "storage_secret_key": SecretStr(""), "storage_secret_key_file": None, "storage_path_style": False,

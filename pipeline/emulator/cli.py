@@ -127,7 +127,7 @@ def _status_line(st: dict[str, Any]) -> str:
     return (f"{st['state']:<7} target {target} tx/s  achieved {st['achieved_rate']:,.0f} tx/s  "
             f"sent {st['sent']:,}  delivered {st['delivered']:,}  failed {st['failed']:,}"
             f"{' (' + reasons + ')' if reasons else ''}  queue {st['queue_depth']:,}  p50/p99 {lat_text}  "
-            f"profile {st['profile']['name']}  {st.get('wire_format', 'json')}")
+            f"profile {st['profile']['name']}  {st.get('wire_format', '?')}")
 
 
 def emulate_cmd(settings: Settings, args) -> int:
