@@ -28,17 +28,26 @@ TABLE_PROPERTIES = {
 
 
 def create_tables(spark, settings: Settings) -> None:
-    """Create every Delta table if missing and register it under the `tormenta` database."""
+    """Create every Delta table if missing and register it under the `tormenta` database.
+
+    A missing table is created and registered by one statement (CREATE TABLE ... LOCATION);
+    an existing one gets the columns added since its release, then its catalog entry.
+    On a cold JVM every statement costs a few hundred milliseconds, so this is a visible
+    part of a cold start (docs/PERFORMANCE.md)."""
+    from delta.tables import DeltaTable
+
     spark.sql(f"CREATE DATABASE IF NOT EXISTS {DATABASE}")
     props = ", ".join(f"'{k}' = '{v}'" for k, v in TABLE_PROPERTIES.items())
     for name in TABLES:
         path = settings.table_uri(name)
+        if DeltaTable.isDeltaTable(spark, path):  # local disk or object storage alike
+            _add_missing_columns(spark, name, path)
+            register(spark, name, path, ensured=True)
+            continue
         part = f"PARTITIONED BY ({PARTITIONS[name]})" if name in PARTITIONS else ""
-        spark.sql(
-            f"CREATE TABLE IF NOT EXISTS delta.`{path}` ({ddl(name)}) USING DELTA {part} TBLPROPERTIES ({props})"
-        )
-        _add_missing_columns(spark, name, path)
-        register(spark, name, path)
+        spark.sql(f"DROP TABLE IF EXISTS {DATABASE}.{name}")  # an entry left pointing at a deleted table
+        spark.sql(f"CREATE TABLE {DATABASE}.{name} ({ddl(name)}) USING DELTA {part} LOCATION '{path}' "
+                  f"TBLPROPERTIES ({props})")
 
 
 def _add_missing_columns(spark, name: str, path: str) -> None:
@@ -54,9 +63,10 @@ def _add_missing_columns(spark, name: str, path: str) -> None:
         spark.sql(f"ALTER TABLE delta.`{path}` ADD COLUMNS ({cols})")
 
 
-def register(spark, name: str, path: str) -> None:
+def register(spark, name: str, path: str, *, ensured: bool = False) -> None:
     """Point `tormenta.<name>` at the table's location (dropping an external entry never deletes data)."""
-    spark.sql(f"CREATE DATABASE IF NOT EXISTS {DATABASE}")
+    if not ensured:
+        spark.sql(f"CREATE DATABASE IF NOT EXISTS {DATABASE}")
     spark.sql(f"DROP TABLE IF EXISTS {DATABASE}.{name}")
     spark.sql(f"CREATE TABLE {DATABASE}.{name} USING DELTA LOCATION '{path}'")
 

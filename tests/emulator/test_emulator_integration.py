@@ -69,7 +69,7 @@ def test_rate_change_through_control_topic_within_one_second(stack):
             for key in ("name", "state", "time", "target_rate", "achieved_rate", "delivered", "failed", "failed_reasons",
                         "queue_depth", "latency_p50_ms", "latency_p99_ms", "sent_by_minute", "profile", "pid"):
                 assert key in status
-            assert status["wire_format"] == stack.wire_format == "json"  # the default
+            assert status["wire_format"] == stack.wire_format == "avro"  # the default
             assert status["state"] == "running" and status["target_rate"] == 8000
             history = ctl.status_history(60)
             assert len(history) >= 4 and history[0]["time"] <= history[-1]["time"]
