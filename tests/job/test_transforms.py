@@ -80,3 +80,31 @@ def test_dedupe_keeps_one_per_id_and_span_and_every_invalid_message(spark_sessio
     assert hv == [("a", 10), ("a", 14)]
     assert summary.agg({"sales_count": "sum"}).first()[0] == 3
     assert len(transforms.summary_rows(summary, "quarantine_rows").collect()) == 2
+
+
+def test_create_tables_makes_registers_and_upgrades(spark_session, tmp_path):
+    """A fresh folder: every table created with its properties and registered in one go.
+    A second start on the same folder keeps the data; a table of an earlier release
+    (without the columns added since) gets them, its rows untouched."""
+    from deltalake import write_deltalake
+
+    from pipeline.contract.tables import ADDED_COLUMNS, TABLES, columns
+    from pipeline.job import tables
+    from tests.conftest import make_settings
+    from tests.support.app_fixtures import contract_table
+
+    settings = make_settings(tmp_path)
+    tables.create_tables(spark_session, settings)
+    for name in TABLES:
+        assert spark_session.table(f"tormenta.{name}").columns == list(columns(name))
+        props = {r["key"]: r["value"] for r in spark_session.sql(f"SHOW TBLPROPERTIES tormenta.{name}").collect()}
+        assert {k: props.get(k) for k in tables.TABLE_PROPERTIES} == tables.TABLE_PROPERTIES, name
+    spark_session.sql("INSERT INTO tormenta.batch_metrics (query, batch_id) VALUES ('q', 7)")
+    tables.create_tables(spark_session, settings)
+    assert [r["batch_id"] for r in spark_session.table("tormenta.batch_metrics").collect()] == [7]
+
+    legacy = make_settings(tmp_path / "legacy")
+    write_deltalake(legacy.table_uri("quarantine"), contract_table("quarantine", {"reason": ["bad"]}, legacy=True))
+    tables.create_tables(spark_session, legacy)
+    rows = spark_session.table("tormenta.quarantine").collect()
+    assert [r["reason"] for r in rows] == ["bad"] and all(rows[0][c] is None for c in ADDED_COLUMNS["quarantine"])
