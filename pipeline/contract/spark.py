@@ -20,6 +20,7 @@ no bytes left over) and the value rules (lengths, amount range) remain to check.
 
 from __future__ import annotations
 
+from datetime import datetime
 from decimal import Decimal
 
 from pyspark.sql import Column, DataFrame
@@ -30,6 +31,7 @@ from pipeline.contract.fields import (
     AMOUNT_SCALE,
     AMOUNT_SQL_TYPE,
     BY_NAME,
+    FIELDS,
     ID_FIELDS,
     MAX_AMOUNT,
     MAX_ID_LENGTH,
@@ -134,6 +136,17 @@ def _from_avro() -> Column:
     return from_avro(_body(), avro.SCHEMA_JSON, {"mode": "PERMISSIVE"})
 
 
+def _non_null_required(a: Column) -> Column:
+    """The decoded struct with its required fields typed NOT NULL, as the Avro schema has
+    them (the re-encoding only counts for rows whose fields decoded; a NULL there is
+    caught first). Without it Spark's Avro writer warns about the nullability mismatch
+    on every task."""
+    filler = {"id": F.lit(""), "amount": F.lit(Decimal(0)).cast(AMOUNT_SQL_TYPE),
+              "timestamp": F.lit(datetime(1970, 1, 1))}
+    return F.struct(*[(F.coalesce(a.getField(f.name), filler[f.kind]) if f.required else a.getField(f.name))
+                      .alias(f.name) for f in FIELDS])
+
+
 def _avro_reason() -> Column:
     """The framing, then the value rules, in order; NULL when the Avro message is valid."""
     from pyspark.sql.avro.functions import to_avro
@@ -142,7 +155,7 @@ def _avro_reason() -> Column:
     # Avro has no end marker, so a body with bytes left over decodes all the same;
     # re-encoding what was decoded tells how many bytes it used. (Computing that length
     # with column arithmetic instead measured slower: docs/PERFORMANCE.md.)
-    used = F.length(to_avro(a, avro.SCHEMA_JSON))
+    used = F.length(to_avro(_non_null_required(a), avro.SCHEMA_JSON))
     reason = (
         F.when(F.length("raw_bytes") < avro.HEADER_SIZE, F.lit("avro message shorter than its 5-byte header"))
         .when(~F.col("_sid").isin(*avro.SCHEMAS),
