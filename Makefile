@@ -11,7 +11,7 @@ STAMP := .cache/stamps
 MVN := mvn -q -B -Dmaven.repo.local=$(HOME)/.m2/repository
 
 .DEFAULT_GOAL := help
-.PHONY: help install deps jars browser run test test-unit test-integration lint bench clean stop
+.PHONY: help install deps jars jvm-archive browser run test test-unit test-integration lint bench clean stop
 
 help: ## list the targets
 	@grep -hE '^[a-zA-Z_-]+:.*?## ' $(MAKEFILE_LIST) | awk 'BEGIN{FS=":.*?## "}{printf "  \033[36m%-18s\033[0m %s\n", $$1, $$2}'
@@ -41,7 +41,9 @@ $(STAMP)/browser:
 deps: $(STAMP)/venv ## install the Python dependencies into .venv
 jars: $(STAMP)/jars ## resolve the pinned Maven jars (broker, tools, Kafka connector, Delta) into .cache/jars
 browser: $(STAMP)/browser ## install Debian's chromium for the real-browser tests
-install: deps jars ## everything `make run` needs
+jvm-archive: deps jars ## build the JVM class archive that shortens the job's cold start (once per Java/pyspark/jars)
+	$(PY) -m pipeline jvm-archive --if-missing
+install: deps jars jvm-archive ## everything `make run` needs
 
 run: install ## run the whole product: broker, topics, job, emulator and the app (Ctrl-C stops all)
 	$(PY) -m pipeline run

@@ -238,6 +238,8 @@ class Settings(BaseSettings):
         "1d", "Record lifetime in the topic (retention.ms)")
     data_dir: FsPath = _setting("./data", "Where broker logs, Delta tables, checkpoints and run files live")
     jars_dir: FsPath = _setting(str(PROJECT_ROOT / ".cache/jars"), "Local cache of the Maven jars (`make jars` fills it)")
+    jvm_archive: Annotated[bool, BeforeValidator(_flag)] = _setting(
+        "true", "Start the job's local Spark JVM from the class archive `make install` builds (`python -m pipeline jvm-archive`): a faster cold start")
     trigger_interval: Trigger = _setting("1m", "Processing interval of the high-value job (micro-batch trigger)")
     summary_interval: Trigger = _setting("1h", "Trigger of the hourly sales summary query")
     threshold: Annotated[Decimal, BeforeValidator(_amount)] = _setting(

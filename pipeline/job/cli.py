@@ -25,6 +25,9 @@ def register(sub) -> None:
     p.add_argument("--crash-after-commit", choices=("quarantine", "high_value", "sales_agg", "metrics"),
                    help=argparse.SUPPRESS)
     p.set_defaults(func=job_cmd)
+    from pipeline.job import classarchive
+
+    classarchive.register(sub)
     p = sub.add_parser("spark-submit-args", help="print the spark-submit options (--jars, --py-files, ...) the job needs")
     p.set_defaults(func=spark_submit_args_cmd)
     p = sub.add_parser("sql", help="run a Spark SQL query over the Delta tables")

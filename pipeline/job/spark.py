@@ -26,6 +26,7 @@ import zipfile
 from pathlib import Path
 
 from pipeline.errors import JobError
+from pipeline.job import classarchive
 from pipeline.kafka.jvm import java_version, spark_extra_jars
 from pipeline.settings import PREFIX, Settings
 
@@ -77,7 +78,8 @@ def launch_conf(settings: Settings) -> dict[str, str]:
     conf = {
         "spark.driver.memory": settings.driver_memory,
         "spark.executor.memory": settings.executor_memory,
-        "spark.driver.extraJavaOptions": f"-XX:+UseG1GC -Dio.netty.tryReflectionSetAccessible=true {JIT_OPTIONS}",
+        "spark.driver.extraJavaOptions": " ".join(filter(None, (
+            f"-XX:+UseG1GC -Dio.netty.tryReflectionSetAccessible=true {JIT_OPTIONS}", classarchive.java_options(settings)))),
     }
     if settings.on_object_storage:
         s3 = [j for j in spark_extra_jars(settings.jars_dir, s3=True) if j not in jars]
