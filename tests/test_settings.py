@@ -12,7 +12,7 @@ from pipeline.settings import PREFIX, PROJECT_ROOT, SPECS, Settings, format_dura
 
 DEFAULTS = {
     "bootstrap_servers": "127.0.0.1:9092", "controller_port": 9093, "topic": "transactions", "partitions": 3,
-    "retention": 86400.0, "data_dir": Path("data").resolve(), "jars_dir": PROJECT_ROOT / ".cache" / "jars",
+    "retention": 86400.0, "data_dir": Path("data").resolve(), "jars_dir": PROJECT_ROOT / ".cache" / "jars", "jvm_archive": True,
     "trigger_interval": 60.0, "summary_interval": 3600.0, "threshold": Decimal("1500"), "dedup_window": 600.0,
     "agg_window": 60.0, "max_offsets_per_trigger": 6_000_000, "fail_on_data_loss": True,
     "job_cores": os.cpu_count() or 2, "shuffle_partitions": 0, "driver_memory": "2g", "broker_heap": "1g",
