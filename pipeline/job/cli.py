@@ -21,9 +21,8 @@ def register(sub) -> None:
     p.add_argument("--query", action="append", choices=("high_value", "sales_hourly"),
                    help="run only this query (repeatable; default both)")
     # Fault injection for the exactly-once tests: the process dies right after this
-    # table's commit in the first batch with data (exit code 86).
-    p.add_argument("--crash-after-commit", choices=("quarantine", "high_value", "sales_agg", "metrics"),
-                   help=argparse.SUPPRESS)
+    # table's commit in its first batch with data, or in its K-th with TABLE@K (exit code 86).
+    p.add_argument("--crash-after-commit", type=_crash_point, metavar="TABLE[@K]", help=argparse.SUPPRESS)
     p.set_defaults(func=job_cmd)
     from pipeline.job import classarchive
 
@@ -34,6 +33,17 @@ def register(sub) -> None:
     p.add_argument("query", help='e.g. "SELECT count(*) FROM tormenta.high_value"')
     p.add_argument("--limit", type=int, default=50, help="rows to print (default 50)")
     p.set_defaults(func=sql_cmd)
+
+
+CRASH_TABLES = ("quarantine", "high_value", "sales_agg", "metrics")
+
+
+def _crash_point(text: str) -> tuple[str, int]:
+    table, at, k = text.partition("@")
+    if table not in CRASH_TABLES or (at and not (k.isdigit() and int(k) >= 1)):
+        raise argparse.ArgumentTypeError(f"{text!r}: expected TABLE or TABLE@K, TABLE one of "
+                                         f"{', '.join(CRASH_TABLES)}, K a batch number from 1")
+    return table, int(k or 1)
 
 
 def job_cmd(settings: Settings, args) -> int:

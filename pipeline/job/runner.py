@@ -9,9 +9,10 @@
 
 Exactly once: the Kafka offsets of each micro-batch and the dedupe state are fixed in
 the checkpoint before the batch's outputs are written; on a restart the same batch is
-replayed against the same state. Every append carries ``txnAppId``/``txnVersion``
-(= batch id), so Delta skips an append that had already committed: a crash between two
-of the batch's commits writes nothing twice.
+replayed against the same state. Every append is marked with its batch id, and a
+restarted query skips a table that already holds the replayed batch
+(``pipeline.job.commits``): a crash between two of the batch's commits writes nothing
+twice.
 """
 
 from __future__ import annotations
@@ -27,7 +28,7 @@ from datetime import UTC, datetime
 from pipeline.contract.spark import decode_messages
 from pipeline.contract.tables import TABLES, columns, ddl
 from pipeline.errors import JobError, SettingsError
-from pipeline.job import tables, transforms
+from pipeline.job import commits, tables, transforms
 from pipeline.kafka.security import check_read_access, spark_source_options
 from pipeline.kafka.topic import describe_topic, log_end_offsets
 from pipeline.settings import Settings, spark_interval
@@ -59,11 +60,6 @@ def high_value_input(spark, settings: Settings):
     """The high-value query's input: decoded, deduplicated rows (a streaming DataFrame)."""
     return transforms.dedupe(decode_messages(kafka_stream(spark, settings)), settings.dedup_window,
                             settings.threshold)
-
-
-def _append(df, path: str, app_id: str, batch_id: int) -> None:
-    (df.write.format("delta").mode("append")
-     .option("txnAppId", app_id).option("txnVersion", batch_id).save(path))
 
 
 @dataclass(frozen=True)
@@ -101,11 +97,13 @@ class HighValueBatchWriter:
 
     query_name = "high_value"
 
-    def __init__(self, settings: Settings, *, crash_after: str | None = None):
+    def __init__(self, settings: Settings, *, crash_after: tuple[str, int] | None = None):
         self.settings = settings
-        self.crash_after = crash_after  # fault injection: die right after this table's commit
+        # Fault injection: die right after this table's commit in the K-th batch with data.
+        self.crash_after = crash_after
         self.paths = {n: settings.table_uri(n) for n in TABLES}
         self.app = f"tormenta-{self.query_name}"
+        self.appender = commits.OnceAppender(self.app)
         self.batches_done = 0
         self.last_end_offsets: dict[int, int] = {}
         self.last_timings: dict[str, float] = {}  # seconds per stage of the last batch (bench, logs)
@@ -164,8 +162,9 @@ class HighValueBatchWriter:
             jobs["sales_agg"] = lambda: self._write(
                 "sales_agg", transforms.summary_sales(summary, self.settings.agg_window).select(
                     "*", batch.alias("batch_id"), now.alias("processing_time")).coalesce(1), batch_id)
-        if self.crash_after:
+        if self.crash_after and self.crash_after[1] == self.batches_done + 1:
             self._write_then_crash(jobs)
+            return
         with ThreadPoolExecutor(max_workers=len(jobs), thread_name_prefix="tormenta-write") as pool:
             for future in [pool.submit(fn) for fn in jobs.values()]:
                 future.result()
@@ -179,12 +178,12 @@ class HighValueBatchWriter:
         for name in ("quarantine", "high_value", "sales_agg", "metrics"):
             if name in jobs:
                 jobs[name]()
-                if name == self.crash_after:
+                if name == self.crash_after[0]:
                     log.warning("fault injection: exiting right after the %s commit", name)
                     os._exit(CRASH_EXIT_CODE)
 
     def _write(self, table: str, df, batch_id: int) -> None:
-        _append(df.select(*columns(table)), self.paths[table], f"{self.app}-{table}", batch_id)
+        self.appender.append(df.select(*columns(table)), self.paths[table], table, batch_id)
 
     def _write_metrics(self, spark, stats: BatchStats, offsets: BatchOffsets, batch_id: int, trigger_time,
                        started: float) -> None:
@@ -195,7 +194,7 @@ class HighValueBatchWriter:
                json.dumps({str(k): v for k, v in sorted(offsets.end.items())}), offsets.duplicates(stats.rows),
                stats.avro)
         metrics = spark.createDataFrame([row], schema=ddl("batch_metrics"))
-        _append(metrics.coalesce(1), self.paths["batch_metrics"], f"{self.app}-metrics", batch_id)
+        self.appender.append(metrics.coalesce(1), self.paths["batch_metrics"], "metrics", batch_id)
 
     def _offsets_behind(self) -> int | None:
         try:
@@ -263,13 +262,14 @@ class HourlyRollupWriter:
 
     def __init__(self, settings: Settings):
         self.path = settings.table_uri("sales_hourly")
+        self.appender = commits.OnceAppender("tormenta")
 
     def __call__(self, batch_df, batch_id: int) -> None:
         from pyspark.sql import functions as F
 
         agg = transforms.hourly_rollup(batch_df).select(
             "*", F.lit(batch_id).cast("long").alias("batch_id"), F.current_timestamp().alias("processing_time"))
-        _append(agg.coalesce(1), self.path, "tormenta-sales_hourly", batch_id)
+        self.appender.append(agg.coalesce(1), self.path, "sales_hourly", batch_id)
 
 
 def check_source(settings: Settings) -> None:
@@ -288,7 +288,8 @@ def check_source(settings: Settings) -> None:
         raise JobError(str(exc)) from None
 
 
-def start_query(spark, settings: Settings, name: str, *, once: bool = False, crash_after: str | None = None):
+def start_query(spark, settings: Settings, name: str, *, once: bool = False,
+                crash_after: tuple[str, int] | None = None):
     """Start one streaming query by name; returns its StreamingQuery handle."""
     if name == "high_value":
         source, writer, interval = high_value_input(spark, settings), \
@@ -304,7 +305,8 @@ def start_query(spark, settings: Settings, name: str, *, once: bool = False, cra
 
 
 def run_job(settings: Settings, *, once: bool = False, stop_event: threading.Event | None = None,
-            queries: tuple[str, ...] = QUERIES, stop_spark: bool = False, crash_after: str | None = None) -> None:
+            queries: tuple[str, ...] = QUERIES, stop_spark: bool = False,
+            crash_after: tuple[str, int] | None = None) -> None:
     """Run the job until stopped (or, with once=True, until the topic is caught up).
 
     With once=True the queries run one after the other, so the hourly rollup sees every

@@ -224,6 +224,31 @@ def test_crash_between_two_commits_of_a_batch_writes_nothing_twice(stack, crash_
     assert list(metrics.batch_id) == [0] and metrics.duplicates_dropped.iloc[0] == 1
 
 
+def test_crash_in_a_later_batch_of_a_run_writes_nothing_twice(stack):
+    """A run commits batch 0, then dies right after the high_value commit of batch 1. Only
+    a restart's first batch is checked against the table (its commit markers), so this is
+    the case where the check must find a marker that a run's later batch left; Delta's
+    own txnVersion, set on a run's first append only, would say batch 0 and let batch 1 in
+    twice."""
+    # One key, so one partition and batches of exactly the cap: 1,000 + 1,000 + 500.
+    values = [tx(f"hv-{i}" if i % 5 == 0 else f"lo-{i}", 2000 if i % 5 == 0 else 10) for i in range(2500)]
+    produce(stack, values)
+    env = {**_env(stack), "TORMENTA_MAX_OFFSETS_PER_TRIGGER": "1000"}
+    cmd = [sys.executable, "-m", "pipeline", "job", "--once", "--query", "high_value"]
+    crashed = subprocess.run([*cmd, "--crash-after-commit", "high_value@2"], cwd=ROOT, env=env,
+                             capture_output=True, timeout=300)
+    assert crashed.returncode == 86, crashed.stderr.decode(errors="replace")[-2000:]
+    assert list(table(stack, "batch_metrics").batch_id) == [0]  # batch 1 did not finish...
+    assert len(table(stack, "high_value")) == 400  # ...after its high_value commit (200 + 200)
+    done = subprocess.run(cmd, cwd=ROOT, env=env, capture_output=True, timeout=300)
+    assert done.returncode == 0, done.stderr.decode(errors="replace")[-2000:]
+
+    ids = list(table(stack, "high_value").transaction_id)
+    assert len(ids) == len(set(ids)) == 500
+    assert table(stack, "sales_agg").sales_count.sum() == 2500
+    assert sorted(table(stack, "batch_metrics").batch_id) == [0, 1, 2]
+
+
 def test_the_driver_jvm_lets_the_jit_compile_the_generated_decode(spark_session):
     """Without -XX:-DontCompileHugeMethods HotSpot leaves the whole-stage-codegen method of
     the decode (well over 8,000 bytes of bytecode) interpreted: ~40 % of a 1M-message

@@ -1,0 +1,84 @@
+"""Idempotent Delta appends for a streaming query's outputs, at the cost of one check per run.
+
+Spark replays a micro-batch after a crash, so a batch's append may reach a table twice.
+Delta's own guard (``txnAppId``/``txnVersion``) asks the table snapshot for its
+transaction versions, and Delta 4.4 answers that with a full state reconstruction: a
+Spark job over the checkpoint and the recent commit files, on every append (0.4-1.0 s
+per table per batch on two cores, docs/PERFORMANCE.md).
+
+Only the first batch a query runs after it starts can be a replay: every later batch has
+offsets the checkpoint never held before. So each append carries a marker in its commit
+(``userMetadata`` = ``<app>:<batch id>``), and the table's recent commits are read for
+the newest marker of the app once, before this writer's first append to the table. A
+batch at or below that marker is already in the table and is skipped; nothing else is
+ever looked up. That first append also carries ``txnAppId``/``txnVersion``, so a table
+last written by a version of the job that only set those is still guarded by Delta.
+"""
+
+from __future__ import annotations
+
+import logging
+
+log = logging.getLogger(__name__)
+HISTORY_DEPTHS = (20, 500, None)  # commits read back for the newest marker (None: all)
+
+
+def marker(app_id: str, batch_id: int) -> str:
+    return f"{app_id}:{batch_id}"
+
+
+def marked_batch(user_metadata: str | None, app_id: str) -> int | None:
+    """The batch id of a commit's marker when it is `app_id`'s, else None."""
+    if not user_metadata or not user_metadata.startswith(app_id + ":"):
+        return None
+    tail = user_metadata[len(app_id) + 1:]
+    return int(tail) if tail.isdigit() else None
+
+
+def newest_marked(commits, app_id: str) -> int | None:
+    """The newest batch id `app_id` marked in (version, userMetadata) pairs, any order."""
+    found = [(v, b) for v, meta in commits if (b := marked_batch(meta, app_id)) is not None]
+    return max(found)[1] if found else None
+
+
+class OnceAppender:
+    """Appends one query's batches to its tables, each batch at most once per table."""
+
+    def __init__(self, app: str):
+        self.app = app
+        self.last_written: dict[str, int] = {}  # table path -> newest batch known in it (checked once)
+
+    def append(self, df, path: str, name: str, batch_id: int) -> bool:
+        """Append `df` to the Delta table at `path` as batch `batch_id` of output `name`.
+        False when that batch was already in the table (a replay after a crash)."""
+        app_id = f"{self.app}-{name}"
+        first = path not in self.last_written
+        if first:
+            self.last_written[path] = self._newest_in_table(df.sparkSession, path, app_id)
+        if batch_id <= self.last_written[path]:
+            log.info("batch %d of %s is already in %s (a replay after a crash): not written again",
+                     batch_id, app_id, name)
+            return False
+        writer = df.write.format("delta").mode("append").option("userMetadata", marker(app_id, batch_id))
+        if first:  # a table written before the markers existed: Delta's own guard
+            writer = writer.option("txnAppId", app_id).option("txnVersion", batch_id)
+        writer.save(path)
+        self.last_written[path] = batch_id
+        return True
+
+    @staticmethod
+    def _newest_in_table(spark, path: str, app_id: str) -> int:
+        from delta.tables import DeltaTable
+
+        if not DeltaTable.isDeltaTable(spark, path):
+            return -1
+        table = DeltaTable.forPath(spark, path)
+        for depth in HISTORY_DEPTHS:
+            history = table.history(depth) if depth else table.history()
+            rows = [(r["version"], r["userMetadata"]) for r in history.select("version", "userMetadata").collect()]
+            newest = newest_marked(rows, app_id)
+            if newest is not None:
+                return newest
+            if depth is not None and len(rows) < depth:
+                break  # the whole history was read
+        return -1
