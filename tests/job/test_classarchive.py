@@ -13,6 +13,7 @@ from pipeline.job import classarchive
 from pipeline.settings import PROJECT_ROOT, Settings
 from tests.conftest import make_settings
 
+
 @pytest.fixture
 def fake_jars(tmp_path, monkeypatch):
     """A jars folder whose listing the test controls (no Maven, no Java)."""
