@@ -264,3 +264,8 @@ def test_the_driver_jvm_lets_the_jit_compile_the_generated_decode(spark_session)
     assert JIT_OPTIONS in spark_session.sparkContext.getConf().get("spark.executor.extraJavaOptions")
     # and the dedupe state does not pay a RocksDB read per message to count its rows
     assert spark_session.conf.get("spark.sql.streaming.stateStore.rocksdb.trackTotalNumberOfRows") == "false"
+    # and the checkpoint on a local disk is written without a forked chmod per file
+    from pipeline.job.spark import LOCAL_DISK_CONF
+
+    for k, v in LOCAL_DISK_CONF.items():
+        assert spark_session.conf.get(k) == v
