@@ -68,7 +68,7 @@ def ours_time(spark, settings: Settings) -> tuple[float, dict]:
     from pipeline.job import runner, tables
 
     tables.create_tables(spark, settings)
-    writer = runner.HighValueBatchWriter(settings)
+    writer = runner.HighValueBatchWriter(settings, replayable_upto=-1)  # a fresh checkpoint, as the job knows
     t = time.perf_counter()
     q = (runner.high_value_input(spark, settings).writeStream.foreachBatch(writer).trigger(availableNow=True)
          .option("checkpointLocation", settings.checkpoint_uri("high_value")).start())
@@ -98,7 +98,7 @@ def steady(spark, base: Settings, tmp: Path, fmt: str, small: int, batches: int)
             ckpt = str(tmp / f"{name}-noop")
         else:
             tables.create_tables(spark, settings)
-            writer = runner.HighValueBatchWriter(settings)
+            writer = runner.HighValueBatchWriter(settings, replayable_upto=-1)
             stream = runner.high_value_input(spark, settings).writeStream.foreachBatch(writer)
             ckpt = settings.checkpoint_uri("high_value")
         q = stream.trigger(availableNow=True).option("checkpointLocation", ckpt).start()

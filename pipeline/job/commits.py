@@ -1,4 +1,4 @@
-"""Idempotent Delta appends for a streaming query's outputs, at the cost of one check per run.
+"""Idempotent Delta appends for a streaming query's outputs, at the cost of one check per restart.
 
 Spark replays a micro-batch after a crash, so a batch's append may reach a table twice.
 Delta's own guard (``txnAppId``/``txnVersion``) asks the table snapshot for its
@@ -6,13 +6,14 @@ transaction versions, and Delta 4.4 answers that with a full state reconstructio
 Spark job over the checkpoint and the recent commit files, on every append (0.4-1.0 s
 per table per batch on two cores, docs/PERFORMANCE.md).
 
-Only the first batch a query runs after it starts can be a replay: every later batch has
-offsets the checkpoint never held before. So each append carries a marker in its commit
-(``userMetadata`` = ``<app>:<batch id>``), and the table's recent commits are read for
-the newest marker of the app once, before this writer's first append to the table. A
-batch at or below that marker is already in the table and is skipped; nothing else is
-ever looked up. That first append also carries ``txnAppId``/``txnVersion``, so a table
-last written by a version of the job that only set those is still guarded by Delta.
+Only a batch that the checkpoint's offset log already held when the query started can be
+a replay (Spark re-runs the last planned batch whose commit it did not record); every
+later batch has offsets nobody planned before. So each append carries a marker in its
+commit (``userMetadata`` = ``<app>:<batch id>``), and only for a batch that may be a
+replay are the table's recent commits read for the newest marker of the app, once per
+table. A batch at or below that marker is already in the table and is skipped. That
+append also carries ``txnAppId``/``txnVersion``, so a table last written by a version of
+the job that only set those is still guarded by Delta.
 """
 
 from __future__ import annotations
@@ -42,25 +43,31 @@ def newest_marked(commits, app_id: str) -> int | None:
 
 
 class OnceAppender:
-    """Appends one query's batches to its tables, each batch at most once per table."""
+    """Appends one query's batches to its tables, each batch at most once per table.
 
-    def __init__(self, app: str):
+    `replayable_upto`: the newest batch id in the query's offset log when it started (-1
+    for a new checkpoint); only batches up to it may already be in a table. None (not
+    known): the first batch written to each table is checked."""
+
+    def __init__(self, app: str, replayable_upto: int | None = None):
         self.app = app
+        self.replayable_upto = replayable_upto
         self.last_written: dict[str, int] = {}  # table path -> newest batch known in it (checked once)
 
     def append(self, df, path: str, name: str, batch_id: int) -> bool:
         """Append `df` to the Delta table at `path` as batch `batch_id` of output `name`.
         False when that batch was already in the table (a replay after a crash)."""
         app_id = f"{self.app}-{name}"
-        first = path not in self.last_written
+        maybe_replay = self.replayable_upto is None or batch_id <= self.replayable_upto
+        first = maybe_replay and path not in self.last_written
         if first:
             self.last_written[path] = self._newest_in_table(df.sparkSession, path, app_id)
-        if batch_id <= self.last_written[path]:
+        if batch_id <= self.last_written.get(path, -1):
             log.info("batch %d of %s is already in %s (a replay after a crash): not written again",
                      batch_id, app_id, name)
             return False
         writer = df.write.format("delta").mode("append").option("userMetadata", marker(app_id, batch_id))
-        if first:  # a table written before the markers existed: Delta's own guard
+        if first:  # a table last written before the markers existed: Delta's own guard
             writer = writer.option("txnAppId", app_id).option("txnVersion", batch_id)
         writer.save(path)
         self.last_written[path] = batch_id
@@ -82,3 +89,14 @@ class OnceAppender:
             if depth is not None and len(rows) < depth:
                 break  # the whole history was read
         return -1
+
+
+def last_planned_batch(spark, checkpoint: str) -> int:
+    """The newest batch id in a streaming checkpoint's offset log (-1 when there is none)."""
+    jvm = spark.sparkContext._jvm
+    folder = jvm.org.apache.hadoop.fs.Path(f"{checkpoint}/offsets")
+    fs = folder.getFileSystem(spark.sparkContext._jsc.hadoopConfiguration())
+    if not fs.exists(folder):
+        return -1
+    ids = [int(n) for n in (st.getPath().getName() for st in fs.listStatus(folder)) if n.isdigit()]
+    return max(ids, default=-1)

@@ -109,13 +109,14 @@ class HighValueBatchWriter:
 
     query_name = "high_value"
 
-    def __init__(self, settings: Settings, *, crash_after: tuple[str, int] | None = None):
+    def __init__(self, settings: Settings, *, crash_after: tuple[str, int] | None = None,
+                 replayable_upto: int | None = None):
         self.settings = settings
         # Fault injection: die right after this table's commit in the K-th batch with data.
         self.crash_after = crash_after
         self.paths = {n: settings.table_uri(n) for n in TABLES}
         self.app = f"tormenta-{self.query_name}"
-        self.appender = commits.OnceAppender(self.app)
+        self.appender = commits.OnceAppender(self.app, replayable_upto)
         self.batches_done = 0
         self.last_end_offsets: dict[int, int] = {}
         self.last_timings: dict[str, float] = {}  # seconds per stage of the last batch (bench, logs)
@@ -275,9 +276,9 @@ class HourlyRollupWriter:
 
     query_name = "sales_hourly"
 
-    def __init__(self, settings: Settings):
+    def __init__(self, settings: Settings, replayable_upto: int | None = None):
         self.path = settings.table_uri("sales_hourly")
-        self.appender = commits.OnceAppender("tormenta")
+        self.appender = commits.OnceAppender("tormenta", replayable_upto)
 
     def __call__(self, batch_df, batch_id: int) -> None:
         from pyspark.sql import functions as F
@@ -306,12 +307,14 @@ def check_source(settings: Settings) -> None:
 def start_query(spark, settings: Settings, name: str, *, once: bool = False,
                 crash_after: tuple[str, int] | None = None):
     """Start one streaming query by name; returns its StreamingQuery handle."""
+    # Batches the checkpoint planned before this start are the only ones a table may hold.
+    planned = commits.last_planned_batch(spark, settings.checkpoint_uri(name))
     if name == "high_value":
         source, writer, interval = high_value_input(spark, settings), \
-            HighValueBatchWriter(settings, crash_after=crash_after), settings.trigger_interval
+            HighValueBatchWriter(settings, crash_after=crash_after, replayable_upto=planned), settings.trigger_interval
     else:
         source = spark.readStream.format("delta").load(settings.table_uri("sales_agg"))
-        writer, interval = HourlyRollupWriter(settings), settings.summary_interval
+        writer, interval = HourlyRollupWriter(settings, planned), settings.summary_interval
     stream = source.writeStream.queryName(name).foreachBatch(writer)
     stream = stream.option("checkpointLocation", settings.checkpoint_uri(name))
     stream = stream.trigger(availableNow=True) if once else stream.trigger(processingTime=spark_interval(interval))

@@ -265,8 +265,10 @@ def check_read_access(settings: Settings, role: str, topic: str, timeout: float 
 
     from confluent_kafka import OFFSET_END, Consumer, KafkaError, TopicPartition
 
+    # fetch.wait.max.ms: the fetch at the end of the partition answers at once instead of
+    # after librdkafka's 500 ms long poll (half a second of every job start).
     conf, watch = watched_config(settings, role, {"group.id": "tormenta-job-access-check", "enable.auto.commit": False,
-                                                  "enable.partition.eof": True}, topic=topic)
+                                                  "enable.partition.eof": True, "fetch.wait.max.ms": 10}, topic=topic)
     consumer = Consumer(conf)
     try:
         consumer.assign([TopicPartition(topic, 0, OFFSET_END)])

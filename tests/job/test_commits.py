@@ -70,6 +70,21 @@ def test_the_table_is_read_once_per_run_and_a_replayed_batch_is_skipped(monkeypa
     assert later == {"userMetadata": "tormenta-high_value-high_value:9"}  # no snapshot state reconstruction
 
 
+def test_a_batch_the_checkpoint_never_planned_before_the_start_is_never_looked_up(monkeypatch):
+    looked = []
+    monkeypatch.setattr(commits.OnceAppender, "_newest_in_table",
+                        staticmethod(lambda spark, path, app_id: looked.append(path) or 4))
+    saved = []
+    fresh = commits.OnceAppender("tormenta-high_value", replayable_upto=-1)  # a new checkpoint
+    assert fresh.append(FakeFrame(saved), "/t/hv", "high_value", 0) is True
+    restarted = commits.OnceAppender("tormenta-high_value", replayable_upto=4)  # offsets/4 was there at start
+    assert restarted.append(FakeFrame(saved), "/t/agg", "sales_agg", 4) is False  # the replay: looked up, held
+    assert restarted.append(FakeFrame(saved), "/t/hv", "high_value", 5) is True  # planned by this run: no look
+    assert looked == ["/t/agg"]
+    assert [opts for _, opts in saved] == [{"userMetadata": "tormenta-high_value-high_value:0"},
+                                           {"userMetadata": "tormenta-high_value-high_value:5"}]
+
+
 def test_crash_flag_names_a_table_and_a_batch():
     from pipeline.job.cli import _crash_point
 
@@ -98,6 +113,13 @@ def test_markers_on_a_real_table(spark_session, tmp_path):
     assert rerun.append(rows, path, "out", 2) is False
     assert rerun.append(rows, path, "out", 3) is True
     assert spark_session.read.format("delta").load(path).count() == before + 3
+
+    ckpt = tmp_path / "ckpt"
+    assert commits.last_planned_batch(spark_session, str(ckpt)) == -1
+    (ckpt / "offsets").mkdir(parents=True)
+    for name in ("0", "1", "11", ".11.tmp", "2"):
+        (ckpt / "offsets" / name).write_text("v1")
+    assert commits.last_planned_batch(spark_session, str(ckpt)) == 11
 
     legacy = str(tmp_path / "legacy")
     rows.write.format("delta").mode("append").option("txnAppId", "app-out").option("txnVersion", 5).save(legacy)
