@@ -7,8 +7,8 @@ Spark job over the checkpoint and the recent commit files, on every append (0.4-
 per table per batch on two cores, docs/PERFORMANCE.md).
 
 Only a batch that the checkpoint's offset log already held when the query started can be
-a replay (Spark re-runs the last planned batch whose commit it did not record); every
-later batch has offsets nobody planned before. So each append carries a marker in its
+a replay (``runner.last_planned_batch``: Spark re-runs the last planned batch whose commit
+it did not record); every later batch has offsets nobody planned before. So each append carries a marker in its
 commit (``userMetadata`` = ``<app>:<batch id>``), and only for a batch that may be a
 replay are the table's recent commits read for the newest marker of the app, once per
 table. A batch at or below that marker is already in the table and is skipped. That
@@ -90,13 +90,3 @@ class OnceAppender:
                 break  # the whole history was read
         return -1
 
-
-def last_planned_batch(spark, checkpoint: str) -> int:
-    """The newest batch id in a streaming checkpoint's offset log (-1 when there is none)."""
-    jvm = spark.sparkContext._jvm
-    folder = jvm.org.apache.hadoop.fs.Path(f"{checkpoint}/offsets")
-    fs = folder.getFileSystem(spark.sparkContext._jsc.hadoopConfiguration())
-    if not fs.exists(folder):
-        return -1
-    ids = [int(n) for n in (st.getPath().getName() for st in fs.listStatus(folder)) if n.isdigit()]
-    return max(ids, default=-1)

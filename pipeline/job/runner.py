@@ -257,18 +257,34 @@ def _topic_offsets(text: str | None, topic: str) -> dict[int, int]:
     return {}
 
 
-def _read_text(spark, path: str) -> str | None:
-    """A small file through Hadoop's FileSystem (local disk or object storage alike)."""
+def _hadoop(spark, path: str):
+    """(FileSystem, Path) of `path` through Hadoop: local disk or object storage alike."""
     jvm = spark.sparkContext._jvm
     p = jvm.org.apache.hadoop.fs.Path(path)
-    fs = p.getFileSystem(spark.sparkContext._jsc.hadoopConfiguration())
+    return p.getFileSystem(spark.sparkContext._jsc.hadoopConfiguration()), p
+
+
+def _read_text(spark, path: str) -> str | None:
+    """A small file of the checkpoint."""
+    fs, p = _hadoop(spark, path)
     if not fs.exists(p):
         return None
     stream = fs.open(p)
     try:
-        return bytes(jvm.org.apache.commons.io.IOUtils.toByteArray(stream)).decode("utf-8", "replace")
+        return bytes(spark.sparkContext._jvm.org.apache.commons.io.IOUtils.toByteArray(stream)).decode(
+            "utf-8", "replace")
     finally:
         stream.close()
+
+
+def last_planned_batch(spark, checkpoint: str) -> int:
+    """The newest batch id in a streaming checkpoint's offset log (-1 when there is none):
+    the only batches a restarted query may replay (`commits.OnceAppender`)."""
+    fs, folder = _hadoop(spark, f"{checkpoint}/offsets")
+    if not fs.exists(folder):
+        return -1
+    ids = [int(n) for n in (st.getPath().getName() for st in fs.listStatus(folder)) if n.isdigit()]
+    return max(ids, default=-1)
 
 
 class HourlyRollupWriter:
@@ -308,7 +324,7 @@ def start_query(spark, settings: Settings, name: str, *, once: bool = False,
                 crash_after: tuple[str, int] | None = None):
     """Start one streaming query by name; returns its StreamingQuery handle."""
     # Batches the checkpoint planned before this start are the only ones a table may hold.
-    planned = commits.last_planned_batch(spark, settings.checkpoint_uri(name))
+    planned = last_planned_batch(spark, settings.checkpoint_uri(name))
     if name == "high_value":
         source, writer, interval = high_value_input(spark, settings), \
             HighValueBatchWriter(settings, crash_after=crash_after, replayable_upto=planned), settings.trigger_interval

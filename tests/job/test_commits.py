@@ -3,7 +3,8 @@
 import pytest
 
 from pipeline.cli import main
-from pipeline.job import commits
+from pipeline.job import commits, runner
+from tests.support.fakes import SparkChain
 
 
 def test_marker_round_trip_and_foreign_markers():
@@ -23,46 +24,17 @@ def test_newest_marker_is_the_newest_commit_of_the_app_not_the_highest_number():
     assert commits.newest_marked([(1, None), (2, "other:3")], app) is None
 
 
-class FakeWriter:
-    """Records the options of one write chain (pure logic: no Spark)."""
-
-    def __init__(self, log):
-        self.log, self.options = log, {}
-
-    def format(self, _):
-        return self
-
-    def mode(self, _):
-        return self
-
-    def option(self, k, v):
-        self.options[k] = v
-        return self
-
-    def save(self, path):
-        self.log.append((path, dict(self.options)))
-
-
-class FakeFrame:
-    def __init__(self, log):
-        self.log, self.sparkSession = log, None
-
-    @property
-    def write(self):
-        return FakeWriter(self.log)
-
-
 def test_the_table_is_read_once_per_run_and_a_replayed_batch_is_skipped(monkeypatch):
     looked = []
     monkeypatch.setattr(commits.OnceAppender, "_newest_in_table",
                         staticmethod(lambda spark, path, app_id: looked.append(app_id) or 7))
     saved = []
     run = commits.OnceAppender("tormenta-high_value")
-    assert run.append(FakeFrame(saved), "/t/hv", "high_value", 8) is True
-    assert run.append(FakeFrame(saved), "/t/hv", "high_value", 9) is True
+    assert run.append(SparkChain(saved), "/t/hv", "high_value", 8) is True
+    assert run.append(SparkChain(saved), "/t/hv", "high_value", 9) is True
     assert looked == ["tormenta-high_value-high_value"]  # one look at the table, at the run's first batch
     replay = commits.OnceAppender("tormenta-high_value")
-    assert replay.append(FakeFrame(saved), "/t/hv", "high_value", 7) is False  # the last batch the table holds
+    assert replay.append(SparkChain(saved), "/t/hv", "high_value", 7) is False  # the last batch the table holds
     assert len(looked) == 2 and len(saved) == 2
     (_, first), (_, later) = saved
     assert first == {"userMetadata": "tormenta-high_value-high_value:8",
@@ -76,10 +48,10 @@ def test_a_batch_the_checkpoint_never_planned_before_the_start_is_never_looked_u
                         staticmethod(lambda spark, path, app_id: looked.append(path) or 4))
     saved = []
     fresh = commits.OnceAppender("tormenta-high_value", replayable_upto=-1)  # a new checkpoint
-    assert fresh.append(FakeFrame(saved), "/t/hv", "high_value", 0) is True
+    assert fresh.append(SparkChain(saved), "/t/hv", "high_value", 0) is True
     restarted = commits.OnceAppender("tormenta-high_value", replayable_upto=4)  # offsets/4 was there at start
-    assert restarted.append(FakeFrame(saved), "/t/agg", "sales_agg", 4) is False  # the replay: looked up, held
-    assert restarted.append(FakeFrame(saved), "/t/hv", "high_value", 5) is True  # planned by this run: no look
+    assert restarted.append(SparkChain(saved), "/t/agg", "sales_agg", 4) is False  # the replay: looked up, held
+    assert restarted.append(SparkChain(saved), "/t/hv", "high_value", 5) is True  # planned by this run: no look
     assert looked == ["/t/agg"]
     assert [opts for _, opts in saved] == [{"userMetadata": "tormenta-high_value-high_value:0"},
                                            {"userMetadata": "tormenta-high_value-high_value:5"}]
@@ -115,11 +87,11 @@ def test_markers_on_a_real_table(spark_session, tmp_path):
     assert spark_session.read.format("delta").load(path).count() == before + 3
 
     ckpt = tmp_path / "ckpt"
-    assert commits.last_planned_batch(spark_session, str(ckpt)) == -1
+    assert runner.last_planned_batch(spark_session, str(ckpt)) == -1
     (ckpt / "offsets").mkdir(parents=True)
     for name in ("0", "1", "11", ".11.tmp", "2"):
         (ckpt / "offsets" / name).write_text("v1")
-    assert commits.last_planned_batch(spark_session, str(ckpt)) == 11
+    assert runner.last_planned_batch(spark_session, str(ckpt)) == 11
 
     legacy = str(tmp_path / "legacy")
     rows.write.format("delta").mode("append").option("txnAppId", "app-out").option("txnVersion", 5).save(legacy)

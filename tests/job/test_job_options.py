@@ -3,6 +3,7 @@
 from pipeline.job import runner
 from pipeline.job.spark import LOCAL_DISK_CONF, session_conf
 from tests.conftest import make_settings
+from tests.support.fakes import SparkChain
 
 
 def test_the_checkpoint_writer_without_forks_is_for_a_local_disk_only(tmp_path):
@@ -12,33 +13,8 @@ def test_the_checkpoint_writer_without_forks_is_for_a_local_disk_only(tmp_path):
     assert not set(LOCAL_DISK_CONF) & set(s3)  # object storage keeps Spark's own writer
 
 
-class FakeReader:
-    """Records the options a DataStreamReader chain is given."""
-
-    def __init__(self):
-        self.given = {}
-
-    @property
-    def readStream(self):  # noqa: N802 - Spark's name
-        return self
-
-    def format(self, _):
-        return self
-
-    def option(self, k, v):
-        self.given[k] = v
-        return self
-
-    def options(self, **kw):
-        self.given.update(kw)
-        return self
-
-    def load(self):
-        return self.given
-
-
 def test_the_kafka_source_does_not_park_a_fetch_at_the_partition_end(tmp_path):
-    opts = runner.kafka_stream(FakeReader(), make_settings(tmp_path))
+    opts = runner.kafka_stream(SparkChain(), make_settings(tmp_path))
     assert opts["kafka.fetch.max.wait.ms"] == str(runner.FETCH_MAX_WAIT_MS)
     assert int(opts["kafka.fetch.max.wait.ms"]) <= 50  # Kafka's default of 500 ms idled small batches
     assert opts["subscribe"] and opts["startingOffsets"] == "earliest"
