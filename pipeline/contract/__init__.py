@@ -3,7 +3,8 @@
 - `fields`: the fields, their types and limits, and the threshold rule;
 - `validate`: the reference validator of a message (JSON or Avro);
 - `avro`: the binary wire format (Avro in the Confluent framing);
-- `tables`: the columns of every Delta table;
+- `tables`: the names of the Delta tables and the job's queries, and every table's columns;
+- `wire`: the names of the wire formats (json, avro);
 - `spark`: the same rules as Spark column expressions (imports pyspark; import it explicitly).
 """
 

@@ -76,6 +76,12 @@ RECORD_COLUMNS = tuple(f.column for f in FIELDS)
 # Kafka coordinates kept with every output row.
 KAFKA_COLUMNS = ("kafka_partition", "kafka_offset", "ingest_time")
 
+# Every column name as a constant, unpacked from FIELDS / KAFKA_COLUMNS so it cannot drift.
+(TRANSACTION_ID, PERSON_ID, MERCHANT_ID, AMOUNT, EVENT_TIME, CURRENCY, MERCHANT_CATEGORY, COUNTRY,
+ CHANNEL) = RECORD_COLUMNS
+KAFKA_PARTITION, KAFKA_OFFSET, INGEST_TIME = KAFKA_COLUMNS
+TIMESTAMP = next(f.name for f in FIELDS if f.column == EVENT_TIME)  # the wire name of EVENT_TIME
+
 
 def is_high_value(amount: Decimal, threshold: Decimal = DEFAULT_THRESHOLD) -> bool:
     """The business rule: a sale is high-value when its amount is strictly above the threshold.

@@ -11,6 +11,20 @@ from pipeline.contract.fields import FIELDS, KAFKA_COLUMNS, SUM_SQL_TYPE
 
 Columns = tuple[tuple[str, str], ...]
 
+# Table names: every module names a table through these.
+HIGH_VALUE = "high_value"
+QUARANTINE = "quarantine"
+SALES_AGG = "sales_agg"
+SALES_HOURLY = "sales_hourly"
+BATCH_METRICS = "batch_metrics"
+
+# The job's streaming queries (also the `query` column of batch_metrics and the name of
+# each query's checkpoint): the per-batch query writes high_value, quarantine, sales_agg
+# and batch_metrics; the hourly query writes sales_hourly.
+HIGH_VALUE_QUERY = HIGH_VALUE
+SALES_HOURLY_QUERY = SALES_HOURLY
+QUERIES = (HIGH_VALUE_QUERY, SALES_HOURLY_QUERY)
+
 _RECORD: Columns = tuple((f.column, f.sql_type) for f in FIELDS)
 _KAFKA: Columns = (("kafka_partition", "INT"), ("kafka_offset", "BIGINT"), ("ingest_time", "TIMESTAMP"))
 assert tuple(c for c, _ in _KAFKA) == KAFKA_COLUMNS
@@ -22,15 +36,15 @@ _SALES: Columns = (
 )
 
 TABLES: dict[str, Columns] = {
-    "high_value": (*_RECORD, *_KAFKA, ("processing_time", "TIMESTAMP"), ("batch_id", "BIGINT"),
+    HIGH_VALUE: (*_RECORD, *_KAFKA, ("processing_time", "TIMESTAMP"), ("batch_id", "BIGINT"),
                    ("event_date", "DATE")),
-    "quarantine": (("raw_value", "STRING"), ("raw_key", "STRING"), ("topic", "STRING"),
+    QUARANTINE: (("raw_value", "STRING"), ("raw_key", "STRING"), ("topic", "STRING"),
                    ("kafka_partition", "INT"), ("kafka_offset", "BIGINT"), ("ingest_time", "TIMESTAMP"),
                    ("arrival_time", "TIMESTAMP"), ("reason", "STRING"), ("batch_id", "BIGINT"),
                    ("wire_format", "STRING"), ("raw_bytes", "BINARY")),
-    "sales_agg": _SALES,
-    "sales_hourly": _SALES,
-    "batch_metrics": (
+    SALES_AGG: _SALES,
+    SALES_HOURLY: _SALES,
+    BATCH_METRICS: (
         ("query", "STRING"), ("batch_id", "BIGINT"), ("trigger_time", "TIMESTAMP"), ("duration_s", "DOUBLE"),
         ("trigger_interval_s", "DOUBLE"), ("input_rows", "BIGINT"), ("valid_rows", "BIGINT"),
         ("high_value_rows", "BIGINT"), ("quarantined_rows", "BIGINT"), ("agg_rows", "BIGINT"),
@@ -38,10 +52,11 @@ TABLES: dict[str, Columns] = {
         ("end_offsets", "STRING"), ("duplicates_dropped", "BIGINT"), ("avro_rows", "BIGINT"),
     ),
 }
-PARTITIONS = {"high_value": "event_date"}
+TABLE_NAMES = tuple(TABLES)
+PARTITIONS = {HIGH_VALUE: "event_date"}
 # Columns added after the first release: an existing table gets them on its next write.
-ADDED_COLUMNS = {"quarantine": ("wire_format", "raw_bytes"),
-                 "batch_metrics": ("duplicates_dropped", "avro_rows")}
+ADDED_COLUMNS = {QUARANTINE: ("wire_format", "raw_bytes"),
+                 BATCH_METRICS: ("duplicates_dropped", "avro_rows")}
 
 
 def columns(table: str) -> tuple[str, ...]:
