@@ -12,13 +12,14 @@ import argparse
 import signal
 import threading
 
+from pipeline.contract.tables import BATCH_METRICS, HIGH_VALUE, QUARANTINE, QUERIES, SALES_AGG
 from pipeline.settings import Settings
 
 
 def register(sub) -> None:
     p = sub.add_parser("job", help="run the Spark streaming job")
     p.add_argument("--once", action="store_true", help="process what is in the topic now, then stop")
-    p.add_argument("--query", action="append", choices=("high_value", "sales_hourly"),
+    p.add_argument("--query", action="append", choices=QUERIES,
                    help="run only this query (repeatable; default both)")
     # Fault injection for the exactly-once tests: the process dies right after this
     # table's commit in its first batch with data, or in its K-th with TABLE@K (exit code 86).
@@ -35,7 +36,7 @@ def register(sub) -> None:
     p.set_defaults(func=sql_cmd)
 
 
-CRASH_TABLES = ("quarantine", "high_value", "sales_agg", "metrics")
+CRASH_TABLES = (QUARANTINE, HIGH_VALUE, SALES_AGG, BATCH_METRICS)
 
 
 def _crash_point(text: str) -> tuple[str, int]:
@@ -55,7 +56,7 @@ def job_cmd(settings: Settings, args) -> int:
     stop = threading.Event()
     for sig in (signal.SIGINT, signal.SIGTERM):
         signal.signal(sig, lambda *_: stop.set())
-    run_job(settings, once=args.once, stop_event=stop, queries=tuple(args.query or ("high_value", "sales_hourly")),
+    run_job(settings, once=args.once, stop_event=stop, queries=tuple(args.query or QUERIES),
             stop_spark=True, crash_after=args.crash_after_commit)
     return 0
 

@@ -20,8 +20,14 @@ from __future__ import annotations
 
 import logging
 
+from pipeline.contract.tables import BATCH_METRICS
+
 log = logging.getLogger(__name__)
 HISTORY_DEPTHS = (20, 500, None)  # commits read back for the newest marker (None: all)
+# Output names that earlier releases marked commits with: the batch_metrics commits said
+# "metrics" until the table names got one home. Markers persist in the tables, so a table
+# written then is still recognised after an upgrade (a replayed batch is not written twice).
+FORMER_NAMES = {BATCH_METRICS: "metrics"}
 
 
 def marker(app_id: str, batch_id: int) -> str:
@@ -36,10 +42,15 @@ def marked_batch(user_metadata: str | None, app_id: str) -> int | None:
     return int(tail) if tail.isdigit() else None
 
 
-def newest_marked(commits, app_id: str) -> int | None:
-    """The newest batch id `app_id` marked in (version, userMetadata) pairs, any order."""
-    found = [(v, b) for v, meta in commits if (b := marked_batch(meta, app_id)) is not None]
+def newest_marked(commits, *app_ids: str) -> int | None:
+    """The newest batch id any of `app_ids` marked in (version, userMetadata) pairs, any order."""
+    found = [(v, b) for v, meta in commits for app_id in app_ids if (b := marked_batch(meta, app_id)) is not None]
     return max(found)[1] if found else None
+
+
+def former_app_ids(app_id: str) -> tuple[str, ...]:
+    """The ids the same output's markers carried in earlier releases (`FORMER_NAMES`)."""
+    return tuple(app_id[:-len(name)] + old for name, old in FORMER_NAMES.items() if app_id.endswith(f"-{name}"))
 
 
 class OnceAppender:
@@ -83,7 +94,7 @@ class OnceAppender:
         for depth in HISTORY_DEPTHS:
             history = table.history(depth) if depth else table.history()
             rows = [(r["version"], r["userMetadata"]) for r in history.select("version", "userMetadata").collect()]
-            newest = newest_marked(rows, app_id)
+            newest = newest_marked(rows, app_id, *former_app_ids(app_id))
             if newest is not None:
                 return newest
             if depth is not None and len(rows) < depth:

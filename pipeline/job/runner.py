@@ -25,8 +25,21 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
+from pipeline.contract.fields import COUNTRY, EVENT_TIME, MERCHANT_CATEGORY
 from pipeline.contract.spark import decode_messages
-from pipeline.contract.tables import TABLES, columns, ddl
+from pipeline.contract.tables import (
+    BATCH_METRICS,
+    HIGH_VALUE,
+    HIGH_VALUE_QUERY,
+    QUARANTINE,
+    QUERIES,
+    SALES_AGG,
+    SALES_HOURLY,
+    SALES_HOURLY_QUERY,
+    TABLES,
+    columns,
+    ddl,
+)
 from pipeline.errors import JobError, SettingsError
 from pipeline.job import commits, tables, transforms
 from pipeline.kafka.security import check_read_access, spark_source_options
@@ -34,7 +47,6 @@ from pipeline.kafka.topic import describe_topic, log_end_offsets
 from pipeline.settings import Settings, spark_interval
 
 log = logging.getLogger(__name__)
-QUERIES = ("high_value", "sales_hourly")
 CRASH_EXIT_CODE = 86  # `job --crash-after-commit`: the process died on purpose
 ROWS_PER_FILE = 250_000
 # A fetch at the end of a partition waits on the broker this long for more data, and the
@@ -97,7 +109,7 @@ class BatchStats:
         s = summary.agg(
             F.sum("rows").alias("n"), F.sum("sales_count").alias("valid"), F.sum("high_value_count").alias("hv"),
             F.sum("avro_rows").alias("avro"),
-            F.count_distinct("window_start", "merchant_category", "country").alias("windows"),
+            F.count_distinct("window_start", MERCHANT_CATEGORY, COUNTRY).alias("windows"),
             F.min("min_event_time").alias("min_et"), F.max("max_event_time").alias("max_et"),
         ).first()
         return cls(int(s["n"] or 0), int(s["valid"] or 0), int(s["hv"] or 0), int(s["avro"] or 0),
@@ -107,7 +119,7 @@ class BatchStats:
 class HighValueBatchWriter:
     """foreachBatch body of the high-value query (one call per micro-batch)."""
 
-    query_name = "high_value"
+    query_name = HIGH_VALUE_QUERY
 
     def __init__(self, settings: Settings, *, crash_after: tuple[str, int] | None = None,
                  replayable_upto: int | None = None):
@@ -159,21 +171,21 @@ class HighValueBatchWriter:
 
         now = F.lit(trigger_time).cast("timestamp")
         batch = F.lit(batch_id).cast("long")
-        jobs = {"metrics": lambda: self._write_metrics(summary.sparkSession, stats, offsets, batch_id, trigger_time,
+        jobs = {BATCH_METRICS: lambda: self._write_metrics(summary.sparkSession, stats, offsets, batch_id, trigger_time,
                                                        started)}
         if stats.quarantined:
-            jobs["quarantine"] = lambda: self._write(
-                "quarantine", transforms.summary_rows(summary, "quarantine_rows").select(
+            jobs[QUARANTINE] = lambda: self._write(
+                QUARANTINE, transforms.summary_rows(summary, "quarantine_rows").select(
                     "*", now.alias("arrival_time"), batch.alias("batch_id")).coalesce(_files(stats.quarantined)),
                 batch_id)
         if stats.high_value:
-            jobs["high_value"] = lambda: self._write(
-                "high_value", transforms.summary_rows(summary, "high_value_rows").select(
+            jobs[HIGH_VALUE] = lambda: self._write(
+                HIGH_VALUE, transforms.summary_rows(summary, "high_value_rows").select(
                     "*", now.alias("processing_time"), batch.alias("batch_id"),
-                    F.to_date("event_time").alias("event_date")).coalesce(_files(stats.high_value)), batch_id)
+                    F.to_date(EVENT_TIME).alias("event_date")).coalesce(_files(stats.high_value)), batch_id)
         if stats.valid:
-            jobs["sales_agg"] = lambda: self._write(
-                "sales_agg", transforms.summary_sales(summary, self.settings.agg_window).select(
+            jobs[SALES_AGG] = lambda: self._write(
+                SALES_AGG, transforms.summary_sales(summary, self.settings.agg_window).select(
                     "*", batch.alias("batch_id"), now.alias("processing_time")).coalesce(1), batch_id)
         if self.crash_after and self.crash_after[1] == self.batches_done + 1:
             self._write_then_crash(jobs)
@@ -188,7 +200,7 @@ class HighValueBatchWriter:
         between two of the batch's commits would."""
         import os
 
-        for name in ("quarantine", "high_value", "sales_agg", "metrics"):
+        for name in (QUARANTINE, HIGH_VALUE, SALES_AGG, BATCH_METRICS):
             if name in jobs:
                 jobs[name]()
                 if name == self.crash_after[0]:
@@ -209,8 +221,8 @@ class HighValueBatchWriter:
                stats.windows, offsets.behind, lag, stats.max_event_time,
                json.dumps({str(k): v for k, v in sorted(offsets.end.items())}), offsets.duplicates(stats.rows),
                stats.avro)
-        metrics = spark.createDataFrame([row], schema=ddl("batch_metrics"))
-        self.appender.append(metrics.coalesce(1), self.paths["batch_metrics"], "metrics", batch_id)
+        metrics = spark.createDataFrame([row], schema=ddl(BATCH_METRICS))
+        self.appender.append(metrics.coalesce(1), self.paths[BATCH_METRICS], BATCH_METRICS, batch_id)
 
     def _offsets_behind(self) -> int | None:
         try:
@@ -290,10 +302,10 @@ def last_planned_batch(spark, checkpoint: str) -> int:
 class HourlyRollupWriter:
     """foreachBatch body of the hourly sales query (its input is the sales_agg Delta table)."""
 
-    query_name = "sales_hourly"
+    query_name = SALES_HOURLY_QUERY
 
     def __init__(self, settings: Settings, replayable_upto: int | None = None):
-        self.path = settings.table_uri("sales_hourly")
+        self.path = settings.table_uri(SALES_HOURLY)
         self.appender = commits.OnceAppender("tormenta", replayable_upto)
 
     def __call__(self, batch_df, batch_id: int) -> None:
@@ -301,7 +313,7 @@ class HourlyRollupWriter:
 
         agg = transforms.hourly_rollup(batch_df).select(
             "*", F.lit(batch_id).cast("long").alias("batch_id"), F.current_timestamp().alias("processing_time"))
-        self.appender.append(agg.coalesce(1), self.path, "sales_hourly", batch_id)
+        self.appender.append(agg.coalesce(1), self.path, SALES_HOURLY, batch_id)
 
 
 def check_source(settings: Settings) -> None:
@@ -325,11 +337,11 @@ def start_query(spark, settings: Settings, name: str, *, once: bool = False,
     """Start one streaming query by name; returns its StreamingQuery handle."""
     # Batches the checkpoint planned before this start are the only ones a table may hold.
     planned = last_planned_batch(spark, settings.checkpoint_uri(name))
-    if name == "high_value":
+    if name == HIGH_VALUE_QUERY:
         source, writer, interval = high_value_input(spark, settings), \
             HighValueBatchWriter(settings, crash_after=crash_after, replayable_upto=planned), settings.trigger_interval
     else:
-        source = spark.readStream.format("delta").load(settings.table_uri("sales_agg"))
+        source = spark.readStream.format("delta").load(settings.table_uri(SALES_AGG))
         writer, interval = HourlyRollupWriter(settings, planned), settings.summary_interval
     stream = source.writeStream.queryName(name).foreachBatch(writer)
     stream = stream.option("checkpointLocation", settings.checkpoint_uri(name))

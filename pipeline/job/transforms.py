@@ -14,11 +14,23 @@ from decimal import Decimal
 from pyspark.sql import DataFrame
 from pyspark.sql import functions as F
 
-from pipeline.contract.fields import KAFKA_COLUMNS, SUM_SQL_TYPE
+from pipeline.contract.fields import (
+    AMOUNT,
+    COUNTRY,
+    EVENT_TIME,
+    INGEST_TIME,
+    KAFKA_COLUMNS,
+    KAFKA_OFFSET,
+    KAFKA_PARTITION,
+    MERCHANT_CATEGORY,
+    SUM_SQL_TYPE,
+    TRANSACTION_ID,
+)
 from pipeline.contract.spark import KAFKA_OUT, high_value_condition
-from pipeline.contract.tables import HIGH_VALUE_ROW, RECORD_COLUMNS, SALES_MEASURES, columns
+from pipeline.contract.tables import HIGH_VALUE_ROW, QUARANTINE, RECORD_COLUMNS, SALES_MEASURES, columns
+from pipeline.contract.wire import AVRO
 
-QUARANTINE_ROW = tuple(c for c in columns("quarantine") if c in (*KAFKA_OUT, "reason"))
+QUARANTINE_ROW = tuple(c for c in columns(QUARANTINE) if c in (*KAFKA_OUT, "reason"))
 DEDUPE_SPAN = 6  # dedupe windows per event-time span of the dedupe key (one hour at 10 minutes)
 
 
@@ -56,18 +68,18 @@ def _slim(decoded: DataFrame, window_seconds: float, threshold: Decimal) -> Data
     high-value rows, the raw message and coordinates only for quarantined ones."""
     valid = F.col("reason").isNull()
     high = valid & high_value_condition(threshold)
-    kept_for_sales = {"amount", "event_time", "merchant_category", "country"}
-    key = F.when(valid, F.col("transaction_id")).otherwise(
-        F.concat(F.lit("~"), F.col("kafka_partition").cast("string"), F.lit(":"), F.col("kafka_offset").cast("string")))
+    kept_for_sales = {AMOUNT, EVENT_TIME, MERCHANT_CATEGORY, COUNTRY}
+    key = F.when(valid, F.col(TRANSACTION_ID)).otherwise(
+        F.concat(F.lit("~"), F.col(KAFKA_PARTITION).cast("string"), F.lit(":"), F.col(KAFKA_OFFSET).cast("string")))
     return decoded.select(
         *(c if c in kept_for_sales else F.when(high, F.col(c)).alias(c) for c in RECORD_COLUMNS),
         "reason",
         *(F.when(high | ~valid, F.col(c)).alias(c) if c in KAFKA_COLUMNS else F.when(~valid, F.col(c)).alias(c)
           for c in KAFKA_OUT),
-        (F.col("wire_format") == "avro").alias("is_avro"),
+        (F.col("wire_format") == AVRO).alias("is_avro"),
         key.alias("dedupe_key"),
-        F.floor(F.unix_micros("event_time") / int(window_seconds * DEDUPE_SPAN * 1_000_000)).alias("dedupe_span"),
-        F.col("ingest_time").alias("arrival"),
+        F.floor(F.unix_micros(EVENT_TIME) / int(window_seconds * DEDUPE_SPAN * 1_000_000)).alias("dedupe_span"),
+        F.col(INGEST_TIME).alias("arrival"),
     )
 
 
@@ -83,21 +95,21 @@ def batch_summary(rows: DataFrame, threshold: Decimal, window_seconds: float) ->
     valid = F.col("reason").isNull()
     hv = valid & high_value_condition(threshold)
     return (
-        rows.withColumn("window_start", F.expr(f"timestamp_micros(floor(unix_micros(event_time) / {us}) * {us})"))
+        rows.withColumn("window_start", F.expr(f"timestamp_micros(floor(unix_micros({EVENT_TIME}) / {us}) * {us})"))
         .groupBy(
             "window_start",
-            F.coalesce("merchant_category", F.lit("unknown")).alias("merchant_category"),
-            F.coalesce("country", F.lit("??")).alias("country"),
+            F.coalesce(MERCHANT_CATEGORY, F.lit("unknown")).alias(MERCHANT_CATEGORY),
+            F.coalesce(COUNTRY, F.lit("??")).alias(COUNTRY),
         )
         .agg(
             F.count(F.lit(1)).alias("rows"),
             F.count(F.when(valid, 1)).alias("sales_count"),
-            F.coalesce(F.sum(F.when(valid, F.col("amount"))), F.lit(0)).cast(SUM_SQL_TYPE).alias("sales_amount"),
+            F.coalesce(F.sum(F.when(valid, F.col(AMOUNT))), F.lit(0)).cast(SUM_SQL_TYPE).alias("sales_amount"),
             F.count(F.when(hv, 1)).alias("high_value_count"),
-            F.coalesce(F.sum(F.when(hv, F.col("amount"))), F.lit(0)).cast(SUM_SQL_TYPE).alias("high_value_amount"),
+            F.coalesce(F.sum(F.when(hv, F.col(AMOUNT))), F.lit(0)).cast(SUM_SQL_TYPE).alias("high_value_amount"),
             F.count(F.when(F.col("is_avro"), 1)).alias("avro_rows"),
-            F.min(F.when(valid, F.col("event_time"))).alias("min_event_time"),
-            F.max(F.when(valid, F.col("event_time"))).alias("max_event_time"),
+            F.min(F.when(valid, F.col(EVENT_TIME))).alias("min_event_time"),
+            F.max(F.when(valid, F.col(EVENT_TIME))).alias("max_event_time"),
             F.collect_list(F.when(hv, F.struct(*HIGH_VALUE_ROW))).alias("high_value_rows"),
             F.collect_list(F.when(~valid, F.struct(*QUARANTINE_ROW))).alias("quarantine_rows"),
         )
@@ -108,7 +120,7 @@ def summary_sales(summary: DataFrame, window_seconds: float) -> DataFrame:
     """Per-window sales aggregates (partial for this batch) from a batch summary."""
     return _sales_shape(
         summary.where(F.col("window_start").isNotNull())
-        .groupBy("window_start", "merchant_category", "country")
+        .groupBy("window_start", MERCHANT_CATEGORY, COUNTRY)
         .agg(*(F.sum(c).alias(c) for c in SALES_MEASURES)),
         window_seconds,
     )
@@ -125,7 +137,7 @@ def hourly_rollup(sales: DataFrame) -> DataFrame:
     The windows of sales_agg divide an hour, so summing them by the hour they start in is
     exact, and sales_agg already counts each sale once."""
     return _sales_shape(
-        sales.groupBy(F.date_trunc("hour", "window_start").alias("window_start"), "merchant_category", "country")
+        sales.groupBy(F.date_trunc("hour", "window_start").alias("window_start"), MERCHANT_CATEGORY, COUNTRY)
         .agg(*(F.sum(c).alias(c) for c in SALES_MEASURES)),
         3600,
     )
@@ -135,7 +147,7 @@ def _sales_shape(agg: DataFrame, window_seconds: float) -> DataFrame:
     return agg.select(
         "window_start",
         (F.col("window_start") + F.expr(f"make_dt_interval(0, 0, 0, {float(window_seconds)})")).alias("window_end"),
-        "merchant_category", "country",
+        MERCHANT_CATEGORY, COUNTRY,
         F.col("sales_count").cast("long"), F.col("sales_amount").cast(SUM_SQL_TYPE),
         F.col("high_value_count").cast("long"), F.col("high_value_amount").cast(SUM_SQL_TYPE),
     )

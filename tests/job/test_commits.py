@@ -24,6 +24,17 @@ def test_newest_marker_is_the_newest_commit_of_the_app_not_the_highest_number():
     assert commits.newest_marked([(1, None), (2, "other:3")], app) is None
 
 
+def test_a_marker_left_under_the_former_batch_metrics_name_still_counts():
+    # Releases before the table names got one home marked batch_metrics commits "...-metrics".
+    app = "tormenta-high_value-batch_metrics"
+    assert commits.former_app_ids(app) == ("tormenta-high_value-metrics",)
+    assert commits.former_app_ids("tormenta-high_value-high_value") == ()
+    seen = [(4, "tormenta-high_value-metrics:11"), (5, "tormenta-high_value-high_value:12")]
+    assert commits.newest_marked(seen, app, *commits.former_app_ids(app)) == 11
+    assert commits.newest_marked(seen + [(6, f"{app}:12")], app, *commits.former_app_ids(app)) == 12
+    assert commits.newest_marked(seen, app) is None
+
+
 def test_the_table_is_read_once_per_run_and_a_replayed_batch_is_skipped(monkeypatch):
     looked = []
     monkeypatch.setattr(commits.OnceAppender, "_newest_in_table",
@@ -62,7 +73,8 @@ def test_crash_flag_names_a_table_and_a_batch():
 
     assert _crash_point("sales_agg") == ("sales_agg", 1)
     assert _crash_point("high_value@3") == ("high_value", 3)
-    for bad in ("nope", "high_value@0", "high_value@x", "metrics@", "@2"):
+    assert _crash_point("batch_metrics@2") == ("batch_metrics", 2)
+    for bad in ("nope", "high_value@0", "high_value@x", "metrics", "batch_metrics@", "@2"):
         with pytest.raises(SystemExit) as exc:
             main(["job", "--crash-after-commit", bad])
         assert exc.value.code == 2
