@@ -8,6 +8,8 @@ from decimal import Decimal
 import streamlit as st
 
 from pages.common import get_reader, guard, page_header, show_problem
+from pipeline.contract.fields import AMOUNT, EVENT_TIME
+from pipeline.contract.tables import HIGH_VALUE
 from pipeline.read.dashboard import TIME_RANGES, time_window
 from pipeline.read.readers import CSV_MAX_ROWS, MAX_RANGE, PAGE_SIZES, SORTABLE, HighValueQuery, utcnow
 
@@ -23,7 +25,7 @@ def page_of(q: HighValueQuery, as_of):
 
 @st.cache_data(ttl=60, show_spinner=False)
 def history():
-    return get_reader().history("high_value", 50)
+    return get_reader().history(HIGH_VALUE, 50)
 
 
 @st.cache_data(ttl=300, show_spinner=False)
@@ -102,14 +104,14 @@ with hv_tab:
                         icon=":material/filter_alt_off:")
             else:
                 st.dataframe(result.rows, hide_index=True, width="stretch", key="hv_rows", column_config={
-                    "event_time": st.column_config.DatetimeColumn("event time (UTC)", format="YYYY-MM-DD HH:mm:ss"),
+                    EVENT_TIME: st.column_config.DatetimeColumn("event time (UTC)", format="YYYY-MM-DD HH:mm:ss"),
                     "processing_time": st.column_config.DatetimeColumn("processed (UTC)", format="HH:mm:ss"),
-                    "amount": st.column_config.NumberColumn("amount", format="%.2f"),
+                    AMOUNT: st.column_config.NumberColumn("amount", format="%.2f"),
                 })
                 reader = get_reader()
                 st.download_button(
                     f"Download filtered rows as CSV (up to {CSV_MAX_ROWS:,})",
-                    data=lambda: reader.high_value_csv(q, as_of), file_name="tormenta_high_value.csv",
+                    data=lambda: reader.high_value_csv(q, as_of), file_name=f"tormenta_{HIGH_VALUE}.csv",
                     mime="text/csv", icon=":material/download:", key="hv_csv", on_click="ignore")
                 if result.total > CSV_MAX_ROWS:
                     st.caption(f"The filters match {result.total:,} rows; the CSV holds the first {CSV_MAX_ROWS:,} "

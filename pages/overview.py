@@ -9,6 +9,7 @@ import streamlit as st
 
 from pages.common import auth_config, broker_up, emulator_status, get_reader, get_settings, guard, page_header
 from pipeline.auth import secret_rows
+from pipeline.contract.tables import BATCH_METRICS, HIGH_VALUE
 from pipeline.read import health
 from pipeline.read.dashboard import fmt_count, fmt_money, headline_rate, settings_summary, wire_format_label
 from pipeline.read.readers import utcnow
@@ -38,7 +39,7 @@ def parts_and_facts():
             new_records = health.backlog(log_end_offsets(s, timeout=2, role="app"), last)
         except Exception:  # noqa: BLE001 - unknown backlog keeps the judgement conservative
             new_records = None
-    job = health.job_health(last, s, table_exists=reader.exists("batch_metrics"), new_records=new_records,
+    job = health.job_health(last, s, table_exists=reader.exists(BATCH_METRICS), new_records=new_records,
                             process=health.job_process(s))
     status = emulator_status()
     emulator = health.emulator_health(status, up)
@@ -55,9 +56,9 @@ def kafka_nodes():
 def headline():
     reader = get_reader()
     window = reader.latest_complete_window()
-    hv = reader.info("high_value")
+    hv = reader.info(HIGH_VALUE)
     # no metrics table yet (the job has not finished a batch): the sales figures still show
-    metrics = reader.batch_metrics(utcnow() - timedelta(minutes=15)) if reader.exists("batch_metrics") else None
+    metrics = reader.batch_metrics(utcnow() - timedelta(minutes=15)) if reader.exists(BATCH_METRICS) else None
     return window, hv.rows, metrics
 
 

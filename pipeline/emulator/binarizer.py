@@ -28,14 +28,22 @@ from typing import Any, Protocol
 
 from pipeline.contract import Invalid, is_high_value, parse_timestamp
 from pipeline.contract.avro import AMOUNT_PRECISION, HEADER_SIZE, SCHEMA_ID, SCHEMAS, header, is_framed
-from pipeline.contract.fields import AMOUNT_SCALE, DEFAULT_THRESHOLD, FIELDS
+from pipeline.contract.fields import (
+    AMOUNT,
+    AMOUNT_SCALE,
+    DEFAULT_THRESHOLD,
+    FIELDS,
+    PERSON_ID,
+    TIMESTAMP,
+    TRANSACTION_ID,
+)
+from pipeline.contract.wire import AVRO, JSON, WIRE_FORMATS
 
-TRANSACTION_ID, TIMESTAMP = "transaction_id", "timestamp"  # the two per-message fields
+# TRANSACTION_ID and TIMESTAMP are the two per-message fields.
 ID_PREFIX = b'{"%s":"' % TRANSACTION_ID.encode()
 _TS_PART = b'","%s":"' % TIMESTAMP.encode()
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 _MICRO = timedelta(microseconds=1)
-WIRE_FORMATS = ("json", "avro")
 
 
 @dataclass
@@ -86,7 +94,7 @@ def to_json_bytes(record: dict[str, Any]) -> bytes:
 
 def _high(record: dict[str, Any], threshold: Decimal) -> bool:
     try:
-        return is_high_value(Decimal(str(record.get("amount"))), threshold)
+        return is_high_value(Decimal(str(record.get(AMOUNT))), threshold)
     except (ArithmeticError, ValueError):
         return False
 
@@ -220,7 +228,7 @@ class _Binarizer:
             if isinstance(record, (bytes, bytearray)):
                 key, value, high = None, bytes(record), False
             else:
-                key, value = str(record.get("person_id")).encode(), self.encode_record(record)
+                key, value = str(record.get(PERSON_ID)).encode(), self.encode_record(record)
                 high = self.encoded_natively(value) and _high(record, self.threshold)
             out.keys.append(key)
             out.values.append(value)
@@ -231,7 +239,7 @@ class _Binarizer:
 class JsonBinarizer(_Binarizer):
     """Contract JSON as UTF-8; key = person_id as UTF-8."""
 
-    name = "json"
+    name = JSON
 
     def encode_record(self, record: dict[str, Any]) -> bytes:
         return to_json_bytes(record)
@@ -256,10 +264,10 @@ class JsonBinarizer(_Binarizer):
             record = json.loads(value, parse_float=Decimal)
         except ValueError:
             return [value[: max(1, len(value) // 2)]]
-        no_amount = {k: v for k, v in record.items() if k != "amount"}
+        no_amount = {k: v for k, v in record.items() if k != AMOUNT}
         return [
             value[: max(1, len(value) // 2)],                    # truncated: not JSON
-            to_json_bytes({**record, "amount": -abs(Decimal(str(record.get("amount", 1)))) or -1}),
+            to_json_bytes({**record, AMOUNT: -abs(Decimal(str(record.get(AMOUNT, 1)))) or -1}),
             to_json_bytes(no_amount),                            # missing required field
             to_json_bytes({**record, TIMESTAMP: "yesterday"}),   # unparseable timestamp
             b"\xff\xfenot utf-8",                                 # not UTF-8 at all
@@ -272,7 +280,7 @@ class AvroBinarizer(_Binarizer):
     A dict that Avro cannot represent (a missing field, an amount that is not a number)
     is sent as its contract JSON instead, for the job to quarantine like any bad message."""
 
-    name = "avro"
+    name = AVRO
 
     def encode_record(self, record: dict[str, Any]) -> bytes:
         try:
@@ -301,7 +309,7 @@ class AvroBinarizer(_Binarizer):
         if spans is None:
             return [value[: max(1, len(value) // 2)]]
         unknown = max(SCHEMAS) + 1000
-        (id_start, id_end), amount = spans[0], spans[_NAMES.index("amount")]
+        (id_start, id_end), amount = spans[0], spans[_NAMES.index(AMOUNT)]
         return [
             value[: HEADER_SIZE + (len(value) - HEADER_SIZE) // 2],   # truncated body
             value + b"\x00",                                          # trailing bytes
@@ -311,7 +319,8 @@ class AvroBinarizer(_Binarizer):
         ]
 
 
-BINARIZERS: dict[str, type[_Binarizer]] = {"json": JsonBinarizer, "avro": AvroBinarizer}
+BINARIZERS: dict[str, type[_Binarizer]] = {JSON: JsonBinarizer, AVRO: AvroBinarizer}
+assert tuple(BINARIZERS) == WIRE_FORMATS
 
 
 def make_binarizer(wire_format: str, threshold: Decimal = DEFAULT_THRESHOLD) -> JsonBinarizer | AvroBinarizer:
@@ -333,11 +342,11 @@ class _JsonTemplates:
         self.rests: list[bytes] = []  # everything after the timestamp, closing brace included
         for row in rows:
             rest = _without_per_message(row)
-            amount = rest.get("amount")
+            amount = rest.get(AMOUNT)
             if isinstance(amount, Decimal):
                 # Decimal -> float keeps the sample's value exactly for 2-decimal amounts
                 # (repr of a float is the shortest text that reads back the same).
-                rest["amount"] = float(amount) if amount == Decimal(repr(float(amount))) else amount
+                rest[AMOUNT] = float(amount) if amount == Decimal(repr(float(amount))) else amount
             self.rests.append(to_json_bytes(rest)[1:])  # drop "{": the id and timestamp go first
 
     def render(self, id_prefix: bytes, start: int, index: list[int], now: float) -> list[bytes]:

@@ -111,7 +111,7 @@ def changes_from_args(args) -> dict[str, Any]:
 
 def wire_format_from_args(settings: Settings, args) -> str:
     """--format, else the setting; a value other than json or avro is refused."""
-    from pipeline.emulator.binarizer import WIRE_FORMATS
+    from pipeline.contract.wire import WIRE_FORMATS
 
     value = settings.wire_format if args.wire_format is None else args.wire_format.strip().lower()
     if value not in WIRE_FORMATS:

@@ -14,6 +14,7 @@ from datetime import UTC, datetime, timedelta
 import numpy as np
 
 from pipeline.contract import validate
+from pipeline.contract.fields import EVENT_TIME
 from pipeline.emulator.binarizer import EncodedBatch, JsonBinarizer
 
 
@@ -73,4 +74,4 @@ class FaultInjector:
 def late_by(value: bytes, now: datetime | None = None) -> timedelta:
     """How far a message's event time lies behind `now`, in either wire format (tests and docs)."""
     now = now or datetime.now(UTC)
-    return now - validate(value)["event_time"]
+    return now - validate(value)[EVENT_TIME]

@@ -25,6 +25,7 @@ from typing import Any, Protocol, runtime_checkable
 import numpy as np
 
 from pipeline.contract import DEFAULT_THRESHOLD, Invalid, is_high_value, parse_timestamp, validate
+from pipeline.contract.fields import AMOUNT, PERSON_ID, TIMESTAMP
 from pipeline.emulator.binarizer import Batch, EncodedBatch, JsonBinarizer, iso_utc
 from pipeline.errors import EmulatorError
 
@@ -94,8 +95,8 @@ class EmulatorSource:
         token = f"{int(self._rng.integers(0, 2**32)):08x}" if seed is not None else os.urandom(4).hex()
         self.id_prefix = f"E{token}-".encode()
         self._counter = 0
-        self.keys = [str(row["person_id"]).encode() for row in rows]
-        self.high = np.array([is_high_value(Decimal(str(row["amount"])), threshold) for row in rows], dtype=bool)
+        self.keys = [str(row[PERSON_ID]).encode() for row in rows]
+        self.high = np.array([is_high_value(Decimal(str(row[AMOUNT])), threshold) for row in rows], dtype=bool)
         self.templates = binarizer.templates(rows)
         self.size = len(rows)
 
@@ -141,7 +142,7 @@ class FileReplaySource:
                 try:
                     validate(line)
                     record = json.loads(line, parse_float=Decimal)
-                    self._items.append((parse_timestamp(record["timestamp"]).timestamp(), record))
+                    self._items.append((parse_timestamp(record[TIMESTAMP]).timestamp(), record))
                 except Invalid:
                     self.invalid += 1
                     self._items.append((None, line))
@@ -171,7 +172,7 @@ class FileReplaySource:
                     break
                 self._last_offset = offset
             if isinstance(item, dict) and self.restamp:
-                item = {**item, "timestamp": iso_utc(now)}
+                item = {**item, TIMESTAMP: iso_utc(now)}
             out.append(item)
             self._pos += 1
         if self._pos >= len(self._items):

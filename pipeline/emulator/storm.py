@@ -34,7 +34,8 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import IO, Any
 
-from pipeline.emulator.binarizer import WIRE_FORMATS, make_binarizer
+from pipeline.contract.wire import WIRE_FORMATS
+from pipeline.emulator.binarizer import make_binarizer
 from pipeline.emulator.control import ControlLink, DesiredState, KafkaControlLink, LocalControl, now_iso
 from pipeline.emulator.faults import FaultInjector
 from pipeline.emulator.pacing import Pacer

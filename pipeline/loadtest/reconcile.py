@@ -22,7 +22,8 @@ from typing import Any
 
 import numpy as np
 
-from pipeline.contract.tables import TABLES, columns
+from pipeline.contract.fields import EVENT_TIME, TRANSACTION_ID
+from pipeline.contract.tables import BATCH_METRICS, HIGH_VALUE_QUERY, TABLES, columns
 
 MAX_EXAMPLES = 20
 
@@ -128,8 +129,8 @@ def read_high_value(path: Path):
 
     if not (path / "_delta_log").is_dir():
         return [], np.array([]), np.array([], dtype=np.int64)
-    t = read_columns(path, ["transaction_id", "event_time", "batch_id"])
-    return (t.column("transaction_id").to_pylist(), _to_epoch(t.column("event_time")),
+    t = read_columns(path, [TRANSACTION_ID, EVENT_TIME, "batch_id"])
+    return (t.column(TRANSACTION_ID).to_pylist(), _to_epoch(t.column(EVENT_TIME)),
             t.column("batch_id").to_numpy(zero_copy_only=False).astype(np.int64))
 
 
@@ -144,14 +145,14 @@ def read_batches(path: Path) -> list[dict[str, Any]]:
         return []
     table = DeltaTable(str(path))
     present = set(table.schema().to_arrow().names)
-    t = read_columns(path, [c for c in columns("batch_metrics") if c in present])
-    times = {c: _epoch_list(t.column(c)) for c, kind in TABLES["batch_metrics"] if kind == "TIMESTAMP" and c in present}
+    t = read_columns(path, [c for c in columns(BATCH_METRICS) if c in present])
+    times = {c: _epoch_list(t.column(c)) for c, kind in TABLES[BATCH_METRICS] if kind == "TIMESTAMP" and c in present}
     rows = t.drop_columns(list(times)).to_pylist()
     out = []
     for i, r in enumerate(rows):
-        if r["query"] != "high_value":
+        if r["query"] != HIGH_VALUE_QUERY:
             continue
-        out.append({c: (times[c][i] if c in times else r.get(c)) for c in columns("batch_metrics")})
+        out.append({c: (times[c][i] if c in times else r.get(c)) for c in columns(BATCH_METRICS)})
     return sorted(out, key=lambda r: r["batch_id"])
 
 

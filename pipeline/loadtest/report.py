@@ -22,6 +22,7 @@ import plotly.graph_objects as go
 import plotly.io as pio
 from markupsafe import Markup
 
+from pipeline.contract.tables import HIGH_VALUE
 from pipeline.loadtest.result import LoadTestResult
 from pipeline.loadtest.verdict import summarise
 
@@ -174,7 +175,7 @@ class _Charts:
         if windows:
             xs = [w["minute"][11:16] for w in windows]
             f.add_trace(go.Bar(x=xs, y=[w["over_threshold"] for w in windows], name="over threshold, sent (emulator)"))
-            f.add_trace(go.Bar(x=xs, y=[w["in_delta"] for w in windows], name="in Delta high_value"))
+            f.add_trace(go.Bar(x=xs, y=[w["in_delta"] for w in windows], name=f"in Delta {HIGH_VALUE}"))
         f.update_layout(title="Reconciliation per minute of event time", yaxis_title="high-value transactions",
                         xaxis_title="minute (UTC)", barmode="group", height=320, **LAYOUT)
         return f

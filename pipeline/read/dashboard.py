@@ -11,6 +11,7 @@ from datetime import UTC, datetime, timedelta
 
 import pandas as pd
 
+from pipeline.contract.wire import AVRO, JSON
 from pipeline.errors import SettingsError
 from pipeline.settings import Settings, format_duration
 
@@ -125,13 +126,13 @@ def fmt_money(x) -> str:
     return "–" if x is None else f"{float(x):,.2f}"
 
 
-WIRE_FORMATS = {"json": "JSON", "avro": "Avro"}
+WIRE_FORMAT_LABELS = {JSON: "JSON", AVRO: "Avro"}
 
 
 def wire_format_label(emulator_status: dict | None) -> str:
     """The wire format the emulator reports (JSON or Avro); "unknown" with no status or an odd value."""
     value = str((emulator_status or {}).get("wire_format") or "").strip().lower()
-    return WIRE_FORMATS.get(value, "unknown")
+    return WIRE_FORMAT_LABELS.get(value, "unknown")
 
 
 def _count_or_none(value) -> int | None:

@@ -36,36 +36,56 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from pipeline.contract.tables import RECORD_COLUMNS, TABLES, columns
+from pipeline.contract.fields import (
+    AMOUNT,
+    COUNTRY,
+    EVENT_TIME,
+    INGEST_TIME,
+    MERCHANT_CATEGORY,
+    MERCHANT_ID,
+    PERSON_ID,
+    TRANSACTION_ID,
+)
+from pipeline.contract.tables import (
+    BATCH_METRICS,
+    HIGH_VALUE,
+    HIGH_VALUE_QUERY,
+    QUARANTINE,
+    RECORD_COLUMNS,
+    SALES_AGG,
+    SALES_HOURLY,
+    TABLES,
+    columns,
+)
 from pipeline.errors import DataUnavailable, SettingsError
 from pipeline.read.windows import complete_until, mark_complete
 from pipeline.settings import Settings
 
 TABLE_LABELS = {
-    "high_value": "high-value transactions",
-    "quarantine": "quarantine",
-    "sales_agg": "sales aggregates",
-    "sales_hourly": "hourly sales summary",
-    "batch_metrics": "batch metrics",
+    HIGH_VALUE: "high-value transactions",
+    QUARANTINE: "quarantine",
+    SALES_AGG: "sales aggregates",
+    SALES_HOURLY: "hourly sales summary",
+    BATCH_METRICS: "batch metrics",
 }
 # The record's columns (event time first, as the Explorer shows them) and when the job processed the row.
-HIGH_VALUE_COLUMNS = ("event_time", *(c for c in RECORD_COLUMNS if c != "event_time"), "processing_time")
-assert set(HIGH_VALUE_COLUMNS) <= set(columns("high_value"))
+HIGH_VALUE_COLUMNS = (EVENT_TIME, *(c for c in RECORD_COLUMNS if c != EVENT_TIME), "processing_time")
+assert set(HIGH_VALUE_COLUMNS) <= set(columns(HIGH_VALUE))
 # Every metrics column but the query name, which the read filters on.
-METRICS_COLUMNS = tuple(c for c in columns("batch_metrics") if c != "query")
-SORTABLE = ("event_time", "amount", "person_id", "merchant_id", "merchant_category", "country")
+METRICS_COLUMNS = tuple(c for c in columns(BATCH_METRICS) if c != "query")
+SORTABLE = (EVENT_TIME, AMOUNT, PERSON_ID, MERCHANT_ID, MERCHANT_CATEGORY, COUNTRY)
 PAGE_SIZES = (25, 50, 100, 200)
-_NON_NULL_SORT_KEYS = ("amount", "event_time")  # required by the contract: the page bound applies
+_NON_NULL_SORT_KEYS = (AMOUNT, EVENT_TIME)  # required by the contract: the page bound applies
 MAX_RANGE = timedelta(days=31)
 CSV_MAX_ROWS = 100_000
 MAX_POINTS = 5_000
-DIMENSIONS = {"category": "merchant_category", "country": "country"}
+DIMENSIONS = {"category": MERCHANT_CATEGORY, "country": COUNTRY}
 _REFRESH_S = 1.0  # re-list the Delta log at most this often per table
 # The quarantine's columns as the Explorer lists them: arrival and reason first, raw bytes left out
 # (raw_value shows them), like the topic, ingest time and batch id that say nothing to a reader.
 _QUARANTINE_FIRST = ("arrival_time", "reason", "wire_format")
-QUARANTINE_COLUMNS = (*_QUARANTINE_FIRST, *(c for c in columns("quarantine") if c not in
-                                           (*_QUARANTINE_FIRST, "raw_bytes", "topic", "ingest_time", "batch_id")))
+QUARANTINE_COLUMNS = (*_QUARANTINE_FIRST, *(c for c in columns(QUARANTINE) if c not in
+                                           (*_QUARANTINE_FIRST, "raw_bytes", "topic", INGEST_TIME, "batch_id")))
 
 
 def utcnow() -> datetime:
@@ -88,7 +108,7 @@ class HighValueQuery:
     person_id: str = ""
     merchant_id: str = ""
     categories: tuple[str, ...] = ()
-    sort_by: str = "event_time"
+    sort_by: str = EVENT_TIME
     descending: bool = True
     page: int = 1
     page_size: int = 50
@@ -111,7 +131,7 @@ class HighValueQuery:
             raise SettingsError(f"page size must be one of {PAGE_SIZES}")
         if not 1 <= self.page <= 1_000_000:
             raise SettingsError("page must be a whole number >= 1")
-        for name in ("person_id", "merchant_id"):
+        for name in ("person_id", "merchant_id"):  # attributes of this query object
             if len(getattr(self, name)) > 128:
                 raise SettingsError(f"{name} is longer than 128 characters")
         return replace(self, start=start, end=end, person_id=self.person_id.strip(),
@@ -309,7 +329,7 @@ class DeltaReader:
             " sum(sales_count) AS sales_count, sum(CAST(sales_amount AS DOUBLE)) AS sales_amount,"
             " sum(high_value_count) AS high_value_count, sum(CAST(high_value_amount AS DOUBLE)) AS high_value_amount"
             f" FROM agg WHERE {self._window_where(start, end)} GROUP BY 1 ORDER BY 1",
-            agg=self.table("sales_agg"))
+            agg=self.table(SALES_AGG))
         cutoff = self.complete_until(now)
         if t.num_rows == 0:
             return SalesSeries(mark_complete(_empty_series(), bucket_s, cutoff), bucket_s, coarsened, cutoff)
@@ -322,7 +342,7 @@ class DeltaReader:
 
         The window still filling is never returned: its figures would read as a drop."""
         cutoff = self.complete_until(now)
-        dt = self.table("sales_agg")
+        dt = self.table(SALES_AGG)
         width = timedelta(seconds=self.settings.agg_window)
         for back in (2 * width, timedelta(days=2), MAX_RANGE):
             t = self._sql(
@@ -346,7 +366,7 @@ class DeltaReader:
         t = self._sql(
             f"SELECT {col} AS {dimension}, sum(CAST(sales_amount AS DOUBLE)) AS amount, sum(sales_count) AS count"
             f" FROM agg WHERE {self._window_where(_utc(start), _utc(end))} GROUP BY 1 ORDER BY amount DESC LIMIT {n}",
-            agg=self.table("sales_agg"))
+            agg=self.table(SALES_AGG))
         return _top_frame(t, dimension)
 
     def top_merchants(self, start: datetime, end: datetime, n: int = 10) -> pd.DataFrame:
@@ -354,14 +374,14 @@ class DeltaReader:
         _check_top(n)
         q = HighValueQuery(start=_utc(start), end=_utc(end)).validated()
         t = self._sql(
-            "SELECT merchant_id AS merchant, sum(CAST(amount AS DOUBLE)) AS amount, count(*) AS count"
-            f" FROM hv WHERE {_hv_where(q)} GROUP BY 1 ORDER BY amount DESC LIMIT {n}", hv=self.table("high_value"))
+            f"SELECT {MERCHANT_ID} AS merchant, sum(CAST({AMOUNT} AS DOUBLE)) AS amount, count(*) AS count"
+            f" FROM hv WHERE {_hv_where(q)} GROUP BY 1 ORDER BY amount DESC LIMIT {n}", hv=self.table(HIGH_VALUE))
         return _top_frame(t, "merchant")
 
     # -- high-value explorer ------------------------------------------------------------
     def _page_sql(self, q: HighValueQuery, limit: int, offset: int, extra_where: str = "") -> str:
         order = "DESC" if q.descending else "ASC"
-        tie = "" if q.sort_by == "transaction_id" else ", transaction_id ASC"
+        tie = "" if q.sort_by == TRANSACTION_ID else f", {TRANSACTION_ID} ASC"
         return (f"SELECT {', '.join(HIGH_VALUE_COLUMNS)} FROM hv WHERE {_hv_where(q)}{extra_where}"
                 f" ORDER BY {q.sort_by} {order}{tie} LIMIT {int(limit)} OFFSET {int(offset)}")
 
@@ -384,7 +404,7 @@ class DeltaReader:
         if len(keys) == 0:
             return self._sql(self._page_sql(q, limit, offset), hv=dt)
         bound = keys[-1].as_py()
-        lit = _lit_ts(bound) if q.sort_by == "event_time" else _lit_amount(bound)
+        lit = _lit_ts(bound) if q.sort_by == EVENT_TIME else _lit_amount(bound)
         extra = f" AND {q.sort_by} {'>=' if q.descending else '<='} {lit}"
         return self._sql(self._page_sql(q, limit, offset, extra), hv=dt)
 
@@ -395,7 +415,7 @@ class DeltaReader:
         with a top-k, so a page costs about the same on 50 million rows as on 50 thousand.
         """
         q = q.validated()
-        dt = self.table("high_value", as_of)
+        dt = self.table(HIGH_VALUE, as_of)
         total = int(self._sql(f"SELECT count(*) AS n FROM hv WHERE {_hv_where(q)}", hv=dt).column("n")[0].as_py())
         pages = max(1, -(-total // q.page_size))
         if q.page > pages:
@@ -406,7 +426,7 @@ class DeltaReader:
                        max_rows: int = CSV_MAX_ROWS) -> bytes:
         """The filtered rows in sort order as CSV (at most max_rows; the page says so)."""
         q = q.validated()
-        rows = self._sql(self._page_sql(q, max_rows, 0), hv=self.table("high_value", as_of))
+        rows = self._sql(self._page_sql(q, max_rows, 0), hv=self.table(HIGH_VALUE, as_of))
         buf = io.StringIO()
         _to_frame(rows).to_csv(buf, index=False)
         return buf.getvalue().encode()
@@ -414,8 +434,8 @@ class DeltaReader:
     def categories(self, start: datetime, end: datetime) -> list[str]:
         """Category names seen in the aggregates of the range (for the filter choices)."""
         try:
-            t = self._sql(f"SELECT DISTINCT merchant_category AS c FROM agg WHERE {self._window_where(_utc(start), _utc(end))}",
-                          agg=self.table("sales_agg"))
+            t = self._sql(f"SELECT DISTINCT {MERCHANT_CATEGORY} AS c FROM agg"
+                          f" WHERE {self._window_where(_utc(start), _utc(end))}", agg=self.table(SALES_AGG))
         except DataUnavailable:
             return []
         return sorted(v for v in t.column("c").to_pylist() if v)
@@ -425,13 +445,13 @@ class DeltaReader:
         """(reason counts, newest rows up to limit) of quarantined messages that arrived in the range."""
         if not 1 <= limit <= 5000:
             raise SettingsError("limit must be 1..5000 rows")
-        dt = self.table("quarantine")
+        dt = self.table(QUARANTINE)
         where = f"arrival_time >= {_lit_ts(start)} AND arrival_time < {_lit_ts(end)}"
         counts = self._sql(f"SELECT reason, count(*) AS messages FROM q WHERE {where}"
                            " GROUP BY reason ORDER BY messages DESC, reason", q=dt).to_pandas()
         if reason:
             where += f" AND reason = {_lit_str(reason)}"
-        cols = self._select(dt, "quarantine", QUARANTINE_COLUMNS)
+        cols = self._select(dt, QUARANTINE, QUARANTINE_COLUMNS)
         rows = self._sql(f"SELECT {cols} FROM q WHERE {where} ORDER BY arrival_time DESC LIMIT {int(limit)}", q=dt)
         df = rows.to_pandas()
         if len(df):
@@ -439,7 +459,8 @@ class DeltaReader:
         return counts, df
 
     # -- batch metrics -------------------------------------------------------------------
-    def batch_metrics(self, start: datetime, end: datetime | None = None, query: str = "high_value") -> pd.DataFrame:
+    def batch_metrics(self, start: datetime, end: datetime | None = None,
+                      query: str = HIGH_VALUE_QUERY) -> pd.DataFrame:
         """One row per micro-batch of the query in the range, oldest first."""
         return self._metrics(start, end or utcnow() + timedelta(minutes=1), query, MAX_POINTS)
 
@@ -448,15 +469,15 @@ class DeltaReader:
 
         Columns added after the first release (duplicates_dropped, avro_rows) read as NULL
         on a table written before them."""
-        dt = self.table("batch_metrics")
-        t = self._sql(f"SELECT {self._select(dt, 'batch_metrics', METRICS_COLUMNS)} FROM m"
+        dt = self.table(BATCH_METRICS)
+        t = self._sql(f"SELECT {self._select(dt, BATCH_METRICS, METRICS_COLUMNS)} FROM m"
                       f" WHERE trigger_time >= {_lit_ts(start)} AND trigger_time < {_lit_ts(end)}"
                       f" AND query = {_lit_str(query)} ORDER BY trigger_time DESC LIMIT {int(limit)}", m=dt)
         return t.to_pandas().iloc[::-1].reset_index(drop=True)
 
-    def last_batch(self, query: str = "high_value") -> dict | None:
+    def last_batch(self, query: str = HIGH_VALUE_QUERY) -> dict | None:
         """The newest metrics row of the query (file statistics find it without a scan)."""
-        info = self.info("batch_metrics", "trigger_time")
+        info = self.info(BATCH_METRICS, "trigger_time")
         if info.rows == 0 or info.newest is None:
             return None
         for back in (timedelta(hours=1), timedelta(days=2), timedelta(days=400)):
@@ -507,17 +528,17 @@ def _lit_amount(value: Decimal) -> str:
 def _hv_where(q: HighValueQuery) -> str:
     """WHERE clause of a validated query: partition range first so DataFusion prunes by event_date."""
     parts = [f"event_date BETWEEN DATE '{q.start.date()}' AND DATE '{q.end.date()}'",
-             f"event_time >= {_lit_ts(q.start)}", f"event_time < {_lit_ts(q.end)}"]
+             f"{EVENT_TIME} >= {_lit_ts(q.start)}", f"{EVENT_TIME} < {_lit_ts(q.end)}"]
     if q.min_amount is not None:
-        parts.append(f"amount >= {_lit_amount(q.min_amount)}")
+        parts.append(f"{AMOUNT} >= {_lit_amount(q.min_amount)}")
     if q.max_amount is not None:
-        parts.append(f"amount <= {_lit_amount(q.max_amount)}")
+        parts.append(f"{AMOUNT} <= {_lit_amount(q.max_amount)}")
     if q.person_id:
-        parts.append(f"person_id = {_lit_str(q.person_id)}")
+        parts.append(f"{PERSON_ID} = {_lit_str(q.person_id)}")
     if q.merchant_id:
-        parts.append(f"merchant_id = {_lit_str(q.merchant_id)}")
+        parts.append(f"{MERCHANT_ID} = {_lit_str(q.merchant_id)}")
     if q.categories:
-        parts.append(f"merchant_category IN ({', '.join(_lit_str(c) for c in q.categories)})")
+        parts.append(f"{MERCHANT_CATEGORY} IN ({', '.join(_lit_str(c) for c in q.categories)})")
     return " AND ".join(parts)
 
 
@@ -546,6 +567,6 @@ def _empty_series() -> pd.DataFrame:
 
 def _to_frame(t: pa.Table) -> pd.DataFrame:
     df = t.to_pandas()
-    if "amount" in df:
-        df["amount"] = df["amount"].astype("float64")
+    if AMOUNT in df:
+        df[AMOUNT] = df[AMOUNT].astype("float64")
     return df
