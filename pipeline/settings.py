@@ -25,9 +25,11 @@ from pathlib import Path
 from typing import Annotated, Any, NamedTuple
 
 from pydantic import BeforeValidator, Field, SecretStr, ValidationError, model_validator
-from pydantic_settings import BaseSettings, EnvSettingsSource, PydanticBaseSettingsSource, SettingsConfigDict
-from pydantic_settings.sources.utils import parse_env_vars
+from pydantic.fields import FieldInfo
+from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
 
+from pipeline.contract.fields import DEFAULT_THRESHOLD
+from pipeline.contract.wire import AVRO, WIRE_FORMATS
 from pipeline.errors import SettingsError
 
 PREFIX = "TORMENTA_"
@@ -225,6 +227,27 @@ FsPath = Annotated[Path, BeforeValidator(_path)]
 _ENVIRON: ContextVar[Mapping[str, str] | None] = ContextVar("tormenta_environ", default=None)
 
 
+class _MappingSource(PydanticBaseSettingsSource):
+    """The settings in a given mapping of environment variables (`Settings.from_env(environ)`),
+    read as the environment source reads os.environ here: TORMENTA_<NAME> in any case, an
+    empty value counts as unset (every setting is a plain value: no JSON to decode)."""
+
+    def __init__(self, settings_cls: type[BaseSettings], environ: Mapping[str, str]):
+        super().__init__(settings_cls)
+        self.environ = {key.lower(): value for key, value in environ.items()}
+
+    def get_field_value(self, field: FieldInfo, field_name: str) -> tuple[Any, str, bool]:
+        return self.environ.get(f"{PREFIX}{field_name}".lower()), field_name, False
+
+    def __call__(self) -> dict[str, Any]:
+        values = {}
+        for name, field in self.settings_cls.model_fields.items():
+            value, key, _ = self.get_field_value(field, name)
+            if value is not None and value != "":
+                values[key] = value
+        return values
+
+
 class Settings(BaseSettings):
     model_config = SettingsConfigDict(env_prefix=PREFIX, env_ignore_empty=True, frozen=True, extra="forbid",
                                       validate_default=True)
@@ -243,7 +266,7 @@ class Settings(BaseSettings):
     trigger_interval: Trigger = _setting("1m", "Processing interval of the high-value job (micro-batch trigger)")
     summary_interval: Trigger = _setting("1h", "Trigger of the hourly sales summary query")
     threshold: Annotated[Decimal, BeforeValidator(_amount)] = _setting(
-        "1500", "High value means amount strictly greater than this")
+        str(DEFAULT_THRESHOLD), "High value means amount strictly greater than this")
     dedup_window: Window = _setting("10m", "Same transaction_id within this event-time distance = one transaction")
     agg_window: Window = _setting("1m", "Tumbling window of the sales aggregates table")
     max_offsets_per_trigger: Annotated[int, _whole(1000, 1_000_000_000)] = _setting(
@@ -270,8 +293,9 @@ class Settings(BaseSettings):
                                    "Sample transactions the emulator draws from")
     control_topic: Topic = _setting("tormenta.emulator.control", "Compacted topic holding the emulator's desired state")
     status_topic: Topic = _setting("tormenta.emulator.status", "Topic where the emulator publishes its status and metrics")
-    wire_format: Annotated[str, _text(r"json|avro", "is not allowed; allowed: json, avro", lower=True)] = _setting(
-        "avro", "Wire format the emulator writes: avro (Confluent framing; the default, it measured faster end to end) or json; the job reads both")
+    wire_format: Annotated[str, _text("|".join(WIRE_FORMATS), f"is not allowed; allowed: {', '.join(WIRE_FORMATS)}",
+                                      lower=True)] = _setting(
+        AVRO, "Wire format the emulator writes: avro (Confluent framing; the default, it measured faster end to end) or json; the job reads both")
     spark_master: Annotated[str, BeforeValidator(_master)] = _setting(
         "local", "Spark master: local (= local[TORMENTA_JOB_CORES]), local[N], spark://host:port, yarn or k8s://https://host:port")
     executor_memory: Memory = _setting("1g", "Spark executor heap on a cluster (spark.executor.memory)")
@@ -332,9 +356,8 @@ class Settings(BaseSettings):
         """Keyword values first, then the environment (the mapping given to `from_env`, else os.environ);
         no .env file and no secrets folder."""
         environ = _ENVIRON.get()
-        if environ is not None and isinstance(env_settings, EnvSettingsSource):
-            env_settings.env_vars = parse_env_vars(environ, env_settings.case_sensitive, env_settings.env_ignore_empty,
-                                                   env_settings.env_parse_none_str)
+        if environ is not None:
+            return init_settings, _MappingSource(settings_cls, environ)
         return init_settings, env_settings
 
     @classmethod
