@@ -27,6 +27,9 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
+from pipeline.contract.fields import AMOUNT  # noqa: E402
+from pipeline.contract.tables import HIGH_VALUE  # noqa: E402
+
 SCENARIOS = [
     ("Overview", "pages/overview.py", []),
     ("Pipeline", "pages/pipeline_health.py", []),
@@ -36,7 +39,7 @@ SCENARIOS = [
      [("selectbox", "sales_range", "Last 24 hours"), ("button_group", "sales_bucket", "5 minutes")]),
     ("Explorer, last hour", "pages/explorer.py", []),
     ("Explorer, 7 days by amount p.3", "pages/explorer.py",
-     [("selectbox", "hv_range", "Last 7 days"), ("selectbox", "hv_sort", "amount"), ("number_input", "hv_page", 3)]),
+     [("selectbox", "hv_range", "Last 7 days"), ("selectbox", "hv_sort", AMOUNT), ("number_input", "hv_page", 3)]),
 ]
 
 
@@ -102,9 +105,9 @@ def main() -> int:
         generate(data, args.rows, args.days, args.file_mb)
     else:
         print(f"reusing the tables in {data}")
-    files = len(list((data / "delta" / "high_value").rglob("*.parquet")))
+    files = len(list((data / "delta" / HIGH_VALUE).rglob("*.parquet")))
     size = sum(f.stat().st_size for f in (data / "delta").rglob("*.parquet")) / 2**30
-    print(f"high_value: {files} Parquet files; all tables {size:.1f} GiB on disk")
+    print(f"{HIGH_VALUE}: {files} Parquet files; all tables {size:.1f} GiB on disk")
 
     os.environ["TORMENTA_DATA_DIR"] = str(data)
     os.environ["TORMENTA_BOOTSTRAP_SERVERS"] = "127.0.0.1:9"  # nothing listens: the broker-down path

@@ -25,6 +25,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
+from pipeline.contract.wire import JSON, WIRE_FORMATS  # noqa: E402
 from pipeline.kafka.broker import EmbeddedBroker  # noqa: E402
 from pipeline.kafka.topic import ensure_topic  # noqa: E402
 from pipeline.settings import Settings  # noqa: E402
@@ -51,7 +52,7 @@ def main(argv=None) -> int:
     ap.add_argument("--rate", type=float, default=50_000, help="target rate, tx/s (default 50,000)")
     ap.add_argument("--seconds", type=float, default=20, help="length of each run (default 20)")
     ap.add_argument("--rounds", type=int, default=1, help="rounds of (smooth, burst) (default 1)")
-    ap.add_argument("--format", default="json", choices=("json", "avro"), help="wire format (default json)")
+    ap.add_argument("--format", default=JSON, choices=WIRE_FORMATS, help=f"wire format (default {JSON})")
     args = ap.parse_args(argv)
     if args.rate <= 0 or args.seconds <= 0 or args.rounds <= 0:
         ap.error("--rate, --seconds and --rounds must be positive")

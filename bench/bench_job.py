@@ -35,6 +35,8 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
+from pipeline.contract.tables import HIGH_VALUE_QUERY  # noqa: E402
+from pipeline.contract.wire import WIRE_FORMATS  # noqa: E402
 from pipeline.kafka.broker import EmbeddedBroker  # noqa: E402
 from pipeline.kafka.topic import ensure_topic  # noqa: E402
 from pipeline.settings import Settings  # noqa: E402
@@ -71,7 +73,7 @@ def ours_time(spark, settings: Settings) -> tuple[float, dict]:
     writer = runner.HighValueBatchWriter(settings, replayable_upto=-1)  # a fresh checkpoint, as the job knows
     t = time.perf_counter()
     q = (runner.high_value_input(spark, settings).writeStream.foreachBatch(writer).trigger(availableNow=True)
-         .option("checkpointLocation", settings.checkpoint_uri("high_value")).start())
+         .option("checkpointLocation", settings.checkpoint_uri(HIGH_VALUE_QUERY)).start())
     q.awaitTermination()
     return time.perf_counter() - t, dict(writer.last_timings)
 
@@ -100,7 +102,7 @@ def steady(spark, base: Settings, tmp: Path, fmt: str, small: int, batches: int)
             tables.create_tables(spark, settings)
             writer = runner.HighValueBatchWriter(settings, replayable_upto=-1)
             stream = runner.high_value_input(spark, settings).writeStream.foreachBatch(writer)
-            ckpt = settings.checkpoint_uri("high_value")
+            ckpt = settings.checkpoint_uri(HIGH_VALUE_QUERY)
         q = stream.trigger(availableNow=True).option("checkpointLocation", ckpt).start()
         q.awaitTermination()
         times = batch_times(q)
@@ -148,8 +150,9 @@ def main() -> int:
     ap.add_argument("--steady", type=int, default=8, help="batches of --small in the running-query measure (0: skip)")
     args = ap.parse_args()
     formats = [f.strip() for f in args.formats.split(",") if f.strip()]
-    if args.records <= 0 or args.small <= 0 or args.steady < 0 or not set(formats) <= {"json", "avro"} or not formats:
-        ap.error("--records and --small must be positive, --steady zero or more; --formats is a list of json, avro")
+    if args.records <= 0 or args.small <= 0 or args.steady < 0 or not set(formats) <= set(WIRE_FORMATS) or not formats:
+        ap.error("--records and --small must be positive, --steady zero or more; "
+                 f"--formats is a list of {', '.join(WIRE_FORMATS)}")
     logging.basicConfig(level=logging.WARNING)
     tmp = Path(tempfile.mkdtemp(prefix="tormenta-bench-job-"))
     base = Settings.from_env({
