@@ -16,7 +16,6 @@ byte for byte against fastavro.
 from __future__ import annotations
 
 import json
-from decimal import Decimal
 from typing import Any
 
 from pipeline.contract.errors import Invalid
@@ -24,7 +23,6 @@ from pipeline.contract.fields import AMOUNT_SCALE, FIELDS
 
 MAGIC = 0
 SCHEMA_ID = 1
-SCHEMA_VERSION = 1
 HEADER_SIZE = 5
 AMOUNT_PRECISION = 18
 
@@ -106,7 +104,3 @@ def _parsed_schema():
     if not _PARSED:
         _PARSED.append(fastavro.parse_schema(schema()))
     return _PARSED[0]
-
-
-def amount_of(value: Any) -> Decimal:
-    return value if isinstance(value, Decimal) else Decimal(str(value))

@@ -39,6 +39,7 @@ from pipeline.contract.fields import (
     REQUIRED_FIELDS,
     TIMESTAMP_PATTERN,
 )
+from pipeline.contract.wire import AVRO, JSON
 
 WIDE_DECIMAL = "decimal(38,10)"
 _WIRE_NAMES = tuple(BY_NAME)
@@ -73,22 +74,22 @@ def decode_messages(raw: DataFrame) -> DataFrame:
         F.col("partition").cast("int").alias("kafka_partition"),
         F.col("offset").alias("kafka_offset"),
         F.col("timestamp").alias("ingest_time"),
-        F.when(is_avro, F.lit("avro")).otherwise(F.lit("json")).alias("wire_format"),
+        F.when(is_avro, F.lit(AVRO)).otherwise(F.lit(JSON)).alias("wire_format"),
     )
     df = df.select("*", _schema_id().alias("_sid"))
     df = df.select(
         "*",
-        F.when(F.col("wire_format") == "json", F.from_json("raw_value", _TYPED_SCHEMA)).alias("j"),
+        F.when(F.col("wire_format") == JSON, F.from_json("raw_value", _TYPED_SCHEMA)).alias("j"),
         F.when(F.col("_sid").isin(*avro.SCHEMAS), _from_avro()).alias("a"),
     )
     df = df.select("*", F.expr(_TS_NORMALISED.format(ts="j.timestamp")).alias("_json_time"))
-    df = df.select("*", ((F.col("wire_format") == "json") & _json_fast_ok()).alias("_fast"))
+    df = df.select("*", ((F.col("wire_format") == JSON) & _json_fast_ok()).alias("_fast"))
     # The strict path's VARIANT parses, computed once per row that needs them (and
     # referenced by name below, which keeps the plan small).
-    strict = (F.col("wire_format") == "json") & ~F.col("_fast")
+    strict = (F.col("wire_format") == JSON) & ~F.col("_fast")
     df = df.select("*", F.when(strict, F.from_json("raw_value", _VARIANT_SCHEMA)).alias("_v"),
                    F.when(strict, F.call_function("try_parse_json", F.col("raw_value"))).alias("_full"))
-    avro_rows = F.col("wire_format") == "avro"
+    avro_rows = F.col("wire_format") == AVRO
 
     def pick(avro_value: Column, json_value: Column) -> Column:
         return F.when(avro_rows, avro_value).otherwise(json_value)
@@ -120,7 +121,7 @@ def _optional(value: Column, field) -> Column:
 def _schema_id() -> Column:
     """Bytes 2-5 of a framed message as a big-endian int (NULL for JSON or a short message)."""
     return F.when(
-        (F.col("wire_format") == "avro") & (F.length("raw_bytes") >= avro.HEADER_SIZE),
+        (F.col("wire_format") == AVRO) & (F.length("raw_bytes") >= avro.HEADER_SIZE),
         F.conv(F.hex(F.substring("raw_bytes", 2, 4)), 16, 10).cast("long"),
     )
 

@@ -90,19 +90,3 @@ class Pacer:
 
     def record(self, n: int) -> None:
         self.sent += n
-
-    def seconds_until_due(self, cap: float = 0.05, min_records: int = 1) -> float:
-        """How long to wait before `min_records` are owed (at most `cap`): waiting for a
-        few milliseconds' worth keeps chunks efficient at high rates."""
-        if self.paused:
-            return cap
-        now = self.clock()
-        rate = self.rate_fn(now)
-        if rate <= 0:
-            return cap
-        missing = (self.sent + max(1, min_records)) - self.target
-        wait = missing / rate if missing > 0 else 0.0
-        if self.burst:
-            next_tick = self._horizon(now) + self.tick
-            wait = max(wait, next_tick - now)
-        return max(0.0, min(cap, wait))

@@ -20,7 +20,6 @@ from typing import Any
 
 from pipeline.errors import SettingsError
 
-KINDS = ("warmup", "ramp", "hold", "beyond")
 MIN_STEP_S = 5.0
 
 
