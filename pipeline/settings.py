@@ -446,11 +446,27 @@ def _readable(name: str, path: Path | None, what: str) -> list[str]:
     return []
 
 
+def _certificates(name: str, path: Path | None, what: str) -> list[str]:
+    """A readable file that must hold at least one PEM certificate: a CA's private key or any
+    other text would otherwise pass here and fail deep inside every Kafka client."""
+    if path is None or _readable(name, path, what):
+        return []  # unset, or already reported as unreadable
+    from cryptography import x509
+
+    try:
+        x509.load_pem_x509_certificates(path.read_bytes())
+    except (ValueError, OSError):
+        return [f"{PREFIX}{name}={str(path)!r} holds no PEM certificate; allowed: a {what} "
+                "(-----BEGIN CERTIFICATE----- blocks)"]
+    return []
+
+
 def kafka_security_problems(s: Settings) -> list[str]:
     """What is missing or unreadable in the Kafka security settings, one line each (empty = fine)."""
     protocol = s.kafka_security_protocol
     tls, sasl = protocol in ("SSL", "SASL_SSL"), protocol.startswith("SASL_")
     problems = _readable("KAFKA_CA_FILE", s.kafka_ca_file, "PEM file of CA certificates")
+    problems += _certificates("KAFKA_CA_FILE", s.kafka_ca_file, "PEM file of CA certificates")
     problems += _readable("KAFKA_CERT_FILE", s.kafka_cert_file, "PEM client certificate")
     problems += _readable("KAFKA_KEY_FILE", s.kafka_key_file, "PEM private key")
     if tls and s.kafka_ca_file is None:

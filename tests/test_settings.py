@@ -83,33 +83,74 @@ def test_a_bad_value_gives_one_line_naming_variable_value_and_what_is_allowed(va
     assert message.startswith(f"{PREFIX}{var}={value!r} ") and expect in message and "\n" not in message
 
 
+CA = "<a PEM file of a CA certificate>"  # replaced by the `ca_file` fixture's path in the test
+
+
+@pytest.fixture
+def ca_file(tmp_path) -> Path:
+    from pipeline.kafka.certs import cert_pem, make_ca
+
+    path = tmp_path / "ca.pem"
+    path.write_bytes(cert_pem(make_ca()[1]))
+    return path
+
+
 KAFKA_INCOMPLETE = [
     ({"SECURITY_PROTOCOL": "SSL"}, ["TORMENTA_KAFKA_SECURITY_PROTOCOL=SSL needs TORMENTA_KAFKA_CA_FILE; allowed: the PEM bundle"]),
     ({"SECURITY_PROTOCOL": "SASL_PLAINTEXT"}, ["SASL_PLAINTEXT needs TORMENTA_KAFKA_USERNAME; allowed: the SASL user name",
                                               "SASL_PLAINTEXT needs TORMENTA_KAFKA_PASSWORD or TORMENTA_KAFKA_PASSWORD_FILE"]),
-    ({"SECURITY_PROTOCOL": "SASL_SSL", "CA_FILE": __file__, "USERNAME": "u"}, ["needs TORMENTA_KAFKA_PASSWORD or"]),
-    ({"SECURITY_PROTOCOL": "SSL", "CA_FILE": __file__, "CERT_FILE": __file__},
+    ({"SECURITY_PROTOCOL": "SASL_SSL", "CA_FILE": CA, "USERNAME": "u"}, ["needs TORMENTA_KAFKA_PASSWORD or"]),
+    ({"SECURITY_PROTOCOL": "SSL", "CA_FILE": CA, "CERT_FILE": __file__},
      ["mutual TLS needs both TORMENTA_KAFKA_CERT_FILE and TORMENTA_KAFKA_KEY_FILE; allowed: both or neither"]),
     ({"CERT_FILE": __file__, "KEY_FILE": __file__}, ["TORMENTA_KAFKA_SECURITY_PROTOCOL=PLAINTEXT has no TLS; allowed: SSL"]),
 ]
 
 
 @pytest.mark.parametrize("values,expect", KAFKA_INCOMPLETE)
-def test_incomplete_kafka_security_is_refused_one_line_per_problem(values, expect):
+def test_incomplete_kafka_security_is_refused_one_line_per_problem(values, expect, ca_file):
     with pytest.raises(SettingsError) as err:
-        Settings.from_env({f"{PREFIX}KAFKA_{k}": v for k, v in values.items()})
+        Settings.from_env({f"{PREFIX}KAFKA_{k}": str(ca_file) if v is CA else v for k, v in values.items()})
     lines = str(err.value).splitlines()
     assert len(lines) == len(expect) and all(e in line for e, line in zip(expect, lines, strict=True))
 
 
-def test_complete_kafka_security_is_accepted(tmp_path):
+def test_complete_kafka_security_is_accepted(tmp_path, ca_file):
     secret = tmp_path / "password"
     secret.write_text("s3cr3t\n")
-    s = Settings.from_env({f"{PREFIX}KAFKA_SECURITY_PROTOCOL": "sasl_ssl", f"{PREFIX}KAFKA_CA_FILE": __file__,
+    s = Settings.from_env({f"{PREFIX}KAFKA_SECURITY_PROTOCOL": "sasl_ssl", f"{PREFIX}KAFKA_CA_FILE": str(ca_file),
                            f"{PREFIX}KAFKA_USERNAME": "u", f"{PREFIX}KAFKA_PASSWORD_FILE": str(secret),
                            f"{PREFIX}KAFKA_SASL_MECHANISM": "scram-sha-256"})
     assert (s.kafka_security_protocol, s.kafka_sasl_mechanism) == ("SASL_SSL", "SCRAM-SHA-256")
     assert "s3cr3t" not in repr(s)
+
+
+@pytest.mark.parametrize("content", [
+    b"-----BEGIN PRIVATE KEY-----\nMIGHAgEAMBMGByqGSM49AgEGCCqGSM49AwEHBG0wawIBAQQg\n-----END PRIVATE KEY-----\n",
+    b"not a certificate at all\n",
+    b"",
+])
+def test_a_ca_file_without_a_certificate_is_refused_naming_the_file(tmp_path, content):
+    path = tmp_path / "not-a-ca.pem"
+    path.write_bytes(content)
+    with pytest.raises(SettingsError) as err:
+        Settings.from_env({f"{PREFIX}KAFKA_SECURITY_PROTOCOL": "SSL", f"{PREFIX}KAFKA_CA_FILE": str(path)})
+    assert str(err.value) == (f"{PREFIX}KAFKA_CA_FILE={str(path)!r} holds no PEM certificate; allowed: a PEM file "
+                              "of CA certificates (-----BEGIN CERTIFICATE----- blocks)")
+
+
+def test_a_real_ca_private_key_is_refused_and_its_certificate_accepted(tmp_path):
+    from cryptography.hazmat.primitives import serialization
+
+    from pipeline.kafka.certs import cert_pem, make_ca
+
+    key, cert = make_ca()
+    key_file, cert_file = tmp_path / "ca.key", tmp_path / "ca.pem"
+    key_file.write_bytes(key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
+                                           serialization.NoEncryption()))
+    cert_file.write_bytes(cert_pem(cert))
+    with pytest.raises(SettingsError, match="ca.key' holds no PEM certificate"):
+        Settings.from_env({f"{PREFIX}KAFKA_CA_FILE": str(key_file)})
+    assert Settings.from_env({f"{PREFIX}KAFKA_CA_FILE": str(cert_file)}).kafka_ca_file == cert_file
 
 
 def test_every_problem_is_collected_one_line_each():

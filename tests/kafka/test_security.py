@@ -2,6 +2,9 @@
 
 import ast
 import json
+import os
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -25,8 +28,14 @@ from pipeline.settings import PROJECT_ROOT, Settings
 SECRET = "pa\"ss\\w0rd-never-shown"
 
 
+def _ca_pem() -> bytes:
+    from pipeline.kafka.certs import cert_pem, make_ca
+
+    return cert_pem(make_ca()[1])
+
+
 def _secured(tmp_path: Path, **env: str) -> Settings:
-    (tmp_path / "ca.pem").write_text("CA")
+    (tmp_path / "ca.pem").write_bytes(_ca_pem())
     (tmp_path / "pw").write_text(SECRET + "\n")
     base = {"TORMENTA_DATA_DIR": str(tmp_path / "data"), "TORMENTA_KAFKA_SECURITY_PROTOCOL": "SASL_SSL",
             "TORMENTA_KAFKA_CA_FILE": str(tmp_path / "ca.pem"), "TORMENTA_KAFKA_USERNAME": "alice",
@@ -38,7 +47,7 @@ def _client_file(tmp_path: Path) -> Settings:
     """A data folder holding the client file a secured embedded broker writes."""
     secure = tmp_path / "data" / "secure"
     secure.mkdir(parents=True)
-    (secure / "ca.pem").write_text("CA")
+    (secure / "ca.pem").write_bytes(_ca_pem())
     users = {}
     for role in security.ROLES:
         (secure / f"{role}.password").write_text(f"pw-of-{role}")
@@ -46,6 +55,23 @@ def _client_file(tmp_path: Path) -> Settings:
     (secure / "clients.json").write_text(json.dumps({"security_protocol": "SASL_SSL", "sasl_mechanism": "SCRAM-SHA-512",
                                                      "ca_file": str(secure / "ca.pem"), "users": users}))
     return Settings.from_env({"TORMENTA_DATA_DIR": str(tmp_path / "data")})
+
+
+@pytest.mark.parametrize("command", [("job", "--once"), ("emulate", "--max-records", "1", "--no-control"),
+                                     ("storm", "status"), ("smoke",)])
+def test_a_ca_file_without_a_certificate_stops_every_kafka_command_before_it_starts(tmp_path, command):
+    """The CA's private key given as the CA bundle: one line naming the file, exit 2, no
+    client built (the job used to end in a KafkaException traceback)."""
+    key = tmp_path / "ca-key.pem"
+    key.write_text("-----BEGIN PRIVATE KEY-----\nMIGHAgEAMBMGByqGSM49AgEGCCqGSM49AwEHBG0wawIBAQQg\n-----END PRIVATE KEY-----\n")
+    env = {**os.environ, "TORMENTA_DATA_DIR": str(tmp_path / "data"), "TORMENTA_KAFKA_SECURITY_PROTOCOL": "SSL",
+           "TORMENTA_KAFKA_CA_FILE": str(key), "TORMENTA_BOOTSTRAP_SERVERS": "127.0.0.1:9"}
+    out = subprocess.run([sys.executable, "-m", "pipeline", *command], cwd=PROJECT_ROOT, env=env, capture_output=True,
+                         text=True, timeout=120)
+    assert out.returncode == 2, out.stderr
+    assert out.stderr.strip() == (f"error: TORMENTA_KAFKA_CA_FILE={str(key)!r} holds no PEM certificate; allowed: "
+                                  "a PEM file of CA certificates (-----BEGIN CERTIFICATE----- blocks)")
+    assert out.stdout == ""
 
 
 def test_plaintext_is_the_default_and_adds_nothing(tmp_path):
