@@ -1,4 +1,6 @@
-"""Shared fixtures: a real Kafka broker per test session, unique topics per test, one Spark session.
+"""Shared fixtures: a real Kafka broker per test session, unique topics per test, one Spark session;
+more in the tests/support modules listed in `pytest_plugins` (secured broker, sample transactions,
+the dashboard's demo data).
 
 Integration tests start the real embedded broker (Maven jars) on free loopback ports in a
 temporary folder and stop it afterwards, also when a test fails.
@@ -6,7 +8,6 @@ temporary folder and stop it afterwards, also when a test fails.
 
 from __future__ import annotations
 
-import json
 import uuid
 from pathlib import Path
 
@@ -16,15 +17,12 @@ from pipeline.kafka.broker import EmbeddedBroker
 from pipeline.kafka.topic import ensure_topic
 from pipeline.settings import Settings
 from tests.support.ports import free_port
-from tests.support.secure_fixtures import secure_broker  # noqa: F401 - the session's secured broker fixture
+from tests.support.stack import make_settings
+
+# Fixtures defined in tests/support, available to every test.
+pytest_plugins = ["tests.support.secure_fixtures", "tests.support.emulator_fixtures", "tests.support.apptest"]
 
 ARTIFACTS = Path(__file__).resolve().parent.parent / "test-artifacts"
-
-
-def make_settings(data_dir: Path, **env: str) -> Settings:
-    base = {"TORMENTA_DATA_DIR": str(data_dir)}
-    base.update({f"TORMENTA_{k.upper()}": str(v) for k, v in env.items()})
-    return Settings.from_env(base)
 
 
 @pytest.fixture(scope="session")
@@ -51,24 +49,6 @@ def stack(broker, tmp_path) -> Settings:
     )
     ensure_topic(settings)
     return settings
-
-
-def produce(settings: Settings, values: list, topic: str | None = None) -> None:
-    """Produce raw values (dict -> contract JSON, str/bytes as they are) and wait for delivery."""
-    from confluent_kafka import Producer
-
-    p = Producer({"bootstrap.servers": settings.bootstrap_servers, "enable.idempotence": True, "acks": "all"})
-    errors = []
-    for v in values:
-        key = v.get("person_id", "k").encode() if isinstance(v, dict) else None
-        raw = json.dumps(v).encode() if isinstance(v, dict) else (v.encode() if isinstance(v, str) else v)
-        p.produce(topic or settings.topic, raw, key=key, on_delivery=lambda e, m: e and errors.append(e))
-    assert p.flush(30) == 0 and not errors, errors
-
-
-def tx(tid: str, amount, ts: str = "2026-11-24T19:12:03.123456Z", **extra) -> dict:
-    return {"transaction_id": tid, "person_id": extra.pop("person_id", "P1"), "merchant_id": "M1",
-            "amount": amount, "timestamp": ts, **extra}
 
 
 @pytest.fixture(scope="session")

@@ -22,8 +22,9 @@ import pytest
 from pipeline.cli import build_parser
 from pipeline.kafka.security import kafka_auth
 from pipeline.settings import PROJECT_ROOT, Settings
-from tests.support.app_fixtures import launched_chromium, wait_for
+from tests.support.app_fixtures import launched_chromium
 from tests.support.ports import free_port
+from tests.support.waiting import wait_for
 
 pytestmark = [pytest.mark.integration, pytest.mark.browser]
 S3_SECRET = "s3-secret-Zq8vT1w"  # also set: it must read "set" on the Overview, never its value
@@ -138,10 +139,10 @@ def test_no_secret_in_logs_pages_report_help_or_errors(secure_broker, tmp_path):
                            stdout=open(tmp_path / "run.out", "wb"), stderr=subprocess.STDOUT, start_new_session=True)
     try:
         metrics = data / "delta" / "batch_metrics" / "_delta_log"
-        wait_for(lambda: run.poll() is not None or (metrics.is_dir() and any(metrics.glob("*.json"))), 300,
-                 "the job's first batch")
-        assert run.poll() is None, (tmp_path / "run.out").read_text()[-3000:]
-        wait_for(lambda: "Tormenta is running" in (tmp_path / "run.out").read_text(), 60, "the app")
+        wait_for(lambda: metrics.is_dir() and any(metrics.glob("*.json")), 300, "the job's first batch",
+                 process=run, log=tmp_path / "run.out")
+        wait_for(lambda: "Tormenta is running" in (tmp_path / "run.out").read_text(), 60, "the app",
+                 process=run, log=tmp_path / "run.out")
         texts = _browser_texts(port)
         texts.update({f"apptest:{k}": v for k, v in _app_test_texts(env).items()})
         loadtest = subprocess.run([sys.executable, "-m", "pipeline", "loadtest", "--profile", "smoke", "--scale", "0.25",

@@ -4,47 +4,17 @@ control channel on a real broker."""
 
 from __future__ import annotations
 
-import socket
 from pathlib import Path
 
 import pytest
-import streamlit as st
 from streamlit.testing.v1 import AppTest
 
-from pages.common import FAILURES
 from tests.support.app_fixtures import write_demo_tables
+from tests.support.apptest import APP, assert_clean, failures, texts, use_env
 
-APP = str(Path(__file__).resolve().parents[2] / "streamlit_app.py")
 PAGES = ["pages/overview.py", "pages/pipeline_health.py", "pages/storm_control.py", "pages/live_sales.py",
          "pages/explorer.py"]
-
-
-def closed_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]  # closed again when the socket goes: nothing listens there
-
-
-@pytest.fixture(scope="module")
-def demo_dir(tmp_path_factory) -> Path:
-    d = tmp_path_factory.mktemp("demo")
-    write_demo_tables(d, high_value_rows=3_000, days=2)
-    return d
-
-
-def use_env(monkeypatch, data_dir: Path, bootstrap: str | None = None, **more: str) -> None:
-    monkeypatch.setenv("TORMENTA_DATA_DIR", str(data_dir))
-    monkeypatch.setenv("TORMENTA_BOOTSTRAP_SERVERS", bootstrap or f"127.0.0.1:{closed_port()}")
-    for k, v in more.items():
-        monkeypatch.setenv(f"TORMENTA_{k.upper()}", v)
-    st.cache_data.clear()
-    st.cache_resource.clear()
-
-
-@pytest.fixture(autouse=True)
-def _release_cached_clients():
-    yield
-    st.cache_resource.clear()  # closes the cached EmulatorControl (on_release) before its broker goes
+pytestmark = pytest.mark.usefixtures("release_cached_clients")
 
 
 def open_page(page: str) -> AppTest:
@@ -56,29 +26,9 @@ def open_page(page: str) -> AppTest:
     return at
 
 
-def texts(at: AppTest) -> str:
-    parts = [e.value for kind in ("info", "warning", "success", "markdown", "caption", "subheader")
-             for e in getattr(at, kind)]
-    return "\n".join(str(p) for p in parts)
-
-
 def hv_rows(at: AppTest):
     """The high-value rows table of the Explorer (AppTest does not expose dataframe keys)."""
     return next(d.value for d in at.dataframe if "transaction_id" in d.value.columns)
-
-
-def failures(at: AppTest) -> list[dict]:
-    """The reads that failed in the last run, as the page layer's guard() recorded them."""
-    return list(at.session_state[FAILURES]) if FAILURES in at.session_state else []
-
-
-def assert_clean(at: AppTest, allowed: tuple[str, ...] = ()) -> None:
-    """No exception, no error box, and no read on the page failed (except of the `allowed` kinds)."""
-    assert not at.exception, [e.value for e in at.exception]
-    assert not at.error, [e.value for e in at.error]
-    assert FAILURES in at.session_state, "the entry script did not run: no failure record"
-    bad = [f for f in failures(at) if f["error"] not in allowed]
-    assert not bad, bad
 
 
 def test_assert_clean_fails_when_a_read_fails(monkeypatch, demo_dir, tmp_path):

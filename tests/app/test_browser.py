@@ -13,8 +13,8 @@ from pathlib import Path
 
 import pytest
 
-from tests.support.app_fixtures import CHROMIUM, launched_chromium, running_streamlit, wait_for, write_demo_tables
-from tests.support.ports import free_port
+from tests.support.app_fixtures import CHROMIUM, launched_chromium, running_app, write_demo_tables
+from tests.support.waiting import wait_for
 
 ROOT = Path(__file__).resolve().parents[2]
 # url path, a text the page must show, whether it draws Plotly charts
@@ -28,11 +28,6 @@ PAGES = [
 
 pytestmark = [pytest.mark.browser,
               pytest.mark.skipif(not Path(CHROMIUM).exists(), reason="needs Debian's chromium: `make browser`")]
-
-
-def running_app(data: Path, **env: str):
-    """`streamlit run` on a free loopback port with TORMENTA_* env; stopped (process group) on exit."""
-    return running_streamlit(data, free_port(), env=env)
 
 
 @pytest.fixture(scope="module")

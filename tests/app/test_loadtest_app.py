@@ -6,24 +6,15 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-import streamlit as st
 from streamlit.testing.v1 import AppTest
 
 from pipeline.loadtest.capacity import CapacityInput, capacity
 from pipeline.loadtest.report import write_report
-from tests.app.test_app_pages import closed_port
-from tests.loadtest.test_loadtest_unit import synthetic_result
+from tests.support.apptest import APP, closed_port
+from tests.support.loadtest_fixtures import synthetic_result
 
-APP = str(Path(__file__).resolve().parents[2] / "streamlit_app.py")
 PAGE = "pages/load_test.py"
-
-
-@pytest.fixture(autouse=True)
-def _fresh_caches():
-    st.cache_data.clear()
-    st.cache_resource.clear()
-    yield
-    st.cache_resource.clear()
+pytestmark = pytest.mark.usefixtures("release_cached_clients")
 
 
 def open_page(monkeypatch, data_dir: Path) -> AppTest:

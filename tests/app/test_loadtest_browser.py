@@ -8,33 +8,11 @@ from pathlib import Path
 import pytest
 
 from pipeline.loadtest.report import write_report
-from tests.loadtest.test_loadtest_unit import synthetic_result
-from tests.support.app_fixtures import CHROMIUM, launched_chromium
+from tests.support.app_fixtures import CHROMIUM, launched_chromium, open_report, running_app
+from tests.support.loadtest_fixtures import synthetic_result
 
 pytestmark = [pytest.mark.browser,
               pytest.mark.skipif(not Path(CHROMIUM).exists(), reason="needs Debian's chromium: `make browser`")]
-
-
-def open_report(path: Path, screenshot: Path) -> dict:
-    """Open a report file in headless Chromium, wait for every Plotly chart, screenshot it;
-    returns what the page showed (charts drawn, headline texts, console errors)."""
-    with launched_chromium() as browser:
-        page = browser.new_page(viewport={"width": 1400, "height": 1000})
-        errors: list[str] = []
-        page.on("pageerror", lambda exc: errors.append(str(exc)))
-        # Any request leaving the file would mean the report is not self-contained.
-        page.route("http*://**", lambda route: (errors.append("network: " + route.request.url), route.abort()))
-        page.goto(path.as_uri(), wait_until="load")
-        # every chart has drawn its SVG: the page is complete, nothing left to wait for
-        page.wait_for_function("() => document.querySelectorAll('.js-plotly-plot .main-svg').length >= 12",
-                               timeout=60_000)
-        page.screenshot(path=str(screenshot), full_page=True)
-        return {"charts": page.locator(".js-plotly-plot").count(),
-                "max_rate": page.locator("#max-rate").inner_text(),
-                "stage": page.locator("#limiting-stage").inner_text(),
-                "reconciliation": page.locator("#reconciliation-verdict").inner_text(),
-                "verdict_rows": page.locator("table.verdicts tbody tr").count(),
-                "errors": errors}
 
 
 def test_report_opens_offline_in_chromium(tmp_path, artifacts):
@@ -50,8 +28,6 @@ def test_report_opens_offline_in_chromium(tmp_path, artifacts):
 
 def test_load_test_page_in_chromium(tmp_path, artifacts):
     """The app's Load test page with a saved run: verdict, calculator and the report download button."""
-    from tests.app.test_browser import running_app
-
     result, samples = synthetic_result()
     result.run_id = "20261124-191200-abcd"
     write_report(tmp_path / "loadtests" / result.run_id, result, samples)

@@ -6,12 +6,11 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-import streamlit as st
 from streamlit.testing.v1 import AppTest
 
-from tests.app.test_app_pages import APP, assert_clean, texts, use_env
-from tests.support.app_fixtures import write_demo_tables
+from tests.support.apptest import APP, assert_clean, texts, use_env
 
+pytestmark = pytest.mark.usefixtures("release_cached_clients")
 OPERATOR, VIEWER, NOBODY = "olga@example.com", "vera@example.com", "nora@example.com"
 SECRETS = {
     "auth": {"redirect_uri": "http://localhost:8501/oauth2callback", "cookie_secret": "c" * 40,
@@ -19,19 +18,6 @@ SECRETS = {
              "server_metadata_url": "https://idp.example.com/.well-known/openid-configuration"},
     "tormenta": {"roles": {"operators": [OPERATOR], "claim": "groups", "viewer_values": ["tormenta-viewers"]}},
 }
-
-
-@pytest.fixture(scope="module")
-def demo_dir(tmp_path_factory) -> Path:
-    d = tmp_path_factory.mktemp("login-demo")
-    write_demo_tables(d, high_value_rows=500, days=1)
-    return d
-
-
-@pytest.fixture(autouse=True)
-def _release_cached_clients():
-    yield
-    st.cache_resource.clear()
 
 
 def app_as(user: dict | None, secrets: dict | None = SECRETS) -> AppTest:

@@ -1,22 +1,15 @@
 """The Spark expressions (`pipeline.contract.spark`) agree with the Python validator on every
 contract case, in both wire formats, from the project's own copy of the cases."""
 
-from datetime import UTC, datetime
+from datetime import UTC
 
 import pytest
 
 from pipeline.contract import Invalid, validate
 from pipeline.contract.fields import RECORD_COLUMNS
-from tests.support.cases import AVRO_CASES, CASES
+from tests.support.cases import AVRO_CASES, CASES, kafka_rows
 
 pytestmark = pytest.mark.integration
-
-
-def kafka_rows(spark, values, start_offset=0):
-    rows = [(b"k", v.encode() if isinstance(v, str) else v, "tx", 0, start_offset + i, datetime(2026, 11, 24, 19, 0))
-            for i, v in enumerate(values)]
-    return spark.createDataFrame(rows, "key binary, value binary, topic string, partition int, offset long, "
-                                       "timestamp timestamp")
 
 
 def reference(raw):

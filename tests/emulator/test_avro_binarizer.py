@@ -25,18 +25,13 @@ from pipeline.emulator.binarizer import (
     zigzag_varint,
 )
 from pipeline.emulator.faults import FaultInjector, late_by
-from pipeline.emulator.sources import EmulatorSource, load_samples
+from pipeline.emulator.sources import EmulatorSource
 
 ROOT = Path(__file__).resolve().parents[2]
 SAMPLES = ROOT / "samples" / "transactions.jsonl.gz"
 NOW = datetime(2026, 11, 24, 19, 12, 3, 123456, tzinfo=UTC).timestamp()
 EDGE_AMOUNTS = ["0.01", "0.1", "1", "127.99", "128", "1.27", "1.28", "327.67", "327.68", "1500.00", "1500.01",
                 "99999.99", "8388607.99", "10000000.00", "10000000"]
-
-
-@pytest.fixture(scope="module")
-def samples():
-    return load_samples(SAMPLES)
 
 
 def _reference(record: dict) -> bytes:

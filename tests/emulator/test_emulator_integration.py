@@ -15,7 +15,8 @@ from pipeline.contract.avro import is_framed
 from pipeline.emulator.control import EmulatorControl
 from pipeline.emulator.sources import FileReplaySource
 from pipeline.emulator.storm import StormEmulator
-from tests.support.emulator_fixtures import Background, read_all, topic_count, wait_for
+from tests.support.emulator_fixtures import Background, read_all, topic_count
+from tests.support.waiting import wait_for
 
 pytestmark = pytest.mark.integration
 
@@ -51,18 +52,20 @@ def test_rate_change_through_control_topic_within_one_second(stack):
     with EmulatorControl(stack) as ctl:
         emulator = StormEmulator(stack, changes={"rate": 2000, "profile": "steady"}, status_interval=0.25)
         with Background(emulator, duration=25) as bg:
-            wait_for(lambda: ctl.latest_status() is not None, timeout=15)
+            wait_for(lambda: ctl.latest_status() is not None, 15, "a first status from the emulator", every=0.02)
             assert ctl.desired()["rate"] == 2000
             before = topic_count(stack)
             t = time.monotonic()
             state = ctl.set_desired(rate=8000)
-            wait_for(lambda: emulator.desired.version == state["version"], timeout=1.0, step=0.005)
+            wait_for(lambda: emulator.desired.version == state["version"], 1.0, "the emulator to apply the new version",
+                     every=0.005)
             applied = time.monotonic() - t
             assert applied < 1.0
             # Measure once a status at the new rate is out: the time 16,000 more records take to land.
-            status = wait_for(lambda: (s := ctl.latest_status()) and s["base_rate"] == 8000 and s)
+            status = wait_for(lambda: (s := ctl.latest_status()) and s["base_rate"] == 8000 and s, 10,
+                              "a status at the new rate", every=0.02)
             t1, n1 = time.monotonic(), topic_count(stack)
-            wait_for(lambda: topic_count(stack) >= n1 + 16_000, timeout=5, step=0.01)
+            wait_for(lambda: topic_count(stack) >= n1 + 16_000, 5, "16,000 more records in the topic", every=0.01)
             rate = (topic_count(stack) - n1) / (time.monotonic() - t1)
             assert 6500 < rate < 9500, rate
             assert topic_count(stack) > before
@@ -83,19 +86,21 @@ def test_pause_resume_stop_and_state_survives_restart(stack):
     with EmulatorControl(stack) as ctl:
         emulator = StormEmulator(stack, changes={"rate": 3000}, status_interval=0.25)
         with Background(emulator, duration=25) as bg:
-            wait_for(lambda: topic_count(stack) > 500, timeout=15)
+            wait_for(lambda: topic_count(stack) > 500, 15, "500 records in the topic", every=0.02)
             ctl.set_desired(state="paused")
-            wait_for(lambda: emulator.desired.state == "paused", timeout=1.0, step=0.005)
+            wait_for(lambda: emulator.desired.state == "paused", 1.0, "the emulator to pause", every=0.005)
             # Paused, with every record sent before the pause delivered and in the topic.
             paused = wait_for(lambda: (s := ctl.latest_status()) and s["state"] == "paused"
-                              and s["delivered"] == s["sent"] == topic_count(stack) and s)
+                              and s["delivered"] == s["sent"] == topic_count(stack) and s, 10,
+                              "a paused status with everything sent delivered", every=0.02)
             assert paused["target_rate"] == 0
             paused_at = paused["sent"]
             # A full second of statuses later, still nothing new in the topic.
-            later = wait_for(lambda: (s := ctl.latest_status()) and s["uptime_s"] >= paused["uptime_s"] + 1.0 and s)
+            later = wait_for(lambda: (s := ctl.latest_status()) and s["uptime_s"] >= paused["uptime_s"] + 1.0 and s,
+                             10, "a status a second after the pause", every=0.02)
             assert later["state"] == "paused" and later["sent"] == paused_at == topic_count(stack)
             ctl.set_desired(state="running", rate=1500)
-            wait_for(lambda: topic_count(stack) > paused_at + 300, timeout=3)
+            wait_for(lambda: topic_count(stack) > paused_at + 300, 3, "300 records after the resume", every=0.02)
             t = time.monotonic()
             ctl.set_desired(state="stopped")
             summary = bg.join(5)
@@ -212,7 +217,7 @@ def test_sigterm_stops_the_emulator_process_cleanly(stack):
     proc = subprocess.Popen([sys.executable, "-m", "pipeline", "emulate", "--rate", "2000", "--duration", "60"],
                             cwd=root, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     try:
-        wait_for(lambda: topic_count(stack) > 1000, timeout=20, step=0.1)
+        wait_for(lambda: topic_count(stack) > 1000, 20, "1,000 records from the emulate command", process=proc)
         proc.send_signal(signal.SIGTERM)
         out, err = proc.communicate(timeout=20)
     finally:

@@ -19,7 +19,7 @@ from pipeline.emulator.control import DesiredState, Faults
 from pipeline.emulator.faults import FaultInjector, late_by
 from pipeline.emulator.pacing import Pacer
 from pipeline.emulator.presets import PRESETS, PROFILES, make_profile, preset_rate
-from pipeline.emulator.sources import ClientSource, EmulatorSource, FileReplaySource, load_samples
+from pipeline.emulator.sources import ClientSource, EmulatorSource, FileReplaySource
 from pipeline.errors import EmulatorError, SettingsError
 from pipeline.settings import Settings
 
@@ -27,11 +27,6 @@ ROOT = Path(__file__).resolve().parents[2]
 SAMPLES = ROOT / "samples" / "transactions.jsonl.gz"
 CAPTURE = ROOT / "samples" / "capture_small.jsonl"
 NOW = datetime(2026, 11, 24, 19, 12, 3, 123456, tzinfo=UTC).timestamp()
-
-
-@pytest.fixture(scope="module")
-def samples():
-    return load_samples(SAMPLES)
 
 
 @pytest.fixture(scope="module")

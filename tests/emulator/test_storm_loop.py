@@ -18,7 +18,7 @@ from pipeline.cli import main
 from pipeline.contract import Invalid, validate
 from pipeline.contract.avro import is_framed
 from pipeline.emulator.binarizer import AvroBinarizer, transaction_id_of
-from pipeline.emulator.sources import EmulatorSource, FileReplaySource, load_samples
+from pipeline.emulator.sources import EmulatorSource, FileReplaySource
 from pipeline.emulator.storm import StormEmulator
 from pipeline.emulator.testing import MemoryControl, MemorySink
 from pipeline.errors import EmulatorError
@@ -26,6 +26,7 @@ from pipeline.settings import Settings
 
 ROOT = Path(__file__).resolve().parents[2]
 EPOCH = 1_795_000_000.0
+FEW = 5000  # samples per emulator source: enough variety, cheap to pre-encode
 
 
 class FakeTime:
@@ -70,17 +71,12 @@ def settings():
     return Settings()
 
 
-@pytest.fixture(scope="module")
-def samples(settings):
-    return load_samples(settings.sample_file)[:5000]
-
-
 def emulator(settings, samples, fake: FakeTime, *, wire_format="json", **kw) -> StormEmulator:
     kw.setdefault("control", False)
     kw.setdefault("sink", TimedSink(fake))
     binarizer = AvroBinarizer(settings.threshold) if wire_format == "avro" else None
     source = kw.pop("source", None) or EmulatorSource(settings.sample_file, settings.threshold, seed=1,
-                                                      samples=samples, binarizer=binarizer)
+                                                      samples=samples[:FEW], binarizer=binarizer)
     return StormEmulator(settings, source, wire_format=wire_format, clock=fake.clock, wall=fake.wall,
                          sleep=fake.sleep, seed=2, **kw)
 
@@ -202,7 +198,7 @@ def test_replay_in_avro_and_full_speed(settings, samples):
 
 def test_source_and_emulator_must_agree_on_the_format(settings, samples):
     fake = FakeTime()
-    source = EmulatorSource(settings.sample_file, Decimal("1500"), samples=samples)  # JSON
+    source = EmulatorSource(settings.sample_file, Decimal("1500"), samples=samples[:FEW])  # JSON
     with pytest.raises(EmulatorError, match="source encodes json"):
         emulator(settings, samples, fake, wire_format="avro", source=source)
     with pytest.raises(EmulatorError, match="wire format 'xml' is not allowed"):

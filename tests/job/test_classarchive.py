@@ -11,7 +11,7 @@ import pytest
 
 from pipeline.job import classarchive
 from pipeline.settings import PROJECT_ROOT, Settings
-from tests.conftest import make_settings
+from tests.support.stack import make_settings
 
 
 @pytest.fixture

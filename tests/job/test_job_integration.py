@@ -4,7 +4,6 @@ import os
 import signal
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import pytest
@@ -13,9 +12,10 @@ from deltalake import DeltaTable
 from pipeline.contract.tables import TABLES
 from pipeline.job import tables
 from pipeline.job.runner import run_job
-from pipeline.kafka.procs import stop_group
 from pipeline.kafka.topic import log_end_offsets
-from tests.conftest import produce, tx
+from pipeline.kafka.procs import stop_group
+from tests.support.stack import produce, tx
+from tests.support.waiting import wait_for
 
 pytestmark = pytest.mark.integration
 ROOT = Path(__file__).resolve().parents[2]
@@ -114,18 +114,6 @@ def _rows(path) -> int:
         return 0
 
 
-def wait_for(condition, timeout: float, what: str, job=None, log=None) -> None:
-    """Poll an observable condition; fail early if the job process died."""
-    deadline = time.monotonic() + timeout
-    while not condition():
-        if job is not None and job.poll() is not None:
-            tail = log.read_text(errors="replace")[-2000:] if log else ""
-            pytest.fail(f"job exited ({job.returncode}) while waiting for {what}\n{tail}")
-        if time.monotonic() > deadline:
-            pytest.fail(f"timed out after {timeout:.0f} s waiting for {what}")
-        time.sleep(0.3)
-
-
 def _caught_up(settings, ends: dict[int, int]) -> bool:
     import json
 
@@ -160,7 +148,7 @@ def test_kill_minus_nine_then_restart_is_exactly_once(stack, spark_session):
                            env=_env(stack), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
     try:
         metrics = stack.table_path("batch_metrics")
-        wait_for(lambda: _rows(metrics) >= 1, 180, "a first batch", job)
+        wait_for(lambda: _rows(metrics) >= 1, 180, "a first batch", process=job, every=0.3)
         # Keep producing while the job runs, each round after the job has committed one
         # more batch, then kill it mid-stream without warning.
         for r in range(1, n_rounds):
@@ -168,7 +156,7 @@ def test_kill_minus_nine_then_restart_is_exactly_once(stack, spark_session):
             expected |= {f"r{r}-{i}" for i in range(per_round)}
             done = _rows(metrics)
             produce(stack, batch)
-            wait_for(lambda d=done: _rows(metrics) > d, 120, "the next batch", job)
+            wait_for(lambda d=done: _rows(metrics) > d, 120, "the next batch", process=job, every=0.3)
         os.killpg(job.pid, signal.SIGKILL)
         job.wait(30)
     finally:
@@ -189,7 +177,8 @@ def test_kill_minus_nine_then_restart_is_exactly_once(stack, spark_session):
         expected |= {v["transaction_id"] for v in last}
         produce(stack, last)
         ends = log_end_offsets(stack)
-        wait_for(lambda: _caught_up(stack, ends), 300, "the restarted job to catch up", job, log)
+        wait_for(lambda: _caught_up(stack, ends), 300, "the restarted job to catch up", process=job, log=log,
+                 every=0.3)
     finally:
         rc = stop_group(job, 90)
     text = log.read_text(errors="replace")

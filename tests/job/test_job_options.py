@@ -2,8 +2,8 @@
 
 from pipeline.job import runner
 from pipeline.job.spark import LOCAL_DISK_CONF, session_conf
-from tests.conftest import make_settings
 from tests.support.fakes import SparkChain
+from tests.support.stack import make_settings
 
 
 def test_the_checkpoint_writer_without_forks_is_for_a_local_disk_only(tmp_path):

@@ -23,8 +23,8 @@ import pytest
 from pipeline.errors import SettingsError
 from pipeline.read.readers import DeltaReader, HighValueQuery, storage_options
 from pipeline.settings import Settings
-from tests.conftest import produce, tx
 from tests.support.ports import free_port
+from tests.support.stack import produce, tx
 
 ROOT = Path(__file__).resolve().parents[2]
 ACCESS, SECRET = "tormenta-test", "s3cr3t-" + uuid.uuid4().hex

@@ -20,8 +20,8 @@ from deltalake import DeltaTable
 from pipeline.errors import SettingsError
 from pipeline.job.spark import JIT_OPTIONS, package_zip, spark_submit_args
 from pipeline.settings import Settings
-from tests.conftest import produce, tx
 from tests.support.spark_standalone import StandaloneCluster, spark_home
+from tests.support.stack import produce, tx
 
 ROOT = Path(__file__).resolve().parents[2]
 HV_COLUMNS = ["transaction_id", "amount", "event_time", "kafka_partition", "kafka_offset", "ingest_time"]

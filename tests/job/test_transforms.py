@@ -9,8 +9,7 @@ import pytest
 from pipeline.contract import avro
 from pipeline.contract.spark import decode_messages
 from pipeline.job import transforms
-from tests.contract.test_spark_agreement import kafka_rows
-from tests.support.cases import CASES
+from tests.support.cases import CASES, kafka_rows
 
 pytestmark = pytest.mark.integration
 
@@ -90,8 +89,8 @@ def test_create_tables_makes_registers_and_upgrades(spark_session, tmp_path):
 
     from pipeline.contract.tables import ADDED_COLUMNS, TABLES, columns
     from pipeline.job import tables
-    from tests.conftest import make_settings
     from tests.support.app_fixtures import contract_table
+    from tests.support.stack import make_settings
 
     settings = make_settings(tmp_path)
     tables.create_tables(spark_session, settings)

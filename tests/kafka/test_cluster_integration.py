@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import json
 import os
-import socket
 import subprocess
 import sys
 import time
@@ -25,45 +24,19 @@ import pytest
 from pipeline.emulator.storm import StormEmulator
 from pipeline.kafka.broker import EmbeddedBroker
 from pipeline.kafka.cluster import KafkaCluster, with_cluster
-from pipeline.kafka.procs import stop_group
 from pipeline.kafka.topic import describe_topic, ensure_topic, log_end_offsets
 from pipeline.loadtest.reconcile import read_high_value, read_ids
 from pipeline.loadtest.sampling import checkpoint_offsets
+from pipeline.kafka.procs import stop_group
 from pipeline.read import health
 from pipeline.settings import PROJECT_ROOT, Settings
-from tests.conftest import make_settings, produce, tx
-from tests.support.emulator_fixtures import Background, read_all, wait_for
+from tests.support.emulator_fixtures import Background, read_all
+from tests.support.ports import port_run
+from tests.support.stack import make_settings, produce, tx
+from tests.support.waiting import wait_for
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 DOWN_FOR = 30.0     # seconds the killed node stays down while the emulator keeps producing
-
-
-def port_run(count: int) -> int:
-    """A base port such that base .. base+count-1 are all free on loopback."""
-    for _ in range(200):
-        with socket.socket() as s:
-            s.bind(("127.0.0.1", 0))
-            base = s.getsockname()[1]
-        if base + count < 65535 and all(_free(base + i) for i in range(count)):
-            return base
-    raise AssertionError("no run of free loopback ports")
-
-
-def _free(port: int) -> bool:
-    with socket.socket() as s:
-        try:
-            s.bind(("127.0.0.1", port))
-        except OSError:
-            return False
-    return True
-
-
-def until(condition, timeout: float, what: str):
-    """Poll an observable condition (another process's output) until true; fail saying `what`."""
-    try:
-        return wait_for(condition, timeout, step=0.5)
-    except AssertionError:
-        raise AssertionError(f"{what} within {timeout:.0f} s") from None
 
 
 def log_end(s: Settings) -> int:
@@ -83,7 +56,7 @@ def start_job(s: Settings, log: Path) -> subprocess.Popen:
                                stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, cwd=PROJECT_ROOT, env=env,
                                start_new_session=True)
     first = s.checkpoint_dir / "high_value" / "commits" / "0"
-    until(lambda: first.exists() or job.poll() is not None, 240, "the job committed no first batch")
+    wait_for(first.exists, 240, "the job's first committed batch", process=job, log=log, every=0.5)
     assert job.poll() is None, log.read_text()[-3000:]
     return job
 
@@ -91,7 +64,7 @@ def start_job(s: Settings, log: Path) -> subprocess.Popen:
 def assert_exact(s: Settings, ids_file: Path, job: subprocess.Popen, log: Path) -> int:
     """Wait until the job has committed the whole log, then compare ids: 0 lost, 0 duplicated."""
     end = log_end(s)
-    until(lambda: committed(s) >= end or job.poll() is not None, 240, f"the job did not catch up to {end}")
+    wait_for(lambda: committed(s) >= end, 240, f"the job to catch up to offset {end}", process=job, log=log, every=0.5)
     assert job.poll() is None, "the job stopped:\n" + log.read_text()[-3000:]
     expected = read_ids(ids_file)
     actual, _, _ = read_high_value(s.table_path("high_value"))
@@ -136,7 +109,7 @@ def test_a_killed_partition_leader_loses_nothing(cluster, tmp_path):
     try:
         pid = job.pid
         with Background(StormEmulator(s, control=False, record_ids=ids, seed=7)) as bg:
-            until(lambda: log_end(s) >= 20_000, 60, "the emulator did not start producing")
+            wait_for(lambda: log_end(s) >= 20_000, 60, "the emulator's first 20,000 records", every=0.5)
             victim = c.leader_of(s.topic)
             assert victim and c.node(victim).kill()
             seen = watch_down(c, s, victim, DOWN_FOR)
@@ -144,9 +117,9 @@ def test_a_killed_partition_leader_loses_nothing(cluster, tmp_path):
             led = health.cluster_view(s).nodes[victim - 1]
             assert led.leads == 0 and health.cluster_view(s).under_replicated
             c.start_node(victim)
-            until(lambda: not health.cluster_view(s).under_replicated, 90, "replicas did not get back in sync")
+            wait_for(lambda: not health.cluster_view(s).under_replicated, 90, "the replicas back in sync", every=0.5)
             before = log_end(s)
-            until(lambda: log_end(s) >= before + 20_000, 60, "no records after the restart")
+            wait_for(lambda: log_end(s) >= before + 20_000, 60, "20,000 records after the restart", every=0.5)
             bg.stop.set()
             summary = bg.join(90)
         assert summary["failed"] == 0 and summary["delivered"] == summary["sent"], summary
@@ -184,12 +157,12 @@ def test_single_broker_killed_and_restarted_lets_the_job_resume(tmp_path):
         job = start_job(s, job_log)
         pid = job.pid
         with Background(StormEmulator(s, control=False, record_ids=ids, seed=3)) as bg:
-            until(lambda: log_end(s) >= 10_000, 60, "the emulator did not start producing")
+            wait_for(lambda: log_end(s) >= 10_000, 60, "the emulator's first 10,000 records", every=0.5)
             assert broker.kill()
             assert health.broker_health(s).state == health.DOWN
             broker.start()
             before = log_end(s)
-            until(lambda: log_end(s) >= before + 10_000, 60, "no records after the restart")
+            wait_for(lambda: log_end(s) >= before + 10_000, 60, "10,000 records after the restart", every=0.5)
             bg.stop.set()
             summary = bg.join(90)
         assert summary["failed"] == 0, summary

@@ -158,7 +158,7 @@ def test_report_shows_the_broker_outage():
     import dataclasses
 
     from pipeline.loadtest.report import build_report
-    from tests.loadtest.test_loadtest_unit import synthetic_result
+    from tests.support.loadtest_fixtures import synthetic_result
 
     result, samples = synthetic_result()
     t0 = float(result.t0)

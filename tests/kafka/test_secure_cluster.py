@@ -19,7 +19,7 @@ from pipeline.kafka.cluster import KafkaCluster, describe_partitions, with_clust
 from pipeline.kafka.security import client_config
 from pipeline.kafka.topic import ensure_topic
 from pipeline.settings import Settings
-from tests.kafka.test_cluster_integration import port_run
+from tests.support.ports import port_run
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 RECORDS = 200

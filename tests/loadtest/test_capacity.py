@@ -17,7 +17,7 @@ from pipeline.loadtest.capacity import (
     sample_record_bytes,
 )
 from pipeline.settings import Settings
-from tests.loadtest.test_loadtest_unit import synthetic_result
+from tests.support.loadtest_fixtures import synthetic_result
 
 
 def test_disk_and_batch_figures_follow_the_stated_formulas():

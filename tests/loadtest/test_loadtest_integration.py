@@ -24,7 +24,8 @@ from pipeline.kafka.topic import admin
 from pipeline.loadtest import reconcile, verdict
 from pipeline.loadtest.result import LoadTestResult
 from pipeline.loadtest.runner import LoadTest, LoadTestOptions, list_runs
-from tests.support.app_fixtures import wait_for
+from tests.support.app_fixtures import CHROMIUM, open_report
+from tests.support.waiting import wait_for
 
 pytestmark = pytest.mark.integration
 
@@ -132,8 +133,6 @@ def test_smoke_plan_on_the_real_stack(broker, tmp_path, artifacts):
     assert not any("could not delete" in e["text"] for e in result.events)
     assert _our_children() == []
     shutil.copy(report, artifacts / "loadtest-report-smoke.html")
-
-    from tests.app.test_loadtest_browser import CHROMIUM, open_report
 
     if Path(CHROMIUM).exists():
         seen = open_report(report, artifacts / "loadtest-report-smoke.png")

@@ -20,8 +20,8 @@ from pipeline.loadtest.options import LoadTestOptions
 from pipeline.loadtest.report import build_report, rebuild, write_report
 from pipeline.loadtest.result import LoadTestResult, ResultFormatError
 from pipeline.settings import Settings
-from tests.loadtest.test_loadtest_unit import synthetic_result
 from tests.support.app_fixtures import contract_table
+from tests.support.loadtest_fixtures import synthetic_result
 
 SAVED_FORMAT_1 = Path(__file__).parent / "saved" / "result_format1.json"
 

@@ -16,8 +16,6 @@ from __future__ import annotations
 
 import json
 import re
-import threading
-import time
 from contextlib import contextmanager
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -30,6 +28,7 @@ from pipeline.contract.fields import CHANNELS as CONTRACT_CHANNELS
 from pipeline.contract.fields import DEFAULT_THRESHOLD, is_high_value
 from pipeline.contract.tables import ADDED_COLUMNS, PARTITIONS, TABLES
 from tests.support.ports import free_port
+from tests.support.waiting import wait_for
 
 CATEGORIES = ["electronics", "travel", "jewelry", "grocery", "fashion", "home", "sports", "toys", "books", "health"]
 COUNTRIES = ["ES", "DE", "FR", "IT", "PT", "NL", "BE", "AT", "IE", "PL", "SE", "DK", "FI", "CZ", "GR", "HU",
@@ -60,19 +59,6 @@ def contract_table(name: str, data: dict, *, legacy: bool = False) -> pa.Table:
     return pa.table({c: pc.cast(pa.array(data[c]) if not isinstance(data[c], pa.Array | pa.ChunkedArray)
                                  else data[c], arrow_type(t), safe=False) if c in data
                      else pa.nulls(n, arrow_type(t)) for c, t in cols})
-
-
-def wait_for(condition, timeout: float, what: str, every: float = 0.1):
-    """Poll `condition()` until it returns a true value (returned) or `timeout` seconds pass (AssertionError)."""
-    deadline = time.monotonic() + timeout
-    tick = threading.Event()
-    while True:
-        value = condition()
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out after {timeout:g} s waiting for {what}")
-        tick.wait(every)
 
 
 def _ids(prefix: str, values: np.ndarray) -> pa.Array:
@@ -273,17 +259,39 @@ def running_streamlit(data: Path, port: int, *, secrets_file: Path | None = None
                                 start_new_session=True)
     url = f"http://127.0.0.1:{port}"
 
-    def healthy() -> bool:
-        if proc.poll() is not None:
-            raise RuntimeError("streamlit exited: " + log_path.read_text()[-2000:])
-        return _http_ok(f"{url}/_stcore/health")
-
     try:
-        wait_for(healthy, 60, "streamlit's health endpoint")
+        wait_for(lambda: _http_ok(f"{url}/_stcore/health"), 60, "streamlit's health endpoint", process=proc, log=log_path)
         yield url
     finally:
         _stop_process_group(proc)
 
+
+
+def running_app(data: Path, **env: str):
+    """`streamlit run` on a free loopback port with TORMENTA_* env; stopped (process group) on exit."""
+    return running_streamlit(data, free_port(), env=env)
+
+
+def open_report(path: Path, screenshot: Path) -> dict:
+    """Open a load-test report file in headless Chromium, wait for every Plotly chart, screenshot it;
+    returns what the page showed (charts drawn, headline texts, console errors)."""
+    with launched_chromium() as browser:
+        page = browser.new_page(viewport={"width": 1400, "height": 1000})
+        errors: list[str] = []
+        page.on("pageerror", lambda exc: errors.append(str(exc)))
+        # Any request leaving the file would mean the report is not self-contained.
+        page.route("http*://**", lambda route: (errors.append("network: " + route.request.url), route.abort()))
+        page.goto(path.as_uri(), wait_until="load")
+        # every chart has drawn its SVG: the page is complete, nothing left to wait for
+        page.wait_for_function("() => document.querySelectorAll('.js-plotly-plot .main-svg').length >= 12",
+                               timeout=60_000)
+        page.screenshot(path=str(screenshot), full_page=True)
+        return {"charts": page.locator(".js-plotly-plot").count(),
+                "max_rate": page.locator("#max-rate").inner_text(),
+                "stage": page.locator("#limiting-stage").inner_text(),
+                "reconciliation": page.locator("#reconciliation-verdict").inner_text(),
+                "verdict_rows": page.locator("table.verdicts tbody tr").count(),
+                "errors": errors}
 
 
 @contextmanager
@@ -306,13 +314,9 @@ def oidc_provider(port: int, users: list[dict], log_dir: Path):
                                 env=dict(os.environ, NO_COLOR="1"))
     issuer = f"http://127.0.0.1:{port}"
 
-    def up() -> bool:
-        if proc.poll() is not None:
-            raise RuntimeError("oidc-provider-mock exited: " + log_path.read_text()[-2000:])
-        return _http_ok(f"{issuer}/.well-known/openid-configuration")
-
     try:
-        wait_for(up, 30, "the OIDC provider's discovery document")
+        wait_for(lambda: _http_ok(f"{issuer}/.well-known/openid-configuration"), 30,
+                 "the OIDC provider's discovery document", process=proc, log=log_path)
         yield issuer
     finally:
         _stop_process_group(proc)

@@ -1,8 +1,19 @@
-"""Contract cases shared by the Python-validator and Spark-parser tests: (raw value, reason or None)."""
+"""Contract cases shared by the Python-validator and Spark-parser tests: (raw value, reason or None),
+and `kafka_rows`, which puts raw values in a DataFrame shaped like the Kafka source's."""
 
 import json
+from datetime import datetime
 
 TS = "2026-11-24T19:12:03.123456Z"
+
+
+def kafka_rows(spark, values, start_offset=0):
+    """A DataFrame of `values` (str or bytes) as Spark's Kafka source reads them: partition 0 of
+    topic "tx", consecutive offsets from `start_offset`, key b"k"."""
+    rows = [(b"k", v.encode() if isinstance(v, str) else v, "tx", 0, start_offset + i, datetime(2026, 11, 24, 19, 0))
+            for i, v in enumerate(values)]
+    return spark.createDataFrame(rows, "key binary, value binary, topic string, partition int, offset long, "
+                                       "timestamp timestamp")
 
 
 def _tx(**kw):

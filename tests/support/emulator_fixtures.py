@@ -1,13 +1,26 @@
-"""Helpers for the emulator's integration tests (read a topic back, run an emulator in a thread)."""
+"""Helpers for the emulator's tests: the sample transactions (fixture `samples`, registered in
+tests/conftest.py), read a topic back, run an emulator in a thread."""
 
 from __future__ import annotations
 
 import threading
 import time
-from collections.abc import Callable
+from pathlib import Path
+
+import pytest
 
 from pipeline.kafka.topic import log_end_offsets
 from pipeline.settings import Settings
+
+SAMPLE_FILE = Path(__file__).resolve().parents[2] / "samples" / "transactions.jsonl.gz"
+
+
+@pytest.fixture(scope="session")
+def samples() -> list[dict]:
+    """The sample transactions the emulator draws from, loaded once per session (treat as read-only)."""
+    from pipeline.emulator.sources import load_samples
+
+    return load_samples(SAMPLE_FILE)
 
 
 def topic_count(settings: Settings, topic: str | None = None) -> int:
@@ -64,13 +77,3 @@ class Background:
         if self.error:
             raise self.error
         return self.summary
-
-
-def wait_for(predicate: Callable[[], object], timeout: float = 10.0, step: float = 0.02):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = predicate()
-        if value:
-            return value
-        time.sleep(step)
-    raise AssertionError(f"condition not met within {timeout} s")

@@ -19,3 +19,23 @@ def free_port() -> int:
         if port not in _HANDED_OUT:
             _HANDED_OUT.add(port)
             return port
+
+
+def _bindable(port: int) -> bool:
+    with socket.socket() as s:
+        try:
+            s.bind(("127.0.0.1", port))
+        except OSError:
+            return False
+    return True
+
+
+def port_run(count: int) -> int:
+    """A base port such that base .. base+count-1 are all free on loopback (a cluster's consecutive ports)."""
+    for _ in range(200):
+        with socket.socket() as s:
+            s.bind(("127.0.0.1", 0))
+            base = s.getsockname()[1]
+        if base + count < 65535 and all(_bindable(base + i) for i in range(count)):
+            return base
+    raise AssertionError("no run of free loopback ports")
