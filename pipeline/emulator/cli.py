@@ -17,9 +17,10 @@ import signal
 import sys
 import threading
 import time
+from pathlib import Path
 from typing import Any
 
-from pipeline.emulator.presets import PRESETS, PROFILES
+from pipeline.emulator.presets import MAX_RATE, PRESETS, PROFILES, check_number
 from pipeline.errors import SettingsError
 from pipeline.settings import Settings, parse_duration
 
@@ -109,6 +110,19 @@ def changes_from_args(args) -> dict[str, Any]:
     return changes
 
 
+def check_changes(settings: Settings, changes: dict[str, Any]) -> None:
+    """Refuse a bad value before any broker is contacted (the control checks the changes again
+    against the running emulator's state). A per-tick count's rate depends on that state's
+    tick, so only its own range is checked here."""
+    from pipeline.emulator.control import DesiredState
+
+    if "rate" in changes:
+        check_number("--rate", changes["rate"], 0, MAX_RATE)
+    if "per_tick" in changes:
+        check_number("--per-tick", changes["per_tick"], 0, MAX_RATE * 3600)
+    DesiredState.defaults(settings).with_changes({k: v for k, v in changes.items() if k != "per_tick"})
+
+
 def wire_format_from_args(settings: Settings, args) -> str:
     """--format, else the setting; a value other than json or avro is refused."""
     from pipeline.contract.wire import WIRE_FORMATS
@@ -141,6 +155,10 @@ def emulate_cmd(settings: Settings, args) -> int:
         raise SettingsError("--replay-speed needs --replay FILE")
     if args.replay_speed is not None and args.replay_speed <= 0:
         raise SettingsError(f"--replay-speed={args.replay_speed} must be > 0 (1.0 = original pace)")
+    if args.replay and not Path(args.replay).is_file():
+        problem = "is a folder, not a file" if Path(args.replay).is_dir() else "is missing"
+        raise SettingsError(f"--replay: the replay file {args.replay} {problem}; allowed: a JSON-lines capture file "
+                            "(.jsonl or .jsonl.gz)")
     wire_format = wire_format_from_args(settings, args)
     source = FileReplaySource(args.replay, speed=args.replay_speed) if args.replay else None
     tty = sys.stderr.isatty()
@@ -178,6 +196,7 @@ def storm_set_cmd(settings: Settings, args) -> int:
     changes = changes_from_args(args)
     if not changes:
         raise SettingsError("nothing to set; give --rate, --per-tick, --interval, --preset, --profile or a fault")
+    check_changes(settings, changes)
     with EmulatorControl(settings, args.name) as ctl:
         state = ctl.set_desired(**changes)
     print(json.dumps(state))

@@ -45,15 +45,18 @@ class ClientSource(Protocol):
         ...
 
 
-def _open_lines(path: Path):
+_SAMPLE_FIX = "set TORMENTA_SAMPLE_FILE or run `python samples/generate_samples.py`"
+_REPLAY_FIX = "give --replay a JSON-lines capture (.jsonl or .jsonl.gz)"
+
+
+def _open_lines(path: Path, what: str = "sample file", fix: str = _SAMPLE_FIX):
     if not path.exists():
-        raise EmulatorError(f"sample file {path} does not exist; set TORMENTA_SAMPLE_FILE or run "
-                            "`python samples/generate_samples.py`")
+        raise EmulatorError(f"{what} {path} does not exist; {fix}")
     opener = gzip.open if path.suffix == ".gz" else open
     try:
         return opener(path, "rb")
     except OSError as exc:
-        raise EmulatorError(f"cannot read sample file {path}: {exc}") from None
+        raise EmulatorError(f"cannot read {what} {path}: {exc}") from None
 
 
 def load_samples(path: Path | str) -> list[dict[str, Any]]:
@@ -134,7 +137,7 @@ class FileReplaySource:
         self.exhausted = False
         self.invalid = 0
         self._items: list[tuple[float | None, dict[str, Any] | bytes]] = []
-        with _open_lines(self.path) as fh:
+        with _open_lines(self.path, "replay file", _REPLAY_FIX) as fh:
             for line in fh:
                 line = line.rstrip(b"\r\n")
                 if not line.strip():
