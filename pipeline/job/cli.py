@@ -31,7 +31,7 @@ def register(sub) -> None:
     p = sub.add_parser("spark-submit-args", help="print the spark-submit options (--jars, --py-files, ...) the job needs")
     p.set_defaults(func=spark_submit_args_cmd)
     p = sub.add_parser("sql", help="run a Spark SQL query over the Delta tables")
-    p.add_argument("query", help='e.g. "SELECT count(*) FROM tormenta.high_value"')
+    p.add_argument("query", help=f'e.g. "SELECT count(*) FROM tormenta.{HIGH_VALUE}"')
     p.add_argument("--limit", type=int, default=50, help="rows to print (default 50)")
     p.set_defaults(func=sql_cmd)
 
