@@ -14,6 +14,9 @@ from tests.support.apptest import APP, assert_clean, failures, texts, use_env
 
 PAGES = ["pages/overview.py", "pages/pipeline_health.py", "pages/storm_control.py", "pages/live_sales.py",
          "pages/explorer.py"]
+TITLES = {"pages/overview.py": "Tormenta — storm data at a glance", "pages/pipeline_health.py": "Pipeline",
+          "pages/storm_control.py": "Storm control", "pages/live_sales.py": "Live sales",
+          "pages/explorer.py": "Explorer"}
 pytestmark = pytest.mark.usefixtures("release_cached_clients")
 
 
@@ -50,7 +53,7 @@ def test_every_page_renders_with_data_and_no_broker(monkeypatch, demo_dir, page)
     use_env(monkeypatch, demo_dir)
     at = open_page(page)
     assert_clean(at)
-    assert at.title, "every page has a title"
+    assert [t.value for t in at.title] == [TITLES[page]]  # the page asked for, not another one
 
 
 def test_overview_shows_health_headline_and_next_steps(monkeypatch, demo_dir):

@@ -52,12 +52,12 @@ def test_viewer_sees_data_pages_but_no_storm_control(monkeypatch, demo_dir):
     use_env(monkeypatch, demo_dir)
     at = app_as(signed_in(VIEWER, groups=["tormenta-viewers"])).run()
     assert_clean(at)
-    assert "storm data at a glance" in at.title[0].value
+    assert [t.value for t in at.title] == ["Tormenta — storm data at a glance"]
     assert f"Signed in as **{VIEWER}** · viewer" in sidebar_text(at)
     assert at.sidebar.button(key="sign_out").label == "Sign out"
     at.switch_page("pages/explorer.py").run()
     assert_clean(at)
-    assert "Explorer" in at.title[0].value or at.dataframe
+    assert [t.value for t in at.title] == ["Explorer"] and at.dataframe
     # the operator pages are not in a viewer's navigation (the browser test opens their address too)
     for page in ("pages/storm_control.py", "pages/load_test.py"):
         with pytest.raises(ValueError, match="Could not find a navigation page"):

@@ -19,7 +19,7 @@ from pipeline.emulator.control import DesiredState, Faults
 from pipeline.emulator.faults import FaultInjector, late_by
 from pipeline.emulator.pacing import Pacer
 from pipeline.emulator.presets import PRESETS, PROFILES, make_profile, preset_rate
-from pipeline.emulator.sources import ClientSource, EmulatorSource, FileReplaySource
+from pipeline.emulator.sources import EmulatorSource, FileReplaySource
 from pipeline.errors import EmulatorError, SettingsError
 from pipeline.settings import Settings
 
@@ -63,7 +63,8 @@ def test_sample_file_share_over_threshold(samples):
 
 # ---- 2. sources ---------------------------------------------------------------------------
 def test_emulator_source_values_follow_the_contract(source, samples):
-    assert isinstance(source, ClientSource)
+    # what the emulator reads of a ClientSource: paced by the emulator, never runs dry
+    assert (source.self_paced, source.exhausted) == (False, False)
     batch = source.fetch(3000, NOW)
     assert len(batch) == len(batch.keys) == len(batch.high) == 3000
     ids = set()

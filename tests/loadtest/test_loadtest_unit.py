@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import os
 
 import numpy as np
 import pytest
@@ -80,7 +81,10 @@ def test_no_step_holds_names_the_highest_unbroken_rate(tmp_path):
     plan = plans.build_plan("christmas", scale=0.5)
     stats, summary = judge_all(plan, *simulate(plan, job_capacity=80_000, overhead_s=12.0))
     assert summary.max_sustainable_rate is None and summary.limiting_stage == "job"
-    assert summary.highest_unbroken_rate is not None
+    # every step up to 75,000 degraded, 100,000 broke: the highest rate that did not break is 75,000
+    assert [(s.target_rate, s.verdict) for s in stats if s.kind != "ramp"][2:4] == [
+        (75_000, verdict.DEGRADES), (100_000, verdict.BREAKS)]
+    assert summary.highest_unbroken_rate == 75_000 and summary.first_break_rate == 100_000
     assert f"did not break: {summary.highest_unbroken_rate:,.0f} tx/s" in summary.answer
     result, samples = synthetic_result(plan, job_capacity=80_000, overhead_s=12.0)
     result.summary.answer = "old wording"
@@ -156,9 +160,10 @@ def test_checkpoint_offsets(tmp_path):
     (ck / "offsets" / "0").write_text(f'v1\n{meta}\n{{"t":{{"0":10,"1":5,"2":0}}}}')
     (ck / "commits" / "0").write_text('v1\n{"nextBatchWatermarkMs":0}')
     (ck / "offsets" / "1").write_text(f'v1\n{meta}\n{{"t":{{"0":20,"1":15,"2":7}}}}')
+    os.utime(ck / "offsets" / "1", (1_795_000_000.5, 1_795_000_000.5))  # when the running batch was planned
     got = checkpoint_offsets(ck, "t")
     assert got["batches"] == 1 and got["committed"] == 15 and got["inflight"] == 42
-    assert got["inflight_since"] is not None
+    assert got["inflight_since"] == 1_795_000_000.5
     assert checkpoint_offsets(tmp_path / "none", "t")["committed"] is None
 
 
