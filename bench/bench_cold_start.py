@@ -88,7 +88,7 @@ def main(argv=None) -> int:
             print(f"backlog: {summary['delivered']:,} messages in {base.topic}", flush=True)
             modes = ("on", "off") if args.archive == "both" else (args.archive,)
             if "on" in modes:
-                from pipeline.job.classarchive import archive_path
+                from pipeline.job.jvmoptions import archive_path
 
                 if not archive_path(base).is_file():
                     raise SystemExit("no JVM class archive for this checkout: run `make install` "

@@ -48,10 +48,10 @@ from pipeline.emulator.producer import PRODUCER_CONFIG  # noqa: E402
 from pipeline.emulator.sources import EmulatorSource  # noqa: E402
 from pipeline.emulator.storm import StormEmulator  # noqa: E402
 from pipeline.kafka.broker import EmbeddedBroker  # noqa: E402
-from pipeline.kafka.jvm import broker_classpath  # noqa: E402
 from pipeline.kafka.secure import grant_acls  # noqa: E402
 from pipeline.kafka.security import java_client_properties  # noqa: E402
 from pipeline.kafka.topic import ensure_topic, log_end_offsets  # noqa: E402
+from pipeline.procs.jvm import broker_classpath  # noqa: E402
 from pipeline.settings import Settings  # noqa: E402
 from tests.support.ports import free_port  # noqa: E402
 

@@ -11,7 +11,7 @@ The login lives here too (the rules are in `pipeline.auth`): `gate()` reads the 
 configuration from Streamlit's secrets, shows the sign-in page to a visitor who is not
 signed in and the no-access page to a user without a role, and `build_pages()` leaves
 the operator pages (Storm control, Load test) out of a viewer's navigation. The
-operator actions still check the role themselves (`pipeline.auth.require_operator`).
+operator actions still check the role themselves (`pages.actions`).
 """
 
 from __future__ import annotations
@@ -23,7 +23,8 @@ from pathlib import Path
 
 import streamlit as st
 
-from pipeline.auth import ANONYMOUS, OPERATOR, AuthConfig, User, check_bind, load_secrets
+from pipeline.auth.login import ANONYMOUS, OPERATOR, AuthConfig, User, load_secrets
+from pipeline.auth.loopback import check_bind
 from pipeline.errors import DataUnavailable, SettingsError, TormentaError
 from pipeline.read.health import FIX, broker_health
 from pipeline.read.readers import DeltaReader
@@ -179,7 +180,7 @@ class LockedControl:
             return getattr(self._ctl, method)(*args, **kwargs)
 
     def set_desired(self, **changes):
-        """For `pipeline.auth.change_storm`, which checks the role and signs the change."""
+        """For `pages.actions.change_storm`, which checks the role and signs the change."""
         return self.call("set_desired", **changes)
 
 

@@ -1,11 +1,11 @@
 """Load test: "Will it hold at Christmas?" -- start a closed-loop run, watch its progress, read the
 verdict, download the report; and the capacity calculator.
 
-A run is `python -m pipeline loadtest` started in the background (`pipeline.loadtest.runner.launch`):
+A run is `python -m pipeline loadtest` started in the background (`pipeline.loadtest.runs.launch`):
 it survives page reloads, writes its progress to its run folder and is stopped cleanly with
 the Stop button (SIGTERM). Every figure here comes from `pipeline.loadtest` / `pipeline.loadtest.capacity`.
 Operators only: the page stops for anyone else, and Start/Stop go through
-`pipeline.auth.start_load_test` / `stop_load_test`, which check the role again.
+`pages.actions.start_load_test` / `stop_load_test`, which check the role again.
 """
 
 from __future__ import annotations
@@ -16,9 +16,8 @@ from pathlib import Path
 import pandas as pd
 import streamlit as st
 
+from pages.actions import start_load_test, stop_load_test
 from pages.common import current_user, get_settings, guard, operator_page, page_header, show_problem
-from pipeline.auth import start_load_test, stop_load_test
-from pipeline.loadtest import runner
 from pipeline.loadtest.capacity import (
     CapacityInput,
     capacity,
@@ -30,6 +29,7 @@ from pipeline.loadtest.options import LoadTestOptions
 from pipeline.loadtest.plan import PLANS
 from pipeline.loadtest.report import figures, verdict_rows
 from pipeline.loadtest.result import LoadTestResult
+from pipeline.loadtest.runs import RunEntry, list_runs
 from pipeline.loadtest.verdict import RULES
 
 page_header("Load test", "Will it hold at Christmas? Drive the real emulator and job through a plan "
@@ -39,8 +39,8 @@ SS = st.session_state
 
 
 @st.cache_data(ttl=2, show_spinner=False)
-def runs() -> list[runner.RunEntry]:
-    return runner.list_runs(get_settings())
+def runs() -> list[RunEntry]:
+    return list_runs(get_settings())
 
 
 @st.cache_data(ttl=60, show_spinner=False)
@@ -106,7 +106,7 @@ def run_form() -> None:
 @st.fragment(run_every="2s")
 def progress() -> None:
     """The running test's progress bar, live figures, last events and Stop button."""
-    current = [r for r in runner.list_runs(get_settings()) if r.running]
+    current = [r for r in list_runs(get_settings()) if r.running]
     if not current:
         if SS.get("lt_started"):
             st.success(f"Run {SS.lt_started} finished: see the Results tab.", icon=":material/check:")

@@ -8,7 +8,7 @@ import pandas as pd
 import streamlit as st
 
 from pages.common import auth_config, broker_up, emulator_status, get_reader, get_settings, guard, page_header
-from pipeline.auth import secret_rows
+from pipeline.auth.login import secret_rows
 from pipeline.contract.tables import BATCH_METRICS, HIGH_VALUE
 from pipeline.read import health
 from pipeline.read.dashboard import fmt_count, fmt_money, headline_rate, settings_summary, wire_format_label

@@ -5,7 +5,7 @@ the emulator follows it within a second. The widgets always start from the emula
 desired state as stored in Kafka, so a refresh or a second browser shows the real state.
 
 Operators only: the page stops for anyone else, and every change goes through
-`pipeline.auth.change_storm`, which checks the role again and signs the change with the
+`pages.actions.change_storm`, which checks the role again and signs the change with the
 user's e-mail; "Last changes" shows that audit trail (who, when, what).
 """
 
@@ -16,6 +16,7 @@ import plotly.graph_objects as go
 import streamlit as st
 from plotly.subplots import make_subplots
 
+from pages.actions import change_storm
 from pages.common import (
     broker_down_box,
     broker_up,
@@ -26,7 +27,7 @@ from pages.common import (
     page_header,
     show_problem,
 )
-from pipeline.auth import audit_rows, change_storm
+from pipeline.emulator.audit import audit_rows
 from pipeline.emulator.presets import PRESETS, PROFILES
 from pipeline.read.dashboard import (
     PROFILE_UNITS,

@@ -16,18 +16,18 @@ from __future__ import annotations
 
 import os
 import signal
-import subprocess
 import sys
 import time
-from dataclasses import dataclass
 from pathlib import Path
 
+from pipeline.auth.login import AuthConfig, load_secrets, secrets_files
+from pipeline.auth.loopback import check_bind
 from pipeline.errors import TormentaError
 from pipeline.kafka.broker import port_open
 from pipeline.kafka.cluster import KafkaCluster, with_cluster
-from pipeline.kafka.procs import stop_group
 from pipeline.kafka.security import client_file
 from pipeline.kafka.topic import ensure_all_topics
+from pipeline.procs.child import Child
 from pipeline.settings import PROJECT_ROOT, Settings, format_duration
 
 
@@ -38,31 +38,12 @@ def register(sub) -> None:
     p.set_defaults(func=run_cmd)
 
 
-@dataclass
-class Child:
-    name: str
-    proc: subprocess.Popen
-    log: Path
-    reported: bool = False
-
-
-def _tail(path: Path, lines: int = 12) -> str:
-    try:
-        return "\n".join("    " + ln for ln in path.read_text(errors="replace").splitlines()[-lines:])
-    except OSError:
-        return "    (no log)"
-
-
 def _start(name: str, cmd: list[str], run_dir: Path, bootstrap: str) -> Child:
-    log = run_dir / f"{name}.log"
-    fh = open(log, "ab")
-    proc = subprocess.Popen(cmd, stdout=fh, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
-                            cwd=PROJECT_ROOT, start_new_session=True,
-                            env=dict(os.environ, TORMENTA_BOOTSTRAP_SERVERS=bootstrap))
-    fh.close()
-    (run_dir / f"{name}.pid").write_text(str(proc.pid))
-    print(f"  {name:<9} pid {proc.pid:<7} log {log}")
-    return Child(name, proc, log)
+    """Start one child of the run, its output in ``<run_dir>/<name>.log``, its pid in ``<name>.pid``."""
+    child = Child(name, cmd, run_dir / f"{name}.log", pid_file=run_dir / f"{name}.pid",
+                  env=dict(os.environ, TORMENTA_BOOTSTRAP_SERVERS=bootstrap)).start()
+    print(f"  {name:<9} pid {child.pid:<7} log {child.log_path}")
+    return child
 
 
 def app_command(settings: Settings, secrets: list[Path] | None = None) -> list[str]:
@@ -70,18 +51,11 @@ def app_command(settings: Settings, secrets: list[Path] | None = None) -> list[s
 
     Checked before anything starts: an incomplete [auth] in the secrets file, or an address
     beyond loopback without a login, is a SettingsError (one line, exit 2)."""
-    from pipeline.auth import AuthConfig, check_bind, load_secrets, secrets_files
-
     login = AuthConfig.from_secrets(load_secrets(secrets if secrets is not None else secrets_files(PROJECT_ROOT)))
     check_bind(settings.app_address, login)
     return [sys.executable, "-m", "streamlit", "run", str(PROJECT_ROOT / "streamlit_app.py"),
             "--server.address", settings.app_address, "--server.port", str(settings.app_port),
             "--server.headless", "true", "--browser.gatherUsageStats", "false"]
-
-
-def _stop(child: Child, timeout: float = 30.0) -> None:
-    stop_group(child.proc, timeout)
-    (child.log.parent / f"{child.name}.pid").unlink(missing_ok=True)
 
 
 def run_cmd(settings: Settings, args) -> int:
@@ -125,16 +99,18 @@ def run_cmd(settings: Settings, args) -> int:
               f"{format_duration(settings.retention)}, processing interval {format_duration(settings.trigger_interval)}")
         print(f"  first rows reach the Delta tables in {settings.delta_dir} after one processing interval.")
         print("Press Ctrl-C to stop everything.")
+        reported: set[str] = set()
         while not stopping:
             for c in children:
-                if c.proc.poll() is not None and not c.reported:
-                    c.reported = True
-                    print(f"\n{c.name} exited with code {c.proc.returncode}; last lines of {c.log}:\n{_tail(c.log)}")
+                if c.poll() is not None and c.name not in reported:
+                    reported.add(c.name)
+                    print(f"\n{c.name} exited with code {c.returncode}; last lines of {c.log_path}:\n"
+                          f"{c.tail(12, indent='    ')}")
             time.sleep(0.5)
     finally:
         print("\nstopping ...")
         for c in reversed(children):
-            _stop(c)
+            c.stop(30.0)
             print(f"  {c.name} stopped")
         if started_broker:
             print("  " + broker.stop().replace("\n", "\n  "))

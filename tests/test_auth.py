@@ -1,4 +1,4 @@
-"""Unit tests of pipeline.auth: login configuration, roles, the action guard, the loopback rule, the audit trail."""
+"""Unit tests of pipeline.auth: login configuration, roles, the action guard, the loopback rule; `run`'s checks of both."""
 
 from __future__ import annotations
 
@@ -9,8 +9,8 @@ from pathlib import Path
 
 import pytest
 
-from pipeline import auth
-from pipeline.auth import OPERATOR, VIEWER, AccessDenied, AuthConfig, User
+from pipeline.auth import login, loopback
+from pipeline.auth.login import OPERATOR, VIEWER, AccessDenied, AuthConfig, User
 from pipeline.errors import SettingsError
 from pipeline.settings import Settings
 
@@ -34,7 +34,7 @@ def test_no_auth_section_means_no_login_and_a_local_operator():
     assert user.is_operator and user.email.startswith("local")
 
 
-@pytest.mark.parametrize("missing", auth.AUTH_REQUIRED)
+@pytest.mark.parametrize("missing", login.AUTH_REQUIRED)
 def test_incomplete_auth_is_one_line_naming_what_is_missing_and_allowed(missing):
     secrets = full_secrets()
     del secrets["auth"][missing]
@@ -42,7 +42,7 @@ def test_incomplete_auth_is_one_line_naming_what_is_missing_and_allowed(missing)
         AuthConfig.from_secrets(secrets)
     text = str(err.value)
     assert "\n" not in text and f"missing {missing}" in text
-    assert all(k in text for k in auth.AUTH_REQUIRED)   # what is allowed
+    assert all(k in text for k in login.AUTH_REQUIRED)   # what is allowed
     assert CLIENT_SECRET not in text and COOKIE_SECRET not in text
 
 
@@ -107,63 +107,23 @@ NO_ROLE = User(email="nora@example.com", name="Nora", role=None)
 
 
 def test_guard_refuses_viewers_no_role_and_anonymous():
-    assert auth.require_operator(OPERATOR_USER, "Changing the storm") is OPERATOR_USER
-    for user, words in ((VIEWER_USER, "is a viewer"), (NO_ROLE, "without a role"), (auth.ANONYMOUS, "sign in"),
+    assert login.require_operator(OPERATOR_USER, "Changing the storm") is OPERATOR_USER
+    for user, words in ((VIEWER_USER, "is a viewer"), (NO_ROLE, "without a role"), (login.ANONYMOUS, "sign in"),
                         (None, "sign in")):
         with pytest.raises(AccessDenied, match=words):
-            auth.require_operator(user, "Changing the storm")
-
-
-class FakeControl:
-    def __init__(self):
-        self.calls = []
-
-    def set_desired(self, **changes):
-        self.calls.append(changes)
-        return {"rate": changes.get("rate")}
-
-
-def test_storm_changes_and_faults_check_the_role_on_the_action_and_are_signed():
-    ctl = FakeControl()
-    for user in (VIEWER_USER, NO_ROLE, auth.ANONYMOUS):
-        with pytest.raises(AccessDenied):
-            auth.change_storm(user, ctl, rate=50_000)
-        with pytest.raises(AccessDenied, match="Fault injection"):
-            auth.change_storm(user, ctl, faults={"malformed": 0.5})
-    assert ctl.calls == []  # nothing reached the control topic
-    auth.change_storm(OPERATOR_USER, ctl, rate=50_000)
-    assert ctl.calls == [{"changed_by": "olga@example.com", "rate": 50_000}]
-
-
-def test_load_test_start_and_stop_check_the_role_first(monkeypatch, tmp_path):
-    from pipeline.loadtest import runner
-
-    def must_not_run(*a, **k):
-        raise AssertionError("a viewer reached the load-test runner")
-
-    monkeypatch.setattr(runner, "launch", must_not_run)
-    monkeypatch.setattr(runner, "request_stop", must_not_run)
-    settings = Settings.from_env({"TORMENTA_DATA_DIR": str(tmp_path)})
-    with pytest.raises(AccessDenied, match="Starting a load test"):
-        auth.start_load_test(VIEWER_USER, settings, options=None)
-    with pytest.raises(AccessDenied, match="Stopping a load test"):
-        auth.stop_load_test(VIEWER_USER, settings, "run-1")
-    stopped = []
-    monkeypatch.setattr(runner, "request_stop", lambda s, run_id: stopped.append(run_id))
-    auth.stop_load_test(OPERATOR_USER, settings, "run-1")
-    assert stopped == ["run-1"]
+            login.require_operator(user, "Changing the storm")
 
 
 @pytest.mark.parametrize("address,ok", [("127.0.0.1", True), ("127.0.0.2", True), ("::1", True), ("localhost", True),
                                         ("0.0.0.0", False), ("10.0.0.5", False), ("", False), ("example.com", False)])
 def test_beyond_loopback_needs_the_login(address, ok):
     off, on = AuthConfig.from_secrets({}), AuthConfig.from_secrets(full_secrets())
-    auth.check_bind(address, on)  # with a login any address is allowed
+    loopback.check_bind(address, on)  # with a login any address is allowed
     if ok:
-        auth.check_bind(address, off)
+        loopback.check_bind(address, off)
     else:
         with pytest.raises(SettingsError, match="without a login; allowed: a loopback address") as err:
-            auth.check_bind(address, off)
+            loopback.check_bind(address, off)
         assert "\n" not in str(err.value)
 
 
@@ -171,24 +131,12 @@ def test_secrets_files_merge_and_a_broken_file_is_named(tmp_path):
     a, b = tmp_path / "a.toml", tmp_path / "b.toml"
     a.write_text('[auth]\nclient_id = "one"\n[other]\nx = 1\n')
     b.write_text('[auth]\nclient_id = "two"\n')
-    merged = auth.load_secrets([a, b, tmp_path / "missing.toml"])
+    merged = login.load_secrets([a, b, tmp_path / "missing.toml"])
     assert merged["auth"] == {"client_id": "two"} and merged["other"] == {"x": 1}  # later file wins per section
     b.write_text(f'[auth]\nclient_secret = "{CLIENT_SECRET}\n')  # unterminated string
     with pytest.raises(SettingsError, match="cannot be read as TOML") as err:
-        auth.load_secrets([b])
+        login.load_secrets([b])
     assert str(b) in str(err.value) and CLIENT_SECRET not in str(err.value)
-
-
-def test_audit_entry_and_rows_say_who_when_and_what():
-    before = {"state": "running", "rate": 2000.0, "faults": {"duplicates": 0.0, "malformed": 0.0}, "version": 3}
-    after = {"state": "running", "rate": 25_500.0, "faults": {"duplicates": 0.0, "malformed": 0.02}, "version": 4}
-    entry = auth.audit_entry(before, after, "olga@example.com", "2026-11-24T19:12:03.123Z")
-    assert entry == {"version": 4, "changed_by": "olga@example.com", "changed_at": "2026-11-24T19:12:03.123Z",
-                     "change": {"rate": [2000.0, 25_500.0], "faults": [before["faults"], after["faults"]]}}
-    rows = auth.audit_rows([entry, auth.audit_entry(after, after, "local:ana", "2026-11-24T19:13:00Z")])
-    assert rows[0] == {"when (UTC)": "2026-11-24 19:12:03", "who": "olga@example.com",
-                       "what changed": "rate 2,000 → 25,500; faults: malformed 0 → 0.02", "version": "4"}
-    assert rows[1]["what changed"] == "no effective change" and rows[1]["who"] == "local:ana"
 
 
 def test_secrets_show_only_set_or_unset(tmp_path):
@@ -196,12 +144,12 @@ def test_secrets_show_only_set_or_unset(tmp_path):
     pw_file.write_text("from-a-file")
     s = Settings.from_env({"TORMENTA_DATA_DIR": str(tmp_path), "TORMENTA_STORAGE_ACCESS_KEY": "AKIA-NEVER-SHOWN",
                            "TORMENTA_STORAGE_SECRET_KEY": "", "TORMENTA_KAFKA_PASSWORD_FILE": str(pw_file)})
-    rows = {r["setting"]: r["value"] for r in auth.secret_rows(s, AuthConfig.from_secrets({}))}
+    rows = {r["setting"]: r["value"] for r in login.secret_rows(s, AuthConfig.from_secrets({}))}
     assert rows["S3 access key"] == "set" and rows["S3 secret key"] == "unset"
     assert rows["Kafka password"] == f"set (file {pw_file})"
     assert "loopback only" in rows["Dashboard login"]
     assert "AKIA-NEVER-SHOWN" not in str(rows) and "from-a-file" not in str(rows)
-    rows = {r["setting"]: r["value"] for r in auth.secret_rows(s, AuthConfig.from_secrets(full_secrets()))}
+    rows = {r["setting"]: r["value"] for r in login.secret_rows(s, AuthConfig.from_secrets(full_secrets()))}
     assert rows["Dashboard login"] == "on: OIDC sign-in (https://idp.example.com)"
 
 
@@ -242,35 +190,3 @@ def test_run_refuses_an_incomplete_auth_in_one_line_before_anything_starts(tmp_p
     assert len(lines) == 1 and "missing client_id, client_secret, server_metadata_url" in lines[0], res.stderr
     assert COOKIE_SECRET not in res.stderr + res.stdout
     assert not data.exists()  # nothing started, not even the run folder
-
-
-def test_control_records_carry_who_when_and_the_audit_trail(monkeypatch, tmp_path):
-    """EmulatorControl.update signs each record and carries the last changes; the emulator ignores the extras."""
-    import json
-
-    from pipeline.emulator.control import DesiredState, EmulatorControl
-
-    settings = Settings.from_env({"TORMENTA_DATA_DIR": str(tmp_path)})
-    ctl = EmulatorControl(settings)
-    topic: list[dict] = []
-
-    def latest():
-        raw = topic[-1] if topic else {}
-        return (DesiredState.from_wire(settings, raw) if raw else DesiredState.defaults(settings)), raw
-
-    monkeypatch.setattr(ctl, "_latest", latest)
-    monkeypatch.setattr(ctl, "_write", lambda record: topic.append(json.loads(json.dumps(record))))
-    ctl.set_desired(changed_by="olga@example.com", rate=25_500)
-    ctl.set_desired(faults={"malformed": 0.01})  # no user given: the local OS user
-    for i in range(auth.AUDIT_KEEP + 5):
-        ctl.set_desired(changed_by="olga@example.com", rate=1000 + i)
-    first, second = topic[0], topic[1]
-    assert first["changed_by"] == "olga@example.com" and first["changed_at"].endswith("Z")
-    assert first["audit"][0]["change"] == {"rate": [float(settings.emulator_rate), 25_500.0]}
-    assert second["changed_by"].startswith("local") and second["audit"][1] == first["audit"][0]
-    last = topic[-1]
-    assert len(last["audit"]) == auth.AUDIT_KEEP and [e["version"] for e in last["audit"][:2]] == [32, 31]
-    assert ctl.audit_trail(limit=3) == last["audit"][:3]
-    # the emulator's reading of a signed record: the audit keys are ignored, the state is intact
-    state = DesiredState.from_wire(settings, last)
-    assert state.rate == 1000 + auth.AUDIT_KEEP + 4 and state.version == 32

@@ -11,7 +11,7 @@ import pytest
 
 from pipeline.errors import JavaError, SettingsError
 from pipeline.kafka.broker import EmbeddedBroker
-from pipeline.kafka.jvm import java_version
+from pipeline.procs.jvm import java_version
 from pipeline.settings import Settings, parse_duration
 from tests.support.ports import free_port
 

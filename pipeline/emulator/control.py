@@ -43,7 +43,7 @@ from dataclasses import asdict, dataclass, field, replace
 from datetime import UTC, datetime
 from typing import Any, Protocol
 
-from pipeline.auth import AUDIT_KEEP, audit_entry, local_operator
+from pipeline.emulator.audit import local_user, signed
 from pipeline.emulator.presets import MAX_RATE, check_number, make_profile, preset_rate
 from pipeline.errors import EmulatorError, SettingsError
 from pipeline.kafka.security import client_config
@@ -275,17 +275,12 @@ class EmulatorControl:
     def update(self, *, changed_by: str | None = None, **changes: Any) -> DesiredState:
         """Validate `changes`, merge them into the current state, bump the version and write it.
 
-        The record carries who made the change (`changed_by`: the signed-in user's e-mail in the
-        dashboard, else ``local:<OS user>``), when (`changed_at`, UTC) and the audit trail: the
-        last changes, newest first, carried from record to record so compaction cannot lose them."""
+        The record carries who made the change, as the caller says (`changed_by`: the signed-in
+        user's e-mail in the dashboard; None = this process's OS account, `audit.local_user()`),
+        when (`changed_at`, UTC) and the audit trail (`pipeline.emulator.audit`)."""
         current, raw = self._latest()
         state = replace(current.with_changes(changes), version=current.version + 1, updated_at=now_iso())
-        record = state.as_dict()
-        entry = audit_entry(current.as_dict(), record, changed_by or local_operator().label, record["updated_at"])
-        earlier = raw.get("audit") if isinstance(raw.get("audit"), list) else []
-        record.update(changed_by=entry["changed_by"], changed_at=entry["changed_at"],
-                      audit=[entry, *[e for e in earlier if isinstance(e, dict)]][:AUDIT_KEEP])
-        self._write(record)
+        self._write(signed(current.as_dict(), state.as_dict(), raw, changed_by or local_user()))
         return state
 
     def set_desired(self, *, changed_by: str | None = None, **changes: Any) -> dict[str, Any]:

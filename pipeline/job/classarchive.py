@@ -10,7 +10,9 @@ Measured on the 2-core box: a SparkSession plus the five tables in 6.5 s instead
 SparkSession once on a throw-away data folder, creates the tables, decodes messages of
 both wire formats and appends them to Delta, and lets that JVM write what it loaded.
 Every later SparkSession this package launches itself (``local`` master, outside
-spark-submit) maps the archive when ``TORMENTA_JVM_ARCHIVE`` is on (the default).
+spark-submit) maps the archive when ``TORMENTA_JVM_ARCHIVE`` is on (the default): the
+options that do it, and the archive's path, are in `pipeline.job.jvmoptions`, which the
+session factory imports; this module is the builder, which runs the job's own code.
 
 The file name holds a key of what decides the classes and where they come from (the
 Java and pyspark versions and every jar path), so an upgrade or a checkout in another
@@ -20,7 +22,6 @@ An archive that cannot be used is ignored by the JVM (``-Xshare:auto``), never f
 
 from __future__ import annotations
 
-import hashlib
 import logging
 import os
 import shutil
@@ -31,36 +32,11 @@ import time
 from pathlib import Path
 
 from pipeline.errors import JobError
+from pipeline.job.jvmoptions import QUIET, archive_path
 from pipeline.settings import PREFIX, Settings
 
 log = logging.getLogger(__name__)
 BUILD_TIMEOUT_S = 600.0
-# The JVM reports an archive it cannot map (or classes it skipped while dumping) on
-# stdout; neither is an error here, so neither is printed.
-QUIET = "-Xshare:auto -Xlog:cds=off -Xlog:cds+dynamic=off"
-
-
-def archive_path(settings: Settings) -> Path:
-    """Where the archive for this Java, this pyspark and these jars lives (it may not exist)."""
-    import pyspark
-
-    from pipeline.kafka.jvm import java_version, spark_extra_jars
-
-    parts = [f"java {java_version()}", f"pyspark {pyspark.__version__}", str(Path(pyspark.__file__).parent),
-             *spark_extra_jars(settings.jars_dir), sys.version.split()[0]]
-    key = hashlib.sha256("\n".join(parts).encode()).hexdigest()[:16]
-    return settings.jars_dir.parent / "jvm-archive" / f"spark-{key}.jsa"
-
-
-def java_options(settings: Settings) -> str:
-    """The driver JVM options that map the archive, or "" (off, missing, or not ours to launch)."""
-    if not settings.jvm_archive or not settings.spark_master_url.startswith("local"):
-        return ""
-    try:
-        path = archive_path(settings)
-    except Exception:  # noqa: BLE001 - no Java or no jars: build_spark reports that itself
-        return ""
-    return f"-XX:SharedArchiveFile={path} {QUIET}" if path.is_file() else ""
 
 
 def build(settings: Settings, *, timeout: float = BUILD_TIMEOUT_S) -> tuple[Path, float]:

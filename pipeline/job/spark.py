@@ -26,17 +26,13 @@ import zipfile
 from pathlib import Path
 
 from pipeline.errors import JobError
-from pipeline.job import classarchive
-from pipeline.kafka.jvm import java_version, spark_extra_jars
+from pipeline.job import jvmoptions
+from pipeline.job.jvmoptions import JIT_OPTIONS
+from pipeline.procs.jvm import java_version, spark_extra_jars
 from pipeline.settings import PREFIX, Settings
 
 log = logging.getLogger(__name__)
 STORAGE_TIMEOUT_S = 5.0
-# Whole-stage codegen turns the decode (both wire formats, every contract rule) into one
-# Java method of well over 8,000 bytes of bytecode, and HotSpot never JIT-compiles a
-# method that large by default: it ran interpreted, ~40 % of a 1M-message decode
-# (docs/PERFORMANCE.md). Letting the JIT compile it keeps codegen and its speed.
-JIT_OPTIONS = "-XX:-DontCompileHugeMethods"
 
 
 # Spark's default writer of the streaming checkpoint (offset and commit logs, every state
@@ -91,7 +87,7 @@ def launch_conf(settings: Settings) -> dict[str, str]:
         "spark.driver.memory": settings.driver_memory,
         "spark.executor.memory": settings.executor_memory,
         "spark.driver.extraJavaOptions": " ".join(filter(None, (
-            f"-XX:+UseG1GC -Dio.netty.tryReflectionSetAccessible=true {JIT_OPTIONS}", classarchive.java_options(settings)))),
+            f"-XX:+UseG1GC -Dio.netty.tryReflectionSetAccessible=true {JIT_OPTIONS}", jvmoptions.java_options(settings)))),
     }
     if settings.on_object_storage:
         s3 = [j for j in spark_extra_jars(settings.jars_dir, s3=True) if j not in jars]

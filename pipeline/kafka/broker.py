@@ -28,9 +28,9 @@ from pathlib import Path
 
 from pipeline.errors import BrokerError
 from pipeline.kafka import secure as sec
-from pipeline.kafka.jvm import broker_classpath, java_version
-from pipeline.kafka.procs import signal_reaches
 from pipeline.kafka.security import client_config
+from pipeline.procs.group import signal_reaches
+from pipeline.procs.jvm import broker_classpath, java_version
 from pipeline.settings import Settings
 
 LOG4J2 = """\

@@ -214,7 +214,7 @@ class KafkaCluster:
 
     def active_controller(self, timeout: float = 30.0) -> int | None:
         """The quorum leader, as Kafka's ``kafka-metadata-quorum describe --status`` reports it."""
-        from pipeline.kafka.jvm import broker_classpath
+        from pipeline.procs.jvm import broker_classpath
 
         live = [spec for spec, st in ((nd.node, nd.status()) for nd in self.nodes) if st.running]
         if not live:

@@ -13,7 +13,12 @@ writes a self-contained HTML report. See docs/LOADTEST.md.
 - `reconcile`: sent vs Delta by id and per window (pure + a Delta read),
 - `result`: the typed result of a run and its saved JSON,
 - `report`: the HTML report (Jinja2 template + Plotly),
-- `runner`: the orchestration of broker, topic, job, emulator and sampler,
+- `runner`: the orchestration of one run: broker, topic, steps, catch-up, report,
+- `stack`: the run's processes (job, sampler, emulator) started in order and stopped,
+- `progress`: the run's phase and events, written to ``progress.json`` for the page,
+- `freshness`: event time to visibility in Delta, per row, step and batch,
+- `assemble`: the run's result from what it left behind (verdicts, reconciliation, facts),
+- `runs`: the registry of run folders, and starting/stopping a run in the background,
 - `cli`: ``loadtest`` and ``capacity`` sub-commands.
 """
 

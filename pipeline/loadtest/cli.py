@@ -50,19 +50,19 @@ def register(sub) -> None:
 
 
 def loadtest_cmd(settings: Settings, args) -> int:
-    from pipeline.loadtest import runner
+    from pipeline.loadtest import runs
     from pipeline.loadtest.options import LoadTestOptions
     from pipeline.loadtest.report import rebuild
 
     if args.list:
-        for r in runner.list_runs(settings):
+        for r in runs.list_runs(settings):
             print(_run_line(r))
         return 0
     if args.report:
-        print(rebuild(runner.runs_dir(settings) / args.report))
+        print(rebuild(runs.runs_dir(settings) / args.report))
         return 0
     if args.stop:
-        ok = runner.request_stop(settings, args.stop)
+        ok = runs.request_stop(settings, args.stop)
         print(f"stop requested for {args.stop}" if ok else f"no running load test {args.stop}")
         return 0 if ok else 3
     options = LoadTestOptions.from_args(args)

@@ -1,4 +1,4 @@
-"""After a run: what was sent vs what is in Delta (by transaction id and per window), and freshness.
+"""After a run: what was sent vs what is in Delta (by transaction id and per window).
 
 * expected = the transaction ids the emulator recorded for every *delivered* record over
   the threshold (``--record-ids``); actual = the ``transaction_id`` column of the run's
@@ -8,8 +8,8 @@
   ``sent_by_minute``) next to the high-value rows per minute of event time in Delta.
 * totals along the pipe: emulator sent / delivered, broker log-end offsets, rows the job
   read (sum of ``batch_metrics.input_rows``).
-* freshness of each high-value row: the time its batch's MERGE became visible in the Delta
-  log (commit timestamp) minus its event time.
+
+The freshness of each high-value row is measured in `pipeline.loadtest.freshness`.
 """
 
 from __future__ import annotations
@@ -154,38 +154,3 @@ def read_batches(path: Path) -> list[dict[str, Any]]:
             continue
         out.append({c: (times[c][i] if c in times else r.get(c)) for c in columns(BATCH_METRICS)})
     return sorted(out, key=lambda r: r["batch_id"])
-
-
-def merge_commit_times(path: Path) -> list[float]:
-    """Epoch seconds of every MERGE/WRITE commit of the high-value table, ascending (the job
-    appends since the dedupe moved to streaming state; tables of older runs have MERGEs)."""
-    from deltalake import DeltaTable
-
-    if not (path / "_delta_log").is_dir():
-        return []
-    hist = DeltaTable(str(path)).history()
-    return sorted(h["timestamp"] / 1000.0 for h in hist if str(h.get("operation", "")).upper() in ("MERGE", "WRITE"))
-
-
-def visible_times(batches: list[dict[str, Any]], commits: list[float], slack_s: float = 2.0) -> dict[int, float]:
-    """batch_id -> when its rows became visible: the first MERGE commit inside the batch's run
-    (trigger time .. trigger time + duration); the batch end if no commit matches."""
-    out = {}
-    arr = np.asarray(commits, dtype=float)
-    for b in batches:
-        start = float(b["trigger_time"])
-        end = start + float(b["duration_s"])
-        i = int(np.searchsorted(arr, start - 0.5)) if arr.size else 0
-        if arr.size and i < arr.size and arr[i] <= end + slack_s:
-            out[int(b["batch_id"])] = float(arr[i])
-        else:
-            out[int(b["batch_id"])] = end
-    return out
-
-
-def freshness(event_times: np.ndarray, batch_ids: np.ndarray, visible: dict[int, float]) -> np.ndarray:
-    """Seconds from event time to visibility in Delta, one per row (NaN if the batch is unknown)."""
-    if event_times.size == 0:
-        return np.array([], dtype=float)
-    vis = np.array([visible.get(int(b), np.nan) for b in batch_ids.tolist()], dtype=float)
-    return vis - event_times

@@ -196,7 +196,7 @@ def job_process(settings: Settings) -> JobProcess | None:
     to another program (its command line does not mention the job), is no job. A job
     started by hand leaves no pid file and is judged from its batches alone.
     """
-    from pipeline.kafka.procs import signal_reaches
+    from pipeline.procs.group import signal_reaches
 
     pid_file = settings.run_dir / "job.pid"
     try:

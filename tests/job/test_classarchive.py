@@ -9,7 +9,7 @@ import textwrap
 
 import pytest
 
-from pipeline.job import classarchive
+from pipeline.job import classarchive, jvmoptions
 from pipeline.settings import PROJECT_ROOT, Settings
 from tests.support.stack import make_settings
 
@@ -18,29 +18,29 @@ from tests.support.stack import make_settings
 def fake_jars(tmp_path, monkeypatch):
     """A jars folder whose listing the test controls (no Maven, no Java)."""
     jars = [str(tmp_path / "jars" / "spark" / "delta-spark_2.13-4.0.jar")]
-    monkeypatch.setattr("pipeline.kafka.jvm.spark_extra_jars", lambda folder, s3=False: list(jars))
-    monkeypatch.setattr("pipeline.kafka.jvm.java_version", lambda java="java": 17)
+    monkeypatch.setattr("pipeline.procs.jvm.spark_extra_jars", lambda folder, s3=False: list(jars))
+    monkeypatch.setattr("pipeline.procs.jvm.java_version", lambda java="java": 17)
     return jars
 
 
 def test_options_only_when_on_local_and_the_archive_is_there(tmp_path, fake_jars):
     settings = make_settings(tmp_path / "data", jars_dir=tmp_path / "jars")
-    assert classarchive.java_options(settings) == ""  # not built yet
-    path = classarchive.archive_path(settings)
+    assert jvmoptions.java_options(settings) == ""  # not built yet
+    path = jvmoptions.archive_path(settings)
     assert path.parent == tmp_path / "jvm-archive" and path.name.startswith("spark-")
     path.parent.mkdir(parents=True)
     path.write_bytes(b"x")
-    options = classarchive.java_options(settings)
+    options = jvmoptions.java_options(settings)
     assert options.startswith(f"-XX:SharedArchiveFile={path} ") and "-Xshare:auto" in options
-    assert classarchive.java_options(settings.replace(jvm_archive=False)) == ""
-    assert classarchive.java_options(settings.replace(spark_master="spark://10.0.0.5:7077")) == ""
+    assert jvmoptions.java_options(settings.replace(jvm_archive=False)) == ""
+    assert jvmoptions.java_options(settings.replace(spark_master="spark://10.0.0.5:7077")) == ""
 
 
 def test_the_key_follows_the_jars(tmp_path, fake_jars):
     settings = make_settings(tmp_path / "data", jars_dir=tmp_path / "jars")
-    before = classarchive.archive_path(settings)
+    before = jvmoptions.archive_path(settings)
     fake_jars.append(str(tmp_path / "jars" / "spark" / "spark-sql-kafka-0-10_2.13-4.2.0.jar"))
-    assert classarchive.archive_path(settings) != before
+    assert jvmoptions.archive_path(settings) != before
 
 
 def test_a_bad_flag_is_refused_with_what_is_allowed(tmp_path):
@@ -71,7 +71,7 @@ def test_the_jobs_jvm_maps_the_built_archive(tmp_path):
     env_settings = {"TORMENTA_DATA_DIR": str(tmp_path / "data")}
     settings = Settings.from_env(env_settings)
     path, _ = classarchive.build(settings)
-    assert path == classarchive.archive_path(settings) and path.is_file() and path.stat().st_size > 10e6
+    assert path == jvmoptions.archive_path(settings) and path.is_file() and path.stat().st_size > 10e6
     assert not list(path.parent.glob(".*.tmp")) and list(path.parent.glob("spark-*.jsa")) == [path]
     log = tmp_path / "classes.log"
     env = {k: v for k, v in os.environ.items() if not k.startswith("TORMENTA_")} | env_settings

@@ -23,7 +23,8 @@ from pipeline.contract import Invalid, is_high_value, validate
 from pipeline.kafka.topic import admin
 from pipeline.loadtest import reconcile, verdict
 from pipeline.loadtest.result import LoadTestResult
-from pipeline.loadtest.runner import LoadTest, LoadTestOptions, list_runs
+from pipeline.loadtest.runner import LoadTest, LoadTestOptions
+from pipeline.loadtest.runs import list_runs
 from tests.support.app_fixtures import CHROMIUM, open_report
 from tests.support.waiting import wait_for
 

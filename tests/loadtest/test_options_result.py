@@ -14,7 +14,7 @@ from deltalake import write_deltalake
 
 from pipeline.cli import build_parser, main
 from pipeline.contract.tables import columns
-from pipeline.loadtest import reconcile, runner
+from pipeline.loadtest import reconcile, runs
 from pipeline.loadtest.cli import loadtest_cmd
 from pipeline.loadtest.options import LoadTestOptions
 from pipeline.loadtest.report import build_report, rebuild, write_report
@@ -32,7 +32,7 @@ NON_DEFAULT = dict(profile="normal-day", scale=0.3, trigger_s=2.5, ceiling=1_234
 
 
 def launched_command(monkeypatch, tmp_path, options: LoadTestOptions) -> list[str]:
-    """The command `runner.launch` starts (Popen replaced: nothing runs)."""
+    """The command `runs.launch` starts (Popen replaced: nothing runs)."""
     started: list[list[str]] = []
 
     class NoProcess:
@@ -41,8 +41,8 @@ def launched_command(monkeypatch, tmp_path, options: LoadTestOptions) -> list[st
         def __init__(self, cmd, **_):
             started.append(cmd)
 
-    monkeypatch.setattr(runner.subprocess, "Popen", NoProcess)
-    runner.launch(Settings().replace(data_dir=tmp_path), options)
+    monkeypatch.setattr("pipeline.procs.child.subprocess.Popen", NoProcess)
+    runs.launch(Settings().replace(data_dir=tmp_path), options)
     return started[0]
 
 
@@ -120,7 +120,7 @@ def test_unreadable_results_are_refused_with_a_clear_message(tmp_path):
     run = tmp_path / "loadtests" / "20261124-0000-bad1"
     run.mkdir(parents=True)
     (run / "result.json").write_text('{"run_id": "20261124-0000-bad1"}')
-    entry = runner.list_runs(Settings().replace(data_dir=tmp_path))[0]
+    entry = runs.list_runs(Settings().replace(data_dir=tmp_path))[0]
     assert entry.result is None and "lacks plan" in entry.problem and entry.state == "unreadable"
 
 

@@ -8,7 +8,7 @@ import time
 
 import pytest
 
-from pipeline.kafka.procs import stop_group
+from pipeline.procs.group import stop_group
 
 # A leader that exits cleanly on SIGTERM but leaves a grandchild behind, and writes a
 # marker only if it got the signal before its group did (the order the job relies on).

@@ -1,4 +1,4 @@
-"""Child processes the product starts (job, emulator, app): stop a whole process group."""
+"""Stop a child process and everything it started (its process group); whether a pid or group exists."""
 
 from __future__ import annotations
 

@@ -1,34 +1,31 @@
-"""Who may use the dashboard and what they may do: login configuration, roles, the action guard, the audit trail.
+"""Who may use the dashboard: the login configuration, the roles, the guard of operator actions.
 
 The dashboard's login is Streamlit's own OIDC login (`st.login`), configured in the
 ``[auth]`` section of a Streamlit secrets file (``.streamlit/secrets.toml`` by default).
 This module holds the pure logic around it, so a unit test can call all of it without
 Streamlit or a browser:
 
+* `load_secrets(secrets_files(root))` reads the secrets files the way Streamlit merges them.
 * `AuthConfig.from_secrets(secrets)` reads ``[auth]`` (all five keys Streamlit needs, or no
   ``[auth]`` at all) and the roles in ``[tormenta.roles]``; anything incomplete is one
   `SettingsError` line saying what is missing and what is allowed.
 * `AuthConfig.user_from_claims(claims)` turns the identity Streamlit got from the provider
   (``st.user``) into a `User` with a role: ``operator``, ``viewer`` or none (no access).
   Roles come from lists of e-mail addresses and/or from a claim such as ``groups``.
-* `require_operator(user, action)` is the guard every operator action calls first (storm
-  control changes, fault injection, load-test start/stop); `change_storm`,
-  `start_load_test` and `stop_load_test` are those actions, so the check sits on the
-  action, not only on a hidden widget.
-* `check_bind(address, config)` refuses to serve beyond loopback without a login.
-* `audit_entry` / `audit_rows` are the audit trail: who changed the storm, when, and what.
+* `require_operator(user, action)` is the guard every operator action calls first; the
+  actions themselves (storm changes, fault injection, load-test start/stop) are in the
+  page layer (`pages/actions.py`), so the check sits on the action, not only on a widget.
+* `secret_rows` shows the login and every secret as set/unset, never a value.
 
-    python -m pipeline run          # refuses (exit 2) on an incomplete [auth] or a public address without login
+The loopback rule (no login: loopback only) is `pipeline.auth.loopback`.
 """
 
 from __future__ import annotations
 
 import getpass
-import ipaddress
 import tomllib
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
-from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -38,7 +35,6 @@ OPERATOR, VIEWER = "operator", "viewer"
 AUTH_REQUIRED = ("redirect_uri", "cookie_secret", "client_id", "client_secret", "server_metadata_url")
 AUTH_OPTIONAL = ("client_kwargs", "expose_tokens")
 ROLE_KEYS = ("operators", "viewers", "claim", "operator_values", "viewer_values")
-AUDIT_KEEP = 25  # changes carried in the control record (the newest first)
 
 
 class AccessDenied(TormentaError):
@@ -220,27 +216,7 @@ class AuthConfig:
         return User(email=email, name=name, role=self.roles.role_of(email, claims))
 
 
-# ---- where the app may listen ---------------------------------------------------------------
-def is_loopback(address: str) -> bool:
-    """True for 127.0.0.0/8, ::1 and localhost; an empty address means every interface."""
-    text = (address or "").strip().strip("[]")
-    if text == "localhost":
-        return True
-    try:
-        return ipaddress.ip_address(text).is_loopback
-    except ValueError:
-        return False
-
-
-def check_bind(address: str, config: AuthConfig) -> None:
-    """Refuse a non-loopback address unless the login is configured."""
-    if not config.enabled and not is_loopback(address):
-        raise SettingsError(f"the app would listen on {address or 'every interface'} without a login; "
-                            "allowed: a loopback address (127.0.0.1, ::1), or configure [auth] and "
-                            "[tormenta.roles] in .streamlit/secrets.toml (docs/SECURITY-LOGIN.md)")
-
-
-# ---- the guard and the operator actions -----------------------------------------------------
+# ---- the guard of every operator action -------------------------------------------------------
 def require_operator(user: User | None, action: str) -> User:
     """The guard of every operator action: returns the user, or raises AccessDenied."""
     if user is None or not user.signed_in:
@@ -249,73 +225,6 @@ def require_operator(user: User | None, action: str) -> User:
         raise AccessDenied(f"{action} is for operators; {user.label} is "
                            f"{'a ' + user.role if user.role else 'without a role'} — ask an operator")
     return user
-
-
-def change_storm(user: User | None, control: Any, **changes: Any) -> dict[str, Any]:
-    """Storm control and fault injection: write `changes` to the emulator's desired state, signed by `user`.
-
-    `control` is an `EmulatorControl` (or anything with its `set_desired`)."""
-    who = require_operator(user, "Fault injection" if "faults" in changes else "Changing the storm")
-    return control.set_desired(changed_by=who.label, **changes)
-
-
-def start_load_test(user: User | None, settings: Any, options: Any) -> tuple[str, Any]:
-    """Start a load test in the background (`pipeline.loadtest.runner.launch`), operators only."""
-    require_operator(user, "Starting a load test")
-    from pipeline.loadtest import runner
-
-    options.build_plan()  # validate before anything starts
-    return runner.launch(settings, options)
-
-
-def stop_load_test(user: User | None, settings: Any, run_id: str) -> None:
-    """Ask a running load test to stop (`pipeline.loadtest.runner.request_stop`), operators only."""
-    require_operator(user, "Stopping a load test")
-    from pipeline.loadtest import runner
-
-    runner.request_stop(settings, run_id)
-
-
-# ---- audit trail -------------------------------------------------------------------------------
-AUDITED = ("state", "rate", "ingest_interval", "profile", "faults")
-
-
-def audit_entry(before: Mapping[str, Any], after: Mapping[str, Any], changed_by: str,
-                changed_at: str | None = None) -> dict[str, Any]:
-    """One audit record: who, when (UTC ISO), the new version and what changed (`{key: [old, new]}`)."""
-    change = {k: [before.get(k), after.get(k)] for k in AUDITED if before.get(k) != after.get(k)}
-    return {"version": after.get("version"), "changed_by": changed_by or "unknown",
-            "changed_at": changed_at or datetime.now(UTC).isoformat(timespec="seconds").replace("+00:00", "Z"),
-            "change": change}
-
-
-def _short(value: Any) -> str:
-    if isinstance(value, float):
-        return f"{value:,.0f}" if value >= 100 else f"{value:g}"
-    if isinstance(value, dict):
-        return ", ".join(f"{k}={_short(v)}" for k, v in value.items())
-    return str(value)
-
-
-def describe_change(change: Mapping[str, Any]) -> str:
-    """`{"rate": [2000, 25500]}` -> "rate 2,000 → 25,500"; faults and profiles name only what moved."""
-    parts = []
-    for key, pair in change.items():
-        old, new = (pair + [None, None])[:2] if isinstance(pair, list) else (None, pair)
-        if isinstance(old, dict) and isinstance(new, dict):
-            moved = {k: v for k, v in new.items() if old.get(k) != v}
-            parts.append(f"{key}: " + ", ".join(f"{k} {_short(old.get(k))} → {_short(v)}" for k, v in moved.items()))
-        else:
-            parts.append(f"{key} {_short(old)} → {_short(new)}")
-    return "; ".join(parts) or "no effective change"
-
-
-def audit_rows(trail: Iterable[Mapping[str, Any]]) -> list[dict[str, str]]:
-    """The audit trail as table rows, newest first: when (UTC), who, what changed, version."""
-    return [{"when (UTC)": str(e.get("changed_at", "")).replace("T", " ").rstrip("Z")[:19],
-             "who": str(e.get("changed_by") or "unknown"),
-             "what changed": describe_change(e.get("change") or {}),
-             "version": str(e.get("version", ""))} for e in trail]
 
 
 # ---- secrets in the settings table ------------------------------------------------------------
