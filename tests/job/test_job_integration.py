@@ -12,8 +12,8 @@ from deltalake import DeltaTable
 from pipeline.contract.tables import TABLES
 from pipeline.job import tables
 from pipeline.job.runner import run_job
-from pipeline.kafka.procs import stop_group
 from pipeline.kafka.topic import log_end_offsets
+from pipeline.procs.group import stop_group
 from tests.support.stack import produce, tx
 from tests.support.waiting import wait_for
 

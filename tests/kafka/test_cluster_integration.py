@@ -24,10 +24,10 @@ import pytest
 from pipeline.emulator.storm import StormEmulator
 from pipeline.kafka.broker import EmbeddedBroker
 from pipeline.kafka.cluster import KafkaCluster, with_cluster
-from pipeline.kafka.procs import stop_group
 from pipeline.kafka.topic import describe_topic, ensure_topic, log_end_offsets
 from pipeline.loadtest.reconcile import read_high_value, read_ids
 from pipeline.loadtest.sampling import checkpoint_offsets
+from pipeline.procs.group import stop_group
 from pipeline.read import health
 from pipeline.settings import PROJECT_ROOT, Settings
 from tests.support.emulator_fixtures import Background, read_all

@@ -11,8 +11,8 @@ import numpy as np
 import pytest
 
 from pipeline.errors import SettingsError
+from pipeline.loadtest import freshness, reconcile, verdict
 from pipeline.loadtest import plan as plans
-from pipeline.loadtest import reconcile, verdict
 from pipeline.loadtest.report import build_report, verdict_rows, write_report
 from pipeline.loadtest.sampling import LogEndHistory, checkpoint_offsets
 from tests.support.loadtest_fixtures import judge_all, simulate, synthetic_result
@@ -186,9 +186,9 @@ def test_per_window_counts_and_freshness():
     assert [(r["over_threshold"], r["in_delta"], r["difference"]) for r in rows] == [(3, 3, 0), (2, 1, -1)]
     batches = [{"batch_id": 0, "trigger_time": minute + 10.0, "duration_s": 4.0},
                {"batch_id": 1, "trigger_time": minute + 70.0, "duration_s": 3.0}]
-    vis = reconcile.visible_times(batches, [minute + 12.5, minute + 200.0])
+    vis = freshness.visible_times(batches, [minute + 12.5, minute + 200.0])
     assert vis == {0: minute + 12.5, 1: minute + 73.0}  # batch 1 has no commit in its run: its end
-    fr = reconcile.freshness(et, np.array([0, 0, 1, 1]), vis)
+    fr = freshness.row_freshness(et, np.array([0, 0, 1, 1]), vis)
     assert fr.tolist() == pytest.approx([11.5, 10.5, 13.1, 12.0])
 
 
