@@ -214,20 +214,6 @@ def launched_chromium():
             browser.close()
 
 
-def _stop_process_group(proc) -> None:
-    import os
-    import signal
-    import subprocess
-
-    if proc.poll() is None:
-        os.killpg(proc.pid, signal.SIGTERM)
-    try:
-        proc.wait(15)
-    except subprocess.TimeoutExpired:
-        os.killpg(proc.pid, signal.SIGKILL)
-        proc.wait(5)
-
-
 def _http_ok(url: str) -> bool:
     import urllib.request
 
@@ -242,8 +228,9 @@ def running_streamlit(data: Path, port: int, *, secrets_file: Path | None = None
     """`streamlit run streamlit_app.py` on 127.0.0.1:`port` with TORMENTA_* `env` (and a secrets file);
     yields its URL once the health endpoint answers; stopped (process group) on exit."""
     import os
-    import subprocess
     import sys
+
+    from pipeline.procs.child import Child
 
     root = Path(__file__).resolve().parents[2]
     full_env = dict(os.environ, TORMENTA_DATA_DIR=str(data), **{f"TORMENTA_{k.upper()}": v for k, v in (env or {}).items()})
@@ -253,17 +240,15 @@ def running_streamlit(data: Path, port: int, *, secrets_file: Path | None = None
            "--browser.gatherUsageStats", "false"]
     if secrets_file is not None:
         cmd += ["--secrets.files", str(secrets_file)]
-    log_path = data / f"streamlit-{port}.log"
-    with log_path.open("wb") as log:
-        proc = subprocess.Popen(cmd, cwd=root, env=full_env, stdout=log, stderr=subprocess.STDOUT,
-                                start_new_session=True)
+    app = Child("app", cmd, data / f"streamlit-{port}.log", env=full_env, cwd=root).start()
     url = f"http://127.0.0.1:{port}"
 
     try:
-        wait_for(lambda: _http_ok(f"{url}/_stcore/health"), 60, "streamlit's health endpoint", process=proc, log=log_path)
+        wait_for(lambda: _http_ok(f"{url}/_stcore/health"), 60, "streamlit's health endpoint", process=app,
+                 log=app.log_path)
         yield url
     finally:
-        _stop_process_group(proc)
+        app.stop(15, linger=5)
 
 
 
@@ -302,21 +287,19 @@ def oidc_provider(port: int, users: list[dict], log_dir: Path):
     them as one-click buttons. Any client id/secret is accepted. Yields the issuer URL."""
     import json
     import os
-    import subprocess
     import sys
+
+    from pipeline.procs.child import Child
 
     cmd = [sys.executable, "-m", "oidc_provider_mock", "--host", "127.0.0.1", "--port", str(port)]
     for user in users:
         cmd += ["--user-claims", json.dumps(user)]
-    log_path = log_dir / f"oidc-{port}.log"
-    with log_path.open("wb") as log:
-        proc = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
-                                env=dict(os.environ, NO_COLOR="1"))
+    provider = Child("oidc", cmd, log_dir / f"oidc-{port}.log", env=dict(os.environ, NO_COLOR="1")).start()
     issuer = f"http://127.0.0.1:{port}"
 
     try:
         wait_for(lambda: _http_ok(f"{issuer}/.well-known/openid-configuration"), 30,
-                 "the OIDC provider's discovery document", process=proc, log=log_path)
+                 "the OIDC provider's discovery document", process=provider, log=provider.log_path)
         yield issuer
     finally:
-        _stop_process_group(proc)
+        provider.stop(15, linger=5)
