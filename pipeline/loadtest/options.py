@@ -4,7 +4,7 @@
 reads them back and `LoadTestOptions.to_argv()` writes them for the page's background
 launch (``python -m pipeline loadtest ...``). Options -> argv -> parser -> options is the
 identity for every field, so the launch cannot drop an option the CLI knows
-(``tests/loadtest/test_options.py`` checks each field).
+(``tests/loadtest/test_options_result.py`` checks each field).
 """
 
 from __future__ import annotations
