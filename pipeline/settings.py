@@ -335,6 +335,10 @@ class Settings(BaseSettings):
         "false", "`make run` with a secured embedded broker (SASL_SSL, SCRAM users, ACLs) instead of plaintext loopback")
     app_address: Annotated[str, _text(r"[\w.:-]+", "is not an address; allowed: e.g. 127.0.0.1, ::1, 0.0.0.0")] = _setting(
         "127.0.0.1", "Address the Streamlit app binds; anything but loopback needs the login configured")
+    sql_max_rows: Annotated[int, _whole(1, 1_000_000)] = _setting(
+        "10000", "Rows an analyst's SQL query returns at most (SQL page, `sql --engine delta-rs`); the result says when it was cut")
+    sql_timeout: Annotated[float, _duration(0.1, 3600)] = _setting(
+        "30s", "An analyst's SQL query running longer than this is stopped (its worker process is killed)")
 
     @model_validator(mode="after")
     def _kafka_security_complete(self) -> Settings:

@@ -25,6 +25,7 @@ DEFAULTS = {
     "kafka_security_protocol": "PLAINTEXT", "kafka_sasl_mechanism": "SCRAM-SHA-512", "kafka_username": "",
     "kafka_password": SecretStr(""), "kafka_password_file": None, "kafka_ca_file": None, "kafka_cert_file": None,
     "kafka_key_file": None, "secure": False, "app_address": "127.0.0.1",
+    "sql_max_rows": 10_000, "sql_timeout": 30.0,
 }
 
 # One bad value per kind of setting (and per way of being bad), with what the message must say.
@@ -58,6 +59,9 @@ BAD = [
     ("KAFKA_CA_FILE", "/no/such/ca.pem", "cannot be read (No such file or directory); allowed: a readable PEM file"),
     ("KAFKA_PASSWORD_FILE", "/no/such/password", "cannot be read (No such file or directory); allowed: a readable file"),
     ("SECURE", "perhaps", "is not a boolean"),
+    ("SQL_MAX_ROWS", "0", "is out of range; allowed: 1..1000000"),
+    ("SQL_TIMEOUT", "forever", "is not a duration; allowed: a positive number with an optional unit"),
+    ("SQL_TIMEOUT", "2h", "is out of range; allowed: 100 ms .. 1 hour"),
 ]
 
 
