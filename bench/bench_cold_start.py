@@ -30,6 +30,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
+from pipeline.contract.tables import HIGH_VALUE_QUERY  # noqa: E402
 from pipeline.kafka.broker import EmbeddedBroker  # noqa: E402
 from pipeline.kafka.topic import ensure_topic  # noqa: E402
 from pipeline.settings import PROJECT_ROOT, Settings  # noqa: E402
@@ -99,7 +100,7 @@ def main(argv=None) -> int:
                     tag = f"{round_}-{mode}"
                     ref = timed([sys.executable, "-c", REFERENCE, f"{tmp}/ref-ckpt-{tag}"],
                                 _env(base, Path(tmp) / f"ref-{tag}", mode))
-                    ours = timed([sys.executable, "-m", "pipeline", "job", "--once", "--query", "high_value"],
+                    ours = timed([sys.executable, "-m", "pipeline", "job", "--once", "--query", HIGH_VALUE_QUERY],
                                  _env(base, Path(tmp) / f"ours-{tag}", mode))
                     times[(mode, "reference")].append(ref)
                     times[(mode, "ours")].append(ours)

@@ -43,7 +43,8 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from pipeline.emulator.binarizer import WIRE_FORMATS, make_binarizer  # noqa: E402
+from pipeline.contract.wire import AVRO, JSON, WIRE_FORMATS  # noqa: E402
+from pipeline.emulator.binarizer import make_binarizer  # noqa: E402
 from pipeline.emulator.producer import PRODUCER_CONFIG  # noqa: E402
 from pipeline.emulator.sources import EmulatorSource  # noqa: E402
 from pipeline.emulator.storm import StormEmulator  # noqa: E402
@@ -75,7 +76,7 @@ def java_perf(settings: Settings, topic: str, records: int, payload: Path) -> tu
     return float(m.group(1)), lines[-1]
 
 
-def emulator_run(settings: Settings, records: int, wire_format: str = "json") -> dict:
+def emulator_run(settings: Settings, records: int, wire_format: str = JSON) -> dict:
     return StormEmulator(settings, control=False, full_speed=True, seed=1, wire_format=wire_format).run(
         max_records=records)
 
@@ -195,7 +196,7 @@ def formats_comparison(args) -> None:
             payload = Path(tmp) / "payload.txt"
             payload.write_bytes(b"\n".join(sample))
             sizes = record_sizes(base)
-            print(f"record size: {sizes['json']:.0f} bytes JSON, {sizes['avro']:.0f} bytes Avro (average, realistic "
+            print(f"record size: {sizes[JSON]:.0f} bytes JSON, {sizes[AVRO]:.0f} bytes Avro (average, realistic "
                   f"records), {args.records:,} records per run")
 
             java_rates, ours = [], {fmt: [] for fmt in WIRE_FORMATS}
