@@ -59,6 +59,9 @@ def build_pages(root: Path = ROOT, user: User | None = None) -> dict[str, list]:
     return sections
 FAILURES = "tormenta_failures"   # session-state key: the reads that failed in this run
 ROUTED = "tormenta_routed"       # session-state key: set by the entry script just before it runs a page
+HANDED_OVER = "tormenta_handed_over"  # session-state key: a page run without the entry script asked for it
+ENTRY_ONLY = ("This page is part of the Tormenta dashboard and does not run by itself: "
+              "start the app with `streamlit run streamlit_app.py` (or `python -m pipeline run`) and open it there.")
 
 
 @st.cache_resource(show_spinner=False)
@@ -214,6 +217,7 @@ def start_run() -> None:
     """Called by the entry script before each page run: a fresh failure list, and the routing mark."""
     st.session_state[FAILURES] = []
     st.session_state[ROUTED] = True
+    st.session_state.pop(HANDED_OVER, None)
 
 
 def show_problem(exc: BaseException) -> None:
@@ -261,9 +265,19 @@ def _hand_over_to_the_entry_script() -> None:
     The entry script marks every run it routes (`start_run`); a page run without that
     mark calls the public `st.navigation` with the app's pages, which ends that mode for the
     server and keeps the requested page, and reruns, so the entry script runs that page.
+
+    When the page file itself is the script being run (``streamlit run pages/overview.py``,
+    or a test's AppTest on the file) that rerun runs the page again, not the entry script, and
+    would hand over for ever: a page that is still not routed after its handover says in one
+    line to start the app from `streamlit_app.py`, and ends the run.
     """
     if st.session_state.pop(ROUTED, False):
+        st.session_state.pop(HANDED_OVER, None)
         return
+    if st.session_state.get(HANDED_OVER):
+        st.error(ENTRY_ONLY, icon=":material/arrow_forward:")
+        st.stop()
+    st.session_state[HANDED_OVER] = True
     # every page, so the requested one is kept; nothing renders before the rerun, and the entry script decides
     st.navigation(build_pages(user=User(email="", name="", role=OPERATOR)))
     st.rerun()

@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import site
 from datetime import UTC, datetime, time, timedelta
 from decimal import Decimal
+from pathlib import Path
 
 import streamlit as st
 
+site.addsitedir(str(Path(__file__).resolve().parents[1]))  # run by itself, a page still finds the project
 from pages.common import get_reader, guard, page_header, show_problem
 from pipeline.contract.fields import AMOUNT, EVENT_TIME
 from pipeline.contract.tables import HIGH_VALUE

@@ -2,12 +2,16 @@
 
 from __future__ import annotations
 
+import site
+from pathlib import Path
+
 import pandas as pd
 import plotly.express as px
 import plotly.graph_objects as go
 import streamlit as st
 from plotly.subplots import make_subplots
 
+site.addsitedir(str(Path(__file__).resolve().parents[1]))  # run by itself, a page still finds the project
 from pages.common import get_reader, guard, page_header
 from pipeline.read.dashboard import BUCKETS, TIME_RANGES, fmt_count, fmt_money, time_window
 from pipeline.read.windows import partial_note

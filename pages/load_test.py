@@ -11,11 +11,13 @@ Operators only: the page stops for anyone else, and Start/Stop go through
 from __future__ import annotations
 
 import json
+import site
 from pathlib import Path
 
 import pandas as pd
 import streamlit as st
 
+site.addsitedir(str(Path(__file__).resolve().parents[1]))  # run by itself, a page still finds the project
 from pages.actions import start_load_test, stop_load_test
 from pages.common import current_user, get_settings, guard, operator_page, page_header, show_problem
 from pipeline.loadtest.capacity import (

@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import site
 from datetime import timedelta
+from pathlib import Path
 
 import pandas as pd
 import streamlit as st
 
+site.addsitedir(str(Path(__file__).resolve().parents[1]))  # run by itself, a page still finds the project
 from pages.common import auth_config, broker_up, emulator_status, get_reader, get_settings, guard, page_header
 from pipeline.auth.login import secret_rows
 from pipeline.contract.tables import BATCH_METRICS, HIGH_VALUE

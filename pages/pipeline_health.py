@@ -2,9 +2,13 @@
 
 from __future__ import annotations
 
+import site
+from pathlib import Path
+
 import plotly.graph_objects as go
 import streamlit as st
 
+site.addsitedir(str(Path(__file__).resolve().parents[1]))  # run by itself, a page still finds the project
 from pages.common import broker_up, emulator_status, get_reader, get_settings, guard, page_header
 from pipeline.read import health
 from pipeline.read.dashboard import batch_extras, fmt_count, time_window, wire_format_label

@@ -11,11 +11,15 @@ user's e-mail; "Last changes" shows that audit trail (who, when, what).
 
 from __future__ import annotations
 
+import site
+from pathlib import Path
+
 import pandas as pd
 import plotly.graph_objects as go
 import streamlit as st
 from plotly.subplots import make_subplots
 
+site.addsitedir(str(Path(__file__).resolve().parents[1]))  # run by itself, a page still finds the project
 from pages.actions import change_storm
 from pages.common import (
     broker_down_box,
