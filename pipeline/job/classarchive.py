@@ -71,13 +71,14 @@ def _workload(spark, settings: Settings) -> None:
     from datetime import UTC, datetime
 
     from pipeline.contract.spark import decode_messages
+    from pipeline.contract.wire import WIRE_FORMATS
     from pipeline.emulator.binarizer import make_binarizer
     from pipeline.emulator.sources import load_samples
     from pipeline.job import runner, tables, transforms
 
     tables.create_tables(spark, settings)
     records = load_samples(settings.sample_file)[:200]
-    values = [make_binarizer(fmt).encode_record(r) for r in records for fmt in ("avro", "json")]
+    values = [make_binarizer(fmt).encode_record(r) for r in records for fmt in WIRE_FORMATS]
     values += [b"not json", b"\x00\x00\x00\x00\x01\x02"]  # quarantine: both formats' rules
     now = datetime.now(UTC).replace(tzinfo=None)
     raw = spark.createDataFrame([(None, v, settings.topic, i % 3, i, now) for i, v in enumerate(values)],

@@ -18,6 +18,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from pipeline.contract.tables import BATCH_METRICS, HIGH_VALUE
 from pipeline.loadtest import reconcile, verdict
 from pipeline.loadtest.freshness import Freshness
 from pipeline.loadtest.result import LoadTestResult, TopicFacts
@@ -77,7 +78,7 @@ def machine_facts() -> dict[str, Any]:
 def read_batches(run_settings: Settings) -> list[dict[str, Any]]:
     """The run's batch metrics so far ([] while the table is missing or mid-commit)."""
     try:
-        return reconcile.read_batches(run_settings.table_path("batch_metrics"))
+        return reconcile.read_batches(run_settings.table_path(BATCH_METRICS))
     except Exception as exc:  # noqa: BLE001 - a table mid-commit; the next read will do
         log.debug("batch metrics not readable yet: %s", exc)
         return []
@@ -87,8 +88,8 @@ def build_result(test: LoadTest, out: Outcome, facts: dict[str, Any], broker_pid
     """Judge every step, reconcile, and gather the facts of the run."""
     rs, plan, progress = test.run_settings, test.plan, test.progress
     batches = read_batches(rs)
-    ids, event_times, batch_ids = reconcile.read_high_value(rs.table_path("high_value"))
-    fresh = Freshness.measure(rs.table_path("high_value"), event_times, batch_ids, batches)
+    ids, event_times, batch_ids = reconcile.read_high_value(rs.table_path(HIGH_VALUE))
+    fresh = Freshness.measure(rs.table_path(HIGH_VALUE), event_times, batch_ids, batches)
     steps = [verdict.step_stats(w, out.samples, batches, plan.trigger_s, freshness=fresh.in_window(w))
              for w in test.windows]
     last = out.samples[-1] if out.samples else {}

@@ -17,6 +17,7 @@ import threading
 import time
 from typing import Any
 
+from pipeline.contract.tables import HIGH_VALUE_QUERY
 from pipeline.errors import TormentaError
 from pipeline.kafka.security import client_config, security_env
 from pipeline.loadtest import LoadTestError
@@ -64,13 +65,13 @@ class RunStack:
         ensure_control_topics(rs)
         event(f"topic {rs.topic} ({rs.partitions} partitions), data in {rs.data_dir}")
         env, py = self.env(), sys.executable
-        self.job = job = Child("job", [py, "-m", "pipeline", "job", "--query", "high_value"], self.dir / "job.log",
+        self.job = job = Child("job", [py, "-m", "pipeline", "job", "--query", HIGH_VALUE_QUERY], self.dir / "job.log",
                                env=env).start()
         event(f"job started (pid {job.pid}), trigger {self.plan.trigger_s:g} s")
         self._wait_for_job(stop)
         self.sampler = sampler = Sampler(
             kafka=client_config(rs, "admin"), topic=rs.topic, status_topic=rs.status_topic,
-            emulator_name=EMULATOR_NAME, checkpoint=rs.checkpoint_dir / "high_value",
+            emulator_name=EMULATOR_NAME, checkpoint=rs.checkpoint_dir / HIGH_VALUE_QUERY,
             pids=lambda: {"emulator": self.emulator.pid if self.emulator else None, "broker": broker_pid,
                           "job": job.pid, "loadtest": os.getpid()},
             target=self.progress.target_at, job_alive=job.alive, on_sample=self.progress.write)
@@ -93,24 +94,24 @@ class RunStack:
         job = self.job
         assert job is not None
         deadline = time.monotonic() + timeout
-        first_commit = self.rs.checkpoint_dir / "high_value" / "commits" / "0"
+        first_commit = self.rs.checkpoint_dir / HIGH_VALUE_QUERY / "commits" / "0"
         started_at = None
         while time.monotonic() < deadline and not stop.is_set():
             if not job.alive():
                 raise LoadTestError(f"the job exited with code {job.returncode} at start-up:\n{job.tail()}")
             if started_at is None:
                 try:
-                    if "query high_value started" in job.log_path.read_text(errors="replace"):
+                    if f"query {HIGH_VALUE_QUERY} started" in job.log_path.read_text(errors="replace"):
                         started_at = time.monotonic()
                         deadline = min(deadline + 90, started_at + 90)
                 except OSError:
                     pass
             if first_commit.exists():
-                self.progress.event("job query high_value is running (first batch committed)")
+                self.progress.event(f"job query {HIGH_VALUE_QUERY} is running (first batch committed)")
                 return
             stop.wait(0.5)  # polls the job's log and checkpoint, files another process writes
         if started_at is not None:
-            self.progress.event("job query high_value is running (no first batch yet)")
+            self.progress.event(f"job query {HIGH_VALUE_QUERY} is running (no first batch yet)")
             return
         if not stop.is_set():
             raise LoadTestError(f"the job did not start its query within {timeout:.0f} s; see {job.log_path}")
