@@ -2,7 +2,7 @@
 
     python -m pipeline job            run until Ctrl-C
     python -m pipeline job --once     catch up with the topic, then stop (tests, backfills)
-    python -m pipeline sql "SELECT count(*) FROM tormenta.high_value"
+    python -m pipeline sql [--engine spark|delta-rs] [--format table|csv] "SELECT count(*) FROM tormenta.high_value"
     python -m pipeline spark-submit-args     the --jars/--py-files of `spark-submit ... pipeline/job/submit.py job`
 """
 
@@ -30,10 +30,9 @@ def register(sub) -> None:
     classarchive.register(sub)
     p = sub.add_parser("spark-submit-args", help="print the spark-submit options (--jars, --py-files, ...) the job needs")
     p.set_defaults(func=spark_submit_args_cmd)
-    p = sub.add_parser("sql", help="run a Spark SQL query over the Delta tables")
-    p.add_argument("query", help=f'e.g. "SELECT count(*) FROM tormenta.{HIGH_VALUE}"')
-    p.add_argument("--limit", type=int, default=50, help="rows to print (default 50)")
-    p.set_defaults(func=sql_cmd)
+    from pipeline.sql import cli as sql_cli
+
+    sql_cli.register(sub)  # `sql`: one read-only query through Spark or delta-rs (pipeline.sql.cli)
 
 
 CRASH_TABLES = (QUARANTINE, HIGH_VALUE, SALES_AGG, BATCH_METRICS)
@@ -68,23 +67,4 @@ def spark_submit_args_cmd(settings: Settings, args) -> int:
     from pipeline.job.spark import spark_submit_args
 
     print(" ".join(shlex.quote(a) for a in spark_submit_args(settings)))
-    return 0
-
-
-def sql_cmd(settings: Settings, args) -> int:
-    from pipeline.errors import SettingsError
-    from pipeline.job.spark import build_spark
-    from pipeline.job.tables import register_all
-
-    if args.limit <= 0:
-        raise SettingsError(f"--limit={args.limit} must be a positive number of rows")
-    spark = build_spark(settings, "tormenta-sql")
-    try:
-        names = register_all(spark, settings)
-        if not names:
-            print("no tables yet: start the job (`python -m pipeline job`) first")
-            return 1
-        spark.sql(args.query).show(args.limit, truncate=False)
-    finally:
-        spark.stop()
     return 0
