@@ -41,6 +41,7 @@ PAGES = [
     ("Storm", "pages/load_test.py", "Load test", ":material/science:"),  # issue 6; shown once the file exists
     ("Data", "pages/live_sales.py", "Live sales", ":material/monitoring:"),
     ("Data", "pages/explorer.py", "Explorer", ":material/table_view:"),
+    ("Data", "pages/sql.py", "SQL", ":material/database:"),
 ]
 
 

@@ -90,7 +90,7 @@ def _spark(settings: Settings, checked, limit: int):
         registered = {name.split(".", 1)[1] for name in register_all(spark, settings)}
         missing = [n for n in checked.tables if n not in registered]
         if missing:
-            raise DataUnavailable(f"the table{'s' if len(missing) > 1 else ''} {', '.join(missing)} "
+            raise DataUnavailable(f"The table{'s' if len(missing) > 1 else ''} {', '.join(missing)} "
                                   f"{'do' if len(missing) > 1 else 'does'} not exist yet; start the job "
                                   "(`python -m pipeline job`, or `make run`) and it writes them after one processing interval")
         if registered:
