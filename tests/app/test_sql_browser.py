@@ -10,8 +10,7 @@ from urllib.parse import parse_qs, urlparse
 import pytest
 
 from pipeline.sql.questions import BY_KEY
-from tests.app.test_browser import settle
-from tests.support.app_fixtures import CHROMIUM, launched_chromium, running_app, write_demo_tables
+from tests.support.app_fixtures import CHROMIUM, launched_chromium, running_app, settle, write_demo_tables
 
 pytestmark = [pytest.mark.browser,
               pytest.mark.skipif(not Path(CHROMIUM).exists(), reason="needs Debian's chromium: `make browser`")]
