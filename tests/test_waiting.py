@@ -39,6 +39,13 @@ def test_a_watched_process_that_exits_fails_at_once_with_its_log_tail(tmp_path):
     assert tail.endswith(" the broker is gone\n") and len(tail) == 2000
 
 
+def test_a_timeout_quotes_the_log_when_given(tmp_path):
+    log = tmp_path / "job.log"
+    log.write_text("starting\nstill compiling the query\n")
+    with pytest.raises(AssertionError, match=r"^timed out after 0\.1 s waiting for a batch:\nstarting\nstill compiling"):
+        wait_for(lambda: False, 0.1, "a batch", log=log, every=0.01)
+
+
 def test_a_watched_process_still_running_does_not_stop_the_wait(tmp_path):
     proc = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(30)"])
     try:
