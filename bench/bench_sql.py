@@ -148,7 +148,8 @@ def main() -> int:
             met &= ok
             spark_cols = f"{pct(s, 0.5):10.3f} {pct(s, 0.95):8.3f}" if s else f"{'-':>10} {'-':>8}"
             print(f"{q.key:34} {pct(d, 0.5):12.3f} {pct(d, 0.95):8.3f} {spark_cols}  {'met' if ok else 'NOT met'}")
-        print(f"\n{args.rows:,} high-value rows; delta-rs {args.runs} runs, Spark {args.spark_runs} runs per question; "
+        spark_runs = "no Spark" if args.no_spark else f"Spark {args.spark_runs} runs"
+        print(f"\n{args.rows:,} high-value rows; delta-rs {args.runs} runs, {spark_runs} per question; "
               f"goal {'met for every question' if met else 'NOT met for every question'}")
         return 0
     finally:
