@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.support.app_fixtures import CHROMIUM, launched_chromium, running_app, settle, write_demo_tables
+from tests.support.app_fixtures import CHROMIUM, running_app, settle, write_demo_tables
 from tests.support.waiting import wait_for
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -36,12 +36,6 @@ def app_url(tmp_path_factory):
     write_demo_tables(data, high_value_rows=5_000, days=2)
     with running_app(data) as url:
         yield url
-
-
-@pytest.fixture(scope="module")
-def browser():
-    with launched_chromium() as b:
-        yield b
 
 
 @pytest.mark.parametrize("path,must_show,charts", PAGES, ids=[p[0] or "overview" for p in PAGES])

@@ -10,7 +10,7 @@ from urllib.parse import parse_qs, urlparse
 import pytest
 
 from pipeline.sql.questions import BY_KEY
-from tests.support.app_fixtures import CHROMIUM, launched_chromium, running_app, settle, write_demo_tables
+from tests.support.app_fixtures import CHROMIUM, running_app, settle, write_demo_tables
 
 pytestmark = [pytest.mark.browser,
               pytest.mark.skipif(not Path(CHROMIUM).exists(), reason="needs Debian's chromium: `make browser`")]
@@ -22,12 +22,6 @@ def app_url(tmp_path_factory):
     write_demo_tables(data, high_value_rows=2_000, days=2, agg_minutes=600, dims=20)
     with running_app(data) as url:
         yield url
-
-
-@pytest.fixture(scope="module")
-def browser():
-    with launched_chromium() as b:
-        yield b
 
 
 def _plots(page) -> list[dict]:
