@@ -73,16 +73,22 @@ def time_delta_rs(settings, questions, runs: int) -> dict[str, list[float]]:
     try:
         for q in questions:
             engine.run(q.sql)  # warm-up: the worker, the Delta log, the OS page cache
-            times = []
-            for _ in range(runs):
-                t0 = time.perf_counter()
-                r = engine.run(q.sql)
-                times.append(time.perf_counter() - t0)
+            times, r = timed(lambda q=q: engine.run(q.sql), runs)
             out[q.key] = times
             print(f"  delta-rs {q.key}: {r.table.num_rows} rows, p95 {pct(times, 0.95):.3f} s", flush=True)
     finally:
         engine.close()
     return out
+
+
+def timed(call, runs: int):
+    """Seconds of each of `runs` calls, and the last call's result."""
+    times, result = [], None
+    for _ in range(runs):
+        t0 = time.perf_counter()
+        result = call()
+        times.append(time.perf_counter() - t0)
+    return times, result
 
 
 def time_spark(settings, questions, runs: int) -> dict[str, list[float]]:
@@ -97,11 +103,7 @@ def time_spark(settings, questions, runs: int) -> dict[str, list[float]]:
         for q in questions:
             checked = check_query(q.sql, "spark")
             spark_query(spark, settings, checked, settings.sql_max_rows)  # warm-up
-            times = []
-            for _ in range(runs):
-                t0 = time.perf_counter()
-                table, _, _ = spark_query(spark, settings, checked, settings.sql_max_rows)
-                times.append(time.perf_counter() - t0)
+            times, (table, _, _) = timed(lambda c=checked: spark_query(spark, settings, c, settings.sql_max_rows), runs)
             out[q.key] = times
             print(f"  spark {q.key}: {table.num_rows} rows, p95 {pct(times, 0.95):.3f} s", flush=True)
     finally:
