@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import os
+import signal
 import sys
 import time
 
 import pytest
 
 from pipeline.procs.child import Child
+from tests.support.waiting import wait_for
 
 SAYS = "import sys; print('out', sys.argv[1], flush=True); print('err', sys.argv[1], file=sys.stderr, flush=True)"
 
@@ -53,14 +55,13 @@ def test_start_refuses_while_running_and_stop_ends_the_group(tmp_path):
     child = Child("sleeper", [sys.executable, "-c", "import time; print('up', flush=True); time.sleep(600)"],
                   tmp_path / "s.log").start()
     try:
-        deadline = time.monotonic() + 20
-        while "up" not in child.log_path.read_text() and time.monotonic() < deadline:
-            time.sleep(0.05)  # the child's own log says it runs
+        wait_for(lambda: "up" in child.log_path.read_text(), 20, "the child's own log to say it runs",
+                 process=child.proc, log=child.log_path)
         assert child.alive()
         with pytest.raises(RuntimeError, match="still running"):
             child.start()
         code = child.stop(10, linger=2)
-        assert code is not None and code != 0 and not child.alive()
+        assert code == -signal.SIGTERM and not child.alive()  # ended by stop's SIGTERM to its group
         with pytest.raises(ProcessLookupError):
             os.killpg(child.pid, 0)
     finally:
