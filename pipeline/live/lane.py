@@ -21,8 +21,9 @@ left without a slot.
 Delivery is at least once: the Kafka sink may write a record again after a crash (the
 batch since the last checkpoint is replayed); readers drop duplicates by transaction_id.
 The checkpoint lives in ``<data_dir>/checkpoints/live`` (always on the local disk: the
-lane writes no table). A brand-new checkpoint starts at the records of the last
-`START_LOOKBACK_S` seconds, not at the beginning of the topic: the lane is about now.
+lane writes no table). A brand-new checkpoint starts at the records of the
+`START_LOOKBACK_S` seconds before the process started, not at the beginning of the topic:
+the lane is about now.
 """
 
 from __future__ import annotations
@@ -126,9 +127,9 @@ def kafka_source(spark, settings: Settings, now_ms: int | None = None):
             .load())
 
 
-def start_lane(spark, settings: Settings):
-    """Start the RTM query; returns its StreamingQuery."""
-    out = live_records(decode_messages(kafka_source(spark, settings)), settings.threshold)
+def start_lane(spark, settings: Settings, started_ms: int | None = None):
+    """Start the RTM query; returns its StreamingQuery (a new checkpoint starts at `started_ms` - lookback)."""
+    out = live_records(decode_messages(kafka_source(spark, settings, started_ms)), settings.threshold)
     query = (out.writeStream.queryName(LIVE_QUERY).format("kafka")
              .options(**spark_source_options(settings, ROLE))
              .option("topic", settings.live_topic)
@@ -156,12 +157,14 @@ def run_lane(settings: Settings, stop: threading.Event | None = None) -> None:
     """Check, start Spark, run the query until `stop` is set or the query fails (JobError)."""
     from pipeline.job.spark import build_spark
 
+    # The lookback counts from the process's start, not the query's: Spark's start takes
+    # a minute or more on a busy box, and records written meanwhile must not be skipped.
+    started_ms = int(time.time() * 1000)
     partitions = check_lane(settings)
     master = local_master(settings, partitions)
-    lane_settings = settings if master is None else settings.replace(spark_master=master)
+    lane_settings = settings.replace(driver_memory=DRIVER_MEMORY, **({} if master is None else {"spark_master": master}))
     checkpoint_path(settings).parent.mkdir(parents=True, exist_ok=True)
     spark = build_spark(lane_settings, "tormenta-live", extra_conf={
-        "spark.driver.memory": DRIVER_MEMORY,
         # One long task per partition, nothing shuffled: no speculative copies, no AQE.
         "spark.speculation": "false",
         "spark.sql.adaptive.enabled": "false",
@@ -170,7 +173,7 @@ def run_lane(settings: Settings, stop: threading.Event | None = None) -> None:
     try:
         if master is None and (slots := cluster_slots(spark)) < partitions:
             raise SettingsError(too_few_slots(settings.spark_master, slots, partitions, settings.topic))
-        query = start_lane(spark, settings)
+        query = start_lane(spark, settings, started_ms)
         announced = False
         while stop is None or not stop.is_set():
             if not query.isActive:
