@@ -64,7 +64,7 @@ def live_records(decoded, threshold: Decimal):
     fields = [F.unix_millis("ingest_time").alias(SOURCE_TIMESTAMP) if f == SOURCE_TIMESTAMP else F.col(f)
               for f in LIVE_FIELDS]
     return kept.select(F.col(LIVE_KEY).alias("key"),
-                       F.to_json(F.struct(*fields), {"timestampFormat": LIVE_TIMESTAMP_FORMAT}).alias("value"))
+                       F.to_json(F.struct(*fields), {"timestampFormat": LIVE_TIMESTAMP_FORMAT, "ignoreNullFields": "false"}).alias("value"))
 
 
 # ---- checks before Spark starts -----------------------------------------------------------
