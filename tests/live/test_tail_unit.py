@@ -118,3 +118,17 @@ def test_health_reads_the_checkpoint_folder(tmp_path):
     (offsets / "0").write_text("v1")
     (offsets / ".0.crc").write_text("x")
     assert health.lane_health(s).state == "up"
+
+
+def test_reconcile_live_counts_missed_extra_and_duplicates():
+    from pipeline.live.reconcile import LiveRow, latency_per_window, reconcile_live
+
+    rows = [LiveRow("a", 1000, 1100), LiveRow("b", 2000, 2300), LiveRow("a", 1000, 1500), LiveRow("x", 3000, 3010)]
+    r = reconcile_live(["a", "b", "c"], rows)
+    assert (r.delta_ids, r.live_ids, r.missed, r.extra, r.duplicates) == (3, 3, 1, 1, 1)
+    assert not r.ok and r.missed_examples == ("c",) and "1 of 3" in r.sentence()
+    ok = reconcile_live(["a", "b"], rows)
+    assert ok.ok and "written more than once" in ok.sentence()
+    first, second = latency_per_window(rows, [(0, 1.5), (1.5, 10)])
+    assert first["n"] == 2 and first["p50"] == 300.0          # both copies of "a": 100 and 500 ms
+    assert second["n"] == 2 and second["p99"] == pytest.approx(297.1)  # 10 and 300 ms
