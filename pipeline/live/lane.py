@@ -144,12 +144,21 @@ def start_lane(spark, settings: Settings, started_ms: int | None = None):
     return query
 
 
-def cluster_slots(spark) -> int:
-    """Task slots a cluster gives this application (spark.cores.max, else the cores registered now)."""
-    conf = spark.sparkContext.getConf()
+def session_slots(spark) -> int:
+    """Task slots the running session has: N of local[N], else what the cluster gives this
+    application (spark.cores.max, else the cores registered now). Under spark-submit the
+    command line's master is the one that counts."""
+    import os
+
+    sc = spark.sparkContext
+    master = sc.master
+    if master.startswith("local"):
+        match = _LOCAL_N.fullmatch(master)
+        return int(match.group(1)) if match else (os.cpu_count() or 1) if master == "local[*]" else 1
+    conf = sc.getConf()
     cores_max = conf.get("spark.cores.max", None)
     per_task = int(conf.get("spark.task.cpus", "1") or 1)
-    slots = int(cores_max) if cores_max else spark.sparkContext.defaultParallelism
+    slots = int(cores_max) if cores_max else sc.defaultParallelism
     return slots // max(1, per_task)
 
 
@@ -171,8 +180,8 @@ def run_lane(settings: Settings, stop: threading.Event | None = None) -> None:
     })
     query = None
     try:
-        if master is None and (slots := cluster_slots(spark)) < partitions:
-            raise SettingsError(too_few_slots(settings.spark_master, slots, partitions, settings.topic))
+        if (slots := session_slots(spark)) < partitions:
+            raise SettingsError(too_few_slots(spark.sparkContext.master, slots, partitions, settings.topic))
         query = start_lane(spark, settings, started_ms)
         announced = False
         while stop is None or not stop.is_set():
