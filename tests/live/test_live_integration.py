@@ -22,12 +22,22 @@ from pipeline.contract.live import LIVE_FIELDS
 from pipeline.contract.tables import RECORD_COLUMNS
 from pipeline.kafka.topic import ensure_live_topic, ensure_topic
 from pipeline.settings import PROJECT_ROOT, Settings
-from tests.job.test_job_integration import avro_tx
 from tests.support.stack import produce, tx
 from tests.support.waiting import wait_for
 
 pytestmark = pytest.mark.integration
 FIRST_OUTPUT_S = 300  # a cold Spark start plus the decode's code generation, on a box shared with others
+
+
+def avro_tx(tid: str, amount: str) -> bytes:
+    """A contract transaction in the Confluent-framed Avro wire format."""
+    from datetime import UTC, datetime
+    from decimal import Decimal
+
+    from pipeline.contract import avro
+
+    return avro.encode_reference({"transaction_id": tid, "person_id": "P2", "merchant_id": "M2",
+                                  "amount": Decimal(amount), "timestamp": datetime(2026, 12, 24, 18, 0, 1, tzinfo=UTC)})
 
 
 def lane_env(settings: Settings, **more: str) -> dict[str, str]:
