@@ -42,6 +42,8 @@ from pipeline.live.tail import parse_record  # noqa: E402
 from pipeline.settings import Settings  # noqa: E402
 from tests.support.ports import free_port  # noqa: E402
 
+CAUGHT_UP_MS = 2000
+
 
 def quantiles(values) -> dict[str, float | None]:
     a = np.asarray(values, dtype=float)
@@ -116,6 +118,22 @@ def delta_freshness(settings: Settings, start: float, end: float) -> dict:
     return quantiles(sel[np.isfinite(sel)] * 1000)
 
 
+def wait_for_batch_after(settings: Settings, t: float, timeout: float) -> None:
+    """Until the job has started a batch after `t` (epoch s), so the step's rows are in Delta; bounded."""
+    from pipeline.read.readers import read_columns
+
+    bm = settings.table_path("batch_metrics")
+    deadline = time.time() + timeout
+    while time.time() < deadline:
+        try:
+            times = read_columns(bm, ["trigger_time"]).column("trigger_time").to_pylist()
+            if any(x.timestamp() > t for x in times):
+                return
+        except Exception:  # noqa: BLE001 - the table may not exist yet or be mid-commit
+            pass
+        time.sleep(2)
+
+
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--rates", default="10000,50000", help="comma-separated tx/s steps (default 10000,50000)")
@@ -142,6 +160,7 @@ def main(argv=None) -> int:
         run = subprocess.Popen([sys.executable, "-m", "pipeline", "run", "--no-app"], cwd=ROOT, env=env,
                                stdout=log.open("wb"), stderr=subprocess.STDOUT, start_new_session=True)
         results = []
+        started = time.time()
         try:
             deadline = time.time() + 120
             while not (settings.run_dir / "live.pid").exists():
@@ -155,6 +174,12 @@ def main(argv=None) -> int:
                 drain(consumer, time.time() + 1, first)
             if not first:
                 raise SystemExit(f"no live record within {args.startup_timeout:g} s:\n{log.read_text()[-2000:]}")
+            # The lane starts a minute before its process did and the emulator was producing
+            # meanwhile: measure only once it has caught up (a record under CAUGHT_UP_MS old).
+            while time.time() < until and not any(r - s < CAUGHT_UP_MS for r, s, _, _ in first[-50:]):
+                first = []
+                drain(consumer, time.time() + 1, first)
+            print(f"live lane caught up after {time.time() - started:.0f} s", file=sys.stderr)
             live_pgid = int((settings.run_dir / "live.pid").read_text())
             from pipeline.emulator.control import EmulatorControl
 
@@ -175,7 +200,7 @@ def main(argv=None) -> int:
                                     "latency_ms": quantiles(lat), "live_freshness_ms": quantiles(fresh),
                                     "live_cpu_cores": (cpu1 - cpu0) / (t1 - t0), "live_rss_mib": rss / 2**20,
                                     "window": (t0, t1)})
-            time.sleep(2 * float(settings.trigger_interval) + 5)  # the last step's rows reach Delta
+            wait_for_batch_after(settings, results[-1]["window"][1], 3 * float(settings.trigger_interval) + 90)
             for r in results:
                 r["delta_freshness_ms"] = delta_freshness(settings, *r.pop("window"))
         finally:
