@@ -42,6 +42,7 @@ PAGES = [
     ("Data", "pages/live.py", "Live", ":material/bolt:"),  # issue 21: the live lane's topic
     ("Data", "pages/live_sales.py", "Live sales", ":material/monitoring:"),
     ("Data", "pages/explorer.py", "Explorer", ":material/table_view:"),
+    ("Data", "pages/sql.py", "SQL", ":material/database:"),
 ]
 
 

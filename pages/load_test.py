@@ -33,6 +33,7 @@ from pipeline.loadtest.report import figures, verdict_rows
 from pipeline.loadtest.result import LoadTestResult
 from pipeline.loadtest.runs import RunEntry, list_runs
 from pipeline.loadtest.verdict import RULES
+from pipeline.read.units import compact
 
 page_header("Load test", "Will it hold at Christmas? Drive the real emulator and job through a plan "
             "(warm-up, ramp, hold at the peak, beyond) on a fresh topic, then read the verdict.")
@@ -122,9 +123,10 @@ def progress() -> None:
                      f"({pr.get('elapsed_s', 0):.0f} s)")
     last = pr.get("last") or {}
     m = st.columns(4)
-    m[0].metric("Target rate", f"{last.get('target_rate') or 0:,.0f} tx/s")
-    m[1].metric("Achieved rate", f"{last.get('achieved_rate') or 0:,.0f} tx/s")
-    m[2].metric("Lag", f"{last.get('lag_records') or 0:,} records", help="Broker log end minus the job's committed offsets")
+    m[0].metric("Target rate (tx/s)", compact(last.get("target_rate") or 0))
+    m[1].metric("Achieved rate (tx/s)", compact(last.get("achieved_rate") or 0))
+    m[2].metric("Lag (records)", compact(last.get("lag_records") or 0),
+                help="Broker log end minus the job's committed offsets")
     lag_s = last.get("lag_s")
     m[3].metric("Oldest unprocessed record", f"{lag_s:,.1f} s" if lag_s is not None else "–")
     for e in (pr.get("events") or [])[-4:]:

@@ -12,6 +12,7 @@ site.addsitedir(str(Path(__file__).resolve().parents[1]))  # run by itself, a pa
 from pages.common import broker_up, emulator_status, get_reader, get_settings, guard, page_header
 from pipeline.read import health
 from pipeline.read.dashboard import batch_extras, fmt_count, time_window, wire_format_label
+from pipeline.read.units import compact
 from pipeline.settings import format_duration
 
 page_header("Pipeline", "How the streaming job keeps up: one point per micro-batch of the high-value query. "
@@ -52,10 +53,10 @@ def _headline(df, s) -> health.RetentionRisk:
                 delta=f"{last['duration_s'] - interval:+.1f} s vs trigger", delta_color="inverse",
                 help=f"Trigger interval: {format_duration(interval)}")
     m[1].metric("Input rows, last batch", fmt_count(last["input_rows"]))
-    m[2].metric("Behind latest", f"{fmt_count(behind)} records" if behind is not None else "–",
-                help="Log-end offsets minus what the job has read" + (" (live)" if behind_now is not None
-                                                                      else " (at the last batch)"))
-    m[3].metric("Behind latest (time)", f"{behind_s:,.1f} s" if behind_s is not None else "–",
+    m[2].metric("Records behind", fmt_count(behind),
+                help="Records behind the latest: log-end offsets minus what the job has read"
+                     + (" (live)" if behind_now is not None else " (at the last batch)"))
+    m[3].metric("Time behind", f"{compact(behind_s, 1)} s" if behind_s is not None else "–",
                 help="Records behind / current ingest rate")
     m[4].metric("Quarantine rate", f"{qrate:.3%}" if qrate is not None else "–",
                 help="Quarantined / input records in the range")
@@ -69,14 +70,15 @@ def _headline(df, s) -> health.RetentionRisk:
 def _gauge(risk, s) -> None:
     gauge = go.Figure(go.Indicator(
         mode="gauge+number", value=risk.used_share * 100, number={"suffix": " %"},
-        title={"text": "Retention used by oldest unprocessed record"},
+        title={"text": "Retention used"},  # the caption below says by what: the oldest unprocessed record
         gauge={"axis": {"range": [0, 100]},
                "bar": {"color": {"ok": "#2b8a3e", "warning": "#f08c00", "critical": "#c92a2a"}[risk.level]},
                "steps": [{"range": [0, 50], "color": "#ebfbee"}, {"range": [50, 80], "color": "#fff4e6"},
                          {"range": [80, 100], "color": "#fff5f5"}]}))
     gauge.update_layout(height=260, margin=dict(l=20, r=20, t=60, b=10))
     st.plotly_chart(gauge, width="stretch", key="gauge")
-    st.caption(f"{risk.sentence()} Record lifetime: {format_duration(s.retention)}.")
+    st.caption(f"Share of the record lifetime used by the oldest unprocessed record. {risk.sentence()} "
+               f"Record lifetime: {format_duration(s.retention)}.")
 
 
 def _charts(df) -> None:

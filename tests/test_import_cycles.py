@@ -1,9 +1,9 @@
 """No import cycles in `pipeline/`, counting the imports inside functions (they hide a cycle, not cut it).
 
 The graph is read statically (ast): one edge per `import x` / `from x import y` anywhere in
-a module (top level, function, class, try), where ``from pkg import name`` points at
-``pkg.name`` when that is a module of the tree, else at ``pkg``. Imports under
-``if TYPE_CHECKING:`` never run and do not count. Only modules of the tree are nodes.
+a module (top level, function, class, try, and ``if TYPE_CHECKING:`` too: a module that
+needs another's types depends on it), where ``from pkg import name`` points at ``pkg.name``
+when that is a module of the tree, else at ``pkg``. Only modules of the tree are nodes.
 """
 
 from __future__ import annotations
@@ -26,23 +26,9 @@ def module_names(root: Path, package: str) -> dict[str, Path]:
     return names
 
 
-def _is_type_checking(node: ast.If) -> bool:
-    test = node.test
-    return (isinstance(test, ast.Name) and test.id == "TYPE_CHECKING") or (
-        isinstance(test, ast.Attribute) and test.attr == "TYPE_CHECKING")
-
-
 def _imports(tree: ast.AST):
-    """Every Import/ImportFrom node, skipping the bodies of `if TYPE_CHECKING:`."""
-    stack = [tree]
-    while stack:
-        node = stack.pop()
-        if isinstance(node, ast.If) and _is_type_checking(node):
-            stack.extend(node.orelse)
-            continue
-        if isinstance(node, ast.Import | ast.ImportFrom):
-            yield node
-        stack.extend(ast.iter_child_nodes(node))
+    """Every Import/ImportFrom node, wherever it stands."""
+    return (node for node in ast.walk(tree) if isinstance(node, ast.Import | ast.ImportFrom))
 
 
 def imported(name: str, path: Path, modules: dict[str, Path]) -> set[str]:
@@ -136,11 +122,14 @@ def test_a_cycle_hidden_in_a_function_is_found(tmp_path):
         "runs/runner.py": "from .control import Control\n",
         "runs/control.py": "import pkg.login\n",
         "leaf.py": "from typing import TYPE_CHECKING\nif TYPE_CHECKING:\n    from pkg import login\n",
+        "typed.py": "from typing import TYPE_CHECKING\nif TYPE_CHECKING:\n    from pkg import typed_back\n",
+        "typed_back.py": "from pkg.typed import x\n",
     })
     graph = import_graph(root, "pkg")
     assert graph["pkg.login"] == {"pkg.errors", "pkg.runs.runner"}
-    assert graph["pkg.runs.runner"] == {"pkg.runs.control"} and graph["pkg.leaf"] == set()
-    assert cycles(graph) == [["pkg.login", "pkg.runs.control", "pkg.runs.runner"]]
+    assert graph["pkg.runs.runner"] == {"pkg.runs.control"} and graph["pkg.leaf"] == {"pkg.login"}
+    # a cycle only for the type checker is still a tangle: it counts
+    assert cycles(graph) == [["pkg.login", "pkg.runs.control", "pkg.runs.runner"], ["pkg.typed", "pkg.typed_back"]]
 
 
 def test_no_cycle_when_the_hidden_edge_is_gone(tmp_path):

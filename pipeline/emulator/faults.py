@@ -9,12 +9,8 @@ break it) come from the binarizer in use, so the knobs work the same for JSON an
 
 from __future__ import annotations
 
-from datetime import UTC, datetime, timedelta
-
 import numpy as np
 
-from pipeline.contract import validate
-from pipeline.contract.fields import EVENT_TIME
 from pipeline.emulator.binarizer import EncodedBatch, JsonBinarizer
 
 
@@ -70,8 +66,3 @@ class FaultInjector:
                 out.high.append(flag)
         return out
 
-
-def late_by(value: bytes, now: datetime | None = None) -> timedelta:
-    """How far a message's event time lies behind `now`, in either wire format (tests and docs)."""
-    now = now or datetime.now(UTC)
-    return now - validate(value)[EVENT_TIME]

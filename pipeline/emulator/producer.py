@@ -8,7 +8,7 @@ over-threshold record. A full local queue is backpressure, not an error: on Buff
 the producer serves delivery reports for a moment and retries the same message.
 
 `Sink` is what the emulator needs from a producer; `StormProducer` is the real one (it
-wraps confluent-kafka's Producer) and `pipeline.emulator.testing.MemorySink` collects the
+wraps confluent-kafka's Producer) and the tests' `MemorySink` (tests/support/memory.py) collects the
 messages in memory for unit tests.
 """
 

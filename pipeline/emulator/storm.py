@@ -19,7 +19,7 @@ with reasons, queue depth, delivery latency p50/p99, per-minute counts, wire for
 It ends on `duration`, `max_records`, a set `stop_event` (SIGINT/SIGTERM in the CLI), a
 "stopped" desired state, or an exhausted replay; then it flushes the sink and returns a
 summary. Run it with ``python -m pipeline emulate`` (see docs/EMULATOR.md). The sink and
-the control link are pluggable: `pipeline.emulator.testing` has in-memory ones, so the
+the control link are pluggable: the tests' `tests/support/memory.py` has in-memory ones, so the
 loop runs in unit tests without a broker.
 """
 

@@ -1,7 +1,8 @@
 """A run's `LoadTestResult` from what it left behind: judge every step, reconcile, gather the facts.
 
-The run (`pipeline.loadtest.runner.LoadTest`) hands over how its load phase ended
-(`Outcome`); this reads the run's Delta tables (``batch_metrics``, ``high_value``), the ids
+The run (`pipeline.loadtest.runner.LoadTest`, seen here only through the `Run` protocol, so
+this module never imports the runner) hands over how its load phase ended (`Outcome`); this
+reads the run's Delta tables (``batch_metrics``, ``high_value``), the ids
 the emulator recorded, the topic's files on every broker node, and the machine's facts.
 """
 
@@ -14,21 +15,34 @@ import subprocess
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any, Protocol
 
 import numpy as np
 
 from pipeline.contract.tables import BATCH_METRICS, HIGH_VALUE
+from pipeline.kafka.cluster import KafkaCluster
 from pipeline.loadtest import reconcile, verdict
 from pipeline.loadtest.freshness import Freshness
-from pipeline.loadtest.plan import StepWindow
+from pipeline.loadtest.plan import Plan, StepWindow
+from pipeline.loadtest.progress import Progress
 from pipeline.loadtest.result import LoadTestResult, TopicFacts
 from pipeline.settings import Settings
 
-if TYPE_CHECKING:  # the run hands itself over; never imported at run time
-    from pipeline.loadtest.runner import LoadTest
-
 log = logging.getLogger(__name__)
+
+
+class Run(Protocol):
+    """What the result needs of the run that hands itself over (`runner.LoadTest` has it)."""
+
+    run_id: str
+    dir: Path
+    plan: Plan
+    progress: Progress
+    windows: list[StepWindow]
+    settings: Settings
+    run_settings: Settings
+    cluster: KafkaCluster
+    outage: dict[str, Any]
 
 
 @dataclass
@@ -85,7 +99,7 @@ def read_batches(run_settings: Settings) -> list[dict[str, Any]]:
         return []
 
 
-def build_result(test: LoadTest, out: Outcome, facts: dict[str, Any], broker_pid: int | None) -> LoadTestResult:
+def build_result(test: Run, out: Outcome, facts: dict[str, Any], broker_pid: int | None) -> LoadTestResult:
     """Judge every step, reconcile, and gather the facts of the run."""
     rs, plan, progress = test.run_settings, test.plan, test.progress
     batches = read_batches(rs)
@@ -146,13 +160,13 @@ def _live_lane(rs: Settings, ids: list[str], windows: list[StepWindow]) -> dict[
             "steps": [{"step": w.label, "rate": w.rate, **lat} for w, lat in zip(windows, steps)]}
 
 
-def _topic_facts(test: LoadTest, last: dict[str, Any]) -> TopicFacts:
+def _topic_facts(test: Run, last: dict[str, Any]) -> TopicFacts:
     disk, log_end = _topic_disk_bytes(test), last.get("log_end") or 0
     return TopicFacts(test.run_settings.topic, test.run_settings.partitions, log_end, disk,
                       round(disk / log_end, 1) if disk and log_end else None)
 
 
-def _settings_facts(test: LoadTest, broker_pid: int | None) -> dict[str, Any]:
+def _settings_facts(test: Run, broker_pid: int | None) -> dict[str, Any]:
     rs = test.run_settings
     return {
         "bootstrap_servers": rs.bootstrap_servers, "partitions": rs.partitions,
@@ -164,7 +178,7 @@ def _settings_facts(test: LoadTest, broker_pid: int | None) -> dict[str, Any]:
     }
 
 
-def _topic_disk_bytes(test: LoadTest) -> int | None:
+def _topic_disk_bytes(test: Run) -> int | None:
     """Bytes of the run's topic on disk, every replica on every node; None if no node holds it."""
     total, found = 0, False
     for node in test.cluster.specs:

@@ -13,6 +13,7 @@ import pandas as pd
 
 from pipeline.contract.wire import AVRO, JSON
 from pipeline.errors import SettingsError
+from pipeline.read.units import compact
 from pipeline.settings import Settings, format_duration
 
 TIME_RANGES: dict[str, int] = {
@@ -113,17 +114,15 @@ def headline_rate(emulator_status: dict | None, metrics: pd.DataFrame | None) ->
 
 
 def fmt_count(n) -> str:
-    if n is None:
-        return "–"
-    n = float(n)
-    for size, suffix in ((1e9, " bn"), (1e6, " M"), (1e3, " k")):
-        if abs(n) >= size:
-            return f"{n / size:,.1f}{suffix}"
-    return f"{n:,.0f}"
+    """A count in compact units (4.01 M), so a metric box never cuts it."""
+    return compact(n)
 
 
 def fmt_money(x) -> str:
-    return "–" if x is None else f"{float(x):,.2f}"
+    """An amount: exact with cents below a million, compact above (4.85 B), so it fits a metric box."""
+    if x is None or pd.isna(x):
+        return "–"
+    return f"{float(x):,.2f}" if abs(float(x)) < 1e6 else compact(x)
 
 
 WIRE_FORMAT_LABELS = {JSON: "JSON", AVRO: "Avro"}

@@ -76,46 +76,52 @@ def _delta_rs(settings: Settings, sql: str, limit: int):
 
 
 def _spark(settings: Settings, checked, limit: int):
+    from pipeline.job.spark import build_spark
+
+    spark = build_spark(settings, "tormenta-sql")
+    spark.sparkContext.setLogLevel("OFF")  # an error is said once, in one line, by the caller
+    try:
+        return spark_query(spark, settings, checked, limit)
+    finally:
+        spark.stop()
+
+
+def spark_query(spark, settings: Settings, checked, limit: int):
+    """(table, truncated, note) of a checked query in a Spark session (the tables registered
+    as tormenta.<name>, bare names through USE tormenta); its jobs are cancelled at the timeout."""
     import time
 
-    from pipeline.job.spark import build_spark
     from pipeline.job.tables import DATABASE, register_all
     from pipeline.sql.engine import QueryError, QueryTimeout
     from pipeline.sql.worker import one_line
 
-    spark = build_spark(settings, "tormenta-sql")
-    spark.sparkContext.setLogLevel("OFF")  # an error is said once, in one line, below
-    timer = None
+    registered = {name.split(".", 1)[1] for name in register_all(spark, settings)}
+    missing = [n for n in checked.tables if n not in registered]
+    if missing:
+        raise DataUnavailable(f"The table{'s' if len(missing) > 1 else ''} {', '.join(missing)} "
+                              f"{'do' if len(missing) > 1 else 'does'} not exist yet; start the job "
+                              "(`python -m pipeline job`, or `make run`) and it writes them after one processing interval")
+    if registered:
+        spark.catalog.setCurrentDatabase(DATABASE)  # bare names work as in delta-rs
+    expired = threading.Event()
+
+    def stop() -> None:
+        expired.set()
+        spark.sparkContext.cancelAllJobs()
+
+    timer = threading.Timer(settings.sql_timeout, stop)
+    timer.daemon = True
+    started = time.monotonic()
+    timer.start()
     try:
-        registered = {name.split(".", 1)[1] for name in register_all(spark, settings)}
-        missing = [n for n in checked.tables if n not in registered]
-        if missing:
-            raise DataUnavailable(f"the table{'s' if len(missing) > 1 else ''} {', '.join(missing)} "
-                                  f"{'do' if len(missing) > 1 else 'does'} not exist yet; start the job "
-                                  "(`python -m pipeline job`, or `make run`) and it writes them after one processing interval")
-        if registered:
-            spark.catalog.setCurrentDatabase(DATABASE)  # bare names work as in delta-rs
-        expired = threading.Event()
-
-        def stop() -> None:
-            expired.set()
-            spark.sparkContext.cancelAllJobs()
-
-        timer = threading.Timer(settings.sql_timeout, stop)
-        timer.daemon = True
-        started = time.monotonic()
-        timer.start()
-        try:
-            table = spark.sql(checked.sql).limit(limit + 1).toArrow()
-        except Exception as exc:  # noqa: BLE001 - Spark's message in one line (parse, analysis, runtime)
-            if expired.is_set():
-                raise QueryTimeout(f"the query ran longer than {format_duration(settings.sql_timeout)} "
-                                   "(TORMENTA_SQL_TIMEOUT) and its Spark jobs were cancelled") from None
-            raise QueryError(one_line(str(exc).strip().splitlines()[0] if str(exc).strip() else exc)) from None
-        elapsed = time.monotonic() - started
+        table = spark.sql(checked.sql).limit(limit + 1).toArrow()
+    except Exception as exc:  # noqa: BLE001 - Spark's message in one line (parse, analysis, runtime)
+        if expired.is_set():
+            raise QueryTimeout(f"the query ran longer than {format_duration(settings.sql_timeout)} "
+                               "(TORMENTA_SQL_TIMEOUT) and its Spark jobs were cancelled") from None
+        raise QueryError(one_line(str(exc).strip().splitlines()[0] if str(exc).strip() else exc)) from None
     finally:
-        if timer is not None:
-            timer.cancel()
-        spark.stop()
+        timer.cancel()
+    elapsed = time.monotonic() - started
     truncated = table.num_rows > limit
     return table.slice(0, limit), truncated, f"Spark SQL in {elapsed:.2f} s"

@@ -252,7 +252,7 @@ class SqlEngine:
         missing = [n for n in names if not reader.exists(n)]
         if missing:
             raise DataUnavailable(
-                f"the table{'s' if len(missing) > 1 else ''} {', '.join(missing)} "
+                f"The table{'s' if len(missing) > 1 else ''} {', '.join(missing)} "
                 f"{'do' if len(missing) > 1 else 'does'} not exist yet (looked in {self.settings.table_uri(missing[0])}"
                 f"{' ...' if len(missing) > 1 else ''}); start the job (`python -m pipeline job`, or `make run`) "
                 "and it writes them after one processing interval")

@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.support.app_fixtures import CHROMIUM, launched_chromium, running_app, write_demo_tables
+from tests.support.app_fixtures import CHROMIUM, running_app, settle, write_demo_tables
 from tests.support.waiting import wait_for
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -38,12 +38,6 @@ def app_url(tmp_path_factory):
         yield url
 
 
-@pytest.fixture(scope="module")
-def browser():
-    with launched_chromium() as b:
-        yield b
-
-
 @pytest.mark.parametrize("path,must_show,charts", PAGES, ids=[p[0] or "overview" for p in PAGES])
 def test_page_renders_in_chromium(app_url, browser, artifacts, path, must_show, charts):
     page = browser.new_page(viewport={"width": 1440, "height": 1000})
@@ -63,14 +57,6 @@ def test_page_renders_in_chromium(app_url, browser, artifacts, path, must_show, 
             assert title in nav
     finally:
         page.close()
-
-
-def settle(page, charts: bool = False) -> None:
-    """Wait until the script run has finished (no status widget) and, with charts, every Plotly chart has drawn."""
-    page.wait_for_function("() => !document.querySelector('[data-testid=stStatusWidget]')", timeout=30_000)
-    if charts:
-        page.wait_for_function("() => [...document.querySelectorAll('.js-plotly-plot')].every("
-                               "p => p._fullLayout && p.querySelector('.main-svg'))", timeout=30_000)
 
 
 @pytest.mark.integration

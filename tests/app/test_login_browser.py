@@ -19,7 +19,14 @@ from pathlib import Path
 
 import pytest
 
-from tests.support.app_fixtures import CHROMIUM, launched_chromium, oidc_provider, running_streamlit, write_demo_tables
+from tests.support.app_fixtures import (
+    CHROMIUM,
+    launched_chromium,
+    oidc_provider,
+    running_streamlit,
+    settle,
+    write_demo_tables,
+)
 from tests.support.ports import free_port
 
 OPERATOR, VIEWER, NOBODY = "olga@example.com", "vera@example.com", "nora@example.com"
@@ -84,11 +91,6 @@ def page(chromium):
         context.close()
 
 
-def settle(page) -> None:
-    """Wait until the script run has finished (no running-status widget)."""
-    page.wait_for_function("() => !document.querySelector('[data-testid=stStatusWidget]')", timeout=WAIT)
-
-
 def nav_titles(page) -> str:
     nav = page.locator('[data-testid="stSidebarNav"]')
     return nav.inner_text() if nav.count() else ""
@@ -112,7 +114,7 @@ def test_unauthenticated_visit_goes_to_sign_in(login_app, page, artifacts):
     url, issuer, _ = login_app
     page.goto(f"{url}/storm_control", wait_until="domcontentloaded")  # a deep link, not signed in
     page.get_by_text("please sign in").wait_for(timeout=WAIT)
-    settle(page)
+    settle(page, timeout_ms=WAIT)
     page.screenshot(path=str(artifacts / "login-sign-in.png"), full_page=True)
     assert nav_titles(page) == ""  # no navigation to any page
     body = page.inner_text("body")
@@ -130,7 +132,7 @@ def test_viewer_sees_the_data_pages_and_no_storm_controls(login_app, page, artif
     sign_in(page, url, issuer, VIEWER)
     page.get_by_text(f"Signed in as {VIEWER} · viewer").wait_for(timeout=WAIT)
     page.get_by_text("storm data at a glance").wait_for(timeout=WAIT)
-    settle(page)
+    settle(page, timeout_ms=WAIT)
     nav = nav_titles(page)
     assert all(t in nav for t in DATA_PAGES), nav
     assert not any(t in nav for t in OPERATOR_PAGES), nav
@@ -140,7 +142,7 @@ def test_viewer_sees_the_data_pages_and_no_storm_controls(login_app, page, artif
     # the storm control's address does not reach the controls either
     page.goto(f"{url}/storm_control", wait_until="domcontentloaded")
     page.get_by_text("storm data at a glance").wait_for(timeout=WAIT)  # the landing page instead
-    settle(page)
+    settle(page, timeout_ms=WAIT)
     page.screenshot(path=str(artifacts / "login-viewer.png"), full_page=True)
     body = page.inner_text("body")
     assert "Emulator is asked to be" not in body and "Apply faults" not in body and "Start load test" not in body
@@ -152,7 +154,7 @@ def test_user_without_a_role_gets_no_access(login_app, page):
     url, issuer, _ = login_app
     sign_in(page, url, issuer, NOBODY)
     page.get_by_text(f"You are signed in as {NOBODY}, but you have no role").wait_for(timeout=WAIT)
-    settle(page)
+    settle(page, timeout_ms=WAIT)
     assert nav_titles(page) == ""
     assert "Is each part alive" not in page.inner_text("body")
 
@@ -167,7 +169,7 @@ def test_operator_changes_the_rate_sees_the_audit_trail_and_signs_out(login_app,
     assert all(t in nav for t in DATA_PAGES + OPERATOR_PAGES), nav
     page.get_by_role("link", name="Storm control").click()
     page.get_by_text("Emulator is asked to be").wait_for(timeout=WAIT)
-    settle(page)
+    settle(page, timeout_ms=WAIT)
     rate = page.locator('[data-testid="stSlider"]').filter(has_text="Rate (transactions per second)") \
         .get_by_role("slider")
     before = float(rate.input_value())  # the slider is an <input type="range">
@@ -193,6 +195,6 @@ def test_operator_changes_the_rate_sees_the_audit_trail_and_signs_out(login_app,
     page.get_by_text("please sign in").wait_for(timeout=WAIT)
     page.goto(f"{url}/explorer", wait_until="domcontentloaded")  # the cookie is gone: still signed out
     page.get_by_text("please sign in").wait_for(timeout=WAIT)
-    settle(page)
+    settle(page, timeout_ms=WAIT)
     assert nav_titles(page) == ""
     assert "matching transactions" not in page.inner_text("body")

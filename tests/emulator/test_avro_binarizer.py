@@ -24,8 +24,9 @@ from pipeline.emulator.binarizer import (
     transaction_id_of,
     zigzag_varint,
 )
-from pipeline.emulator.faults import FaultInjector, late_by
+from pipeline.emulator.faults import FaultInjector
 from pipeline.emulator.sources import EmulatorSource
+from tests.support.memory import late_by
 
 ROOT = Path(__file__).resolve().parents[2]
 SAMPLES = ROOT / "samples" / "transactions.jsonl.gz"

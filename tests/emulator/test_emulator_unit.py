@@ -16,12 +16,13 @@ import pytest
 from pipeline.contract import Invalid, validate
 from pipeline.emulator.binarizer import JsonBinarizer
 from pipeline.emulator.control import DesiredState, Faults
-from pipeline.emulator.faults import FaultInjector, late_by
+from pipeline.emulator.faults import FaultInjector
 from pipeline.emulator.pacing import Pacer
 from pipeline.emulator.presets import PRESETS, PROFILES, make_profile, preset_rate
 from pipeline.emulator.sources import EmulatorSource, FileReplaySource
 from pipeline.errors import EmulatorError, SettingsError
 from pipeline.settings import Settings
+from tests.support.memory import late_by
 
 ROOT = Path(__file__).resolve().parents[2]
 SAMPLES = ROOT / "samples" / "transactions.jsonl.gz"

@@ -1,7 +1,7 @@
 """The emulator's loop against the in-memory sink and control link: no broker, a fake clock.
 
 `StormEmulator` runs for real (pacing, slices, binarizer, fault knobs, status, control);
-only the Kafka producer and the control topics are replaced by `pipeline.emulator.testing`.
+only the Kafka producer and the control topics are replaced by `tests.support.memory`.
 The fake clock advances only when the loop sleeps, so the tests also see that the loop
 sleeps between slices instead of spinning.
 """
@@ -20,9 +20,9 @@ from pipeline.contract.avro import is_framed
 from pipeline.emulator.binarizer import AvroBinarizer, transaction_id_of
 from pipeline.emulator.sources import EmulatorSource, FileReplaySource
 from pipeline.emulator.storm import StormEmulator
-from pipeline.emulator.testing import MemoryControl, MemorySink
 from pipeline.errors import EmulatorError
 from pipeline.settings import Settings
+from tests.support.memory import MemoryControl, MemorySink
 
 ROOT = Path(__file__).resolve().parents[2]
 EPOCH = 1_795_000_000.0

@@ -144,11 +144,14 @@ def test_kill_minus_nine_then_restart_is_exactly_once(stack, spark_session):
     first = [tx(f"r0-{i}", 1501 + i) for i in range(per_round)]
     expected |= {v["transaction_id"] for v in first}
     produce(stack, first)
-    job = subprocess.Popen([sys.executable, "-m", "pipeline", "job", "--query", "high_value"], cwd=ROOT,
-                           env=_env(stack), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
+    first_log = stack.data_dir / "first-job.log"
+    first_log.parent.mkdir(parents=True, exist_ok=True)
+    with open(first_log, "wb") as out:
+        job = subprocess.Popen([sys.executable, "-m", "pipeline", "job", "--query", "high_value"], cwd=ROOT,
+                               env=_env(stack), stdout=out, stderr=subprocess.STDOUT, start_new_session=True)
     try:
         metrics = stack.table_path("batch_metrics")
-        wait_for(lambda: _rows(metrics) >= 1, 180, "a first batch", process=job, every=0.3)
+        wait_for(lambda: _rows(metrics) >= 1, 180, "a first batch", process=job, log=first_log, every=0.3)
         # Keep producing while the job runs, each round after the job has committed one
         # more batch, then kill it mid-stream without warning.
         for r in range(1, n_rounds):
@@ -156,7 +159,7 @@ def test_kill_minus_nine_then_restart_is_exactly_once(stack, spark_session):
             expected |= {f"r{r}-{i}" for i in range(per_round)}
             done = _rows(metrics)
             produce(stack, batch)
-            wait_for(lambda d=done: _rows(metrics) > d, 120, "the next batch", process=job, every=0.3)
+            wait_for(lambda d=done: _rows(metrics) > d, 120, "the next batch", process=job, log=first_log, every=0.3)
         os.killpg(job.pid, signal.SIGKILL)
         job.wait(30)
     finally:

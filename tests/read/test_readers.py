@@ -13,6 +13,7 @@ from pipeline.read import dashboard, health
 from pipeline.read.readers import MAX_POINTS, DeltaReader, HighValueQuery
 from pipeline.settings import Settings
 from tests.support.app_fixtures import write_demo_tables
+from tests.support.waiting import wait_for
 
 
 @pytest.fixture(scope="module")
@@ -204,8 +205,9 @@ def test_job_process_is_found_from_the_pid_file_and_gone_when_the_process_ends(t
                             stdin=subprocess.PIPE)
     try:
         (settings.run_dir / "job.pid").write_text(str(proc.pid))
-        found = health.job_process(settings)
-        assert found is not None and found.pid == proc.pid
+        # right after the fork the child still carries pytest's command line: wait for its exec
+        found = wait_for(lambda: health.job_process(settings), 30, "the job's command line in /proc", process=proc)
+        assert found.pid == proc.pid
         assert abs((found.started - datetime.now(UTC)).total_seconds()) < 60
     finally:
         proc.stdin.close()

@@ -252,6 +252,15 @@ def running_streamlit(data: Path, port: int, *, secrets_file: Path | None = None
 
 
 
+def settle(page, charts: bool = False, timeout_ms: int = 30_000) -> None:
+    """Wait until the page's script run has finished (no status widget) and, with charts, every
+    Plotly chart has drawn."""
+    page.wait_for_function("() => !document.querySelector('[data-testid=stStatusWidget]')", timeout=timeout_ms)
+    if charts:
+        page.wait_for_function("() => [...document.querySelectorAll('.js-plotly-plot')].every("
+                               "p => p._fullLayout && p.querySelector('.main-svg'))", timeout=timeout_ms)
+
+
 def running_app(data: Path, **env: str):
     """`streamlit run` on a free loopback port with TORMENTA_* env; stopped (process group) on exit."""
     return running_streamlit(data, free_port(), env=env)

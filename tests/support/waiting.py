@@ -1,9 +1,10 @@
 """The one way tests wait: poll an observable condition until it holds, never sleep a fixed time.
 
 `wait_for(condition, timeout, what)` returns the first true value of `condition()`; when
-`timeout` seconds pass first, it fails saying what it waited for. Given the `process` the
-condition depends on (a `subprocess.Popen`), it fails at once when that process exits,
-with its exit code and the tail of its `log` file, instead of waiting out the timeout.
+`timeout` seconds pass first, it fails saying what it waited for (and the tail of `log`, when
+given). Given the `process` the condition depends on (a `subprocess.Popen`), it fails at once
+when that process exits, with its exit code and the tail of its `log` file, instead of
+waiting out the timeout.
 """
 
 from __future__ import annotations
@@ -31,7 +32,8 @@ def wait_for(condition: Callable[[], T], timeout: float, what: str, *, process: 
              log: Path | None = None, every: float = 0.1) -> T:
     """Poll `condition()` every `every` seconds until it returns a true value (returned).
 
-    Fails (AssertionError) after `timeout` seconds, naming `what`; when `process` (anything
+    Fails (AssertionError) after `timeout` seconds, naming `what` (with the tail of `log`, if
+    given); when `process` (anything
     with `poll()` and `returncode`) has exited before the condition held, fails at once with
     its exit code and the tail of `log`."""
     deadline = time.monotonic() + timeout
@@ -43,5 +45,6 @@ def wait_for(condition: Callable[[], T], timeout: float, what: str, *, process: 
             raise AssertionError(f"the process exited ({process.returncode}) while waiting for {what}:\n"
                                  f"{log_tail(log)}")
         if time.monotonic() > deadline:
-            raise AssertionError(f"timed out after {timeout:g} s waiting for {what}")
+            tail = f":\n{log_tail(log)}" if log is not None else ""
+            raise AssertionError(f"timed out after {timeout:g} s waiting for {what}{tail}")
         time.sleep(every)

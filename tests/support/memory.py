@@ -1,4 +1,4 @@
-"""In-memory sink and control link, to run the emulator loop in unit tests without a broker.
+"""In-memory sink and control link, to run the emulator loop in unit tests without a broker; `late_by`.
 
 The idea of bytewax's testing sources and sinks: the emulator takes any `Sink` and any
 `ControlLink`, so a test runs the real loop (pacing, binarizer, fault knobs, status) and
@@ -13,8 +13,11 @@ from __future__ import annotations
 
 import collections
 from dataclasses import replace
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
+from pipeline.contract.fields import EVENT_TIME
+from pipeline.contract.validate import validate
 from pipeline.emulator.binarizer import EncodedBatch, transaction_id_of
 from pipeline.emulator.control import DesiredState, LocalControl
 from pipeline.settings import Settings
@@ -97,3 +100,9 @@ class MemoryControl(LocalControl):
 
     def close(self) -> None:
         self.closed = True
+
+
+def late_by(value: bytes, now: datetime | None = None) -> timedelta:
+    """How far a message's event time lies behind `now`, in either wire format."""
+    now = now or datetime.now(UTC)
+    return now - validate(value)[EVENT_TIME]
