@@ -39,6 +39,7 @@ PAGES = [
     ("Monitor", "pages/pipeline_health.py", "Pipeline", ":material/speed:"),
     ("Storm", "pages/storm_control.py", "Storm control", ":material/thunderstorm:"),
     ("Storm", "pages/load_test.py", "Load test", ":material/science:"),  # issue 6; shown once the file exists
+    ("Data", "pages/live.py", "Live", ":material/bolt:"),  # issue 21: the live lane's topic
     ("Data", "pages/live_sales.py", "Live sales", ":material/monitoring:"),
     ("Data", "pages/explorer.py", "Explorer", ":material/table_view:"),
     ("Data", "pages/sql.py", "SQL", ":material/database:"),

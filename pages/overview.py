@@ -13,6 +13,7 @@ site.addsitedir(str(Path(__file__).resolve().parents[1]))  # run by itself, a pa
 from pages.common import auth_config, broker_up, emulator_status, get_reader, get_settings, guard, page_header
 from pipeline.auth.login import secret_rows
 from pipeline.contract.tables import BATCH_METRICS, HIGH_VALUE
+from pipeline.live.health import lane_health
 from pipeline.read import health
 from pipeline.read.dashboard import fmt_count, fmt_money, headline_rate, settings_summary, wire_format_label
 from pipeline.read.readers import utcnow
@@ -46,7 +47,7 @@ def parts_and_facts():
                             process=health.job_process(s))
     status = emulator_status()
     emulator = health.emulator_health(status, up)
-    return [broker, topic, job, emulator], facts, status, last
+    return [broker, topic, job, emulator, lane_health(s)], facts, status, last
 
 
 @st.cache_data(ttl=5, show_spinner=False)

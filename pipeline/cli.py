@@ -6,6 +6,7 @@
     emulate ...                 the storm emulator (see `emulate --help`)
     storm ...                   steer a running emulator (rate, profile, pause, resume, stop)
     job [--once]                the Spark streaming job
+    live                        the live lane (Spark Real-time Mode -> live topic)
     sql "QUERY"                 run Spark SQL over the Delta tables
     run                         everything: broker, topics, job, emulator and the app
 
@@ -29,6 +30,7 @@ COMMAND_MODULES = (
     "pipeline.commands",
     "pipeline.emulator.cli",
     "pipeline.job.cli",
+    "pipeline.live.cli",
     "pipeline.loadtest.cli",
     "pipeline.runall",
 )

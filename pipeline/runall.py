@@ -2,7 +2,7 @@
 
 Starts (or reuses) the local broker (``TORMENTA_BROKER_NODES`` nodes: one by default, or a
 local KRaft cluster whose every node is then the children's bootstrap servers), creates the topics, then launches the Spark job, the
-storm emulator and the Streamlit app as child processes with their logs in
+live lane (unless ``TORMENTA_LIVE=false``), the storm emulator and the Streamlit app as child processes with their logs in
 ``<data_dir>/run/*.log``, prints the URL and waits. Ctrl-C (or SIGTERM) stops every
 process it started, children first, the broker last. A child that dies is reported with
 the end of its log.
@@ -32,7 +32,7 @@ from pipeline.settings import PROJECT_ROOT, Settings, format_duration
 
 
 def register(sub) -> None:
-    p = sub.add_parser("run", help="run everything: broker, topics, job, emulator and the app (Ctrl-C stops all)")
+    p = sub.add_parser("run", help="run everything: broker, topics, job, live lane, emulator and the app (Ctrl-C stops all)")
     p.add_argument("--no-emulator", action="store_true", help="do not start the storm emulator")
     p.add_argument("--no-app", action="store_true", help="do not start the Streamlit app")
     p.set_defaults(func=run_cmd)
@@ -71,7 +71,7 @@ def run_cmd(settings: Settings, args) -> int:
     print(broker.start())
     if broker.secure:  # the children find the client file under the same (absolute) data folder
         os.environ["TORMENTA_DATA_DIR"] = str(settings.data_dir.resolve())
-        print(f"  secured: job, emulator and app connect with their own users from {client_file(settings)}")
+        print(f"  secured: job, live lane, emulator and app connect with their own users from {client_file(settings)}")
     settings = with_cluster(settings)
     boot = settings.bootstrap_servers
     children: list[Child] = []
@@ -88,6 +88,8 @@ def run_cmd(settings: Settings, args) -> int:
             print(info.describe())
         print("starting:")
         children.append(_start("job", [py, "-m", "pipeline", "job"], run_dir, boot))
+        if settings.live:  # the live lane: a second Spark application (TORMENTA_LIVE=false: not started)
+            children.append(_start("live", [py, "-m", "pipeline", "live"], run_dir, boot))
         if not args.no_emulator:
             children.append(_start("emulator", [py, "-m", "pipeline", "emulate", "--rate", f"{settings.emulator_rate:g}"],
                                    run_dir, boot))

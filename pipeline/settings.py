@@ -339,6 +339,11 @@ class Settings(BaseSettings):
         "10000", "Rows an analyst's SQL query returns at most (SQL page, `sql --engine delta-rs`); the result says when it was cut")
     sql_timeout: Annotated[float, _duration(0.1, 3600)] = _setting(
         "30s", "An analyst's SQL query running longer than this is stopped (its worker process is killed)")
+    live: Annotated[bool, BeforeValidator(_flag)] = _setting(
+        "true", "`make run` also starts the live lane (`python -m pipeline live`: Spark Real-time Mode, high-value sales within a second)")
+    live_topic: Topic = _setting("transactions.high_value.live", "Topic the live lane writes each high-value sale to (JSON, key transaction_id)")
+    live_retention: Annotated[float, _duration(60, 365 * 86400)] = _setting(
+        "1h", "Record lifetime in the live topic (retention.ms)")
 
     @model_validator(mode="after")
     def _kafka_security_complete(self) -> Settings:

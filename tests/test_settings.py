@@ -26,6 +26,7 @@ DEFAULTS = {
     "kafka_password": SecretStr(""), "kafka_password_file": None, "kafka_ca_file": None, "kafka_cert_file": None,
     "kafka_key_file": None, "secure": False, "app_address": "127.0.0.1",
     "sql_max_rows": 10_000, "sql_timeout": 30.0,
+    "live": True, "live_topic": "transactions.high_value.live", "live_retention": 3600.0,
 }
 
 # One bad value per kind of setting (and per way of being bad), with what the message must say.
@@ -62,6 +63,9 @@ BAD = [
     ("SQL_MAX_ROWS", "0", "is out of range; allowed: 1..1000000"),
     ("SQL_TIMEOUT", "forever", "is not a duration; allowed: a positive number with an optional unit"),
     ("SQL_TIMEOUT", "2h", "is out of range; allowed: 100 ms .. 1 hour"),
+    ("LIVE", "sometimes", "is not a boolean"),
+    ("LIVE_TOPIC", "live topic", "is not a valid Kafka topic name"),
+    ("LIVE_RETENTION", "10s", "is out of range; allowed: 1 minute .. 365 days"),
 ]
 
 

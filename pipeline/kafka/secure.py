@@ -33,7 +33,8 @@ from pipeline.settings import Settings
 
 PROTOCOL = "SASL_SSL"
 MECHANISM = "SCRAM-SHA-512"
-USERS = {"admin": "tormenta-admin", "producer": "tormenta-producer", "job": "tormenta-job", "app": "tormenta-app"}
+USERS = {"admin": "tormenta-admin", "producer": "tormenta-producer", "job": "tormenta-job", "app": "tormenta-app",
+         "live": "tormenta-live"}
 NODE_PRINCIPAL = f"User:CN={NODE_CN}"
 SUPER_USERS = (f"User:{USERS['admin']}", NODE_PRINCIPAL)
 MODE_FILE = "security.mode"   # in a node's folder: "secure" or "plaintext", written when its storage is formatted
@@ -72,6 +73,13 @@ ACL_TABLE: tuple[Grant, ...] = (
     Grant("app", "topic", "topic", ("DESCRIBE",)),
     Grant("app", "group", "tormenta-emulator-control", ("READ",)),
     Grant("app", "group", "tormenta-offsets", ("READ",)),
+    # ... and tails the live lane's topic (assigned partitions, no group commits)
+    Grant("app", "topic", "live_topic", ("READ", "DESCRIBE")),
+    # the live lane (Spark Real-time Mode): reads transactions (groupIdPrefix tormenta-live),
+    # writes each high-value sale to the live topic
+    Grant("live", "topic", "topic", ("READ", "DESCRIBE")),
+    Grant("live", "group", "tormenta-live", ("READ",), "prefixed"),
+    Grant("live", "topic", "live_topic", ("WRITE", "DESCRIBE")),
 )
 
 
@@ -297,7 +305,8 @@ def summary(settings: Settings, bootstrap: str | None = None) -> str:
 def acl_markdown() -> str:
     """The ACL table as Markdown, for docs/CLUSTER.md (a test keeps the two equal)."""
     topic_names = {"topic": "transactions (`TORMENTA_TOPIC`)", "status_topic": "emulator status (`TORMENTA_STATUS_TOPIC`)",
-                   "control_topic": "emulator control (`TORMENTA_CONTROL_TOPIC`)"}
+                   "control_topic": "emulator control (`TORMENTA_CONTROL_TOPIC`)",
+                   "live_topic": "live lane (`TORMENTA_LIVE_TOPIC`)"}
     rows = ["| user | resource | name | operations |", "|---|---|---|---|",
             f"| `{USERS['admin']}` | everything | (super user, with the nodes' `{NODE_PRINCIPAL}`) | all |"]
     for g in ACL_TABLE:

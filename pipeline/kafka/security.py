@@ -36,7 +36,7 @@ from pydantic import SecretStr
 from pipeline.errors import SettingsError, TormentaError
 from pipeline.settings import PREFIX, Settings
 
-ROLES = ("admin", "producer", "job", "app")
+ROLES = ("admin", "producer", "job", "app", "live")
 CLIENT_FILE = "clients.json"
 log = logging.getLogger(__name__)
 
@@ -258,7 +258,8 @@ def watched_config(settings: Settings, role: str, extra: dict[str, Any] | None =
     return client_config(settings, role, {**(extra or {}), "error_cb": watch}, bootstrap=bootstrap), watch
 
 
-def check_read_access(settings: Settings, role: str, topic: str, timeout: float = 15.0) -> None:
+def check_read_access(settings: Settings, role: str, topic: str, timeout: float = 15.0,
+                      group: str = "tormenta-job-access-check") -> None:
     """Fetch from partition 0 of `topic` as `role` until the broker answers; `KafkaAccessError` when it
     refuses (authentication, certificate, topic or group ACL). Reads nothing and commits nothing."""
     import time
@@ -267,7 +268,7 @@ def check_read_access(settings: Settings, role: str, topic: str, timeout: float 
 
     # fetch.wait.max.ms: the fetch at the end of the partition answers at once instead of
     # after librdkafka's 500 ms long poll (half a second of every job start).
-    conf, watch = watched_config(settings, role, {"group.id": "tormenta-job-access-check", "enable.auto.commit": False,
+    conf, watch = watched_config(settings, role, {"group.id": group, "enable.auto.commit": False,
                                                   "enable.partition.eof": True, "fetch.wait.max.ms": 10}, topic=topic)
     consumer = Consumer(conf)
     try:

@@ -139,14 +139,24 @@ def _described_once_visible(settings: Settings, name: str, timeout: float, role:
             time.sleep(0.1)
 
 
+LIVE_PARTITIONS = 3  # the live lane's output topic (its readers tail every partition)
+
+
+def ensure_live_topic(settings: Settings, timeout: float = 15) -> TopicInfo:
+    """The live lane's topic: 3 partitions, retention TORMENTA_LIVE_RETENTION, RF like the others."""
+    return ensure_topic(settings, settings.live_topic, partitions=LIVE_PARTITIONS, timeout=timeout,
+                        config={"cleanup.policy": "delete", "retention.ms": str(int(settings.live_retention * 1000))})
+
+
 def ensure_all_topics(settings: Settings) -> list[TopicInfo]:
-    """Transactions topic plus the emulator's compacted control topic and status topic."""
+    """Transactions topic, the emulator's compacted control topic and status topic, the live lane's topic."""
     return [
         ensure_topic(settings),
         ensure_topic(settings, settings.control_topic, partitions=1,
                      config={"cleanup.policy": "compact", "retention.ms": "-1"}),
         ensure_topic(settings, settings.status_topic, partitions=1,
                      config={"cleanup.policy": "delete", "retention.ms": str(6 * 3600 * 1000)}),
+        ensure_live_topic(settings),
     ]
 
 

@@ -120,7 +120,8 @@ def build_result(test: Run, out: Outcome, facts: dict[str, Any], broker_pid: int
         emulator={k: v for k, v in out.emulator_summary.items() if k != "sent_by_minute"},
         job_exit_code=out.job_rc, topic=_topic_facts(test, last), settings=_settings_facts(test, broker_pid),
         machine=facts | {"load_average_at_end": [round(x, 2) for x in os.getloadavg()]},
-        events=list(progress.events), report=str(test.dir / "report.html"), broker_outage=dict(test.outage))
+        events=list(progress.events), report=str(test.dir / "report.html"), broker_outage=dict(test.outage),
+        live=_live_lane(rs, ids, test.windows))
 
 
 def _reconcile(run_dir: Path, ids: list[str], event_times: np.ndarray, batches: list[dict[str, Any]],
@@ -141,6 +142,22 @@ def _reconcile(run_dir: Path, ids: list[str], event_times: np.ndarray, batches: 
         rec.note = ("the job had not caught up when the run ended: ids still in the topic count as lost here "
                     f"({last.get('lag_records')} records were behind)")
     return rec
+
+
+def _live_lane(rs: Settings, ids: list[str], windows: list[StepWindow]) -> dict[str, Any]:
+    """Every Delta high-value id on the live topic? The lane's latency per step. {} without a lane."""
+    if not rs.live:
+        return {}
+    from pipeline.live.reconcile import latency_per_window, read_live_topic, reconcile_live
+
+    try:
+        rows = read_live_topic(rs)
+    except Exception as exc:  # noqa: BLE001 - the run's result is kept; the report says why this part is empty
+        return {"error": f"the live topic could not be read: {exc}"}
+    rec = reconcile_live(ids, rows)
+    steps = latency_per_window(rows, [(w.start, w.end) for w in windows])
+    return {"reconciliation": rec.as_dict(), "sentence": rec.sentence(),
+            "steps": [{"step": w.label, "rate": w.rate, **lat} for w, lat in zip(windows, steps)]}
 
 
 def _topic_facts(test: Run, last: dict[str, Any]) -> TopicFacts:

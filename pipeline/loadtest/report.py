@@ -282,6 +282,12 @@ def _chart_html(result: LoadTestResult, samples: list[dict]) -> list[tuple[str, 
             for i, (fid, fig) in enumerate(figures(result, samples))]
 
 
+def _live_rows(result: LoadTestResult) -> list[tuple]:
+    """The live lane's latency per step as table rows (empty without a lane)."""
+    return [(s["step"], _num(s.get("rate")), s.get("n", 0), *(_num(s.get(q), "{:,.0f}") for q in ("p50", "p95", "p99")))
+            for s in (result.live or {}).get("steps", [])]
+
+
 @cache
 def _template() -> jinja2.Template:
     env = jinja2.Environment(loader=jinja2.PackageLoader("pipeline.loadtest", "templates"), autoescape=True,
@@ -295,7 +301,7 @@ def build_report(result: LoadTestResult, samples: list[dict]) -> str:
     return _template().render(
         r=result, head=_headline(result), headers=list(rows[0]) if rows else ["step"], verdicts=rows,
         rec=_reconciliation_view(result), outage=_outage_view(result), facts=_fact_tables(result), charts=_chart_html(result, samples),
-        emu=result.emulator, num=_num)
+        emu=result.emulator, num=_num, live_rows=_live_rows(result))
 
 
 def write_report(run_dir: Path, result: LoadTestResult, samples: list[dict]) -> Path:

@@ -65,6 +65,7 @@ class LoadTestResult:
     events: list[dict[str, Any]] = field(default_factory=list)
     report: str = ""
     broker_outage: dict[str, Any] = field(default_factory=dict)   # --kill-broker-at: node, step, down interval
+    live: dict[str, Any] = field(default_factory=dict)   # the live lane: reconciliation and latency per step
 
     def to_dict(self) -> dict[str, Any]:
         """The saved form: plain JSON types, the keys of format 1 plus ``format``."""

@@ -73,7 +73,8 @@ class LoadTest:
         # identity is pinned before the data folder moves away from the broker's client file.
         self.run_settings = pinned(settings, "admin").replace(
             topic=f"loadtest-{self.run_id}", control_topic=f"loadtest-{self.run_id}.control",
-            status_topic=f"loadtest-{self.run_id}.status", data_dir=self.dir / "data",
+            status_topic=f"loadtest-{self.run_id}.status", live_topic=f"loadtest-{self.run_id}.live",
+            data_dir=self.dir / "data",
             trigger_interval=self.plan.trigger_s, compact_every=0)
         self.windows: list[plans.StepWindow] = []
         self.progress = Progress(self.run_id, self.plan, self.dir)
@@ -260,13 +261,14 @@ class LoadTest:
             self._event(broker.stop())
 
     def delete_topics(self) -> None:
-        """Delete the run's data, control and status topics; problems become events, never errors."""
+        """Delete the run's data, control, status and live topics; problems become events, never errors."""
         from pipeline.kafka.topic import admin
 
         rs = self.run_settings
         try:
             client = admin(rs)  # keep a reference: a destroyed client fails its futures (_DESTROY)
-            futures = client.delete_topics([rs.topic, rs.control_topic, rs.status_topic], operation_timeout=15)
+            futures = client.delete_topics([rs.topic, rs.control_topic, rs.status_topic, rs.live_topic],
+                                           operation_timeout=15)
             for name, f in futures.items():
                 try:
                     f.result(20)

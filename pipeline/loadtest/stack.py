@@ -39,6 +39,7 @@ class RunStack:
         self.rs, self.plan, self.progress = run_settings, plan, progress
         self.dir = progress.dir
         self.job: Child | None = None
+        self.live: Child | None = None  # the live lane (TORMENTA_LIVE), measured and reconciled after the run
         self.emulator: Child | None = None
         self.sampler: Sampler | None = None
         self.ctl: Any = None
@@ -49,6 +50,7 @@ class RunStack:
         return dict(os.environ, **{
             "TORMENTA_BOOTSTRAP_SERVERS": rs.bootstrap_servers, "TORMENTA_TOPIC": rs.topic,
             "TORMENTA_CONTROL_TOPIC": rs.control_topic, "TORMENTA_STATUS_TOPIC": rs.status_topic,
+            "TORMENTA_LIVE_TOPIC": rs.live_topic,
             "TORMENTA_DATA_DIR": str(rs.data_dir), "TORMENTA_TRIGGER_INTERVAL": f"{self.plan.trigger_s:g}s",
             "TORMENTA_COMPACT_EVERY": "0", "TORMENTA_THRESHOLD": str(rs.threshold),
             "TORMENTA_PARTITIONS": str(rs.partitions), "PYTHONUNBUFFERED": "1",
@@ -69,6 +71,14 @@ class RunStack:
                                env=env).start()
         event(f"job started (pid {job.pid}), trigger {self.plan.trigger_s:g} s")
         self._wait_for_job(stop)
+        if rs.live:
+            # Started before the emulator, so its first checkpoint's lookback covers every record
+            # of the run; it is not waited for (its Spark start overlaps the warm-up).
+            from pipeline.kafka.topic import ensure_live_topic
+
+            ensure_live_topic(rs)
+            self.live = Child("live", [py, "-m", "pipeline", "live"], self.dir / "live.log", env=env).start()
+            event(f"live lane started (pid {self.live.pid}), writing {rs.live_topic}")
         self.sampler = sampler = Sampler(
             kafka=client_config(rs, "admin"), topic=rs.topic, status_topic=rs.status_topic,
             emulator_name=EMULATOR_NAME, checkpoint=rs.checkpoint_dir / HIGH_VALUE_QUERY,
@@ -160,12 +170,14 @@ class RunStack:
         return list(self.sampler.samples) if self.sampler else []
 
     def stop(self) -> int | None:
-        """Stop the sampler, the emulator and the job (in that order); the job's exit code."""
+        """Stop the sampler, the emulator, the live lane and the job (in that order); the job's exit code."""
         if self.sampler is not None:
             self.sampler.stop()
         if self.emulator is not None and self.emulator.alive():
             self.emulator.stop(30)
         if self.ctl is not None:
             self.ctl.close()
+        if self.live is not None:
+            self.live.stop(60)
         self.progress.set_phase("stopping job")
         return self.job.stop(60) if self.job is not None else None

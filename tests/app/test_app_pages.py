@@ -13,10 +13,10 @@ from tests.support.app_fixtures import write_demo_tables
 from tests.support.apptest import APP, assert_clean, failures, texts, use_env
 
 PAGES = ["pages/overview.py", "pages/pipeline_health.py", "pages/storm_control.py", "pages/live_sales.py",
-         "pages/explorer.py"]
+         "pages/explorer.py", "pages/live.py"]
 TITLES = {"pages/overview.py": "Tormenta — storm data at a glance", "pages/pipeline_health.py": "Pipeline",
           "pages/storm_control.py": "Storm control", "pages/live_sales.py": "Live sales",
-          "pages/explorer.py": "Explorer"}
+          "pages/explorer.py": "Explorer", "pages/live.py": "Live"}
 pytestmark = pytest.mark.usefixtures("release_cached_clients")
 
 
@@ -84,7 +84,8 @@ def test_missing_tables_show_a_friendly_message(monkeypatch, tmp_path, page):
         # only the real Overview has the part cards, each DOWN/UNKNOWN, and the all-down next step
         assert "Is each part alive?" in [h.value for h in at.subheader]
         badges = [m.value for m in at.markdown if "-badge[" in m.value]
-        assert badges == [":red-badge[DOWN]", ":gray-badge[UNKNOWN]", ":red-badge[DOWN]", ":gray-badge[UNKNOWN]"]
+        assert badges == [":red-badge[DOWN]", ":gray-badge[UNKNOWN]", ":red-badge[DOWN]", ":gray-badge[UNKNOWN]",
+                          ":red-badge[DOWN]"]  # broker, topic, job, emulator, live lane
         assert "Nothing is running. Start the whole product with `make run`." in text
     else:
         assert "python -m pipeline job" in text, text

@@ -176,3 +176,36 @@ def test_first_visit_of_a_page_url_is_routed_by_the_entry_script(browser, tmp_pa
             assert page.get_by_role("heading", name="Explorer").count() >= 1
         finally:
             page.close()
+
+
+@pytest.mark.integration
+def test_live_page_shows_a_sale_produced_to_the_live_topic(browser, artifacts, stack, tmp_path):
+    """A high-value sale written to the live topic appears in the Live page's ticker (polled, never slept on)."""
+    import json
+    import time
+    import uuid
+
+    from confluent_kafka import Producer
+
+    from pipeline.kafka.topic import ensure_live_topic
+
+    s = stack.replace(live_topic=f"live-{uuid.uuid4().hex[:8]}")
+    ensure_live_topic(s)
+    merchant = f"M-BROWSER-{uuid.uuid4().hex[:6]}"
+    with running_app(tmp_path, bootstrap_servers=s.bootstrap_servers, live_topic=s.live_topic) as url:
+        page = browser.new_page(viewport={"width": 1440, "height": 1100})
+        try:
+            page.goto(f"{url}/live", wait_until="domcontentloaded")
+            page.get_by_text("No high-value sale on the live topic", exact=False).first.wait_for(timeout=60_000)
+            doc = {"transaction_id": f"tx-{merchant}", "merchant_id": merchant, "amount": 4321.5,
+                   "merchant_category": "travel", "country": "ES", "person_id": "P1",
+                   "event_time": "2026-11-24T19:12:03.123456Z", "source_timestamp": int(time.time() * 1000)}
+            p = Producer({"bootstrap.servers": s.bootstrap_servers})
+            p.produce(s.live_topic, json.dumps(doc).encode(), key=doc["transaction_id"].encode())
+            assert p.flush(30) == 0
+            page.get_by_text(merchant).first.wait_for(timeout=30_000)  # the page refreshes every second
+            assert "4,321.50" in page.inner_text("body")
+            page.screenshot(path=str(artifacts / "dashboard-live.png"), full_page=True)
+            assert page.locator('[data-testid="stException"]').count() == 0
+        finally:
+            page.close()

@@ -26,7 +26,7 @@ def _formatted(node_dir, mode: str | None) -> None:
 
 
 def test_acl_table_is_least_privilege_per_role(tmp_path):
-    s = _settings(tmp_path, topic="tx", status_topic="st", control_topic="ctl")
+    s = _settings(tmp_path, topic="tx", status_topic="st", control_topic="ctl", live_topic="lv")
     rows = {(p.removeprefix("User:"), t, n, pat, op) for p, t, n, pat, op in secure.acl_rows(s)}
     assert rows == {
         ("tormenta-producer", "topic", "tx", "literal", "WRITE"), ("tormenta-producer", "topic", "tx", "literal", "DESCRIBE"),
@@ -41,6 +41,11 @@ def test_acl_table_is_least_privilege_per_role(tmp_path):
         ("tormenta-app", "topic", "ctl", "literal", "DESCRIBE"), ("tormenta-app", "topic", "tx", "literal", "DESCRIBE"),
         ("tormenta-app", "group", "tormenta-emulator-control", "literal", "READ"),
         ("tormenta-app", "group", "tormenta-offsets", "literal", "READ"),
+        ("tormenta-app", "topic", "lv", "literal", "READ"), ("tormenta-app", "topic", "lv", "literal", "DESCRIBE"),
+        # the live lane: reads transactions, writes only the live topic
+        ("tormenta-live", "topic", "tx", "literal", "READ"), ("tormenta-live", "topic", "tx", "literal", "DESCRIBE"),
+        ("tormenta-live", "group", "tormenta-live", "prefixed", "READ"),
+        ("tormenta-live", "topic", "lv", "literal", "WRITE"), ("tormenta-live", "topic", "lv", "literal", "DESCRIBE"),
     }
     assert not any(r[0] == "tormenta-admin" for r in rows)   # a super user, no ACL rows
     assert len(secure.acl_bindings(s)) == len(rows)
@@ -54,7 +59,7 @@ def test_secure_start_writes_the_client_file_and_private_files(tmp_path):
     doc = json.loads(f.clients.read_text())
     assert doc["security_protocol"] == "SASL_SSL" and doc["sasl_mechanism"] == "SCRAM-SHA-512"
     assert doc["ca_file"] == str(f.tls.ca.resolve()) and doc["ca_file"].startswith("/")
-    assert set(doc["users"]) == {"admin", "producer", "job", "app"}
+    assert set(doc["users"]) == {"admin", "producer", "job", "app", "live"}
     for role, user in doc["users"].items():
         assert user["username"] == secure.USERS[role]
         pw = f.password_file(role)
@@ -129,7 +134,7 @@ def test_scram_argfile_is_private_and_hide_masks_passwords(tmp_path):
     text = path.read_text()
     assert stat.S_IMODE(path.stat().st_mode) == 0o600
     assert text.splitlines()[0] == '"kafka.tools.StorageTool"'
-    assert text.count('"--add-scram"') == 4
+    assert text.count('"--add-scram"') == len(secure.USERS)
     pw = f.password("app")
     assert f'"SCRAM-SHA-512=[name=tormenta-app,iterations={secure.SCRAM_ITERATIONS},password={pw}]"' in text
     assert f.hide(f"bad {pw} here") == "bad [hidden] here"

@@ -38,7 +38,7 @@ def _our_children() -> list[str]:
             cmd = " ".join(p.cmdline())
         except psutil.Error:
             continue
-        if "pipeline job" in cmd or "pipeline emulate" in cmd:
+        if "pipeline job" in cmd or "pipeline emulate" in cmd or "pipeline live" in cmd:
             out.append(cmd)
     return out
 
@@ -123,6 +123,9 @@ def test_smoke_plan_on_the_real_stack(broker, tmp_path, artifacts):
         check_step_figures(result, samples)
         assert all(s.freshness["n"] for s in result.steps)
         check_exact_reconciliation(result, test, settings)
+        # The live lane ran beside the job: reconciled against Delta, latency per step.
+        assert set(result.live) >= {"reconciliation", "steps"}, result.live
+        assert [s["step"] for s in result.live["steps"]] == [s.label for s in result.windows]
         assert LoadTestResult.load(test.dir / "result.json") == result
     finally:
         test.delete_topics()

@@ -217,3 +217,19 @@ def test_report_of_a_failed_run_still_renders():
     result.reconciliation.windows = []
     text = build_report(result, [])
     assert "the job exited with code 1" in text and "Run state" in text
+
+
+def test_report_shows_the_live_lane_reconciliation_and_latency_per_step(tmp_path):
+    result, samples = synthetic_result()
+    assert 'id="live-lane"' not in build_report(result, samples)  # no lane, no section
+    result = dataclasses.replace(result, live={
+        "reconciliation": {"delta_ids": 10, "live_ids": 9, "missed": 1, "extra": 0, "duplicates": 2,
+                           "missed_examples": ["tx-9"], "ok": False},
+        "sentence": "1 of 10 high-value transactions in Delta never reached the live topic (e.g. tx-9).",
+        "steps": [{"step": "warmup 10,000", "rate": 10000.0, "n": 9, "p50": 80.0, "p95": 410.0, "p99": 905.0}]})
+    path = write_report(tmp_path, result, samples)
+    text = path.read_text()
+    assert 'id="live-lane"' in text and "never reached the live topic (e.g. tx-9)" in text
+    assert "<td>warmup 10,000</td><td>10,000</td><td>9</td><td>80</td><td>410</td><td>905</td>" in text
+    loaded = json.loads((tmp_path / "result.json").read_text())
+    assert loaded["live"]["reconciliation"]["missed"] == 1
