@@ -45,7 +45,7 @@ jvm-archive: deps jars ## build the JVM class archive that shortens the job's co
 	$(PY) -m pipeline jvm-archive --if-missing
 install: deps jars jvm-archive ## everything `make run` needs
 
-run: install ## run the whole product: broker, topics, job, emulator and the app (Ctrl-C stops all)
+run: install ## run the whole product: broker, topics, job, live lane, emulator and the app (Ctrl-C stops all)
 	$(PY) -m pipeline run
 
 stop: ## stop whatever `make run` left running (normally Ctrl-C does it)
