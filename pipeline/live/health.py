@@ -9,10 +9,8 @@ neither means down.
 
 from __future__ import annotations
 
-import os
 import time
 from dataclasses import dataclass
-from pathlib import Path
 
 from pipeline.live.lane import BATCH_DURATION_S, checkpoint_path
 from pipeline.read.health import DOWN, IDLE, STARTING, UP, PartHealth
@@ -30,23 +28,10 @@ class LaneProcess:
 
 def lane_process(settings: Settings) -> LaneProcess | None:
     """The lane process `run` started, if alive (and still the lane: its command line says `live`)."""
-    from pipeline.procs.group import signal_reaches
+    from pipeline.procs.group import pid_file_process
 
-    pid_file = settings.run_dir / "live.pid"
-    try:
-        pid = int(pid_file.read_text().strip())
-        started = pid_file.stat().st_mtime
-    except (OSError, ValueError):
-        return None
-    if pid <= 0 or not signal_reaches(os.kill, pid):
-        return None
-    try:
-        argv = Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0")
-    except OSError:
-        argv = None
-    if argv is not None and not (b"pipeline" in argv and b"live" in argv):
-        return None
-    return LaneProcess(pid, started)
+    found = pid_file_process(settings.run_dir / "live.pid", "live")
+    return LaneProcess(*found) if found else None
 
 
 def last_checkpoint(settings: Settings) -> float | None:

@@ -6,6 +6,7 @@ import os
 import signal
 import subprocess
 import time
+from pathlib import Path
 
 
 def signal_reaches(send, target: int) -> bool:
@@ -63,3 +64,25 @@ def stop_group(proc: subprocess.Popen, timeout: float = 30.0, *, linger: float =
             except ProcessLookupError:
                 pass
     return proc.returncode
+
+
+def pid_file_process(pid_file: Path, word: str) -> tuple[int, float] | None:
+    """(pid, start time in epoch seconds) of the live process a pid file names, or None.
+
+    `run` writes `<name>.pid` as it starts a child and removes it when it stops it; the file's
+    time is the start time. A pid that no longer exists, or that now belongs to another program
+    (its command line has no `pipeline` and no `word`), is no such process."""
+    try:
+        pid = int(pid_file.read_text().strip())
+        started = pid_file.stat().st_mtime
+    except (OSError, ValueError):
+        return None
+    if pid <= 0 or not signal_reaches(os.kill, pid):
+        return None
+    try:
+        argv = Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0")
+    except OSError:
+        argv = None  # no /proc (not Linux): the live pid is all we can check
+    if argv is not None and not (b"pipeline" in argv and word.encode() in argv):
+        return None
+    return pid, started

@@ -19,11 +19,9 @@ and every failure becomes a `PartHealth` with a plain message, never an exceptio
 from __future__ import annotations
 
 import json
-import os
 from collections import Counter
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from pathlib import Path
 
 import pandas as pd
 
@@ -196,23 +194,13 @@ def job_process(settings: Settings) -> JobProcess | None:
     to another program (its command line does not mention the job), is no job. A job
     started by hand leaves no pid file and is judged from its batches alone.
     """
-    from pipeline.procs.group import signal_reaches
+    from pipeline.procs.group import pid_file_process
 
-    pid_file = settings.run_dir / "job.pid"
-    try:
-        pid = int(pid_file.read_text().strip())
-        started = datetime.fromtimestamp(pid_file.stat().st_mtime, UTC)
-    except (OSError, ValueError):
+    found = pid_file_process(settings.run_dir / "job.pid", "job")
+    if found is None:
         return None
-    if pid <= 0 or not signal_reaches(os.kill, pid):
-        return None
-    try:
-        argv = Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0")
-    except OSError:
-        argv = None  # no /proc (not Linux): the live pid is all we can check
-    if argv is not None and not (b"pipeline" in argv and b"job" in argv):
-        return None
-    return JobProcess(pid, started)
+    pid, started = found
+    return JobProcess(pid, datetime.fromtimestamp(started, UTC))
 
 
 def _starting(process: JobProcess, now: datetime, restarted: bool) -> PartHealth:
