@@ -153,7 +153,8 @@ def test_secret_files_are_private(secure_broker):
 def test_passwords_appear_only_in_their_private_files(secure_broker):
     f = secure.files(secure_broker)
     passwords = f.passwords()
-    assert len(passwords) == 4
+    assert len(passwords) == len(secure.USERS) == 5   # admin, producer, job, app, live
+    assert len(set(passwords)) == len(passwords)         # every user its own password
     allowed = {f.password_file(r).resolve() for r in secure.USERS} | {f.jaas.resolve()}
     kafka_logs = (secure_broker.broker_dir / "logs").resolve()
     for path in secure_broker.data_dir.rglob("*"):
@@ -181,7 +182,7 @@ def test_status_says_secured(topics):
     out = _cli(topics, "broker", "status")
     assert out.returncode == 0, out.stderr
     assert re.search(r"secured: SASL_SSL with SCRAM-SHA-512 .* users tormenta-admin, tormenta-producer, "
-                     r"tormenta-job, tormenta-app; ACLs: \d+", out.stdout), out.stdout
+                     r"tormenta-job, tormenta-app, tormenta-live; ACLs: \d+", out.stdout), out.stdout
     assert not any(pw in out.stdout + out.stderr for pw in secure.files(topics).passwords())
 
 
