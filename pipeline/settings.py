@@ -204,6 +204,21 @@ def _replication(value: Any) -> int:
     return int(text)
 
 
+def _metrics_port(value: Any) -> int:
+    """0 (no metrics) or a base port with room for every part above it (base .. base+21)."""
+    text = str(value).strip()
+    if not text.isdigit() or not (int(text) == 0 or 1024 <= int(text) <= 65500):
+        raise ValueError("is not a metrics base port; allowed: 0 (off) or 1024..65500")
+    return int(text)
+
+
+def _webhook(value: Any) -> str:
+    text = str(value).strip()
+    if text and not re.fullmatch(r"https?://[^\s]+", text):
+        raise ValueError("is not a webhook URL; allowed: empty (no notifications) or http(s)://host[:port]/path")
+    return text
+
+
 def _optional_path(value: Any) -> Path | None:
     return _path(value) if str(value or "").strip() else None
 
@@ -344,6 +359,13 @@ class Settings(BaseSettings):
     live_topic: Topic = _setting("transactions.high_value.live", "Topic the live lane writes each high-value sale to (JSON, key transaction_id)")
     live_retention: Annotated[float, _duration(60, 365 * 86400)] = _setting(
         "1h", "Record lifetime in the live topic (retention.ms)")
+
+    metrics_port: Annotated[int, BeforeValidator(_metrics_port)] = _setting(
+        "9400", "Base port of the Prometheus metrics endpoints on 127.0.0.1 (job +0, live +1, emulator +2, app +3, run +4, broker node i +10+i-1, Prometheus +20, Alertmanager +21); 0 = no metrics")
+    monitoring: Annotated[bool, BeforeValidator(_flag)] = _setting(
+        "true", "`make run` also starts Prometheus and Alertmanager (loopback, configuration under the data folder) with Tormenta's alert rules")
+    alert_webhook: Annotated[str, BeforeValidator(_webhook)] = _setting(
+        "", "URL Alertmanager posts firing alerts to (Slack- or PagerDuty-compatible webhook); empty = none")
 
     @model_validator(mode="after")
     def _kafka_security_complete(self) -> Settings:
