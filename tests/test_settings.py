@@ -27,6 +27,7 @@ DEFAULTS = {
     "kafka_key_file": None, "secure": False, "app_address": "127.0.0.1",
     "sql_max_rows": 10_000, "sql_timeout": 30.0,
     "live": True, "live_topic": "transactions.high_value.live", "live_retention": 3600.0,
+    "metrics_port": 9400, "monitoring": True, "alert_webhook": "",
 }
 
 # One bad value per kind of setting (and per way of being bad), with what the message must say.
@@ -66,6 +67,10 @@ BAD = [
     ("LIVE", "sometimes", "is not a boolean"),
     ("LIVE_TOPIC", "live topic", "is not a valid Kafka topic name"),
     ("LIVE_RETENTION", "10s", "is out of range; allowed: 1 minute .. 365 days"),
+    ("METRICS_PORT", "80", "is not a metrics base port; allowed: 0 (off) or 1024..65500"),
+    ("METRICS_PORT", "65530", "is not a metrics base port; allowed: 0 (off) or 1024..65500"),
+    ("MONITORING", "sometimes", "is not a boolean; allowed: true/false"),
+    ("ALERT_WEBHOOK", "slack", "is not a webhook URL; allowed: empty (no notifications) or http(s)://host[:port]/path"),
 ]
 
 
