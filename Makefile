@@ -11,7 +11,7 @@ STAMP := .cache/stamps
 MVN := mvn -q -B -Dmaven.repo.local=$(HOME)/.m2/repository
 
 .DEFAULT_GOAL := help
-.PHONY: help install deps jars jvm-archive browser run test test-unit test-integration lint bench clean stop
+.PHONY: help install deps jars jvm-archive browser monitoring run test test-unit test-integration lint bench clean stop
 
 help: ## list the targets
 	@grep -hE '^[a-zA-Z_-]+:.*?## ' $(MAKEFILE_LIST) | awk 'BEGIN{FS=":.*?## "}{printf "  \033[36m%-18s\033[0m %s\n", $$1, $$2}'
@@ -38,12 +38,24 @@ $(STAMP)/browser:
 	  || { echo "error: could not install chromium (apt-get install chromium needs root)"; exit 1; }; }
 	@touch $@
 
+# Prometheus (with promtool) and Alertmanager from Debian's packages. No recommends (no node
+# exporter), and no service started by the package: `make run` starts them itself, on loopback.
+$(STAMP)/monitoring:
+	@mkdir -p $(STAMP)
+	@{ test -x /usr/bin/prometheus && test -x /usr/bin/promtool && test -x /usr/bin/prometheus-alertmanager; } || { \
+	  echo "installing Debian's prometheus and prometheus-alertmanager"; \
+	  (apt-get update -qq && RUNLEVEL=1 DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends \
+	    prometheus prometheus-alertmanager >/dev/null) \
+	  || { echo "error: could not install prometheus and prometheus-alertmanager (apt-get install needs root)"; exit 1; }; }
+	@touch $@
+
 deps: $(STAMP)/venv ## install the Python dependencies into .venv
 jars: $(STAMP)/jars ## resolve the pinned Maven jars (broker, tools, Kafka connector, Delta) into .cache/jars
 browser: $(STAMP)/browser ## install Debian's chromium for the real-browser tests
+monitoring: $(STAMP)/monitoring ## install Debian's prometheus (with promtool) and prometheus-alertmanager
 jvm-archive: deps jars ## build the JVM class archive that shortens the job's cold start (once per Java/pyspark/jars)
 	$(PY) -m pipeline jvm-archive --if-missing
-install: deps jars jvm-archive ## everything `make run` needs
+install: deps jars jvm-archive monitoring ## everything `make run` needs
 
 run: install ## run the whole product: broker, topics, job, live lane, emulator and the app (Ctrl-C stops all)
 	$(PY) -m pipeline run
