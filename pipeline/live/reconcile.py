@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import time
 from collections import Counter
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -33,6 +34,45 @@ class LiveRow:
     @property
     def latency_ms(self) -> int:
         return self.written_ms - self.source_ms
+
+
+def live_log_end(settings: Settings, role: str = "admin") -> int:
+    """The live topic's log-end offsets summed over its partitions (0 when it does not exist)."""
+    from confluent_kafka import Consumer, TopicPartition
+
+    from pipeline.kafka.security import client_config
+
+    topic = settings.live_topic
+    c = Consumer(client_config(settings, role, {"group.id": "tormenta-offsets", "enable.auto.commit": False}))
+    try:
+        md = c.list_topics(topic, timeout=10)
+        parts = sorted(md.topics[topic].partitions) if topic in md.topics else []
+        return sum(c.get_watermark_offsets(TopicPartition(topic, p), timeout=10)[1] for p in parts)
+    finally:
+        c.close()
+
+
+def read_when_settled(expected_ids: set[str], read: Callable[[], list[LiveRow]], log_end: Callable[[], int], *,
+                      timeout: float = 120.0, quiet: float = 10.0, every: float = 1.0,
+                      clock: Callable[[], float] = time.monotonic,
+                      sleep: Callable[[float], None] = time.sleep) -> tuple[list[LiveRow], float]:
+    """The live topic once the lane has caught up: (rows, seconds waited).
+
+    The lane runs beside the job and may still be writing when the job has caught up. Read
+    until every expected id is there; else until the topic's log end has not moved for
+    `quiet` seconds (the lane has nothing more to write), or `timeout` passed."""
+    start = clock()
+    last_end, moved_at = log_end(), clock()
+    rows = read()  # reads at least up to last_end
+    while reconcile_live(expected_ids, rows).missed and clock() - start < timeout:
+        sleep(every)
+        end = log_end()
+        if end != last_end:
+            last_end, moved_at = end, clock()
+            rows = read()
+        elif clock() - moved_at >= quiet:
+            break  # nothing new for `quiet` seconds: what is missing stays missing
+    return rows, round(clock() - start, 1)
 
 
 def read_live_topic(settings: Settings, role: str = "admin", timeout: float = 30.0) -> list[LiveRow]:

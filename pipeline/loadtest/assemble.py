@@ -148,15 +148,21 @@ def _live_lane(rs: Settings, ids: list[str], windows: list[StepWindow]) -> dict[
     """Every Delta high-value id on the live topic? The lane's latency per step. {} without a lane."""
     if not rs.live:
         return {}
-    from pipeline.live.reconcile import latency_per_window, read_live_topic, reconcile_live
+    from pipeline.live.reconcile import (
+        latency_per_window,
+        live_log_end,
+        read_live_topic,
+        read_when_settled,
+        reconcile_live,
+    )
 
-    try:
-        rows = read_live_topic(rs)
+    try:  # the lane may still be writing when the job has caught up: wait until it has too
+        rows, waited = read_when_settled(set(ids), lambda: read_live_topic(rs), lambda: live_log_end(rs))
     except Exception as exc:  # noqa: BLE001 - the run's result is kept; the report says why this part is empty
         return {"error": f"the live topic could not be read: {exc}"}
     rec = reconcile_live(ids, rows)
     steps = latency_per_window(rows, [(w.start, w.end) for w in windows])
-    return {"reconciliation": rec.as_dict(), "sentence": rec.sentence(),
+    return {"reconciliation": rec.as_dict(), "sentence": rec.sentence(), "settle_wait_s": waited,
             "steps": [{"step": w.label, "rate": w.rate, **lat} for w, lat in zip(windows, steps)]}
 
 

@@ -132,3 +132,59 @@ def test_reconcile_live_counts_missed_extra_and_duplicates():
     first, second = latency_per_window(rows, [(0, 1.5), (1.5, 10)])
     assert first["n"] == 2 and first["p50"] == 300.0          # both copies of "a": 100 and 500 ms
     assert second["n"] == 2 and second["p99"] == pytest.approx(297.1)  # 10 and 300 ms
+
+
+class LaggingLane:
+    """A live topic the lane is still writing to: one more id lands each `step` seconds of a fake clock."""
+
+    def __init__(self, ids: list[str], present: int, step: float, stops_after: int | None = None):
+        self.ids, self.present, self.step, self.now = ids, present, step, 0.0
+        self.stops_after = len(ids) if stops_after is None else stops_after
+        self.reads = 0
+
+    def landed(self) -> int:
+        return min(self.present + int(self.now // self.step), self.stops_after)
+
+    def read(self):
+        from pipeline.live.reconcile import LiveRow
+
+        self.reads += 1
+        return [LiveRow(i, 0, 1) for i in self.ids[:self.landed()]]
+
+    def sleep(self, seconds: float) -> None:
+        self.now += seconds
+
+
+def settle(lane: LaggingLane, **kw):
+    from pipeline.live.reconcile import read_when_settled
+
+    return read_when_settled(set(lane.ids), lane.read, lane.landed, clock=lambda: lane.now, sleep=lane.sleep, **kw)
+
+
+def test_read_when_settled_waits_for_a_lane_still_writing():
+    ids = [f"t{i}" for i in range(10)]
+    rows, waited = settle(LaggingLane(ids, present=4, step=2.0), quiet=5.0, timeout=120.0)
+    assert {r.transaction_id for r in rows} == set(ids)       # read once all 10 had landed
+    assert waited == 12.0                                       # six more ids, one per 2 s
+
+
+def test_read_when_settled_returns_at_once_when_nothing_is_missing():
+    lane = LaggingLane(["a", "b"], present=2, step=1.0)
+    rows, waited = settle(lane)
+    assert len(rows) == 2 and waited == 0.0 and lane.reads == 1
+
+
+def test_read_when_settled_gives_up_once_the_topic_stops_moving_and_reports_what_is_missing():
+    from pipeline.live.reconcile import reconcile_live
+
+    ids = [f"t{i}" for i in range(10)]
+    lane = LaggingLane(ids, present=3, step=1.0, stops_after=6)   # the lane loses t6..t9
+    rows, waited = settle(lane, quiet=5.0, timeout=120.0)
+    assert reconcile_live(ids, rows).missed == 4                  # the last 3 that landed were read
+    assert waited == 8.0                                           # moved until 3 s, then 5 s quiet
+
+
+def test_read_when_settled_stops_at_its_timeout_while_the_topic_keeps_moving():
+    ids = [f"t{i}" for i in range(1000)]
+    rows, waited = settle(LaggingLane(ids, present=0, step=1.0), quiet=5.0, timeout=30.0)
+    assert waited == 30.0 and len(rows) == 30
