@@ -4,8 +4,14 @@ Starts (or reuses) the local broker (``TORMENTA_BROKER_NODES`` nodes: one by def
 local KRaft cluster whose every node is then the children's bootstrap servers), creates the topics, then launches the Spark job, the
 live lane (unless ``TORMENTA_LIVE=false``), the storm emulator and the Streamlit app as child processes with their logs in
 ``<data_dir>/run/*.log``, prints the URL and waits. Ctrl-C (or SIGTERM) stops every
-process it started, children first, the broker last. A child that dies is reported with
-the end of its log.
+process it started, children first, the broker last.
+
+The children are one list of (name, command) parts (`child_parts`). A part that exits, and
+a broker node that `run` started and that dies, is started again by the supervisor
+(`pipeline.procs.supervise`: 1 s doubling to 60 s, five exits within 10 minutes = crash
+loop, left down with one line and the end of its log). ``<run_dir>/parts.json`` holds each
+part's state for the Overview page, and with ``TORMENTA_METRICS_PORT`` set the same figures
+are served on 127.0.0.1 at the run's metrics port (``tormenta_part_*``).
 
 ``TORMENTA_SECURE=1`` starts the broker (or cluster) secured (``pipeline.kafka.secure``):
 its client file ``<data_dir>/secure/clients.json`` gives the job, the emulator and the app
@@ -23,11 +29,13 @@ from pathlib import Path
 from pipeline.auth.login import AuthConfig, load_secrets, secrets_files
 from pipeline.auth.loopback import check_bind
 from pipeline.errors import TormentaError
-from pipeline.kafka.broker import port_open
+from pipeline.kafka.broker import EmbeddedBroker, port_open
 from pipeline.kafka.cluster import KafkaCluster, with_cluster
 from pipeline.kafka.security import client_file
 from pipeline.kafka.topic import ensure_all_topics
+from pipeline.metrics import ports
 from pipeline.procs.child import Child
+from pipeline.procs.supervise import ChildPart, Supervisor, serve_metrics, stop_metrics
 from pipeline.settings import PROJECT_ROOT, Settings, format_duration
 
 
@@ -38,12 +46,53 @@ def register(sub) -> None:
     p.set_defaults(func=run_cmd)
 
 
-def _start(name: str, cmd: list[str], run_dir: Path, bootstrap: str) -> Child:
-    """Start one child of the run, its output in ``<run_dir>/<name>.log``, its pid in ``<name>.pid``."""
+def _start(sup: Supervisor, name: str, cmd: list[str], run_dir: Path, bootstrap: str) -> None:
+    """Start one child of the run under `sup`, its output in ``<run_dir>/<name>.log``, its pid in ``<name>.pid``."""
     child = Child(name, cmd, run_dir / f"{name}.log", pid_file=run_dir / f"{name}.pid",
-                  env=dict(os.environ, TORMENTA_BOOTSTRAP_SERVERS=bootstrap)).start()
-    print(f"  {name:<9} pid {child.pid:<7} log {child.log_path}")
-    return child
+                  env=dict(os.environ, TORMENTA_BOOTSTRAP_SERVERS=bootstrap))
+    sup.add(ChildPart(child))
+    print(f"  {name:<12} pid {child.pid:<7} log {child.log_path}")
+
+
+class NodePart:
+    """A broker node that `run` started, as a supervised part: restarted with `KafkaCluster.relaunch`."""
+
+    def __init__(self, cluster: KafkaCluster, node: EmbeddedBroker):
+        self.cluster, self.node = cluster, node
+        self.name = "broker" if cluster.size == 1 else f"broker-{node.node.node_id}"
+        self.log_path = node.log_file
+
+    @property
+    def pid(self) -> int | None:
+        return self.node.proc.pid if self.node.proc is not None else None
+
+    def start(self) -> int:
+        return self.cluster.relaunch(self.node.node.node_id)
+
+    def poll(self) -> int | None:
+        return self.node.proc.poll() if self.node.proc is not None else None
+
+    def cleanup(self) -> None:
+        self.node.pid_file.unlink(missing_ok=True)
+
+    def stop(self) -> None:
+        self.node.stop()
+
+    def tail(self, lines: int) -> str:
+        return Child(self.name, [], self.log_path).tail(lines, indent="    ")
+
+
+def child_parts(settings: Settings, args, app_cmd: list[str] | None) -> list[tuple[str, list[str]]]:
+    """What `run` starts after the topics, in order, as (name, command); stopped in reverse order."""
+    py = sys.executable
+    parts = [("job", [py, "-m", "pipeline", "job"])]
+    if settings.live:  # the live lane: a second Spark application (TORMENTA_LIVE=false: not started)
+        parts.append(("live", [py, "-m", "pipeline", "live"]))
+    if not args.no_emulator:
+        parts.append(("emulator", [py, "-m", "pipeline", "emulate", "--rate", f"{settings.emulator_rate:g}"]))
+    if app_cmd is not None:
+        parts.append(("app", app_cmd))
+    return parts
 
 
 def app_command(settings: Settings, secrets: list[Path] | None = None) -> list[str]:
@@ -60,7 +109,6 @@ def app_command(settings: Settings, secrets: list[Path] | None = None) -> list[s
 
 def run_cmd(settings: Settings, args) -> int:
     app_cmd = None if args.no_app else app_command(settings)  # login and address checked before anything starts
-    py = sys.executable
     run_dir = settings.run_dir
     run_dir.mkdir(parents=True, exist_ok=True)
     if not args.no_app and port_open("127.0.0.1", settings.app_port):
@@ -73,8 +121,7 @@ def run_cmd(settings: Settings, args) -> int:
         os.environ["TORMENTA_DATA_DIR"] = str(settings.data_dir.resolve())
         print(f"  secured: job, live lane, emulator and app connect with their own users from {client_file(settings)}")
     settings = with_cluster(settings)
-    boot = settings.bootstrap_servers
-    children: list[Child] = []
+    sup = Supervisor(run_dir)
     stopping = False
 
     def on_signal(signum, _frame):
@@ -83,37 +130,42 @@ def run_cmd(settings: Settings, args) -> int:
 
     signal.signal(signal.SIGTERM, on_signal)
     signal.signal(signal.SIGINT, on_signal)
+    server = None
     try:
+        for nd in broker.nodes:  # only the nodes this run started are watched (and restarted)
+            if nd.proc is not None:
+                sup.add(NodePart(broker, nd), kind="broker", started=True)
         for info in ensure_all_topics(settings):
             print(info.describe())
         print("starting:")
-        children.append(_start("job", [py, "-m", "pipeline", "job"], run_dir, boot))
-        if settings.live:  # the live lane: a second Spark application (TORMENTA_LIVE=false: not started)
-            children.append(_start("live", [py, "-m", "pipeline", "live"], run_dir, boot))
-        if not args.no_emulator:
-            children.append(_start("emulator", [py, "-m", "pipeline", "emulate", "--rate", f"{settings.emulator_rate:g}"],
-                                   run_dir, boot))
-        if not args.no_app:
-            children.append(_start("app", app_cmd, run_dir, boot))
-        print()
-        print(f"Tormenta is running. Open http://127.0.0.1:{settings.app_port}" if not args.no_app else "Tormenta is running.")
-        print(f"  ingest interval {format_duration(settings.ingest_interval)}, record lifetime "
-              f"{format_duration(settings.retention)}, processing interval {format_duration(settings.trigger_interval)}")
-        print(f"  first rows reach the Delta tables in {settings.delta_dir} after one processing interval.")
-        print("Press Ctrl-C to stop everything.")
-        reported: set[str] = set()
+        for name, cmd in child_parts(settings, args, app_cmd):
+            if not stopping:
+                _start(sup, name, cmd, run_dir, settings.bootstrap_servers)
+        if settings.metrics_port:
+            port = ports.port_of(settings.metrics_port, ports.RUN)
+            server = serve_metrics(sup, port)
+            if server is not None:
+                print(f"  metrics of the parts on http://127.0.0.1:{port}/metrics")
+        _running_message(settings, args)
         while not stopping:
-            for c in children:
-                if c.poll() is not None and c.name not in reported:
-                    reported.add(c.name)
-                    print(f"\n{c.name} exited with code {c.returncode}; last lines of {c.log_path}:\n"
-                          f"{c.tail(12, indent='    ')}")
+            sup.tick()
             time.sleep(0.5)
     finally:
         print("\nstopping ...")
-        for c in reversed(children):
-            c.stop(30.0)
-            print(f"  {c.name} stopped")
+        sup.stop_children(report=print)
+        stop_metrics(server)
         if started_broker:
+            sup.mark_stopped()
             print("  " + broker.stop().replace("\n", "\n  "))
+        sup.remove()
     return 0
+
+
+def _running_message(settings: Settings, args) -> None:
+    print()
+    print(f"Tormenta is running. Open http://127.0.0.1:{settings.app_port}" if not args.no_app else "Tormenta is running.")
+    print(f"  ingest interval {format_duration(settings.ingest_interval)}, record lifetime "
+          f"{format_duration(settings.retention)}, processing interval {format_duration(settings.trigger_interval)}")
+    print(f"  first rows reach the Delta tables in {settings.delta_dir} after one processing interval.")
+    print("Press Ctrl-C to stop everything; a part that exits is started again (see parts.json in "
+          f"{settings.run_dir}).", flush=True)

@@ -183,6 +183,15 @@ class KafkaCluster:
             raise BrokerError(f"{nd.name} did not rejoin within {timeout:.0f}s; see {nd.log_file}")
         return pid
 
+    def relaunch(self, node_id: int) -> int:
+        """Spawn one node again (after it died) without waiting for it; its pid (BrokerError when its ports are taken).
+
+        The supervisor of `run` calls this; the node rejoins the quorum by itself (its storage and,
+        secured, its files are there from the first start)."""
+        nd = self.node(node_id)
+        nd.check_ports()
+        return nd.launch(self._cluster_id())
+
     def stop(self, timeout: float = 60.0) -> str:
         """SIGTERM every node at once (no node waits for the others), then wait for each."""
         pids = [(nd, nd.terminate()) for nd in self.nodes]
