@@ -47,6 +47,34 @@ LOCAL_DISK_CONF = {
 }
 
 
+# What keeps a job that runs for days flat (issue 19; docs/PERFORMANCE.md, "Steady state").
+STATE_MEMORY_MB = 256
+STEADY_STATE_CONF = {
+    # RocksDB's memtables (64 MB, two per state partition by default), its block caches
+    # and the index and filter blocks of every state file live outside the heap, unbounded
+    # by default: the driver's RSS grew far past its heap. One budget for every instance,
+    # the filter and index blocks inside it.
+    "spark.sql.streaming.stateStore.rocksdb.boundedMemoryUsage": "true",
+    "spark.sql.streaming.stateStore.rocksdb.maxMemoryUsageMB": str(STATE_MEMORY_MB),
+    # The checkpoint keeps this many batches of offsets, commits and state changelogs
+    # (Spark's default 100, plus 30 % before a clean-up: over two hours of every dedupe
+    # key written and evicted at a one-minute trigger). A restart replays one batch, and
+    # the state store snapshots every 10 batches, so 20 are plenty.
+    "spark.sql.streaming.minBatchesToRetain": "20",
+    # The status store behind the Spark UI listens even with the UI off (the SQL listener
+    # and the job/stage/task listener are always attached) and keeps 1,000 SQL executions
+    # with their plans and metrics, 1,000 jobs and 1,000 stages: heap that grows with every
+    # batch. Nothing of this package reads it (query progress is kept apart).
+    "spark.sql.ui.retainedExecutions": "50",
+    "spark.ui.retainedJobs": "200",
+    "spark.ui.retainedStages": "200",
+    "spark.ui.retainedTasks": "10000",
+    # OPTIMIZE rewrites every file smaller than this (Delta's default: 1 GB), so each
+    # compaction rewrote a whole day's partition again; files past 64 MB are left as they are.
+    "spark.databricks.delta.optimize.minFileSize": str(64 * 2**20),
+}
+
+
 def submitted() -> bool:
     """True inside spark-submit: its JVM is already up, with the command line's master and jars."""
     return "PYSPARK_GATEWAY_PORT" in os.environ
@@ -146,6 +174,7 @@ def session_conf(settings: Settings) -> dict[str, str]:
         delta + "properties.defaults.checkpointPolicy": "classic",
         delta + "properties.defaults.columnMapping.mode": "none",
         delta + "retentionDurationCheck.enabled": "false",
+        **STEADY_STATE_CONF,
         **({} if settings.on_object_storage else LOCAL_DISK_CONF),
     }
 

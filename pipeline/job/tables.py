@@ -10,6 +10,7 @@ a JVM.
 from __future__ import annotations
 
 import logging
+import time
 
 from pipeline.contract.tables import ADDED_COLUMNS, PARTITIONS, TABLES, ddl
 from pipeline.settings import Settings
@@ -84,15 +85,62 @@ def register_all(spark, settings: Settings) -> list[str]:
     return names
 
 
-def upkeep(spark, settings: Settings, retain_hours: float = 2.0) -> None:
-    """Compact small files and vacuum old ones, so a day of one-minute commits stays readable."""
+UPKEEP_OPS = ("optimize", "vacuum")
+VACUUM_RETAIN_HOURS = 2.0
+
+
+class UpkeepPlan:
+    """When the job compacts and vacuums which table: at most one step after any batch.
+
+    Every `every` batches, each table's compaction and vacuum are queued; the queue is
+    worked off one step (one table, one operation) at a time, one step every
+    `every // steps` batches, so the steps spread over the cycle and no micro-batch waits
+    for more than one table's OPTIMIZE or VACUUM. (All of them after one batch held the
+    stream for minutes: issue 19.)"""
+
+    def __init__(self, names, every: int):
+        self.every = every
+        self.steps = [(name, op) for name in names for op in UPKEEP_OPS]
+        self.gap = max(1, every // max(1, len(self.steps)))
+        self.queue: list[tuple[str, str]] = []
+        self.batches = 0
+        self.since_step = 0
+
+    def after_batch(self) -> tuple[str, str] | None:
+        """Count one batch; the (table, operation) to run now, or None."""
+        if not self.every or not self.steps:
+            return None
+        self.batches += 1
+        self.since_step += 1
+        if self.batches % self.every == 0:
+            self.queue += [step for step in self.steps if step not in self.queue]
+        if self.queue and self.since_step >= self.gap:
+            self.since_step = 0
+            return self.queue.pop(0)
+        return None
+
+
+def upkeep_step(spark, settings: Settings, name: str, op: str, retain_hours: float = VACUUM_RETAIN_HOURS) -> None:
+    """Compact one table's small files (optimize) or delete its files unreferenced for
+    `retain_hours` (vacuum). Never raises: upkeep must never stop the job."""
     from delta.tables import DeltaTable
 
-    for name in TABLES:
-        path = settings.table_uri(name)
-        try:
-            table = DeltaTable.forPath(spark, path)
+    path = settings.table_uri(name)
+    t = time.perf_counter()
+    try:
+        table = DeltaTable.forPath(spark, path)
+        if op == "optimize":
             table.optimize().executeCompaction()
+        else:
             table.vacuum(retain_hours)
-        except Exception as exc:  # noqa: BLE001 - upkeep must never stop the job
-            log.warning("upkeep of %s failed: %s", name, str(exc).splitlines()[0])
+    except Exception as exc:  # noqa: BLE001 - upkeep must never stop the job
+        log.warning("upkeep of %s (%s) failed: %s", name, op, str(exc).splitlines()[0])
+        return
+    log.info("upkeep %s: %s %.1fs", name, op, time.perf_counter() - t)
+
+
+def upkeep(spark, settings: Settings, retain_hours: float = VACUUM_RETAIN_HOURS) -> None:
+    """Compact and vacuum every table now, one after the other (tests, maintenance by hand)."""
+    for name in TABLES:
+        for op in UPKEEP_OPS:
+            upkeep_step(spark, settings, name, op, retain_hours)

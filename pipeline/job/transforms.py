@@ -43,23 +43,36 @@ def dedupe(decoded: DataFrame, window_seconds: float, threshold: Decimal) -> Dat
     transaction. (Spark compares keys, not time distances: two messages of one id whose
     event times are within the window but fall in adjacent spans both count; two that
     are more than the window but less than a span apart count once. See ARCHITECTURE.)
-    The state remembers a key for the window of arrival time. Its clock is the arrival
-    time, never earlier than (batch time - window), so no row can fall behind the
+    The state remembers a key for the window of arrival time, and not twice that: Spark
+    keeps a key until the watermark (the newest clock seen, minus the watermark delay)
+    passes the key's clock plus that delay, i.e. for two delays of the stream's clock, so
+    the delay is half the window (`watermark_delay_seconds`). The clock is the arrival
+    time, never earlier than (batch time - delay), so no row can fall behind the
     watermark: a late event is never dropped as late.
 
     Quarantined rows keep their own keys and are never merged. To keep the shuffle small,
     a valid row below the threshold carries only what the sales aggregates need; only
     high-value rows carry the whole record and only quarantined rows the raw bytes.
     """
-    window = f"{int(window_seconds * 1000)} milliseconds"
-    clock = F.greatest(F.col("arrival"), F.current_timestamp() - F.expr(f"INTERVAL {window}"))
+    delay = f"{int(watermark_delay_seconds(window_seconds) * 1000)} milliseconds"
+    clock = F.greatest(F.col("arrival"), F.current_timestamp() - F.expr(f"INTERVAL {delay}"))
     slim = _slim(decoded, window_seconds, threshold).select("*", clock.alias("dedupe_clock"))
     keys = ["dedupe_key", "dedupe_span"]
     if decoded.isStreaming:
-        kept = slim.withWatermark("dedupe_clock", window).dropDuplicatesWithinWatermark(keys)
+        kept = slim.withWatermark("dedupe_clock", delay).dropDuplicatesWithinWatermark(keys)
     else:  # a batch DataFrame (tests, backfills): the same keys, no state to keep
         kept = slim.dropDuplicates(keys)
     return kept.drop(*keys, "dedupe_clock", "arrival")
+
+
+def watermark_delay_seconds(window_seconds: float) -> float:
+    """The dedupe's watermark delay for a dedupe window: half of it.
+
+    `dropDuplicatesWithinWatermark` stores a key with an expiry of (its clock + delay) and
+    evicts it once the watermark (newest clock - delay) reaches that expiry: a key lives
+    for two delays of the stream's clock. A delay of the whole window kept every key for
+    two windows (twice the state, the eviction scan and the changelogs: issue 19)."""
+    return window_seconds / 2
 
 
 def _slim(decoded: DataFrame, window_seconds: float, threshold: Decimal) -> DataFrame:

@@ -61,7 +61,9 @@ def checkpoint_offsets(checkpoint: Path, topic: str) -> dict[str, Any]:
     """
     offsets = _numbered(checkpoint / "offsets")
     commits = _numbered(checkpoint / "commits")
-    out: dict[str, Any] = {"batches": len(commits), "committed": None, "inflight": None, "inflight_since": None,
+    # Batch ids count from 0; Spark keeps only the newest commit files (minBatchesToRetain),
+    # so the count is the newest id + 1, not the number of files.
+    out: dict[str, Any] = {"batches": commits[-1] + 1 if commits else 0, "committed": None, "inflight": None, "inflight_since": None,
                            "committed_by_partition": None}
     if commits:
         last = _offsets_file(checkpoint / "offsets" / str(commits[-1]), topic)

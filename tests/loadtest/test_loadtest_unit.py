@@ -167,6 +167,17 @@ def test_checkpoint_offsets(tmp_path):
     assert checkpoint_offsets(tmp_path / "none", "t")["committed"] is None
 
 
+def test_checkpoint_offsets_counts_batches_spark_already_cleaned_up(tmp_path):
+    ck = tmp_path / "ck"
+    (ck / "offsets").mkdir(parents=True)
+    (ck / "commits").mkdir()
+    for b in (40, 41):  # Spark keeps only the newest batches' files (minBatchesToRetain)
+        (ck / "offsets" / str(b)).write_text(f'v1\n{{}}\n{{"t":{{"0":{b}}}}}')
+        (ck / "commits" / str(b)).write_text("v1\n{}")
+    got = checkpoint_offsets(ck, "t")
+    assert got["batches"] == 42 and got["committed"] == 41
+
+
 # ---- reconciliation -----------------------------------------------------------------------------------------
 def test_compare_ids_names_the_exact_ids():
     ok = reconcile.compare_ids(["a", "b", "c"], ["c", "b", "a"])

@@ -1,0 +1,56 @@
+"""What keeps the job flat over hours (issue 19): bounded native memory and status store,
+a short checkpoint history, compaction in small steps, a dedupe state of one window (pure logic)."""
+
+import pytest
+
+from pipeline.contract.tables import TABLES
+from pipeline.job import tables, transforms
+from pipeline.job.spark import STEADY_STATE_CONF, session_conf
+from tests.support.stack import make_settings
+
+
+@pytest.mark.parametrize("storage", [None, "s3a://bucket/prefix"])
+def test_the_session_bounds_state_memory_history_and_the_status_store(tmp_path, storage):
+    conf = session_conf(make_settings(tmp_path, **({"storage_uri": storage} if storage else {})))
+    rocksdb = "spark.sql.streaming.stateStore.rocksdb."
+    assert conf[rocksdb + "boundedMemoryUsage"] == "true"
+    assert 64 <= int(conf[rocksdb + "maxMemoryUsageMB"]) <= 1024
+    assert int(conf["spark.sql.streaming.minBatchesToRetain"]) < 100  # Spark's default kept hours of changelogs
+    assert int(conf["spark.sql.ui.retainedExecutions"]) <= 100  # Spark's default: 1,000
+    assert int(conf["spark.ui.retainedJobs"]) <= 500 and int(conf["spark.ui.retainedStages"]) <= 500
+    assert int(conf["spark.databricks.delta.optimize.minFileSize"]) < 2**30
+    assert all(conf[k] == v for k, v in STEADY_STATE_CONF.items())
+
+
+def run_plan(plan: tables.UpkeepPlan, batches: int) -> dict[int, tuple[str, str]]:
+    return {b: step for b in range(1, batches + 1) if (step := plan.after_batch())}
+
+
+def test_upkeep_runs_one_step_per_batch_spread_over_the_cycle():
+    names = list(TABLES)
+    plan = tables.UpkeepPlan(names, every=30)
+    steps = run_plan(plan, 90)
+    per_cycle = [sorted(s for b, s in steps.items() if lo <= b < lo + 30) for lo in (30, 60)]
+    every_step = sorted((n, op) for n in names for op in tables.UPKEEP_OPS)
+    assert per_cycle == [every_step, every_step]  # each table compacted and vacuumed once a cycle
+    assert min(b for b in steps) == 30  # nothing before the first cycle is full
+    gaps = [b - a for a, b in zip(sorted(steps), sorted(steps)[1:], strict=False)]
+    assert min(gaps) == 30 // len(every_step)  # spread out, never two after one batch
+
+
+def test_upkeep_queue_with_more_steps_than_batches_still_runs_one_per_batch():
+    plan = tables.UpkeepPlan(["a", "b", "c"], every=2)  # 6 steps queued every 2 batches
+    steps = run_plan(plan, 12)
+    assert list(steps) == list(range(2, 13))  # one step after every batch from the first cycle on
+    assert len(set(steps.values())) == 6  # the queue never holds a step twice, and all get their turn
+
+
+def test_upkeep_off():
+    assert run_plan(tables.UpkeepPlan(list(TABLES), every=0), 100) == {}
+
+
+def test_the_dedupe_watermark_delay_is_half_the_window():
+    # Spark keeps a key until the watermark (newest clock - delay) passes clock + delay:
+    # two delays. One window of memory needs a delay of half of it.
+    for window in (1, 120, 600):
+        assert 2 * transforms.watermark_delay_seconds(window) == pytest.approx(window)
