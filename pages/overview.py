@@ -14,8 +14,10 @@ from pages.common import auth_config, broker_up, emulator_status, get_reader, ge
 from pipeline.auth.login import secret_rows
 from pipeline.contract.tables import BATCH_METRICS, HIGH_VALUE
 from pipeline.live.health import lane_health
+from pipeline.monitoring.client import alerts_view
 from pipeline.read import health
 from pipeline.read.dashboard import fmt_count, fmt_money, headline_rate, settings_summary, wire_format_label
+from pipeline.read.parts import run_parts
 from pipeline.read.readers import utcnow
 
 ICONS = {"up": ":material/check_circle:", "idle": ":material/pause_circle:", "starting": ":material/hourglass_top:",
@@ -51,6 +53,19 @@ def parts_and_facts():
 
 
 @st.cache_data(ttl=5, show_spinner=False)
+def alert_view():
+    return alerts_view(get_settings())
+
+
+def alerts_count() -> None:
+    """How many alerts fire in the run's Prometheus (the list is on the Pipeline page), or why none are counted."""
+    view = alert_view()
+    st.metric("Alerts", view.sentence(), border=True,
+              help="From the Prometheus that `make run` starts: firing (and pending) alerts of monitoring/alerts.yaml. "
+                   "The Pipeline page lists them with their runbook.")
+
+
+@st.cache_data(ttl=5, show_spinner=False)
 def kafka_nodes():
     view = health.cluster_view(get_settings())
     return view.rows(), view.sentence()
@@ -64,6 +79,19 @@ def headline():
     # no metrics table yet (the job has not finished a batch): the sales figures still show
     metrics = reader.batch_metrics(utcnow() - timedelta(minutes=15)) if reader.exists(BATCH_METRICS) else None
     return window, hv.rows, metrics
+
+
+def supervised_parts() -> None:
+    """The processes `python -m pipeline run` supervises: restarts, last exit code, uptime (nothing without a run)."""
+    supervised = run_parts(get_settings().run_dir)
+    if supervised is None:
+        return
+    st.markdown("**Processes of `python -m pipeline run`** (a part that exits is started again)")
+    st.dataframe(supervised.rows, hide_index=True, width="stretch", key="run_parts")
+    for line in supervised.crash_loops:
+        st.error(line, icon=":material/error:")
+    if supervised.restarting:
+        st.warning(f"Waiting to restart: {', '.join(supervised.restarting)}.", icon=":material/restart_alt:")
 
 
 page_header("Tormenta — storm data at a glance",
@@ -91,6 +119,10 @@ def live_overview():
         else:
             st.success("All parts are running.", icon=":material/check_circle:")
         st.caption(f"Wire format of the messages: **{wire_format_label(status)}** (as the emulator reports it).")
+    with guard():
+        alerts_count()
+    with guard():
+        supervised_parts()
 
     st.subheader("Right now")
     with guard():
