@@ -5,6 +5,8 @@
   `start()` again after it ended (what a supervisor that restarts dead children needs),
 - `group`: `stop_group`, stop a child and everything it started (its process group), and
   `signal_reaches`, whether a pid or a group still exists,
+- `supervise`: the restart policy (backoff, crash loop) and the supervisor loop of
+  ``python -m pipeline run``, its ``parts.json`` and its ``tormenta_part_*`` metrics,
 - `jvm`: Java's version and the locally cached Maven jars the broker and Spark run with.
 
 Used by ``python -m pipeline run`` (`pipeline.runall`), the load test (its job and emulator,
