@@ -1,4 +1,6 @@
-"""Pipeline: batch duration vs trigger, input rows, lag in records and seconds, retention risk, quarantine rate."""
+"""Pipeline: the alerts that fire, batch duration vs trigger, input rows, lag in records and seconds, retention
+risk, quarantine rate. The alerts, and the last hour of batch duration and records behind, come from the
+run's Prometheus when monitoring is up; otherwise the charts come from the batch_metrics table."""
 
 from __future__ import annotations
 
@@ -10,6 +12,10 @@ import streamlit as st
 
 site.addsitedir(str(Path(__file__).resolve().parents[1]))  # run by itself, a page still finds the project
 from pages.common import broker_up, emulator_status, get_reader, get_settings, guard, page_header
+from pipeline.errors import TormentaError
+from pipeline.monitoring.client import PrometheusClient, alerts_view
+from pipeline.monitoring.runbook import runbook_section
+from pipeline.monitoring.series import job_history
 from pipeline.read import health
 from pipeline.read.dashboard import batch_extras, fmt_count, time_window, wire_format_label
 from pipeline.read.units import compact
@@ -25,6 +31,43 @@ range_label = st.selectbox("Time range", ["Last 15 minutes", "Last hour", "Last 
 def metrics(label: str):
     start, end = time_window(label)
     return get_reader().batch_metrics(start, end)
+
+
+@st.cache_data(ttl=5, show_spinner=False)
+def alerts():
+    return alerts_view(get_settings())
+
+
+@st.cache_data(ttl=15, show_spinner=False)
+def prometheus_history():
+    s = get_settings()
+    return job_history(PrometheusClient.for_settings(s), s.trigger_interval)
+
+
+def _alerts_panel(view) -> None:
+    """Firing and pending alerts with since when and their runbook; or why there are none to show."""
+    st.subheader("Alerts")
+    if view.state == "off":
+        st.info("**Monitoring off.** Prometheus and Alertmanager are not part of this run; set "
+                "`TORMENTA_MONITORING=true` (and a `TORMENTA_METRICS_PORT`) and restart `make run`.",
+                icon=":material/notifications_off:")
+        return
+    if view.state == "unreachable":
+        st.info(f"**Monitoring unreachable.** {view.message}", icon=":material/cloud_off:")
+        return
+    if not view.alerts:
+        st.success("No alerts fire. Prometheus evaluates the rules of `monitoring/alerts.yaml` every 5 s.",
+                   icon=":material/check_circle:")
+        return
+    st.caption(f"**{view.sentence()}**. Pending: the condition holds but not yet for the rule's duration. "
+               "Times are UTC.")
+    st.dataframe(view.rows(), hide_index=True, width="stretch", key="alerts_table",
+                 column_order=["state", "severity", "alert", "summary", "where", "since", "for", "runbook"])
+    for alert in view.alerts:
+        text = runbook_section(alert.name)
+        if text:
+            with st.expander(f"Runbook: {alert.name} ({alert.runbook})"):
+                st.markdown(text)
 
 
 @st.cache_data(ttl=5, show_spinner=False)
@@ -91,7 +134,21 @@ def _charts(df) -> None:
     st.plotly_chart(fig, width="stretch", key="durations")
 
 
-def _row_charts(df) -> None:
+def _prometheus_charts(history) -> None:
+    """Batch duration vs trigger over the last hour, from Prometheus."""
+    frame = history.durations
+    fig = go.Figure()
+    fig.add_trace(go.Scatter(x=frame["time"], y=frame["duration_s"], name="mean batch duration (s)", mode="lines",
+                             line=dict(color="#3b5bdb")))
+    if "trigger_s" in frame:
+        fig.add_trace(go.Scatter(x=frame["time"], y=frame["trigger_s"], name="trigger interval (s)", mode="lines",
+                                 line=dict(color="#c92a2a", dash="dash")))
+    fig.update_layout(title="Batch duration vs trigger interval, last hour (Prometheus)", yaxis_title="seconds",
+                      height=300, margin=dict(l=10, r=10, t=40, b=10), legend=dict(orientation="h"))
+    st.plotly_chart(fig, width="stretch", key="durations")
+
+
+def _row_charts(df, history=None) -> None:
     a, b = st.columns(2)
     with a:
         fig = go.Figure(go.Bar(x=df["trigger_time"], y=df["input_rows"], marker_color="#2b8a3e"))
@@ -99,8 +156,12 @@ def _row_charts(df) -> None:
                           margin=dict(l=10, r=10, t=40, b=10))
         st.plotly_chart(fig, width="stretch", key="inputs")
     with b:
-        fig = go.Figure(go.Scatter(x=df["trigger_time"], y=df["offsets_behind"], mode="lines", line_color="#e8590c"))
-        fig.update_layout(title="Records behind latest, at each batch", yaxis_title="records", height=280,
+        if history is not None and not history.behind.empty:
+            x, y, title = history.behind["time"], history.behind["behind"], "Records behind latest, last hour (Prometheus)"
+        else:
+            x, y, title = df["trigger_time"], df["offsets_behind"], "Records behind latest, at each batch"
+        fig = go.Figure(go.Scatter(x=x, y=y, mode="lines", line_color="#e8590c"))
+        fig.update_layout(title=title, yaxis_title="records", height=280,
                           margin=dict(l=10, r=10, t=40, b=10))
         st.plotly_chart(fig, width="stretch", key="behind")
 
@@ -117,14 +178,30 @@ def _brokers() -> None:
         st.dataframe(rows, hide_index=True, width="stretch", key="kafka_nodes")
 
 
+def _history_or_none(view):
+    """The last hour from Prometheus when it answers and has the job's series; None: use the table's charts."""
+    if view is None or view.state != "up":
+        return None
+    try:
+        history = prometheus_history()
+    except TormentaError:  # Prometheus went away since the alerts were read: the table's charts
+        return None
+    return None if history.empty else history
+
+
 @st.fragment(run_every="10s")
 def body():
     s = get_settings()
     st.caption(f"Wire format of the messages: **{wire_format_label(emulator_status())}** "
                "(JSON or Avro, as the emulator reports it; unknown while no emulator reports).")
+    view = None
+    with guard():
+        view = alerts()
+        _alerts_panel(view)
     with guard():
         _brokers()
     with guard():
+        history = _history_or_none(view)
         df = metrics(range_label)
         if df.empty:
             st.info(f"No batches in the {range_label.lower()}. Start the job with `python -m pipeline job` "
@@ -135,8 +212,11 @@ def body():
         with g:
             _gauge(risk, s)
         with t:
-            _charts(df)
-        _row_charts(df)
+            if history is not None and not history.durations.empty:
+                _prometheus_charts(history)
+            else:
+                _charts(df)
+        _row_charts(df, history)
 
 
 body()

@@ -49,7 +49,7 @@ def _target(port: int) -> str:
 
 def scrape_configs(base: int, nodes: int, parts: tuple[str, ...] | None = None) -> list[dict]:
     """One scrape job per part (`parts` None: every part), the broker job with one target per node."""
-    wanted = parts or (ports.JOB, ports.LIVE, ports.EMULATOR, ports.APP, ports.RUN, ports.BROKER)
+    wanted = parts if parts is not None else (ports.JOB, ports.LIVE, ports.EMULATOR, ports.APP, ports.RUN, ports.BROKER)
     jobs = []
     for part in wanted:
         if part == ports.BROKER:
