@@ -25,9 +25,11 @@ from pipeline.settings import Settings, parse_duration
 
 def register(sub) -> None:
     from pipeline.loadtest.options import add_arguments
+    from pipeline.loadtest.soak_options import add_soak_arguments
 
     p = sub.add_parser("loadtest", help="closed-loop load test with a verdict, reconciliation and an HTML report")
     add_arguments(p)
+    add_soak_arguments(p)
     p.add_argument("--json", action="store_true", help="print the result summary as JSON")
     p.add_argument("--list", action="store_true", help="list the runs in <data_dir>/loadtests")
     p.add_argument("--report", metavar="RUN_ID", help="rebuild the HTML report of a run from its saved files")
@@ -53,6 +55,7 @@ def loadtest_cmd(settings: Settings, args) -> int:
     from pipeline.loadtest import runs
     from pipeline.loadtest.options import LoadTestOptions
     from pipeline.loadtest.report import rebuild
+    from pipeline.loadtest.soak_options import SOAK, refuse_soak_flags
 
     if args.list:
         for r in runs.list_runs(settings):
@@ -65,6 +68,9 @@ def loadtest_cmd(settings: Settings, args) -> int:
         ok = runs.request_stop(settings, args.stop)
         print(f"stop requested for {args.stop}" if ok else f"no running load test {args.stop}")
         return 0 if ok else 3
+    if args.profile == SOAK:
+        return soak_cmd(settings, args)
+    refuse_soak_flags(args)
     options = LoadTestOptions.from_args(args)
     if options.scale <= 0:
         raise SettingsError(f"--scale={options.scale:g} must be > 0")
@@ -74,6 +80,43 @@ def loadtest_cmd(settings: Settings, args) -> int:
         print(f"error: {result.error}")
         return 1
     return 0 if result.reconciliation.ok else 1
+
+
+def soak_cmd(settings: Settings, args) -> int:
+    """``--profile soak``: run the soak; print the report's path and a one-line verdict (exit 0 = pass)."""
+    from pipeline.loadtest.soak import Soak
+    from pipeline.loadtest.soak_options import SoakOptions
+
+    options = SoakOptions.from_args(args)
+    stop = threading.Event()
+    previous = {sig: signal.signal(sig, lambda *_: stop.set()) for sig in (signal.SIGINT, signal.SIGTERM)}
+    try:
+        soak = Soak(settings, options, run_id=args.run_id)
+        print(f"soak {soak.run_id}: {options.rate:,.0f} tx/s for {options.duration_s:g} s, trigger {options.trigger_s:g} s"
+              + (", chaos" if options.chaos else "") + (f", outage {options.outage_s:g} s" if options.outage_s else "")
+              + f"; files in {soak.dir}", flush=True)
+        result = soak.run(stop)
+    finally:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
+    print(json.dumps({k: result.get(k) for k in ("run_id", "state", "verdict", "problems", "report")}, indent=2)
+          if args.json else soak_line(result))
+    return 0 if result.get("verdict") == "pass" else 1
+
+
+def soak_line(result: dict) -> str:
+    """The report's path and the one-line verdict."""
+    rec = result.get("reconciliation") or {}
+    crit = result.get("criteria") or []
+    failed = [c["name"] for c in crit if c.get("passed") is False]
+    kills = result.get("kills") or []
+    back = [k for k in kills if k.get("healthy_s") is not None]
+    return (f"report: {result.get('report')}\n"
+            f"soak {result.get('verdict', 'fail').upper()}: {sum(c.get('passed') is True for c in crit)}/{len(crit)} "
+            f"criteria pass" + (f" (failed: {', '.join(failed)})" if failed else "")
+            + f"; {rec.get('lost', '?')} lost, {rec.get('duplicated', '?')} duplicated"
+            + (f"; {len(back)}/{len(kills)} kills recovered" if kills else "")
+            + (f"; problems: {', '.join(result.get('problems') or [])}" if result.get("problems") else ""))
 
 
 def _run_with_signals(settings: Settings, options):

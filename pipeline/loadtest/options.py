@@ -15,6 +15,7 @@ from typing import Any
 
 from pipeline.errors import SettingsError
 from pipeline.loadtest import plan as plans
+from pipeline.loadtest.soak_options import SOAK
 from pipeline.settings import parse_duration
 
 
@@ -42,7 +43,8 @@ def _duration(text: str) -> float:
 
 @dataclass(frozen=True)
 class LoadTestOptions:
-    profile: str = _opt("christmas", Flag("--profile", "the plan", "str", choices=tuple(plans.PLANS)))
+    profile: str = _opt("christmas", Flag("--profile", "the plan (soak: the whole product for --duration, see "
+                                                      "the soak flags)", "str", choices=(*plans.PLANS, SOAK)))
     scale: float = _opt(1.0, Flag("--scale", "multiply every step duration (e.g. 0.25 for a quick run)"))
     trigger_s: float | None = _opt(None, Flag("--trigger", "trigger interval of the job during the test "
                                                            "(default: the plan's)", "duration"))

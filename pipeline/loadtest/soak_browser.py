@@ -1,0 +1,137 @@
+"""A headless Chromium that opens every page of the app in turn, every 30 s, during a soak.
+
+Each visit loads the page, waits until Streamlit's script run has finished (no status
+widget) and counts the exception boxes (``stException``) and error boxes on it. A visit
+fails when the page does not load or settle within `PAGE_TIMEOUT_MS`, or shows an
+exception box. While ``parts.json`` says the app is not running (a chaos kill) the round
+is skipped, not failed. Runs in its own thread (Playwright's sync API stays in the thread
+that started it) with Debian's ``/usr/bin/chromium``; `BrowserRounds.available()` says
+whether both are there.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+from pipeline.settings import PROJECT_ROOT
+
+log = logging.getLogger(__name__)
+CHROMIUM = Path("/usr/bin/chromium")
+CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
+                 "--disable-component-update", "--no-first-run"]
+PAGE_TIMEOUT_MS = 30_000
+# The app's pages as URL paths (the file names in pages/; "" is the Overview), in the navigation's order.
+PAGE_PATHS = ("", "pipeline_health", "storm_control", "load_test", "live", "live_sales", "explorer", "sql")
+
+
+def app_pages(root: Path = PROJECT_ROOT) -> list[str]:
+    return [p for p in PAGE_PATHS if p == "" or (root / "pages" / f"{p}.py").is_file()]
+
+
+@dataclass
+class Visit:
+    t: float
+    page: str
+    ok: bool
+    seconds: float
+    problem: str = ""
+
+    def as_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+@dataclass
+class BrowserRounds:
+    """Every `every` seconds, one visit per page of the app at `url` (until `stop()`)."""
+
+    url: str
+    app_up: Callable[[], bool]
+    every: float = 30.0
+    pages: list[str] = field(default_factory=app_pages)
+    visits: list[Visit] = field(default_factory=list)
+    skipped_rounds: int = 0
+    error: str = ""
+
+    def __post_init__(self) -> None:
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+
+    @staticmethod
+    def available() -> str | None:
+        """None when Playwright and Chromium are there, else why not."""
+        if not CHROMIUM.exists():
+            return f"no {CHROMIUM} (make browser)"
+        try:
+            import playwright.sync_api  # noqa: F401
+        except ImportError:
+            return "playwright is not installed"
+        return None
+
+    def start(self) -> BrowserRounds:
+        self._thread = threading.Thread(target=self._loop, name="soak-browser", daemon=True)
+        self._thread.start()
+        return self
+
+    def stop(self) -> None:
+        self._stop.set()
+        if self._thread is not None:
+            self._thread.join(PAGE_TIMEOUT_MS / 1000 * 2 + 30)
+
+    def summary(self) -> dict[str, Any]:
+        failed = [v for v in self.visits if not v.ok]
+        return {"visits": len(self.visits), "failed": len(failed), "skipped_rounds": self.skipped_rounds,
+                "pages": self.pages, "error": self.error,
+                "failures": [v.as_dict() for v in failed[:50]]}
+
+    def _loop(self) -> None:
+        try:
+            from playwright.sync_api import sync_playwright
+
+            with sync_playwright() as p:
+                browser = p.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS)
+                try:
+                    self._rounds(browser)
+                finally:
+                    browser.close()
+        except Exception as exc:  # noqa: BLE001 - the soak goes on without its browser, and says so
+            self.error = f"{type(exc).__name__}: {exc}"
+            log.warning("soak browser stopped: %s", self.error)
+
+    def _rounds(self, browser) -> None:
+        next_t = time.monotonic()
+        while not self._stop.is_set():
+            if self.app_up():
+                context = browser.new_context(viewport={"width": 1280, "height": 900})
+                try:
+                    for path in self.pages:
+                        if self._stop.is_set():
+                            break
+                        self.visits.append(self.visit(context, path))
+                finally:
+                    context.close()
+            else:
+                self.skipped_rounds += 1
+            next_t += self.every
+            self._stop.wait(max(0.0, next_t - time.monotonic()))
+
+    def visit(self, context, path: str) -> Visit:
+        started, t = time.monotonic(), time.time()
+        page = context.new_page()
+        try:
+            page.goto(f"{self.url}/{path}", wait_until="domcontentloaded", timeout=PAGE_TIMEOUT_MS)
+            page.locator('[data-testid="stSidebarNav"]').first.wait_for(timeout=PAGE_TIMEOUT_MS)
+            page.wait_for_function("() => !document.querySelector('[data-testid=stStatusWidget]')",
+                                   timeout=PAGE_TIMEOUT_MS)
+            boxes = page.locator('[data-testid="stException"]').count()
+            problem = f"{boxes} exception box(es)" if boxes else ""
+        except Exception as exc:  # noqa: BLE001 - a page that does not load is a failed visit
+            problem = f"{type(exc).__name__}: {str(exc).splitlines()[0][:200]}"
+        finally:
+            page.close()
+        return Visit(round(t, 1), path or "overview", not problem, round(time.monotonic() - started, 2), problem)

@@ -1,0 +1,166 @@
+"""After a soak: what reached the topic vs what is in Delta, by transaction id.
+
+In a soak the emulator is the one ``run`` starts (and chaos may kill it with -9, losing
+whatever it had not yet written down), so the reference is the topic itself: every
+message of the run's topic from the start to its log end is read back and checked with
+the contract's validator. expected = distinct transaction ids of the valid messages over
+the threshold; they are compared with the ``high_value`` table's ids by
+`reconcile.compare_ids` (lost, duplicated, unexpected). The distinct valid transactions
+are compared with the sum of ``sales_count`` over ``sales_agg`` (each batch appends its
+own partial rows).
+
+Reading is fast for the usual case: a value that is plainly valid (a JSON object whose
+fields have the right types, an amount with at most the contract's decimals and a
+timestamp of the contract's pattern that Python parses) is counted without the full validator; anything else goes
+through `pipeline.contract.validate.validate`, so the verdict is the contract's. Distinct
+valid ids are kept as 64-bit hashes (an hour at 10,000 tx/s is 36 million of them).
+"""
+
+from __future__ import annotations
+
+import json
+from array import array
+from dataclasses import dataclass, field
+from datetime import datetime
+from decimal import Decimal
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from pipeline.contract.errors import Invalid
+from pipeline.contract.fields import (
+    AMOUNT_SCALE,
+    ID_FIELDS,
+    MAX_AMOUNT,
+    MAX_ID_LENGTH,
+    REQUIRED_FIELDS,
+    TIMESTAMP_RE,
+)
+from pipeline.contract.tables import HIGH_VALUE, SALES_AGG
+from pipeline.contract.validate import validate
+from pipeline.loadtest.reconcile import Reconciliation, compare_ids, read_high_value
+
+BATCH = 10_000
+
+
+@dataclass
+class TopicFacts:
+    """What the topic holds: messages read, valid ones, distinct valid ids, high-value ids."""
+
+    messages: int = 0
+    valid: int = 0
+    invalid: int = 0
+    high_value_ids: list[str] = field(default_factory=list)
+    valid_hashes: array = field(default_factory=lambda: array("q"))
+
+    def distinct_valid(self) -> int:
+        return int(np.unique(np.frombuffer(self.valid_hashes, dtype=np.int64)).size) if self.valid_hashes else 0
+
+
+def _plain(obj: Any) -> tuple[str, Decimal] | None:
+    """(transaction id, amount) when `obj` is plainly valid by the contract, else None (ask the validator)."""
+    if not isinstance(obj, dict):
+        return None
+    for name in REQUIRED_FIELDS:
+        if obj.get(name) is None:
+            return None
+    for name in ID_FIELDS:
+        v = obj[name]
+        if not isinstance(v, str) or not 1 <= len(v) <= MAX_ID_LENGTH:
+            return None
+    amount, ts = obj["amount"], obj["timestamp"]
+    if not isinstance(amount, Decimal) or not amount.is_finite() or not 0 < amount <= MAX_AMOUNT \
+            or amount.as_tuple().exponent < -AMOUNT_SCALE:
+        return None
+    if not isinstance(ts, str) or not TIMESTAMP_RE.match(ts):
+        return None
+    try:
+        datetime.fromisoformat(ts.replace("z", "Z").replace("t", "T"))
+    except ValueError:
+        return None
+    return obj["transaction_id"], amount
+
+
+def classify(value: bytes | None, threshold: Decimal) -> tuple[str, bool] | None:
+    """(transaction id, over the threshold) of a valid message, None for an invalid one."""
+    if value is None:
+        return None
+    if value[:1] == b"{":
+        try:
+            plain = _plain(json.loads(value, parse_float=Decimal, parse_int=Decimal))
+        except (ValueError, RecursionError):
+            plain = None
+        if plain is not None:
+            return plain[0], plain[1] > threshold
+    try:
+        record = validate(value)
+    except Invalid:
+        return None
+    return record["transaction_id"], record["amount"] > threshold
+
+
+def scan_topic(kafka: dict[str, Any], topic: str, threshold: Decimal, timeout_s: float = 3600.0) -> TopicFacts:
+    """Read the topic from the start to its log end (taken now) and classify every message."""
+    import time
+
+    from confluent_kafka import OFFSET_BEGINNING, Consumer, TopicPartition
+
+    c = Consumer({**kafka, "group.id": "tormenta-soak-reconcile", "enable.auto.commit": False,
+                  "enable.partition.eof": False, "fetch.max.bytes": 52_428_800})
+    facts = TopicFacts()
+    try:
+        parts = sorted(c.list_topics(topic, timeout=10).topics[topic].partitions)
+        ends = {p: c.get_watermark_offsets(TopicPartition(topic, p), timeout=10, cached=False)[1] for p in parts}
+        todo = {p for p in parts if ends[p] > 0}
+        c.assign([TopicPartition(topic, p, OFFSET_BEGINNING) for p in todo])
+        deadline = time.monotonic() + timeout_s
+        while todo and time.monotonic() < deadline:
+            for msg in c.consume(BATCH, timeout=1.0):
+                if msg.error() is not None or msg.partition() not in todo:
+                    continue
+                _count(facts, classify(msg.value(), threshold))
+                if msg.offset() >= ends[msg.partition()] - 1:
+                    todo.discard(msg.partition())
+        if todo:
+            raise TimeoutError(f"the topic was not read to its end within {timeout_s:.0f} s")
+    finally:
+        c.close()
+    return facts
+
+
+def _count(facts: TopicFacts, got: tuple[str, bool] | None) -> None:
+    facts.messages += 1
+    if got is None:
+        facts.invalid += 1
+        return
+    tid, high = got
+    facts.valid += 1
+    facts.valid_hashes.append(hash(tid))
+    if high:
+        facts.high_value_ids.append(tid)
+
+
+def sales_count(delta_dir: Path) -> int | None:
+    """Sum of ``sales_count`` over the sales_agg table (None when there is no table)."""
+    from pipeline.read.readers import read_columns
+
+    path = delta_dir / SALES_AGG
+    if not (path / "_delta_log").is_dir():
+        return None
+    col = read_columns(path, ["sales_count"]).column("sales_count")
+    return int(sum(v for v in col.to_pylist() if v is not None))
+
+
+def reconcile_soak(facts: TopicFacts, delta_dir: Path) -> tuple[Reconciliation, dict[str, Any]]:
+    """The high_value comparison by id, and the sales_agg count against the distinct valid transactions."""
+    ids, _, _ = read_high_value(delta_dir / HIGH_VALUE)
+    rec = compare_ids(facts.high_value_ids, ids)
+    distinct = facts.distinct_valid()
+    agg = sales_count(delta_dir)
+    rec.totals = {"topic_messages": facts.messages, "valid": facts.valid, "invalid": facts.invalid,
+                  "distinct_valid": distinct, "sales_agg_count": agg}
+    sales = {"distinct_valid": distinct, "sales_agg_count": agg,
+             "ok": agg is not None and agg == distinct,
+             "difference": None if agg is None else agg - distinct}
+    return rec, sales

@@ -1,0 +1,251 @@
+"""What a soak measures every interval (30 s by default), as one flat dict per sample.
+
+* per part of ``run`` (pids from ``parts.json``): RSS (MiB), CPU (% of one core), open file
+  descriptors and threads of its whole process group -- the part's process, what it
+  started (the Spark JVM of the job and of the live lane) and anything else in its group;
+  ``rss_<part>.jvm_mb`` separately when a JVM is in it; its pid, state and restarts;
+* disk (MiB) of the broker logs, the Delta tables and the checkpoints, the size of the
+  job's streaming state folder, and each Delta table's active file count (``files_<t>``);
+* the topic's log end, the job's committed offset and batches (its checkpoint, as the load
+  test reads them), records behind latest and the age of the oldest unprocessed record;
+* the job's state rows when it exports them (``tormenta_job_state_rows`` on its metrics port).
+
+Keys: ``rss_<part>_mb``, ``cpu_<part>``, ``fds_<part>``, ``threads_<part>``, ``pid_<part>``,
+``state_<part>``, ``restarts_<part>``, ``disk_<what>_mb``, ``disk_total_mb``, ``state_mb``,
+``state_rows``, ``files_<table>``, ``log_end``, ``job_offset``, ``batches``, ``lag_records``,
+``lag_s``, ``t`` (epoch s), ``elapsed``.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import threading
+import time
+import urllib.request
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import psutil
+
+from pipeline.contract.tables import HIGH_VALUE_QUERY, TABLE_NAMES
+from pipeline.loadtest.sampling import LogEndHistory, checkpoint_offsets
+from pipeline.loadtest.soak_parts import read_parts
+
+log = logging.getLogger(__name__)
+MIB = 1024 * 1024
+
+
+def folder_mb(path: Path) -> float:
+    """Bytes under `path` (files only, not following links), in MiB; 0 when missing."""
+    total, stack = 0, [str(path)]
+    while stack:
+        try:
+            with os.scandir(stack.pop()) as it:
+                for e in it:
+                    try:
+                        if e.is_dir(follow_symlinks=False):
+                            stack.append(e.path)
+                        elif e.is_file(follow_symlinks=False):
+                            total += e.stat(follow_symlinks=False).st_size
+                    except OSError:
+                        continue
+        except OSError:
+            continue
+    return round(total / MIB, 2)
+
+
+def last_commit(checkpoint: Path) -> int | None:
+    """The number of the query's last committed batch (Spark deletes old commit files: not a count)."""
+    try:
+        return max((int(p.name) for p in (checkpoint / "commits").iterdir() if p.name.isdigit()), default=None)
+    except OSError:
+        return None
+
+
+def active_files(table: Path) -> int | None:
+    """Data files in the Delta table's current version (delta-rs), None when it is not a table yet."""
+    if not (table / "_delta_log").is_dir():
+        return None
+    try:
+        from deltalake import DeltaTable
+
+        return len(DeltaTable(str(table)).file_uris())
+    except Exception:  # noqa: BLE001 - a table being written may be unreadable for a moment
+        return None
+
+
+class GroupWatch:
+    """RSS, CPU, fds and threads of a process, its descendants and its process group."""
+
+    def __init__(self) -> None:
+        self._procs: dict[int, psutil.Process] = {}
+
+    def _cached(self, p: psutil.Process) -> psutil.Process:
+        known = self._procs.get(p.pid)
+        if known is not None and known.create_time() == p.create_time():
+            return known
+        p.cpu_percent(None)  # prime: the first reading is 0
+        self._procs[p.pid] = p
+        return p
+
+    def members(self, pid: int) -> list[psutil.Process]:
+        try:
+            root = psutil.Process(pid)
+            found = {root.pid: root, **{c.pid: c for c in root.children(recursive=True)}}
+        except psutil.Error:
+            return []
+        try:
+            pgid = os.getpgid(pid)
+            for p in psutil.process_iter():
+                try:
+                    if p.pid not in found and os.getpgid(p.pid) == pgid:
+                        found[p.pid] = p
+                except (OSError, psutil.Error):
+                    continue
+        except OSError:
+            pass
+        return [self._cached(p) for p in found.values()]
+
+    def measure(self, pid: int) -> dict[str, float]:
+        out = {"rss": 0.0, "cpu": 0.0, "fds": 0.0, "threads": 0.0, "jvm": 0.0}
+        for p in self.members(pid):
+            try:
+                with p.oneshot():
+                    rss = p.memory_info().rss / MIB
+                    out["rss"] += rss
+                    out["cpu"] += p.cpu_percent(None)
+                    out["fds"] += p.num_fds()
+                    out["threads"] += p.num_threads()
+                    if "java" in p.name():
+                        out["jvm"] += rss
+            except psutil.Error:
+                continue
+        return out
+
+
+def scrape_gauge(url: str, name: str, timeout: float = 2.0) -> float | None:
+    """Sum of the samples of metric `name` on a Prometheus text endpoint; None when unreachable or absent."""
+    try:
+        with urllib.request.urlopen(url, timeout=timeout) as r:
+            text = r.read().decode("utf-8", "replace")
+    except OSError:
+        return None
+    values = [float(line.rsplit(" ", 1)[1]) for line in text.splitlines()
+              if line.startswith(name) and (line[len(name):len(name) + 1] in ("{", " "))]
+    return sum(values) if values else None
+
+
+class SoakSampler:
+    """A thread taking one sample every `interval` seconds until `stop()`; `samples` grows in place."""
+
+    def __init__(self, *, data_dir: Path, topic: str, kafka: dict[str, Any], interval: float = 30.0,
+                 metrics_url: str | None = None, on_sample: Callable[[dict[str, Any]], None] | None = None):
+        self.data_dir, self.topic, self.kafka = data_dir, topic, kafka
+        self.interval, self.metrics_url, self.on_sample = interval, metrics_url, on_sample
+        self.samples: list[dict[str, Any]] = []
+        self.history = LogEndHistory()
+        self.watch = GroupWatch()
+        self.t0 = time.time()
+        self.lock = threading.Lock()
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+        self._consumer: Any = None
+
+    def start(self) -> SoakSampler:
+        self._thread = threading.Thread(target=self._loop, name="soak-sampler", daemon=True)
+        self._thread.start()
+        return self
+
+    def stop(self) -> None:
+        self._stop.set()
+        if self._thread is not None:
+            self._thread.join(30)
+        if self._consumer is not None:
+            self._consumer.close()
+            self._consumer = None
+
+    def last(self) -> dict[str, Any]:
+        with self.lock:
+            return dict(self.samples[-1]) if self.samples else {}
+
+    def _loop(self) -> None:
+        next_t = time.monotonic()
+        while not self._stop.is_set():
+            try:
+                s = self.sample()
+                with self.lock:
+                    self.samples.append(s)
+                if self.on_sample is not None:
+                    self.on_sample(s)
+            except Exception as exc:  # noqa: BLE001 - one bad sample must not end the soak
+                log.warning("soak sample failed: %s", exc)
+            next_t += self.interval
+            self._stop.wait(max(0.0, next_t - time.monotonic()))
+
+    def sample(self) -> dict[str, Any]:
+        now = time.time()
+        s: dict[str, Any] = {"t": round(now, 3), "elapsed": round(now - self.t0, 1)}
+        s.update(self.processes())
+        s.update(self.disk())
+        s.update(self.offsets(now))
+        if self.metrics_url:
+            s["state_rows"] = scrape_gauge(self.metrics_url, "tormenta_job_state_rows")
+        return s
+
+    def processes(self) -> dict[str, Any]:
+        out: dict[str, Any] = {}
+        for name, part in read_parts(self.data_dir / "run").items():
+            out[f"state_{name}"], out[f"restarts_{name}"] = part.state, part.restarts
+            out[f"pid_{name}"] = part.pid if part.running else None
+            if not part.running or part.pid is None:
+                continue
+            m = self.watch.measure(part.pid)
+            out[f"rss_{name}_mb"], out[f"cpu_{name}"] = round(m["rss"], 1), round(m["cpu"], 1)
+            out[f"fds_{name}"], out[f"threads_{name}"] = m["fds"], m["threads"]
+            if m["jvm"]:
+                out[f"rss_{name}.jvm_mb"] = round(m["jvm"], 1)
+        return out
+
+    def disk(self) -> dict[str, Any]:
+        d = self.data_dir
+        out: dict[str, Any] = {"disk_broker_mb": folder_mb(d / "broker"), "disk_delta_mb": folder_mb(d / "delta"),
+                               "disk_checkpoints_mb": folder_mb(d / "checkpoints"),
+                               "state_mb": folder_mb(d / "checkpoints" / HIGH_VALUE_QUERY / "state")}
+        out["disk_total_mb"] = round(out["disk_broker_mb"] + out["disk_delta_mb"] + out["disk_checkpoints_mb"], 2)
+        for table in TABLE_NAMES:
+            n = active_files(d / "delta" / table)
+            if n is not None:
+                out[f"files_{table}"] = n
+        return out
+
+    def log_end(self) -> int | None:
+        from confluent_kafka import Consumer, TopicPartition
+
+        if self._consumer is None:
+            self._consumer = Consumer({**self.kafka, "group.id": "tormenta-soak-sampler", "enable.auto.commit": False})
+        md = self._consumer.list_topics(self.topic, timeout=10)
+        if self.topic not in md.topics or md.topics[self.topic].error is not None:
+            return None
+        total = 0
+        for p in md.topics[self.topic].partitions:
+            _, high = self._consumer.get_watermark_offsets(TopicPartition(self.topic, p), timeout=5, cached=False)
+            total += max(0, high)
+        return total
+
+    def offsets(self, now: float) -> dict[str, Any]:
+        try:
+            end = self.log_end()
+        except Exception as exc:  # noqa: BLE001 - the broker may be down (chaos): the sample says so
+            log.info("no log end: %s", exc)
+            end = None
+        ck = checkpoint_offsets(self.data_dir / "checkpoints" / HIGH_VALUE_QUERY, self.topic)
+        committed = ck["committed"] if ck["committed"] is not None else (0 if ck["batches"] == 0 else None)
+        if end is not None:
+            self.history.add(now, end)
+        lag_s = self.history.lag_seconds(now, committed) if end is not None else None
+        return {"log_end": end, "job_offset": committed, "batches": ck["batches"],
+                "last_batch": last_commit(self.data_dir / "checkpoints" / HIGH_VALUE_QUERY),
+                "lag_records": max(0, end - committed) if end is not None and committed is not None else None,
+                "lag_s": round(lag_s, 2) if lag_s is not None else None}

@@ -1,0 +1,309 @@
+"""The soak's verdict: pure functions from samples and batch metrics to pass/fail with the figure.
+
+Every criterion is a `Criterion` (passed True/False, or None when the run was too short to
+tell, with the figure that decided it). Time windows scale with the run: the warm-up and
+the comparison window are 10 minutes in a run of an hour or more and a sixth of the run
+below that (`window_s`). Periods around a chaos kill or the outage (from the kill until
+the part is healthy again plus two trigger intervals) are `Excluded` from the work, lag
+and stall criteria: a restart carries a backlog on purpose.
+
+* **memory flat**: per process series (``rss_<part>_mb``, the part's whole process
+  group, and ``rss_<part>.jvm_mb`` for a JVM in it), after the warm-up, on the longest
+  stretch with one pid (a restart starts a new process): a least-squares line, its slope
+  in MiB/h, and growth = slope x span / fitted value at the start <= 5 %;
+* **work flat**: median duration of the batches with data in the last window <= 1.2 x
+  the median in the first window after the warm-up; the state (rows when the job exports
+  them, else bytes of the state folder) in the last window <= 1.2 x its level right after
+  the dedupe window has passed;
+* **upkeep never stalls**: the start of each batch follows the previous one by at most
+  two trigger intervals (one trigger of stall);
+* **lag bounded**: records behind latest never above two batches' worth (2 x rate x
+  trigger); freshness p95 of the last window <= 1.2 x that of the first after warm-up;
+* **disk**: growth per hour (fitted), projection to one day (capped by the topic's
+  record lifetime) against the free space; each Delta table's active file count bounded
+  (the last quarter's maximum <= 1.5 x the first half's maximum after warm-up + 5).
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+import numpy as np
+
+MIB = 1.0
+HOUR = 3600.0
+MEMORY_GROWTH = 0.05
+WORK_GROWTH = 1.20
+STATE_GROWTH = 1.20
+FRESHNESS_GROWTH = 1.20
+FILES_FACTOR, FILES_SLACK = 1.5, 5
+LAG_BATCHES = 2.0
+MIN_FIT_POINTS = 4
+FULL_WINDOW_S = 600.0
+
+
+@dataclass
+class Criterion:
+    name: str
+    passed: bool | None      # None: not enough data to tell
+    figure: str
+    detail: str = ""
+    values: dict[str, Any] = field(default_factory=dict)
+
+    def as_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+    @property
+    def mark(self) -> str:
+        return {True: "pass", False: "FAIL", None: "n/a"}[self.passed]
+
+
+@dataclass(frozen=True)
+class Excluded:
+    """[start, end) epoch seconds to leave out (a kill and its recovery, the outage)."""
+
+    start: float
+    end: float
+
+    def covers(self, t: float) -> bool:
+        return self.start <= t < self.end
+
+
+def window_s(duration_s: float) -> float:
+    """Warm-up and comparison window: 10 minutes from an hour up, a sixth of the run below."""
+    return FULL_WINDOW_S if duration_s >= 6 * FULL_WINDOW_S else duration_s / 6.0
+
+
+def outside(t: float, excluded: list[Excluded]) -> bool:
+    return not any(e.covers(t) for e in excluded)
+
+
+def fit_line(ts: list[float], ys: list[float]) -> tuple[float, float] | None:
+    """Least-squares (slope per second, value at ts[0]); None with fewer than MIN_FIT_POINTS points."""
+    if len(ts) < MIN_FIT_POINTS or len(set(ts)) < 2:
+        return None
+    t = np.asarray(ts, dtype=float) - float(ts[0])
+    slope, intercept = np.polyfit(t, np.asarray(ys, dtype=float), 1)
+    return float(slope), float(intercept)
+
+
+# ---- memory ------------------------------------------------------------------------------
+def longest_segment(points: list[tuple[float, float, int | None]]) -> list[tuple[float, float]]:
+    """(t, value) of the longest run of consecutive points with one pid (None pids split runs)."""
+    best: list[tuple[float, float]] = []
+    cur: list[tuple[float, float]] = []
+    last_pid: int | None = None
+    for t, v, pid in points:
+        if pid is None or pid != last_pid:
+            cur = []
+        if pid is not None:
+            cur.append((t, v))
+        last_pid = pid
+        if len(cur) > len(best):
+            best = list(cur)
+    return best
+
+
+def memory_growth(name: str, points: list[tuple[float, float, int | None]], start: float) -> Criterion:
+    """One process series: (t, RSS MiB, pid) -> slope in MiB/h and growth over the fitted span."""
+    seg = longest_segment([p for p in points if p[0] >= start])
+    fit = fit_line([t for t, _ in seg], [v for _, v in seg])
+    if fit is None:
+        return Criterion(f"memory flat: {name}", None, f"{len(seg)} samples after warm-up", "too few to fit")
+    slope, at_start = fit
+    span = seg[-1][0] - seg[0][0]
+    growth = slope * span / at_start if at_start > 0 else float("inf")
+    figure = (f"{slope * HOUR:+,.1f} MiB/h; {at_start:,.0f} -> {at_start + slope * span:,.0f} MiB "
+              f"over {span / 60:.0f} min ({growth:+.1%})")
+    return Criterion(f"memory flat: {name}", growth <= MEMORY_GROWTH, figure,
+                     f"growth over the span ≤ {MEMORY_GROWTH:.0%}",
+                     {"slope_mib_h": round(slope * HOUR, 2), "growth": round(growth, 4), "start_mib": round(at_start, 1),
+                      "span_s": round(span, 1)})
+
+
+def memory_series(samples: list[dict[str, Any]]) -> dict[str, list[tuple[float, float, int | None]]]:
+    """Every ``rss_*_mb`` series of the samples with the pid that goes with it."""
+    out: dict[str, list[tuple[float, float, int | None]]] = {}
+    for s in samples:
+        for key, v in s.items():
+            if key.startswith("rss_") and key.endswith("_mb") and v is not None:
+                part = key[4:-3]
+                pid = s.get(f"pid_{part.split('.')[0]}")
+                out.setdefault(part, []).append((float(s["t"]), float(v), pid))
+    return out
+
+
+def memory_flat(samples: list[dict[str, Any]], t0: float, duration_s: float) -> list[Criterion]:
+    start = t0 + window_s(duration_s)
+    return [memory_growth(name, pts, start) for name, pts in sorted(memory_series(samples).items())]
+
+
+# ---- work --------------------------------------------------------------------------------
+def _median(values: list[float]) -> float | None:
+    return float(np.median(values)) if values else None
+
+
+def work_flat(batches: list[dict[str, Any]], t0: float, t_end: float, excluded: list[Excluded]) -> Criterion:
+    """Median batch duration (batches with data) of the last window vs the first after warm-up."""
+    w = window_s(t_end - t0)
+    ok = [b for b in batches if (b.get("input_rows") or 0) > 0 and b.get("duration_s") is not None
+          and outside(float(b["trigger_time"]), excluded)]
+    first = [float(b["duration_s"]) for b in ok if t0 + w <= float(b["trigger_time"]) < t0 + 2 * w]
+    last = [float(b["duration_s"]) for b in ok if float(b["trigger_time"]) >= t_end - w]
+    a, z = _median(first), _median(last)
+    if a is None or z is None or t_end - w < t0 + 2 * w:
+        return Criterion("work flat: batch duration", None, f"{len(first)} early and {len(last)} late batches",
+                         "needs batches in both windows")
+    ratio = z / a if a > 0 else float("inf")
+    return Criterion("work flat: batch duration", ratio <= WORK_GROWTH,
+                     f"median {a:.2f} s (first {w / 60:.0f} min after warm-up) -> {z:.2f} s (last); x{ratio:.2f}",
+                     f"last ≤ {WORK_GROWTH:g} x first", {"first_s": round(a, 3), "last_s": round(z, 3),
+                                                          "ratio": round(ratio, 3)})
+
+
+def state_levels_off(samples: list[dict[str, Any]], key: str, t0: float, t_end: float, dedupe_s: float,
+                     label: str) -> Criterion:
+    """The state series after the dedupe window has passed (plus a trigger of slack) vs the last window."""
+    w = window_s(t_end - t0)
+    settled = t0 + max(dedupe_s, w)
+    base = [float(s[key]) for s in samples if s.get(key) is not None and settled <= s["t"] < settled + w]
+    last = [float(s[key]) for s in samples if s.get(key) is not None and s["t"] >= t_end - w]
+    name = f"work flat: state {label}"
+    if not base or not last or t_end - w < settled:
+        return Criterion(name, None, f"run shorter than the dedupe window ({dedupe_s / 60:g} min) + two windows",
+                         "needs samples after the dedupe window and at the end")
+    a, z = max(base), max(last)
+    ratio = z / a if a > 0 else (1.0 if z == 0 else float("inf"))
+    return Criterion(name, ratio <= STATE_GROWTH, f"{a:,.0f} after the dedupe window -> {z:,.0f} at the end; x{ratio:.2f}",
+                     f"end ≤ {STATE_GROWTH:g} x level after the dedupe window", {"after": a, "end": z})
+
+
+# ---- upkeep, lag -------------------------------------------------------------------------
+def upkeep_stall(batches: list[dict[str, Any]], trigger_s: float, excluded: list[Excluded]) -> Criterion:
+    """The longest wait beyond one trigger between the starts of two batches."""
+    starts = sorted(float(b["trigger_time"]) for b in batches if b.get("trigger_time") is not None)
+    gaps = [(b - a - trigger_s, a) for a, b in zip(starts, starts[1:], strict=False)
+            if outside(a, excluded) and outside(b, excluded)]
+    if not gaps:
+        return Criterion("upkeep never stalls the stream", None, "fewer than two batches", "")
+    worst, at = max(gaps)
+    return Criterion("upkeep never stalls the stream", worst <= trigger_s,
+                     f"longest stall {max(0.0, worst):.1f} s beyond the trigger ({trigger_s:g} s), "
+                     f"{len([g for g, _ in gaps if g > trigger_s])} over",
+                     "no batch starts more than two triggers after the one before",
+                     {"worst_stall_s": round(worst, 2), "at": at})
+
+
+def lag_bounded(samples: list[dict[str, Any]], rate: float, trigger_s: float, t0: float,
+                excluded: list[Excluded]) -> Criterion:
+    """Records behind latest never above two batches' worth (after the first batch, outside kills)."""
+    bound = LAG_BATCHES * rate * trigger_s
+    lags = [(float(s["lag_records"]), s["t"]) for s in samples if s.get("lag_records") is not None
+            and s["t"] >= t0 + trigger_s and outside(s["t"], excluded)]
+    if not lags:
+        return Criterion("lag bounded: records behind", None, "no lag samples", "")
+    worst, at = max(lags)
+    return Criterion("lag bounded: records behind", worst <= bound,
+                     f"max {worst:,.0f} records behind (bound {bound:,.0f} = 2 batches of {rate:,.0f} tx/s x "
+                     f"{trigger_s:g} s)", "never above two batches' worth",
+                     {"max": worst, "bound": bound, "at": at})
+
+
+def freshness_flat(event_times: np.ndarray, seconds: np.ndarray, t0: float, t_end: float,
+                   excluded: list[Excluded]) -> Criterion:
+    """Freshness p95 of rows whose event time is in the last window vs the first after warm-up."""
+    w = window_s(t_end - t0)
+    name = "lag bounded: freshness p95"
+    if event_times.size == 0:
+        return Criterion(name, None, "no high-value rows", "")
+    keep = np.isfinite(seconds) & np.array([outside(float(t), excluded) for t in event_times], dtype=bool)
+    first = seconds[keep & (event_times >= t0 + w) & (event_times < t0 + 2 * w)]
+    # rows of the last window: event times up to one window before the last one the job saw
+    end = float(event_times[keep].max()) if keep.any() else t_end
+    last = seconds[keep & (event_times >= end - w)]
+    if first.size == 0 or last.size == 0 or end - w < t0 + 2 * w:
+        return Criterion(name, None, f"{first.size} early and {last.size} late rows", "needs rows in both windows")
+    a, z = float(np.percentile(first, 95)), float(np.percentile(last, 95))
+    ratio = z / a if a > 0 else float("inf")
+    return Criterion(name, ratio <= FRESHNESS_GROWTH, f"p95 {a:.1f} s (first window) -> {z:.1f} s (last); x{ratio:.2f}",
+                     f"last ≤ {FRESHNESS_GROWTH:g} x first", {"first_p95_s": round(a, 2), "last_p95_s": round(z, 2)})
+
+
+# ---- disk ----------------------------------------------------------------------------------
+def disk_growth(samples: list[dict[str, Any]], t0: float, duration_s: float, retention_s: float,
+                free_mb: float | None) -> Criterion:
+    """Growth of the run's data folder per hour (fitted after warm-up) and its size after one day.
+
+    The topic keeps records `retention_s`, so the broker part grows for at most that long; the
+    projection assumes everything grows at the fitted rate for min(one day, retention) more."""
+    start = t0 + window_s(duration_s)
+    pts = [(float(s["t"]), float(s["disk_total_mb"])) for s in samples
+           if s.get("disk_total_mb") is not None and s["t"] >= start]
+    fit = fit_line([t for t, _ in pts], [v for _, v in pts])
+    if fit is None:
+        return Criterion("disk: growth and one-day projection", None, f"{len(pts)} samples after warm-up", "")
+    slope, _ = fit
+    now_mb = pts[-1][1]
+    more_s = max(0.0, min(86400.0, retention_s) - (pts[-1][0] - t0))
+    day_mb = now_mb + max(0.0, slope) * more_s
+    ok = None if free_mb is None else day_mb <= now_mb + free_mb
+    room = "" if free_mb is None else f"; {free_mb / 1024:,.1f} GiB free"
+    return Criterion("disk: growth and one-day projection", ok,
+                     f"{slope * HOUR:+,.0f} MiB/h; {now_mb:,.0f} MiB now -> {day_mb / 1024:,.1f} GiB after one day{room}",
+                     "the one-day projection fits in the free space",
+                     {"mib_per_h": round(slope * HOUR, 1), "now_mib": round(now_mb, 1), "day_mib": round(day_mb, 1)})
+
+
+def files_bounded(samples: list[dict[str, Any]], key: str, t0: float, t_end: float) -> Criterion:
+    """A table's active file count: the last quarter's maximum vs the first half's (after warm-up)."""
+    w = window_s(t_end - t0)
+    mid = t0 + w + (t_end - t0 - w) / 2
+    first = [float(s[key]) for s in samples if s.get(key) is not None and t0 + w <= s["t"] < mid]
+    last = [float(s[key]) for s in samples if s.get(key) is not None and s["t"] >= t_end - (t_end - t0) / 4]
+    name = f"disk: files of {key.removeprefix('files_')}"
+    if not first or not last:
+        return Criterion(name, None, "no file counts", "")
+    a, z = max(first), max(last)
+    bound = FILES_FACTOR * a + FILES_SLACK
+    return Criterion(name, z <= bound, f"max {a:,.0f} files (first half) -> {z:,.0f} (last quarter); bound {bound:,.0f}",
+                     f"last quarter ≤ {FILES_FACTOR:g} x first half + {FILES_SLACK}", {"first": a, "last": z})
+
+
+# ---- all together ------------------------------------------------------------------------------
+@dataclass
+class SoakInputs:
+    samples: list[dict[str, Any]]
+    batches: list[dict[str, Any]]
+    t0: float
+    t_end: float
+    rate: float
+    trigger_s: float
+    dedupe_s: float
+    retention_s: float
+    free_mb: float | None = None
+    excluded: list[Excluded] = field(default_factory=list)
+    event_times: np.ndarray = field(default_factory=lambda: np.array([]))
+    freshness_s: np.ndarray = field(default_factory=lambda: np.array([]))
+
+
+def judge(x: SoakInputs) -> list[Criterion]:
+    """Every criterion of the soak, in the report's order."""
+    duration = x.t_end - x.t0
+    out = memory_flat(x.samples, x.t0, duration)
+    out.append(work_flat(x.batches, x.t0, x.t_end, x.excluded))
+    state_key = "state_rows" if any(s.get("state_rows") is not None for s in x.samples) else "state_mb"
+    out.append(state_levels_off(x.samples, state_key, x.t0, x.t_end, x.dedupe_s,
+                                "rows" if state_key == "state_rows" else "bytes on disk (MiB)"))
+    out.append(upkeep_stall(x.batches, x.trigger_s, x.excluded))
+    out.append(lag_bounded(x.samples, x.rate, x.trigger_s, x.t0, x.excluded))
+    out.append(freshness_flat(x.event_times, x.freshness_s, x.t0, x.t_end, x.excluded))
+    out.append(disk_growth(x.samples, x.t0, duration, x.retention_s, x.free_mb))
+    tables = sorted({k for s in x.samples for k in s if k.startswith("files_")})
+    out += [files_bounded(x.samples, k, x.t0, x.t_end) for k in tables]
+    return out
+
+
+def overall(criteria: list[Criterion]) -> str:
+    """'pass' when nothing failed (n/a allowed), else 'fail'."""
+    return "fail" if any(c.passed is False for c in criteria) else "pass"

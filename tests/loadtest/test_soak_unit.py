@@ -1,0 +1,362 @@
+"""Unit tests of the soak (no broker, no JVM): the verdict's figures with data that must fail them,
+the chaos schedule and its follow-up against a parts.json, the outage, the reconciliation glue,
+the options and the report."""
+
+from __future__ import annotations
+
+import json
+import signal
+from decimal import Decimal
+
+import numpy as np
+import pytest
+
+from pipeline.cli import main
+from pipeline.errors import SettingsError
+from pipeline.loadtest import soak_verdict as sv
+from pipeline.loadtest.chaos import Chaos, kill_targets, schedule
+from pipeline.loadtest.soak_events import Health, Outage, outage_figures
+from pipeline.loadtest.soak_finish import excluded_periods, verdict_of
+from pipeline.loadtest.soak_options import SoakOptions, _range
+from pipeline.loadtest.soak_parts import read_parts
+from pipeline.loadtest.soak_reconcile import TopicFacts, _count, classify
+from pipeline.loadtest.soak_report import build_report
+
+T0 = 1_700_000_000.0
+HOUR = 3600.0
+
+
+def rss_samples(start_mb: float, growth: float, pid_at=lambda t: 100, every: float = 30.0, hours: float = 1.0):
+    """Samples of an hour where the job's RSS grows by `growth` (share) linearly after the first 10 minutes."""
+    out = []
+    for i in range(int(hours * HOUR / every) + 1):
+        t = i * every
+        frac = max(0.0, (t - 600) / (hours * HOUR - 600))
+        out.append({"t": T0 + t, "rss_job_mb": start_mb * (1 + growth * frac), "pid_job": pid_at(t)})
+    return out
+
+
+# ---- memory -------------------------------------------------------------------------------------
+def test_line_fit_gives_the_slope_and_the_start():
+    slope, start = sv.fit_line([0, 10, 20, 30], [5, 7, 9, 11])
+    assert slope == pytest.approx(0.2) and start == pytest.approx(5)
+    assert sv.fit_line([0, 1, 2], [1, 2, 3]) is None  # too few points
+
+
+def test_flat_memory_passes_and_a_leak_fails_with_its_slope():
+    flat = sv.memory_flat(rss_samples(1000, 0.02), T0, HOUR)
+    assert [c.passed for c in flat] == [True]
+    leak = sv.memory_flat(rss_samples(1000, 0.30), T0, HOUR)[0]
+    assert leak.passed is False
+    assert leak.values["slope_mib_h"] == pytest.approx(300 / (50 / 60), rel=0.02)  # 300 MiB over 50 minutes
+    assert "MiB/h" in leak.figure and leak.values["growth"] > 0.05
+
+
+def test_memory_fits_the_longest_stretch_of_one_pid_so_a_restart_does_not_hide_a_leak():
+    # restarted at 20 min: the RSS drops, which over the whole hour would look flat, but the
+    # long second stretch (one pid) still grows by 30 %
+    samples = rss_samples(1000, 0.30, pid_at=lambda t: 100 if t < 1200 else 200)
+    for s in samples:
+        if s["pid_job"] == 200:
+            s["rss_job_mb"] -= 250
+    c = sv.memory_flat(samples, T0, HOUR)[0]
+    assert c.passed is False and c.values["span_s"] == pytest.approx(HOUR - 1200)
+    assert sv.longest_segment([(0, 1, 1), (1, 1, 1), (2, 1, None), (3, 1, 2)]) == [(0, 1), (1, 1)]
+
+
+def test_windows_scale_with_short_runs():
+    assert sv.window_s(HOUR) == 600 and sv.window_s(2 * HOUR) == 600
+    assert sv.window_s(180) == 30
+
+
+# ---- work, state, upkeep ------------------------------------------------------------------------
+def batches(durations, trigger=60.0, rows=600_000, start=0.0):
+    return [{"batch_id": i, "trigger_time": T0 + start + i * trigger, "duration_s": d, "input_rows": rows}
+            for i, d in enumerate(durations)]
+
+
+def test_work_flat_passes_at_constant_duration_and_fails_when_batches_slow_down():
+    assert sv.work_flat(batches([6.0] * 60), T0, T0 + HOUR, []).passed is True
+    slower = sv.work_flat(batches(list(np.linspace(6, 15, 60))), T0, T0 + HOUR, [])
+    assert slower.passed is False and slower.values["ratio"] > 1.2
+
+
+def test_work_flat_leaves_out_the_batches_after_a_kill():
+    d = [6.0] * 60
+    d[50:56] = [40.0] * 6   # the backlog after a kill at minute 50
+    assert sv.work_flat(batches(d), T0, T0 + HOUR, []).passed is False
+    assert sv.work_flat(batches(d), T0, T0 + HOUR, [sv.Excluded(T0 + 50 * 60 - 1, T0 + 56 * 60)]).passed is True
+
+
+def test_state_must_level_off_after_the_dedupe_window():
+    flat = [{"t": T0 + t, "state_mb": min(t, 600) / 10} for t in range(0, 3601, 30)]
+    grows = [{"t": T0 + t, "state_mb": t / 10} for t in range(0, 3601, 30)]
+    assert sv.state_levels_off(flat, "state_mb", T0, T0 + HOUR, 600, "bytes").passed is True
+    bad = sv.state_levels_off(grows, "state_mb", T0, T0 + HOUR, 600, "bytes")
+    assert bad.passed is False and "x" in bad.figure
+
+
+def test_a_stall_longer_than_one_trigger_fails_and_one_inside_a_kill_does_not():
+    b = batches([5.0] * 30)
+    for x in b[20:]:
+        x["trigger_time"] += 200   # upkeep held the stream 200 s after batch 19
+    c = sv.upkeep_stall(b, 60.0, [])
+    assert c.passed is False and c.values["worst_stall_s"] == pytest.approx(200)
+    assert sv.upkeep_stall(batches([5.0] * 30), 60.0, []).passed is True
+    assert sv.upkeep_stall(b, 60.0, [sv.Excluded(T0 + 19 * 60, T0 + 30 * 60)]).passed is True
+
+
+# ---- lag, freshness, disk -------------------------------------------------------------------------
+def test_lag_above_two_batches_fails():
+    ok = [{"t": T0 + t, "lag_records": 700_000} for t in range(60, 3600, 30)]
+    assert sv.lag_bounded(ok, 10_000, 60, T0, []).passed is True
+    bad = ok + [{"t": T0 + 2000, "lag_records": 1_300_000}]
+    c = sv.lag_bounded(bad, 10_000, 60, T0, [])
+    assert c.passed is False and c.values["bound"] == 1_200_000
+    assert sv.lag_bounded(bad, 10_000, 60, T0, [sv.Excluded(T0 + 1990, T0 + 2010)]).passed is True
+
+
+def test_freshness_p95_that_grows_fails():
+    times = T0 + np.arange(0, HOUR, 1.0)
+    steady = np.full(times.size, 40.0)
+    assert sv.freshness_flat(times, steady, T0, T0 + HOUR, []).passed is True
+    growing = 40.0 + (times - T0) / HOUR * 40.0
+    c = sv.freshness_flat(times, growing, T0, T0 + HOUR, [])
+    assert c.passed is False and c.values["last_p95_s"] > 1.2 * c.values["first_p95_s"]
+
+
+def test_disk_projection_against_the_free_space_and_files_bounded():
+    samples = [{"t": T0 + t, "disk_total_mb": 100 + t / 3600 * 2000, "files_high_value": 10 + t // 360}
+               for t in range(0, 3601, 30)]
+    fits = sv.disk_growth(samples, T0, HOUR, 86400, free_mb=500_000)
+    assert fits.passed is True and fits.values["mib_per_h"] == pytest.approx(2000, rel=0.01)
+    assert fits.values["day_mib"] == pytest.approx(2100 + 23 * 2000, rel=0.01)
+    assert sv.disk_growth(samples, T0, HOUR, 86400, free_mb=10_000).passed is False
+    # the record lifetime caps the projection: one hour of retention means no more growth after the hour
+    assert sv.disk_growth(samples, T0, HOUR, 3600, free_mb=10_000).passed is True
+    assert sv.files_bounded(samples, "files_high_value", T0, T0 + HOUR).passed is True
+    growing = [dict(s, files_high_value=10 + (s["t"] - T0) // 20) for s in samples]
+    assert sv.files_bounded(growing, "files_high_value", T0, T0 + HOUR).passed is False
+
+
+def test_judge_lists_every_criterion_and_overall_fails_on_one_failure():
+    samples = [dict(s, lag_records=0, disk_total_mb=100, state_mb=1, files_sales_agg=5) for s in rss_samples(500, 0)]
+    x = sv.SoakInputs(samples=samples, batches=batches([5.0] * 60), t0=T0, t_end=T0 + HOUR, rate=1000, trigger_s=60,
+                      dedupe_s=600, retention_s=86400, free_mb=1e6)
+    crit = sv.judge(x)
+    names = [c.name for c in crit]
+    assert names[0] == "memory flat: job" and "upkeep never stalls the stream" in names
+    assert "disk: files of sales_agg" in names and sv.overall(crit) == "pass"
+    x.samples = rss_samples(500, 0.5)
+    assert sv.overall(sv.judge(x)) == "fail"
+
+
+# ---- chaos --------------------------------------------------------------------------------------
+def test_schedule_is_seeded_within_the_gaps_and_leaves_time_to_recover():
+    targets = ["app", "emulator", "job"]
+    a = schedule(7, 3600, (300, 600), targets)
+    assert a == schedule(7, 3600, (300, 600), list(reversed(targets)))
+    assert a != schedule(8, 3600, (300, 600), targets)
+    times = [t for t, _ in a]
+    gaps = np.diff([0.0, *times])
+    assert len(a) >= 5 and all(300 <= g <= 600 for g in gaps) and times[-1] <= 3600 - 300
+    assert {p for _, p in a} <= set(targets)
+    assert schedule(1, 180, (60, 90), ["job"]) == [(pytest.approx(schedule(1, 180, (60, 90), ["job"])[0][0]), "job")]
+    assert schedule(1, 100, (60, 90), []) == []
+
+
+def test_kill_targets_take_a_broker_node_only_on_a_cluster():
+    parts = ["app", "broker-1", "broker-2", "emulator", "job", "live", "monitoring"]
+    assert kill_targets(parts, 1) == ["app", "emulator", "job", "live"]
+    assert kill_targets(parts, 3) == ["app", "broker-1", "broker-2", "emulator", "job", "live"]
+
+
+def write_parts(run_dir, **pids):
+    run_dir.mkdir(parents=True, exist_ok=True)
+    parts = [{"name": n, "kind": "child", "state": "running" if pid else "restarting", "pid": pid, "restarts": 0,
+              "last_exit_code": None, "started_at": T0 if pid else None} for n, pid in pids.items()]
+    (run_dir / "parts.json").write_text(json.dumps({"run_pid": 1, "written_at": T0, "parts": parts}))
+
+
+def test_read_parts_and_a_missing_or_broken_file(tmp_path):
+    assert read_parts(tmp_path) == {}
+    (tmp_path / "parts.json").write_text("{not json")
+    assert read_parts(tmp_path) == {}
+    write_parts(tmp_path, job=11, app=None)
+    parts = read_parts(tmp_path)
+    assert parts["job"].running and parts["job"].pid == 11 and not parts["app"].running
+
+
+class Clock:
+    def __init__(self, t=T0):
+        self.t = t
+
+    def __call__(self):
+        return self.t
+
+
+def test_chaos_kills_on_time_and_times_the_recovery(tmp_path):
+    write_parts(tmp_path, job=11, app=12)
+    clock, sent, healthy = Clock(), [], {"job": False}
+    chaos = Chaos(tmp_path, [(60.0, "job")], T0, lambda part, back: healthy[part], event=lambda _: None,
+                  kill=lambda pid, sig: sent.append((pid, sig)), clock=clock)
+    chaos.tick()
+    assert sent == []
+    clock.t = T0 + 61
+    chaos.tick()
+    assert sent == [(11, signal.SIGKILL)] and chaos.pending() is not None
+    clock.t = T0 + 63
+    write_parts(tmp_path, job=None, app=12)  # restarting
+    chaos.tick()
+    write_parts(tmp_path, job=21, app=12)
+    clock.t = T0 + 65
+    chaos.tick()
+    k = chaos.kills[0]
+    assert k.new_pid == 21 and k.back_s == pytest.approx(4.0) and k.healthy_at is None
+    healthy["job"] = True
+    clock.t = T0 + 80
+    chaos.tick()
+    assert k.healthy_s == pytest.approx(19.0) and chaos.pending() is None and not k.problem
+
+
+def test_a_part_that_never_comes_back_is_recorded_as_such(tmp_path):
+    write_parts(tmp_path, emulator=31)
+    clock = Clock(T0 + 100)
+    chaos = Chaos(tmp_path, [(10.0, "emulator")], T0, lambda *_: True, event=lambda _: None,
+                  kill=lambda *_: None, clock=clock, recover_timeout_s=30)
+    chaos.tick()
+    clock.t += 31
+    chaos.tick()
+    assert chaos.kills[0].problem == "not back within 30 s" and chaos.kills[0].back_at is None
+
+
+def test_health_of_the_emulator_needs_the_log_end_to_move(tmp_path):
+    ends = iter([100, 100, 250])
+    h = Health(tmp_path, lambda t: False, lambda: False, lambda: next(ends), lambda: None, lambda: {1, 3})
+    assert h("emulator", T0) is False      # the mark
+    assert h("emulator", T0) is False      # not moved yet
+    assert h("emulator", T0) is True
+    assert h("broker-3", T0) is True and h("broker-2", T0) is False
+
+
+# ---- outage -------------------------------------------------------------------------------------
+def test_outage_stops_the_job_then_kills_it_and_waits_for_the_new_pid(tmp_path):
+    write_parts(tmp_path, job=41)
+    clock, signals, rates = Clock(), [], []
+    o = Outage(tmp_path, T0 + 10, 600, 50_000, 2_000, rates.append, lambda _: None,
+               signal_group=lambda pid, sig: signals.append((pid, sig)), clock=clock)
+    o.tick()
+    assert signals == [] and not o.active
+    clock.t = T0 + 10
+    o.tick()
+    assert signals == [(41, signal.SIGSTOP)] and rates == [50_000] and o.active
+    clock.t = T0 + 300
+    o.tick()
+    assert len(signals) == 1
+    clock.t = T0 + 611
+    o.tick()
+    assert signals[-1] == (41, signal.SIGKILL) and rates == [50_000, 2_000] and o.active
+    write_parts(tmp_path, job=42)
+    clock.t = T0 + 615
+    o.tick()
+    assert not o.active and o.state.new_pid == 42
+
+
+def test_outage_figures_catch_up_time_and_the_largest_batch():
+    from pipeline.loadtest.soak_events import OutageState
+
+    st = OutageState(T0 + 100, 600, 50_000, started_at=T0 + 100, pid=1, released_at=T0 + 700, back_at=T0 + 702)
+    samples = [{"t": T0 + t, "lag_records": lag} for t, lag in
+               [(90, 1000), (400, 15_000_000), (700, 30_000_000), (800, 9_000_000), (900, 20_000), (950, 10_000)]]
+    b = [{"batch_id": 1, "trigger_time": T0 + 50, "input_rows": 9e9, "duration_s": 1},
+         {"batch_id": 7, "trigger_time": T0 + 710, "input_rows": 5_000_000, "duration_s": 80},
+         {"batch_id": 8, "trigger_time": T0 + 800, "input_rows": 4_000_000, "duration_s": 60}]
+    f = outage_figures(st, samples, b, normal_lag=40_000)
+    assert f["catch_up_s"] == pytest.approx(198) and f["max_behind"] == 30_000_000
+    assert f["largest_batch"]["batch_id"] == 7
+
+
+def test_excluded_periods_cover_each_kill_until_healthy_plus_two_triggers():
+    kills = [{"at": T0 + 100, "healthy_at": T0 + 130}, {"at": None, "problem": "skipped"},
+             {"at": T0 + 500, "healthy_at": None}]
+    ex = excluded_periods(kills, {"started_at": T0 + 1000, "caught_up_at": T0 + 1900}, 10, T0 + 3600)
+    assert ex == [sv.Excluded(T0 + 100, T0 + 150), sv.Excluded(T0 + 500, T0 + 3620),
+                  sv.Excluded(T0 + 1000, T0 + 1920)]
+
+
+# ---- reconciliation glue ------------------------------------------------------------------------------
+def record(tid="t-1", amount="1500.01", ts="2026-12-24T18:00:00Z"):
+    return (f'{{"transaction_id": "{tid}", "person_id": "p", "merchant_id": "m", "amount": {amount}, '
+            f'"timestamp": "{ts}"}}').encode()
+
+
+def test_classify_agrees_with_the_contract():
+    th = Decimal("1500")
+    assert classify(record(), th) == ("t-1", True)
+    assert classify(record(amount="1500.00"), th) == ("t-1", False)   # strictly above
+    assert classify(record(amount="1500.001"), th) is None             # three decimals
+    assert classify(record(amount='"1600"'), th) is None               # a string is not a number
+    assert classify(record(amount="-3"), th) is None
+    assert classify(record(ts="2026-13-24T18:00:00Z"), th) is None
+    assert classify(record(ts="2026-12-24T18:00:00+01:00"), th) == ("t-1", True)
+    assert classify(b"not json", th) is None and classify(None, th) is None
+
+
+def test_topic_facts_count_distinct_valid_transactions():
+    facts = TopicFacts()
+    for got in [("a", True), ("b", False), ("a", True), None]:
+        _count(facts, got)
+    assert (facts.messages, facts.valid, facts.invalid) == (4, 3, 1)
+    assert facts.distinct_valid() == 2 and facts.high_value_ids == ["a", "a"]
+
+
+def test_the_verdict_fails_on_a_lost_id_a_count_mismatch_or_an_unrecovered_kill():
+    crit = [sv.Criterion("memory flat: job", True, "")]
+    clean = {"reconciliation": {"ok": True}, "sales_agg": {"ok": True}, "kills": [{"part": "job", "at": 1}],
+             "state": "done"}
+    assert verdict_of(dict(clean), crit) == "pass"
+    for broken in ({"reconciliation": {"ok": False}}, {"sales_agg": {"ok": False}},
+                   {"kills": [{"part": "app", "at": 1, "problem": "not back within 600 s"}]},
+                   {"browser": {"failed": 2}}, {"outage": {"memory_failures": 1}}):
+        r = dict(clean, **broken)
+        assert verdict_of(r, crit) == "fail" and r["problems"]
+    assert verdict_of(dict(clean), [sv.Criterion("lag", False, "")]) == "fail"
+
+
+# ---- options and report ----------------------------------------------------------------------------
+def test_chaos_every_ranges_and_refusals():
+    assert _range("60-90s") == (60, 90) and _range("5m-10m") == (300, 600) and _range(None) == (300, 600)
+    for bad in ("60", "90-60s", "x-y"):
+        with pytest.raises(SettingsError):
+            _range(bad)
+    with pytest.raises(SettingsError, match="--nodes"):
+        SoakOptions(nodes=2).check()
+    with pytest.raises(SettingsError, match="outage"):
+        SoakOptions(duration_s=600, outage_s=600).check()
+
+
+@pytest.mark.parametrize("argv,says", [
+    (["loadtest", "--profile", "soak", "--nodes", "2"], "--nodes=2"),
+    (["loadtest", "--profile", "soak", "--chaos-every", "90-60s"], "--chaos-every"),
+    (["loadtest", "--profile", "christmas", "--rate", "5"], "only go with --profile soak"),
+])
+def test_bad_soak_flags_are_one_line_and_exit_2(capsys, argv, says):
+    assert main(argv) == 2
+    err = capsys.readouterr().err.strip()
+    assert says in err and len(err.splitlines()) == 1
+
+
+def test_report_shows_the_verdict_the_kills_and_escapes_values():
+    result = {"run_id": "r<1>", "dir": "/x", "state": "done", "verdict": "fail", "problems": ["reconciliation"],
+              "t0": T0, "options": {"trigger_s": 10}, "criteria": [sv.Criterion("memory flat: job", False, "+9 MiB/h").as_dict()],
+              "reconciliation": {"expected": 10, "actual_unique": 9, "lost": 1, "duplicated": 0, "unexpected": 0,
+                                 "lost_examples": ["<script>"], "ok": False},
+              "sales_agg": {"ok": True, "sales_agg_count": 5, "distinct_valid": 5},
+              "kills": [{"part": "job", "planned_s": 60, "at": T0 + 61, "pid": 1, "new_pid": 2, "back_s": 3.5,
+                         "healthy_s": 21.0, "problem": ""}],
+              "batches": batches([5.0] * 3, trigger=10), "browser": {"visits": 16, "failed": 0}}
+    samples = [{"t": T0 + t, "rss_job_mb": 100, "lag_records": 0, "disk_total_mb": 1} for t in range(0, 100, 5)]
+    html = build_report(result, samples, [{"t": T0, "text": "started <b>"}])
+    assert "&lt;script&gt;" in html and "<script>\"" not in html and "r&lt;1&gt;" in html
+    assert "21.0 s" in html and "3.5 s" in html and "FAIL" in html and "+9 MiB/h" in html
+    assert html.count("plotly.js v") <= 2 and 'id="chart-rss"' in html and 'id="chart-batches"' in html
