@@ -15,8 +15,9 @@ import pytest
 
 from pipeline.kafka.broker import EmbeddedBroker
 from pipeline.kafka.topic import ensure_topic
+from pipeline.metrics.ports import SPAN
 from pipeline.settings import Settings
-from tests.support.ports import free_port
+from tests.support.ports import free_port, port_run
 from tests.support.stack import make_settings
 
 # Fixtures defined in tests/support, available to every test.
@@ -29,8 +30,9 @@ ARTIFACTS = Path(__file__).resolve().parent.parent / "test-artifacts"
 def broker(tmp_path_factory):
     """A real single-node KRaft broker for the whole session; yields its Settings."""
     data = tmp_path_factory.mktemp("broker-data")
+    # Its own metrics base (a run of free ports): the JMX exporter agent serves at base + 10.
     settings = make_settings(data, bootstrap_servers=f"127.0.0.1:{free_port()}", controller_port=free_port(),
-                             broker_heap="768m")
+                             broker_heap="768m", metrics_port=port_run(SPAN))
     b = EmbeddedBroker(settings)
     b.start()
     try:

@@ -55,9 +55,28 @@ def job_cmd(settings: Settings, args) -> int:
     stop = threading.Event()
     for sig in (signal.SIGINT, signal.SIGTERM):
         signal.signal(sig, lambda *_: stop.set())
-    run_job(settings, once=args.once, stop_event=stop, queries=tuple(args.query or QUERIES),
-            stop_spark=True, crash_after=args.crash_after_commit)
+    metrics, endpoint = _metrics(settings)
+    try:
+        run_job(settings, once=args.once, stop_event=stop, queries=tuple(args.query or QUERIES),
+                stop_spark=True, crash_after=args.crash_after_commit, metrics=metrics)
+    finally:
+        if endpoint is not None:
+            endpoint.close()
     return 0
+
+
+def _metrics(settings: Settings):
+    """(JobMetrics, its endpoint) at TORMENTA_METRICS_PORT + 0; (None, None) when metrics are off."""
+    if settings.metrics_port == 0:
+        return None, None
+    import logging
+
+    from pipeline.metrics import ports
+    from pipeline.metrics.job import JobMetrics
+    from pipeline.metrics.serve import serve
+
+    metrics = JobMetrics(settings)
+    return metrics, serve(settings, ports.JOB, metrics.registry, logging.getLogger("pipeline.job"))
 
 
 def spark_submit_args_cmd(settings: Settings, args) -> int:

@@ -132,6 +132,7 @@ class HighValueBatchWriter:
         self.batches_done = 0
         self.last_end_offsets: dict[int, int] = {}
         self.last_timings: dict[str, float] = {}  # seconds per stage of the last batch (bench, logs)
+        self.metrics = None  # pipeline.metrics.job.JobMetrics of the job process, when it serves metrics
 
     def __call__(self, batch_df, batch_id: int) -> None:
         s, started = self.settings, time.perf_counter()
@@ -145,7 +146,7 @@ class HighValueBatchWriter:
                 return  # a no-data batch: Spark only moved the dedupe watermark on
             offsets = self._offsets(batch_df.sparkSession, batch_id)
             self.last_timings = {"read+decode+dedupe+summarise": time.perf_counter() - started}
-            self._write_all(summary, stats, offsets, batch_id, trigger_time, started)
+            written = self._write_all(summary, stats, offsets, batch_id, trigger_time, started)
             self.last_timings["writes (appends)"] = time.perf_counter() - started - sum(self.last_timings.values())
         finally:
             summary.unpersist()
@@ -154,8 +155,18 @@ class HighValueBatchWriter:
                  time.perf_counter() - started, offsets.behind,
                  ", ".join(f"{k} {v:.2f}s" for k, v in self.last_timings.items()))
         self.batches_done += 1
+        if self.metrics is not None:
+            self._count(stats, offsets, written, trigger_time)
         if s.compact_every and self.batches_done % s.compact_every == 0:
             tables.upkeep(batch_df.sparkSession, s)
+
+    def _count(self, stats: BatchStats, offsets: BatchOffsets, written: dict[str, bool], trigger_time) -> None:
+        """The batch's figures to the job's metrics: rows of each table it appended (a replay it skipped adds none)."""
+        rows = {QUARANTINE: stats.quarantined, HIGH_VALUE: stats.high_value, SALES_AGG: stats.windows, BATCH_METRICS: 1}
+        lag = (trigger_time - stats.max_event_time).total_seconds() if stats.max_event_time else None
+        self.metrics.batch_written(self.query_name, {t: n for t, n in rows.items() if written.get(t)},
+                                   quarantined=stats.quarantined if written.get(QUARANTINE) else 0,
+                                   duplicates=offsets.duplicates(stats.rows), event_lag_s=lag)
 
     def _offsets(self, spark, batch_id: int) -> BatchOffsets:
         offsets = BatchOffsets.read(spark, self.settings.checkpoint_uri(self.query_name), batch_id,
@@ -164,7 +175,7 @@ class HighValueBatchWriter:
         return offsets
 
     def _write_all(self, summary, stats: BatchStats, offsets: BatchOffsets, batch_id: int, trigger_time,
-                   started: float) -> None:
+                   started: float) -> dict[str, bool]:
         """The four outputs are independent and each is idempotent on its own, so they run
         as concurrent Spark jobs: one table's commit overlaps another's compute."""
         from pyspark.sql import functions as F
@@ -189,10 +200,10 @@ class HighValueBatchWriter:
                     "*", batch.alias("batch_id"), now.alias("processing_time")).coalesce(1), batch_id)
         if self.crash_after and self.crash_after[1] == self.batches_done + 1:
             self._write_then_crash(jobs)
-            return
+            return {}
         with ThreadPoolExecutor(max_workers=len(jobs), thread_name_prefix="tormenta-write") as pool:
-            for future in [pool.submit(fn) for fn in jobs.values()]:
-                future.result()
+            futures = {name: pool.submit(fn) for name, fn in jobs.items()}
+            return {name: bool(future.result()) for name, future in futures.items()}
 
     def _write_then_crash(self, jobs: dict) -> None:
         """Fault injection (`job --crash-after-commit TABLE`): commit the outputs one by one
@@ -207,11 +218,11 @@ class HighValueBatchWriter:
                     log.warning("fault injection: exiting right after the %s commit", name)
                     os._exit(CRASH_EXIT_CODE)
 
-    def _write(self, table: str, df, batch_id: int) -> None:
-        self.appender.append(df.select(*columns(table)), self.paths[table], table, batch_id)
+    def _write(self, table: str, df, batch_id: int) -> bool:
+        return self.appender.append(df.select(*columns(table)), self.paths[table], table, batch_id)
 
     def _write_metrics(self, spark, stats: BatchStats, offsets: BatchOffsets, batch_id: int, trigger_time,
-                       started: float) -> None:
+                       started: float) -> bool:
         # How far the topic is ahead: a round trip to the brokers, so it runs here, beside
         # the other appends, rather than before them.
         offsets.behind = self._offsets_behind()
@@ -222,7 +233,7 @@ class HighValueBatchWriter:
                json.dumps({str(k): v for k, v in sorted(offsets.end.items())}), offsets.duplicates(stats.rows),
                stats.avro)
         metrics = spark.createDataFrame([row], schema=ddl(BATCH_METRICS))
-        self.appender.append(metrics.coalesce(1), self.paths[BATCH_METRICS], BATCH_METRICS, batch_id)
+        return self.appender.append(metrics.coalesce(1), self.paths[BATCH_METRICS], BATCH_METRICS, batch_id)
 
     def _offsets_behind(self) -> int | None:
         try:
@@ -307,13 +318,24 @@ class HourlyRollupWriter:
     def __init__(self, settings: Settings, replayable_upto: int | None = None):
         self.path = settings.table_uri(SALES_HOURLY)
         self.appender = commits.OnceAppender("tormenta", replayable_upto)
+        self.metrics = None  # pipeline.metrics.job.JobMetrics of the job process, when it serves metrics
 
     def __call__(self, batch_df, batch_id: int) -> None:
         from pyspark.sql import functions as F
 
         agg = transforms.hourly_rollup(batch_df).select(
             "*", F.lit(batch_id).cast("long").alias("batch_id"), F.current_timestamp().alias("processing_time"))
-        self.appender.append(agg.coalesce(1), self.path, SALES_HOURLY, batch_id)
+        if self.metrics is None:
+            self.appender.append(agg.coalesce(1), self.path, SALES_HOURLY, batch_id)
+            return
+        # With metrics: the rollup's rows are counted once, then written from the cache (one hourly batch).
+        agg = agg.coalesce(1).persist()
+        try:
+            rows = agg.count()
+            if self.appender.append(agg, self.path, SALES_HOURLY, batch_id):
+                self.metrics.batch_written(self.query_name, {SALES_HOURLY: rows})
+        finally:
+            agg.unpersist()
 
 
 def check_source(settings: Settings) -> None:
@@ -333,7 +355,7 @@ def check_source(settings: Settings) -> None:
 
 
 def start_query(spark, settings: Settings, name: str, *, once: bool = False,
-                crash_after: tuple[str, int] | None = None):
+                crash_after: tuple[str, int] | None = None, metrics=None):
     """Start one streaming query by name; returns its StreamingQuery handle."""
     # Batches the checkpoint planned before this start are the only ones a table may hold.
     planned = last_planned_batch(spark, settings.checkpoint_uri(name))
@@ -343,6 +365,9 @@ def start_query(spark, settings: Settings, name: str, *, once: bool = False,
     else:
         source = spark.readStream.format("delta").load(settings.table_uri(SALES_AGG))
         writer, interval = HourlyRollupWriter(settings, planned), settings.summary_interval
+    if metrics is not None:  # pipeline.metrics.job.JobMetrics
+        writer.metrics = metrics
+        metrics.query_started(name, interval)
     stream = source.writeStream.queryName(name).foreachBatch(writer)
     stream = stream.option("checkpointLocation", settings.checkpoint_uri(name))
     stream = stream.trigger(availableNow=True) if once else stream.trigger(processingTime=spark_interval(interval))
@@ -352,12 +377,13 @@ def start_query(spark, settings: Settings, name: str, *, once: bool = False,
 
 def run_job(settings: Settings, *, once: bool = False, stop_event: threading.Event | None = None,
             queries: tuple[str, ...] = QUERIES, stop_spark: bool = False,
-            crash_after: tuple[str, int] | None = None) -> None:
+            crash_after: tuple[str, int] | None = None, metrics=None) -> None:
     """Run the job until stopped (or, with once=True, until the topic is caught up).
 
     With once=True the queries run one after the other, so the hourly rollup sees every
     row the high-value query wrote. stop_spark: stop the SparkSession at the end (the
-    job's own process does; tests that share one session do not)."""
+    job's own process does; tests that share one session do not). metrics: a
+    `pipeline.metrics.job.JobMetrics` fed with each query's progress and batch counts."""
     from pipeline.job.spark import build_spark
 
     check_source(settings)
@@ -367,21 +393,25 @@ def run_job(settings: Settings, *, once: bool = False, stop_event: threading.Eve
     try:
         if once:
             for name in queries:
-                handles.append(start_query(spark, settings, name, once=True, crash_after=crash_after))
-                _watch(handles[-1:], stop_event)
+                handles.append(start_query(spark, settings, name, once=True, crash_after=crash_after, metrics=metrics))
+                _watch(handles[-1:], stop_event, metrics)
         else:
-            handles = [start_query(spark, settings, name, crash_after=crash_after) for name in queries]
-            _watch(handles, stop_event)
+            handles = [start_query(spark, settings, name, crash_after=crash_after, metrics=metrics) for name in queries]
+            _watch(handles, stop_event, metrics)
     finally:
         _shutdown(spark, handles, stop_spark)
 
 
-def _watch(handles, stop_event: threading.Event | None) -> None:
+def _watch(handles, stop_event: threading.Event | None, metrics=None) -> None:
     while True:
         for h in handles:
             if not h.isActive and h.exception() is not None:
                 raise JobError(f"query {h.name} failed: {str(h.exception()).splitlines()[0]}")
-        if all(not h.isActive for h in handles):
+        ended = all(not h.isActive for h in handles)
+        for h in handles:
+            if metrics is not None:
+                metrics.poll(h)  # the query's newest progress (one JSON); after its end too
+        if ended:
             return
         if stop_event is not None and stop_event.is_set():
             return

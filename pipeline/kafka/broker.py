@@ -29,6 +29,7 @@ from pathlib import Path
 from pipeline.errors import BrokerError
 from pipeline.kafka import secure as sec
 from pipeline.kafka.security import client_config
+from pipeline.metrics.broker import agent_options
 from pipeline.procs.group import signal_reaches
 from pipeline.procs.jvm import broker_classpath, java_version
 from pipeline.settings import Settings
@@ -264,7 +265,9 @@ class EmbeddedBroker:
         heap = node_heap(self.settings.broker_heap, self.node.nodes)
         cmd = self._java("kafka.Kafka", str(self.config_file), heap=heap)
         cmd[1:1] = [f"-Xms{min_heap(heap)}", "-XX:+UseG1GC", "-XX:MaxGCPauseMillis=20",
-                    "-Djava.awt.headless=true", *(sec.jvm_options(self.settings) if self.secure else [])]
+                    "-Djava.awt.headless=true", *(sec.jvm_options(self.settings) if self.secure else []),
+                    # Kafka's JMX metrics for Prometheus on 127.0.0.1 (none when TORMENTA_METRICS_PORT=0)
+                    *agent_options(self.settings, self.node.node_id, self.log_file)]
         with open(self.log_file, "ab") as log:
             self.proc = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
                                          start_new_session=True, cwd=self.dir)

@@ -9,8 +9,11 @@ from pipeline.settings import Settings
 
 
 def make_settings(data_dir: Path, **env: str) -> Settings:
-    """Settings read only from TORMENTA_DATA_DIR=`data_dir` and `env` (keys without the prefix)."""
-    base = {"TORMENTA_DATA_DIR": str(data_dir)}
+    """Settings read only from TORMENTA_DATA_DIR=`data_dir` and `env` (keys without the prefix).
+
+    Metrics are off (TORMENTA_METRICS_PORT=0) unless `env` gives a base port: a test never
+    binds the product's default ports."""
+    base = {"TORMENTA_DATA_DIR": str(data_dir), "TORMENTA_METRICS_PORT": "0"}
     base.update({f"TORMENTA_{k.upper()}": str(v) for k, v in env.items()})
     return Settings.from_env(base)
 
