@@ -74,19 +74,22 @@ def running_process(name: str, cmd: list[str], folder: Path, url: str) -> Iterat
         child.stop(10.0)
 
 
-def fast_prometheus_config(base: int, rules: Path, scrape: list[dict] | None = None) -> dict:
-    config = prometheus_config(base, 1, rule_files=[rules], parts=())
+def fast_prometheus_config(base: int, rules: Path, scrape: list[dict] | None = None,
+                           parts: tuple[str, ...] = ()) -> dict:
+    config = prometheus_config(base, 1, rule_files=[rules], parts=parts)
     config["global"].update(scrape_interval="1s", evaluation_interval="1s", scrape_timeout="1s")
     config["scrape_configs"] = [*(scrape or []), *config["scrape_configs"]]
     return config
 
 
 @contextlib.contextmanager
-def running_prometheus(folder: Path, base: int, rules: str, scrape: list[dict] | None = None) -> Iterator[PrometheusClient]:
-    """Prometheus on base + 20 with `rules` (YAML text) and the extra `scrape` jobs; yields its client."""
+def running_prometheus(folder: Path, base: int, rules: str, scrape: list[dict] | None = None,
+                       parts: tuple[str, ...] = ()) -> Iterator[PrometheusClient]:
+    """Prometheus on base + 20 with `rules` (YAML text), the scrape jobs of `parts` as `make run` writes
+    them and the extra `scrape` jobs; yields its client."""
     folder.mkdir(parents=True, exist_ok=True)
     (folder / "rules.yaml").write_text(rules)
-    config = write_file(folder / "prometheus.yml", fast_prometheus_config(base, folder / "rules.yaml", scrape))
+    config = write_file(folder / "prometheus.yml", fast_prometheus_config(base, folder / "rules.yaml", scrape, parts))
     port = ports.port_of(base, ports.PROMETHEUS)
     url = f"http://127.0.0.1:{port}"
     with running_process("prometheus", prometheus_command(config, port, folder / "tsdb"), folder, url):

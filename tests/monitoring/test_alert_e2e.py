@@ -1,0 +1,122 @@
+"""End to end: a part's metrics endpoint stops, the job-down rule of monitoring/alerts.yaml fires in a
+real Prometheus, reaches a real Alertmanager, and a webhook receiver of the test gets the
+notification; the endpoint comes back and the receiver gets the resolution.
+
+Prometheus and Alertmanager run with the product's own generated configuration and command lines
+(`pipeline.monitoring`), scrape and evaluate every second; the rule is TormentaJobDown taken from
+monitoring/alerts.yaml as it is, with its `for` shortened from 1 m to 2 s. The job is played by a
+prometheus_client endpoint on the job's port (base + 0)."""
+
+from __future__ import annotations
+
+import json
+import shutil
+import threading
+import urllib.request
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+import pytest
+import yaml
+from prometheus_client import CollectorRegistry, Gauge, start_http_server
+
+from pipeline.metrics import ports
+from pipeline.settings import PROJECT_ROOT
+from tests.support.monitoring import running_alertmanager, running_prometheus
+from tests.support.ports import free_port, port_run
+from tests.support.waiting import wait_for
+
+pytestmark = [pytest.mark.integration,
+              pytest.mark.skipif(shutil.which("prometheus") is None or shutil.which("prometheus-alertmanager") is None,
+                                 reason="prometheus/alertmanager are not installed (make monitoring)")]
+RULES = PROJECT_ROOT / "monitoring" / "alerts.yaml"
+
+
+def job_down_rule(for_: str = "2s") -> str:
+    """The TormentaJobDown rule of monitoring/alerts.yaml, unchanged but for its `for`."""
+    rule = next(r for g in yaml.safe_load(RULES.read_text())["groups"] for r in g["rules"] if r["alert"] == "TormentaJobDown")
+    return yaml.safe_dump({"groups": [{"name": "e2e", "rules": [{**rule, "for": for_}]}]})
+
+
+class Receiver:
+    """A webhook receiver on loopback that keeps every notification Alertmanager posts."""
+
+    def __init__(self):
+        self.posts: list[dict] = []
+        posts = self.posts
+
+        class Handler(BaseHTTPRequestHandler):
+            def do_POST(self):  # noqa: N802 - http.server's name
+                posts.append(json.loads(self.rfile.read(int(self.headers["Content-Length"]))))
+                self.send_response(200)
+                self.end_headers()
+
+            def log_message(self, *args):
+                pass
+
+        self.server = ThreadingHTTPServer(("127.0.0.1", free_port()), Handler)
+        self.url = f"http://127.0.0.1:{self.server.server_address[1]}/hook"
+        self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
+        self.thread.start()
+
+    def got(self, status: str) -> dict | None:
+        return next((p for p in self.posts if p["status"] == status
+                     and any(a["labels"]["alertname"] == "TormentaJobDown" for a in p["alerts"])), None)
+
+    def close(self):
+        self.server.shutdown()
+        self.server.server_close()
+
+
+class FakeJob:
+    """The job's metrics endpoint on its port; stop() closes the port, start() opens it again."""
+
+    def __init__(self, port: int):
+        self.port, self.registry = port, CollectorRegistry()
+        Gauge("tormenta_job_trigger_interval_seconds", "trigger", ["query"], registry=self.registry).labels("high_value").set(60)
+        self.server = None
+
+    def start(self):
+        self.server, _ = start_http_server(self.port, addr="127.0.0.1", registry=self.registry)
+
+    def stop(self):
+        self.server.shutdown()
+        self.server.server_close()
+        self.server = None
+
+
+def _alertmanager_alerts(url: str) -> list[dict]:
+    with urllib.request.urlopen(f"{url}/api/v2/alerts", timeout=2) as resp:
+        return json.loads(resp.read())
+
+
+def test_job_down_fires_reaches_the_webhook_and_resolves(tmp_path):
+    base = port_run(ports.SPAN)
+    receiver, job = Receiver(), FakeJob(ports.port_of(base, ports.JOB))
+    job.start()
+    try:
+        with running_alertmanager(tmp_path / "am", base, receiver.url) as am_url, \
+                running_prometheus(tmp_path / "prom", base, job_down_rule(), parts=(ports.JOB,)) as prom:
+            wait_for(lambda: prom.query('up{job="tormenta-job"} == 1'), 30, "Prometheus scrapes the job")
+            assert prom.alerts() == [] and receiver.posts == []
+
+            job.stop()
+            firing = wait_for(lambda: [a for a in prom.alerts() if a.state == "firing"], 30,
+                              "TormentaJobDown firing in Prometheus")
+            assert [(a.name, a.severity, a.labels["job"]) for a in firing] == [("TormentaJobDown", "critical",
+                                                                                 "tormenta-job")]
+            assert firing[0].runbook == "docs/RUNBOOK.md#tormentajobdown"
+            wait_for(lambda: any(a["labels"]["alertname"] == "TormentaJobDown" for a in _alertmanager_alerts(am_url)),
+                     30, "the alert in Alertmanager")
+            note = wait_for(lambda: receiver.got("firing"), 30, "the firing notification at the webhook")
+            alert = next(a for a in note["alerts"] if a["labels"]["alertname"] == "TormentaJobDown")
+            assert alert["labels"]["instance"] == f"127.0.0.1:{ports.port_of(base, ports.JOB)}"
+            assert alert["annotations"]["summary"] == "The streaming job does not answer"
+            assert receiver.got("resolved") is None
+
+            job.start()
+            wait_for(lambda: receiver.got("resolved"), 30, "the resolved notification at the webhook")
+            assert prom.alerts() == []
+    finally:
+        receiver.close()
+        if job.server is not None:
+            job.stop()
