@@ -157,6 +157,9 @@ def run_cmd(settings: Settings, args) -> int:
         if started_broker:
             sup.mark_stopped()
             print("  " + broker.stop().replace("\n", "\n  "))
+            for nd in broker.nodes:  # reap the nodes this process spawned (no zombie outlives run)
+                if nd.proc is not None:
+                    nd.proc.poll()
         sup.remove()
     return 0
 
