@@ -132,6 +132,7 @@ class HighValueBatchWriter:
         self.batches_done = 0
         self.last_end_offsets: dict[int, int] = {}
         self.last_timings: dict[str, float] = {}  # seconds per stage of the last batch (bench, logs)
+        self.upkeep = tables.UpkeepPlan(TABLES, settings.compact_every)  # at most one table's step per batch
         self.metrics = None  # pipeline.metrics.job.JobMetrics of the job process, when it serves metrics
 
     def __call__(self, batch_df, batch_id: int) -> None:
@@ -157,8 +158,8 @@ class HighValueBatchWriter:
         self.batches_done += 1
         if self.metrics is not None:
             self._count(stats, offsets, written, trigger_time)
-        if s.compact_every and self.batches_done % s.compact_every == 0:
-            tables.upkeep(batch_df.sparkSession, s)
+        if step := self.upkeep.after_batch():
+            tables.upkeep_step(batch_df.sparkSession, s, *step)
 
     def _count(self, stats: BatchStats, offsets: BatchOffsets, written: dict[str, bool], trigger_time) -> None:
         """The batch's figures to the job's metrics: rows of each table it appended (a replay it skipped adds none)."""
