@@ -163,6 +163,7 @@ def emulate_cmd(settings: Settings, args) -> int:
     source = FileReplaySource(args.replay, speed=args.replay_speed) if args.replay else None
     tty = sys.stderr.isatty()
     last_print = [0.0]
+    metrics, endpoint = _metrics(settings)
 
     def show(st: dict[str, Any]) -> None:
         if args.quiet:
@@ -176,7 +177,7 @@ def emulate_cmd(settings: Settings, args) -> int:
     emulator = StormEmulator(settings, source, name=args.name, control=not args.no_control,
                              changes=changes_from_args(args), record_ids=args.record_ids,
                              full_speed=args.full_speed, burst=args.burst, seed=args.seed, on_status=show,
-                             wire_format=wire_format)
+                             wire_format=wire_format, metrics=metrics)
     stop = threading.Event()
     previous = {sig: signal.signal(sig, lambda *_: stop.set()) for sig in (signal.SIGINT, signal.SIGTERM)}
     try:
@@ -184,10 +185,26 @@ def emulate_cmd(settings: Settings, args) -> int:
     finally:
         for sig, handler in previous.items():
             signal.signal(sig, handler)
+        if endpoint is not None:
+            endpoint.close()
     if tty and not args.quiet:
         print(file=sys.stderr)
     print(json.dumps(summary, indent=2))
     return 0 if summary["failed"] == 0 else 1
+
+
+def _metrics(settings: Settings):
+    """(EmulatorMetrics, its endpoint) at TORMENTA_METRICS_PORT + 2; (None, None) when metrics are off."""
+    if settings.metrics_port == 0:
+        return None, None
+    import logging
+
+    from pipeline.metrics import ports
+    from pipeline.metrics.emulator import EmulatorMetrics
+    from pipeline.metrics.serve import serve
+
+    metrics = EmulatorMetrics()
+    return metrics, serve(settings, ports.EMULATOR, metrics.registry, logging.getLogger("pipeline.emulator"))
 
 
 def storm_set_cmd(settings: Settings, args) -> int:

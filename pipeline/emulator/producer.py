@@ -79,6 +79,7 @@ class StormProducer:
         self.enqueued = 0
         self.backpressure_waits = 0
         self.latencies: collections.deque[float] = collections.deque(maxlen=4096)
+        self.latency_samples = 0  # samples taken so far (the deque keeps the newest): metrics read the new ones
         self.record_ids = record_ids
         self.refusal: str | None = None
         self._auth = kafka_auth(settings, "producer")
@@ -180,6 +181,7 @@ class StormProducer:
         latency = msg.latency()
         if latency is not None:
             self.latencies.append(latency)
+            self.latency_samples += 1
         return True
 
     def poll(self, timeout: float = 0.0) -> int:

@@ -85,8 +85,10 @@ class StormEmulator:
                  on_status: Callable[[dict[str, Any]], None] | None = None, producer_overrides: dict | None = None,
                  sink: Sink | None = None, wire_format: str | None = None, slice_s: float = 0.02,
                  clock: Callable[[], float] = time.monotonic, wall: Callable[[], float] = time.time,
-                 sleep: Callable[[float], object] | None = None):
+                 sleep: Callable[[float], object] | None = None, metrics=None):
         self.settings = settings
+        # pipeline.metrics.emulator.EmulatorMetrics: fed once per status and by librdkafka's statistics
+        self.metrics = metrics
         self.name = name
         self.changes = dict(changes or {})
         # Validate explicit changes now, so bad CLI values fail before anything starts.
@@ -151,7 +153,8 @@ class StormEmulator:
 
                 ensure_topic(self.settings, role="producer")
                 ids_file = self.record_ids.open("w", encoding="utf-8") if self.record_ids else None
-                sink = StormProducer(self.settings, record_ids=ids_file, overrides=self.producer_overrides)
+                overrides = {**(self.metrics.producer_overrides() if self.metrics else {}), **(self.producer_overrides or {})}
+                sink = StormProducer(self.settings, record_ids=ids_file, overrides=overrides)
             desired = self.desired = link.start(self.changes)
         except BaseException:
             link.close()
@@ -247,6 +250,8 @@ class StormEmulator:
             run.end = self.clock()
             self.status = {**self._status(run, run.end, 0.0, 0.0), "state": "stopped"}
             run.link.publish(self.status)
+            if self.metrics is not None:
+                self.metrics.on_status(self.status, run.sink)
             run.link.close()
 
     # ---- status and summary ---------------------------------------------------------------------
@@ -265,6 +270,8 @@ class StormEmulator:
         run.last_status = (now, run.sent, delivered)
         run.next_status = now + self.status_interval
         run.link.publish(self.status)
+        if self.metrics is not None:
+            self.metrics.on_status(self.status, run.sink)
         if self.on_status is not None:
             self.on_status(self.status)
 
