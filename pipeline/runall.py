@@ -13,6 +13,10 @@ loop, left down with one line and the end of its log). ``<run_dir>/parts.json`` 
 part's state for the Overview page, and with ``TORMENTA_METRICS_PORT`` set the same figures
 are served on 127.0.0.1 at the run's metrics port (``tormenta_part_*``).
 
+With ``TORMENTA_MONITORING`` on (the default) and a metrics port, Prometheus and Alertmanager are
+two more parts (`pipeline.monitoring.stack`): configuration under ``<data_dir>/monitoring/``,
+loopback only, the Prometheus URL printed with the app's.
+
 ``TORMENTA_SECURE=1`` starts the broker (or cluster) secured (``pipeline.kafka.secure``):
 its client file ``<data_dir>/secure/clients.json`` gives the job, the emulator and the app
 each its own SCRAM user over SASL_SSL, and the children get that data folder.
@@ -34,6 +38,7 @@ from pipeline.kafka.cluster import KafkaCluster, with_cluster
 from pipeline.kafka.security import client_file
 from pipeline.kafka.topic import ensure_all_topics
 from pipeline.metrics import ports
+from pipeline.monitoring import stack as monitoring
 from pipeline.procs.child import Child
 from pipeline.procs.supervise import ChildPart, Supervisor, serve_metrics, stop_metrics
 from pipeline.settings import PROJECT_ROOT, Settings, format_duration
@@ -92,7 +97,9 @@ def child_parts(settings: Settings, args, app_cmd: list[str] | None) -> list[tup
         parts.append(("emulator", [py, "-m", "pipeline", "emulate", "--rate", f"{settings.emulator_rate:g}"]))
     if app_cmd is not None:
         parts.append(("app", app_cmd))
-    return parts
+    # Prometheus and Alertmanager, last: stopped first, so stopping the run sends no "down" alerts
+    # (TORMENTA_MONITORING=false or TORMENTA_METRICS_PORT=0: none)
+    return parts + monitoring.parts(settings)
 
 
 def app_command(settings: Settings, secrets: list[Path] | None = None) -> list[str]:
@@ -170,5 +177,8 @@ def _running_message(settings: Settings, args) -> None:
     print(f"  ingest interval {format_duration(settings.ingest_interval)}, record lifetime "
           f"{format_duration(settings.retention)}, processing interval {format_duration(settings.trigger_interval)}")
     print(f"  first rows reach the Delta tables in {settings.delta_dir} after one processing interval.")
+    if monitoring.enabled(settings):
+        print(f"  Prometheus {monitoring.prometheus_url(settings)} (alerts: /alerts), "
+              f"Alertmanager {monitoring.alertmanager_url(settings)}")
     print("Press Ctrl-C to stop everything; a part that exits is started again (see parts.json in "
           f"{settings.run_dir}).", flush=True)
