@@ -15,10 +15,15 @@ def register(sub) -> None:
 
 
 def live_cmd(settings: Settings, args) -> int:
+    from pipeline.live.health import claim_pid_file, release_pid_file
     from pipeline.live.lane import run_lane
 
     stop = threading.Event()
     for sig in (signal.SIGINT, signal.SIGTERM):
         signal.signal(sig, lambda *_: stop.set())
-    run_lane(settings, stop)
+    claim_pid_file(settings)  # the Overview and the Live page judge the lane by its process
+    try:
+        run_lane(settings, stop)
+    finally:
+        release_pid_file(settings)
     return 0

@@ -1,23 +1,24 @@
 """Is the live lane up? For the Overview's fifth part and the Live page.
 
-The lane checkpoints its Kafka offsets every `BATCH_DURATION_S` seconds while it runs
-(``<data_dir>/checkpoints/live/offsets/<n>``), so a fresh offsets file means it is up. `run`
-writes ``<data_dir>/run/live.pid`` as it starts the lane: a live process without a fresh
-checkpoint is starting (Spark's start plus the decode's code generation takes a while);
-neither means down.
+The lane's process owns ``<data_dir>/run/live.pid`` (`run` writes it as it starts the lane;
+`python -m pipeline live` by hand writes its own when no live lane owns it). Real-time Mode
+writes ``<data_dir>/checkpoints/live/offsets/<n>`` as each of its long batches starts
+(every `BATCH_DURATION_S`): a live process that has checkpointed since it started is up, one
+that has not yet is starting (Spark's start plus the decode's code generation takes a
+while), no live process means down, whatever the last checkpoint says.
 """
 
 from __future__ import annotations
 
+import os
 import time
 from dataclasses import dataclass
 
-from pipeline.live.lane import BATCH_DURATION_S, checkpoint_path
+from pipeline.live.lane import checkpoint_path
 from pipeline.read.health import DOWN, IDLE, STARTING, UP, PartHealth
 from pipeline.settings import Settings, format_duration
 
 FIX = "python -m pipeline live"
-SLACK_S = 15
 
 
 @dataclass(frozen=True)
@@ -44,9 +45,8 @@ def last_checkpoint(settings: Settings) -> float | None:
 
 
 def judge_lane(enabled: bool, checkpointed: float | None, process: LaneProcess | None, now: float) -> PartHealth:
-    """Pure: the lane's state from its last checkpoint time and its process."""
-    fresh = checkpointed is not None and now - checkpointed <= 2 * BATCH_DURATION_S + SLACK_S
-    if fresh:
+    """Pure: the lane's state from its process and its last checkpoint time."""
+    if process is not None and checkpointed is not None and checkpointed >= process.started - 1:
         return PartHealth("live", UP, "The live lane writes each high-value sale to the live topic as it comes "
                           "(Spark Real-time Mode).")
     if process is not None:
@@ -58,6 +58,27 @@ def judge_lane(enabled: bool, checkpointed: float | None, process: LaneProcess |
     what = "never ran here" if checkpointed is None else \
         f"last checkpointed {format_duration(max(1, round(now - checkpointed)))} ago"
     return PartHealth("live", DOWN, f"No live lane is running ({what}).", FIX)
+
+
+def claim_pid_file(settings: Settings) -> bool:
+    """Write this process's pid to ``run/live.pid`` unless a live lane process owns it (True = ours)."""
+    path = settings.run_dir / "live.pid"
+    owner = lane_process(settings)
+    if owner is not None:
+        return owner.pid == os.getpid()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(str(os.getpid()))
+    return True
+
+
+def release_pid_file(settings: Settings) -> None:
+    """Remove ``run/live.pid`` if it names this process."""
+    path = settings.run_dir / "live.pid"
+    try:
+        if int(path.read_text().strip()) == os.getpid():
+            path.unlink()
+    except (OSError, ValueError):
+        pass
 
 
 def lane_health(settings: Settings, now: float | None = None) -> PartHealth:

@@ -7,6 +7,8 @@ so the page is tested without a Spark start; the lane itself is tested in tests/
 from __future__ import annotations
 
 import json
+import subprocess
+import sys
 import time
 import uuid
 
@@ -80,10 +82,15 @@ def test_lane_down_still_shows_what_the_topic_holds_and_drops_duplicates(monkeyp
 
 
 @pytest.mark.integration
-def test_data_with_the_lane_up(monkeypatch, tmp_path, stack):
+def test_data_with_the_lane_up(monkeypatch, tmp_path, stack, request):
     s = stack.replace(live_topic=f"live-{uuid.uuid4().hex[:8]}", data_dir=tmp_path / "data")
     ensure_live_topic(s)
-    offsets = checkpoint_path(s) / "offsets"  # a lane that checkpointed just now
+    # a lane process (its command line says `pipeline live`) that has checkpointed since it started
+    lane_proc = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(300)", "pipeline", "live"])
+    request.addfinalizer(lambda: (lane_proc.kill(), lane_proc.wait()))
+    s.run_dir.mkdir(parents=True)
+    (s.run_dir / "live.pid").write_text(str(lane_proc.pid))
+    offsets = checkpoint_path(s) / "offsets"
     offsets.mkdir(parents=True)
     (offsets / "0").write_text("v1")
     produce_live(s, [live_record(f"u-{i}", 2000.0 + i, f"M-UP-{i}", age_ms=100 + i) for i in range(30)])

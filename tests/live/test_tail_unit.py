@@ -102,22 +102,60 @@ def test_local_master_gets_a_slot_per_partition(tmp_path):
 
 def test_judge_lane_states():
     proc = health.LaneProcess(123, 1000.0)
-    assert health.judge_lane(True, 990.0, None, 1000.0).state == "up"
-    assert health.judge_lane(True, 900.0, proc, 1010.0).state == "starting"
-    down = health.judge_lane(True, 900.0, None, 1000.0)
-    assert down.state == "down" and down.fix == "python -m pipeline live" and "100 seconds" in down.detail
+    assert health.judge_lane(True, 1005.0, proc, 1300.0).state == "up"        # checkpointed since it started
+    starting = health.judge_lane(True, 900.0, proc, 1010.0)                   # only a checkpoint of an earlier run
+    assert starting.state == "starting" and "pid 123" in starting.detail
+    assert health.judge_lane(True, None, proc, 1010.0).state == "starting"
+    down = health.judge_lane(True, 990.0, None, 1000.0)                        # fresh checkpoint, process gone
+    assert down.state == "down" and down.fix == "python -m pipeline live" and "10 seconds" in down.detail
     assert health.judge_lane(True, None, None, 1000.0).state == "down"
     assert health.judge_lane(False, None, None, 1000.0).state == "idle"
 
 
-def test_health_reads_the_checkpoint_folder(tmp_path):
+def test_the_lane_claims_its_pid_file_unless_a_live_lane_owns_it(tmp_path):
+    import os
+    import subprocess
+    import sys
+
+    s = make_settings(tmp_path / "data")
+    assert health.claim_pid_file(s) and (s.run_dir / "live.pid").read_text() == str(os.getpid())
+    health.release_pid_file(s)
+    assert not (s.run_dir / "live.pid").exists()
+    # another live lane process owns it: left alone (a process whose command line says `live`)
+    other = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)", "pipeline", "live"])
+    try:
+        (s.run_dir / "live.pid").write_text(str(other.pid))
+        assert not health.claim_pid_file(s)
+        health.release_pid_file(s)
+        assert (s.run_dir / "live.pid").read_text() == str(other.pid)
+    finally:
+        other.kill()
+        other.wait()
+    assert health.claim_pid_file(s)                                            # a dead owner's file is taken over
+
+
+def test_health_reads_the_pid_file_and_the_checkpoint_folder(tmp_path):
+    import os
+    import subprocess
+    import sys
+
     s = make_settings(tmp_path)
     assert health.last_checkpoint(s) is None
-    offsets = lane.checkpoint_path(s) / "offsets"
-    offsets.mkdir(parents=True)
-    (offsets / "0").write_text("v1")
-    (offsets / ".0.crc").write_text("x")
-    assert health.lane_health(s).state == "up"
+    proc = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)", "pipeline", "live"])
+    try:
+        s.run_dir.mkdir(parents=True)
+        (s.run_dir / "live.pid").write_text(str(proc.pid))
+        os.utime(s.run_dir / "live.pid", (1000.0, 1000.0))
+        assert health.lane_health(s).state == "starting"
+        offsets = lane.checkpoint_path(s) / "offsets"
+        offsets.mkdir(parents=True)
+        (offsets / "0").write_text("v1")
+        (offsets / ".0.crc").write_text("x")
+        assert health.lane_health(s).state == "up"
+    finally:
+        proc.kill()
+        proc.wait()
+    assert health.lane_health(s).state == "down"   # the checkpoint is fresh, the process is gone
 
 
 def test_reconcile_live_counts_missed_extra_and_duplicates():
