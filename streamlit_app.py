@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import streamlit as st
 
-from pages.common import PAGES, build_pages, gate, sidebar_user, start_run  # noqa: F401 - PAGES: the page list, declared once
+from pages.common import PAGES, build_pages, gate, sidebar_user, start_run, timed_page  # noqa: F401 - PAGES: the page list, declared once
 
 st.set_page_config(page_title="Tormenta", page_icon=":material/thunderstorm:", layout="wide")
 user, login = gate()  # ends the run with the sign-in / no-access / misconfigured page when needed
@@ -26,7 +26,8 @@ page = st.navigation(build_pages(user=user))
 sidebar_user(user, login)
 try:
     start_run()  # empties the run's failure list; marks the page run as routed by this script
-    page.run()
+    with timed_page(page.title):  # tormenta_app_page_build_seconds{page}
+        page.run()
 except Exception as exc:  # noqa: BLE001 - last line of defence: no stack trace ever reaches the page
     from pages.common import show_problem
 

@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import logging
 import threading
+import time
 from contextlib import contextmanager
 from pathlib import Path
 
@@ -238,6 +239,26 @@ def show_problem(exc: BaseException) -> None:
             f"Check that the stack runs (`{FIX['all']}`), then reload the page. Details are in the app's log.",
             icon=":material/error:",
         )
+
+
+@contextmanager
+def timed_page(page: str):
+    """Time one page run into tormenta_app_page_build_seconds{page} (the endpoint starts once per
+    process, at TORMENTA_METRICS_PORT + 3; nothing when metrics are off). A page that stops or
+    reruns itself is timed too."""
+    from pipeline.metrics.app import for_process
+
+    try:
+        metrics = for_process(get_settings())
+    except Exception as exc:  # noqa: BLE001 - metrics are never a reason to lose the page
+        log.warning("app metrics are off: %s", exc)
+        metrics = None
+    started = time.perf_counter()
+    try:
+        yield
+    finally:
+        if metrics is not None:
+            metrics.observe_page(page, time.perf_counter() - started)
 
 
 @contextmanager

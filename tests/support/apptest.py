@@ -26,10 +26,12 @@ def closed_port() -> int:
 
 
 def use_env(monkeypatch, data_dir: Path, bootstrap: str | None = None, **more: str) -> None:
-    """The app's TORMENTA_* environment (no broker unless `bootstrap`) and empty Streamlit caches."""
+    """The app's TORMENTA_* environment (no broker unless `bootstrap`, no metrics endpoint unless
+    `metrics_port`) and empty Streamlit caches."""
     import streamlit as st
 
     monkeypatch.setenv("TORMENTA_DATA_DIR", str(data_dir))
+    monkeypatch.setenv("TORMENTA_METRICS_PORT", str(more.pop("metrics_port", "0")))
     monkeypatch.setenv("TORMENTA_BOOTSTRAP_SERVERS", bootstrap or f"127.0.0.1:{closed_port()}")
     for k, v in more.items():
         monkeypatch.setenv(f"TORMENTA_{k.upper()}", v)
