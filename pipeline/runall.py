@@ -24,8 +24,10 @@ each its own SCRAM user over SASL_SSL, and the children get that data folder.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
+import subprocess
 import sys
 import time
 from pathlib import Path
@@ -164,9 +166,10 @@ def run_cmd(settings: Settings, args) -> int:
         if started_broker:
             sup.mark_stopped()
             print("  " + broker.stop().replace("\n", "\n  "))
-            for nd in broker.nodes:  # reap the nodes this process spawned (no zombie outlives run)
-                if nd.proc is not None:
-                    nd.proc.poll()
+            for nd in broker.nodes:  # reap the nodes this process spawned: a JVM whose main thread is
+                if nd.proc is not None:  # gone may still be ending its other threads (no zombie outlives run)
+                    with contextlib.suppress(subprocess.TimeoutExpired):
+                        nd.proc.wait(15)
         sup.remove()
     return 0
 
