@@ -76,10 +76,10 @@ ACL_TABLE: tuple[Grant, ...] = (
     # ... and tails the live lane's topic (assigned partitions, no group commits)
     Grant("app", "topic", "live_topic", ("READ", "DESCRIBE")),
     # the live lane (Spark Real-time Mode): reads transactions (groupIdPrefix tormenta-live),
-    # writes each high-value sale to the live topic
+    # writes each high-value sale to the live topic, and reads it back for its latency metric
     Grant("live", "topic", "topic", ("READ", "DESCRIBE")),
     Grant("live", "group", "tormenta-live", ("READ",), "prefixed"),
-    Grant("live", "topic", "live_topic", ("WRITE", "DESCRIBE")),
+    Grant("live", "topic", "live_topic", ("READ", "WRITE", "DESCRIBE")),
 )
 
 

@@ -42,9 +42,10 @@ def test_acl_table_is_least_privilege_per_role(tmp_path):
         ("tormenta-app", "group", "tormenta-emulator-control", "literal", "READ"),
         ("tormenta-app", "group", "tormenta-offsets", "literal", "READ"),
         ("tormenta-app", "topic", "lv", "literal", "READ"), ("tormenta-app", "topic", "lv", "literal", "DESCRIBE"),
-        # the live lane: reads transactions, writes only the live topic
+        # the live lane: reads transactions, writes the live topic (and reads it back: its latency metric)
         ("tormenta-live", "topic", "tx", "literal", "READ"), ("tormenta-live", "topic", "tx", "literal", "DESCRIBE"),
         ("tormenta-live", "group", "tormenta-live", "prefixed", "READ"),
+        ("tormenta-live", "topic", "lv", "literal", "READ"),
         ("tormenta-live", "topic", "lv", "literal", "WRITE"), ("tormenta-live", "topic", "lv", "literal", "DESCRIBE"),
     }
     assert not any(r[0] == "tormenta-admin" for r in rows)   # a super user, no ACL rows

@@ -21,7 +21,10 @@ from confluent_kafka import Consumer, Producer, TopicPartition
 from pipeline.contract.live import LIVE_FIELDS
 from pipeline.contract.tables import RECORD_COLUMNS
 from pipeline.kafka.topic import ensure_live_topic, ensure_topic
+from pipeline.metrics import ports
 from pipeline.settings import PROJECT_ROOT, Settings
+from tests.support.metrics import promtool_check, samples, scrape, value
+from tests.support.ports import port_run
 from tests.support.stack import produce, tx
 from tests.support.waiting import wait_for
 
@@ -44,7 +47,8 @@ def lane_env(settings: Settings, **more: str) -> dict[str, str]:
     env = {k: v for k, v in os.environ.items() if not k.startswith("TORMENTA_")}
     env.update({"TORMENTA_BOOTSTRAP_SERVERS": settings.bootstrap_servers, "TORMENTA_TOPIC": settings.topic,
                 "TORMENTA_LIVE_TOPIC": settings.live_topic, "TORMENTA_DATA_DIR": str(settings.data_dir),
-                "TORMENTA_CONTROLLER_PORT": str(settings.controller_port)})
+                "TORMENTA_CONTROLLER_PORT": str(settings.controller_port),
+                "TORMENTA_METRICS_PORT": str(settings.metrics_port)})
     env.update({f"TORMENTA_{k.upper()}": v for k, v in more.items()})
     return env
 
@@ -106,7 +110,7 @@ def produce_to_partitions(settings: Settings, ids: list[str], amount: float) -> 
 def lane(broker, tmp_path_factory):
     suffix = uuid.uuid4().hex[:8]
     settings = broker.replace(data_dir=tmp_path_factory.mktemp("live") / "data", topic=f"tx-live-{suffix}",
-                              live_topic=f"live-{suffix}")
+                              live_topic=f"live-{suffix}", metrics_port=port_run(ports.SPAN))
     ensure_topic(settings)
     ensure_live_topic(settings)
     running = Lane(settings).start()
@@ -151,6 +155,30 @@ def test_live_topic_holds_exactly_the_high_value_ids_as_json(lane):
     assert docs["a-1500.01"]["amount"] == 1500.01
     assert docs["j-1600"]["event_time"] == "2026-11-24T19:12:03.123456Z"  # microseconds kept, UTC
     assert set(RECORD_COLUMNS) <= set(docs["a-1600"])
+
+
+def test_lane_metrics_count_its_output_and_its_latency(lane):
+    """The lane's endpoint counts every record it wrote (this module's lane process wrote all of the
+    live topic), each with its latency."""
+    running, reader = lane
+    url = f"http://127.0.0.1:{ports.port_of(running.settings.metrics_port, ports.LIVE)}/metrics"
+    ids = [f"metrics-{p}" for p in range(3)]
+    produce_to_partitions(running.settings, ids, 4000)
+    wait_for(reader.has(set(ids)), FIRST_OUTPUT_S, "the metrics test's ids", process=running.proc, log=running.log,
+             every=0.3)
+    written = len(reader.records)
+
+    def out() -> float:
+        return samples(scrape(url)).get(("tormenta_live_records_out_total", frozenset()), 0.0)
+    wait_for(lambda: out() >= written, 60, f"{written} records out on {url}", process=running.proc, log=running.log)
+    text = scrape(url)
+    promtool_check(text)
+    found = samples(text)
+    assert value(found, "tormenta_live_records_out_total") == written
+    assert value(found, "tormenta_live_latency_seconds_count") == written
+    # Each latency is the live record's write time minus its source record's: positive, and
+    # below the wait the test allows for the first output (a cold Spark start included).
+    assert 0 < value(found, "tormenta_live_latency_seconds_sum") / written < FIRST_OUTPUT_S
 
 
 def test_kill_minus_nine_then_restart_misses_no_high_value_id(lane):
