@@ -190,6 +190,7 @@ def _arguments(argv) -> tuple[argparse.Namespace, list[float]]:
     ap.add_argument("--trigger", default="10s", help="micro-batch trigger interval (default 10s, the Christmas plan)")
     ap.add_argument("--startup-timeout", type=float, default=600, help="seconds to wait for the first live record")
     ap.add_argument("--no-page", action="store_true", help="do not open the Live page in Chromium (no page latency)")
+    ap.add_argument("--dump", type=Path, help="also write every measured live record (rate, receive ms, source ms, id) as CSV here, to see when the tail happens")
     args = ap.parse_args(argv)
     try:
         rates = [float(r) for r in args.rates.split(",")]
@@ -233,6 +234,9 @@ def _step(settings: Settings, consumer, watch: PageWatch | None, rate: float, ar
     cpu1, rss = group_usage(live_pgid)
     t1 = time.time()
     ids = [t for *_, t in rows]
+    if args.dump:
+        with args.dump.open("a") as out:
+            out.writelines(f"{rate:g},{r},{s},{t}\n" for r, s, _, t in rows)
     return {"rate": rate, "live_records": len(rows), "duplicates": len(ids) - len(set(ids)),
             "latency_ms": quantiles([r - s for r, s, _, _ in rows]),
             "page_latency_ms": page_latency(watch.seen(), rows, t0, t1) if watch else quantiles([]),
