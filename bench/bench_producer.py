@@ -21,6 +21,11 @@ is still warming up (its rate nearly doubles from 1M to 3M records), so the defa
 3,000,000. ``--profile`` runs the emulator part once more under
 cProfile and prints where the time goes.
 
+``--part metrics`` measures what the emulator's Prometheus metrics cost: the emulator (Avro, full
+speed) with metrics off and on, in alternating rounds on one broker; with metrics on, its
+endpoint is served on loopback and scraped every second (Prometheus scrapes every 15 s). It
+prints each rate and the ratio on / off.
+
 ``--tls`` (also part of the default ``--part all``) measures the cost of security on one broker:
 a secured embedded broker (``broker start --secure``: SASL_SSL, SCRAM-SHA-512, ACL authorizer)
 given a second, plaintext listener on loopback for this comparison only. The emulator (JSON)
@@ -52,9 +57,10 @@ from pipeline.kafka.broker import EmbeddedBroker  # noqa: E402
 from pipeline.kafka.secure import grant_acls  # noqa: E402
 from pipeline.kafka.security import java_client_properties  # noqa: E402
 from pipeline.kafka.topic import ensure_topic, log_end_offsets  # noqa: E402
+from pipeline.metrics.emulator import EmulatorMetrics  # noqa: E402
 from pipeline.procs.jvm import broker_classpath  # noqa: E402
 from pipeline.settings import Settings  # noqa: E402
-from tests.support.ports import free_port  # noqa: E402
+from tests.support.ports import free_port, port_run  # noqa: E402
 
 
 def java_perf(settings: Settings, topic: str, records: int, payload: Path) -> tuple[float, str]:
@@ -76,9 +82,101 @@ def java_perf(settings: Settings, topic: str, records: int, payload: Path) -> tu
     return float(m.group(1)), lines[-1]
 
 
-def emulator_run(settings: Settings, records: int, wire_format: str = JSON) -> dict:
-    return StormEmulator(settings, control=False, full_speed=True, seed=1, wire_format=wire_format).run(
-        max_records=records)
+def emulator_run(settings: Settings, records: int, wire_format: str = JSON, metrics=None) -> dict:
+    return StormEmulator(settings, control=False, full_speed=True, seed=1, wire_format=wire_format,
+                         metrics=metrics).run(max_records=records)
+
+
+def metrics_comparison(records: int, rounds: int) -> float:
+    """Mean emulator rate with metrics on / off (Avro, full speed), alternating rounds on one broker."""
+    import logging
+    import threading
+
+    from pipeline.metrics import ports
+    from pipeline.metrics.serve import serve
+
+    with tempfile.TemporaryDirectory(prefix="tormenta-bench-metrics-") as tmp:
+        base = Settings.from_env({"TORMENTA_DATA_DIR": tmp, "TORMENTA_BROKER_HEAP": "1g", "TORMENTA_METRICS_PORT": "0",
+                                  "TORMENTA_BOOTSTRAP_SERVERS": f"127.0.0.1:{free_port()}",
+                                  "TORMENTA_CONTROLLER_PORT": str(free_port())})
+        broker = EmbeddedBroker(base)
+        print(broker.start().message, flush=True)
+        rates: dict[str, list[float]] = {"off": [], "on": []}
+        try:
+            for round_ in range(1, rounds + 1):
+                for mode in ("off", "on") if round_ % 2 else ("on", "off"):
+                    topic = base.replace(topic=f"bench-metrics-{mode}-{round_}")
+                    ensure_topic(topic)
+                    metrics, endpoint, stop = None, None, threading.Event()
+                    if mode == "on":
+                        metrics = TimedMetrics()
+                        endpoint = serve(topic.replace(metrics_port=_metrics_base()), ports.EMULATOR, metrics.registry,
+                                         logging.getLogger("bench"))
+                        threading.Thread(target=_scrape_every_second, args=(endpoint.url, stop, metrics),
+                                         daemon=True).start()
+                    cpu0 = time.process_time()
+                    try:
+                        summary = emulator_run(topic, records, AVRO, metrics)
+                    finally:
+                        stop.set()
+                        if endpoint is not None:
+                            endpoint.close()
+                    cpu = time.process_time() - cpu0
+                    rate = summary["delivered"] / summary["duration_s"]
+                    rates[mode].append(rate)
+                    share = "" if metrics is None else (
+                        f", metrics work {metrics.cpu_s * 1000:.1f} ms CPU = {100 * metrics.cpu_s / cpu:.2f} % of the "
+                        f"process' {cpu:.1f} s ({metrics.calls} feeds, {metrics.scrapes} scrapes)")
+                    print(f"round {round_} metrics {mode:<3}: {rate:,.0f} tx/s  [delivered {summary['delivered']:,}, "
+                          f"failed {summary['failed']}, {summary['duration_s']:.2f} s{share}]", flush=True)
+        finally:
+            print(broker.stop())
+    mean = {k: sum(v) / len(v) for k, v in rates.items()}
+    ratio = mean["on"] / mean["off"]
+    print(f"mean over {rounds} round(s): metrics off {mean['off']:,.0f} tx/s, on {mean['on']:,.0f} tx/s, "
+          f"on / off = {ratio:.3f} (cost {100 * (1 - ratio):+.1f} %; goal <= 2 %)")
+    return ratio
+
+
+def _metrics_base() -> int:
+    return port_run(22)
+
+
+def _scrape_every_second(url: str, stop, metrics) -> None:
+    """Scrape like Prometheus (but 15 times as often); the rendering's CPU counts as metrics work."""
+    import urllib.request
+
+    from prometheus_client import generate_latest
+
+    while not stop.wait(1.0):
+        try:
+            urllib.request.urlopen(url, timeout=2).read()
+        except OSError:
+            continue
+        t0 = time.thread_time()   # the server thread rendered the same text once: time one rendering
+        generate_latest(metrics.registry)
+        metrics.cpu_s += time.thread_time() - t0
+        metrics.scrapes += 1
+
+
+class TimedMetrics(EmulatorMetrics):
+    """EmulatorMetrics that add up the CPU time of their feeds (status, librdkafka statistics)."""
+
+    def __init__(self):
+        super().__init__()
+        self.cpu_s, self.calls, self.scrapes = 0.0, 0, 0
+
+    def on_status(self, status, sink=None) -> None:
+        t0 = time.thread_time()
+        super().on_status(status, sink)
+        self.cpu_s += time.thread_time() - t0
+        self.calls += 1
+
+    def on_stats(self, stats_json: str) -> None:
+        t0 = time.thread_time()
+        super().on_stats(stats_json)
+        self.cpu_s += time.thread_time() - t0
+        self.calls += 1
 
 
 def emulator_round(base: Settings, round_: int, records: int, wire_format: str, java_rate: float) -> float:
@@ -171,8 +269,9 @@ def main(argv=None) -> int:
                     help="records per measurement (default 3,000,000: long enough for the JVM tool's JIT to warm up)")
     ap.add_argument("--rounds", type=int, default=2, help="alternating rounds of (a), (b) and (c) (default 2)")
     ap.add_argument("--profile", action="store_true", help="profile the emulator run with cProfile")
-    ap.add_argument("--part", choices=("all", "formats", "tls"), default="all",
-                    help="formats: tool vs emulator JSON/Avro on plaintext; tls: SASL_SSL vs plaintext; all (default)")
+    ap.add_argument("--part", choices=("all", "formats", "tls", "metrics"), default="all",
+                    help="formats: tool vs emulator JSON/Avro on plaintext; tls: SASL_SSL vs plaintext; "
+                         "metrics: the emulator with its metrics off vs on; all (default: formats and tls)")
     args = ap.parse_args(argv)
     if args.records <= 0 or args.rounds <= 0:
         ap.error("--records and --rounds must be positive")
@@ -180,6 +279,8 @@ def main(argv=None) -> int:
         formats_comparison(args)
     if args.part in ("all", "tls"):
         tls_comparison(args.records, args.rounds)
+    if args.part == "metrics":
+        metrics_comparison(args.records, args.rounds)
     return 0
 
 

@@ -14,6 +14,7 @@ metrics off and on (and scraped), side by side.
 
 from __future__ import annotations
 
+import itertools
 import json
 import logging
 import math
@@ -83,10 +84,9 @@ class EmulatorMetrics:
             return
         new = total - self._latencies_seen if total >= self._latencies_seen else total
         self._latencies_seen = total
-        if new > 0:
-            kept = list(samples)[-new:]   # the newest samples (the buffer keeps the last few thousand)
-            for seconds in kept:
-                self.latency.observe(seconds)
+        # the newest `new` samples (the buffer keeps the last few thousand), without copying it
+        for seconds in itertools.islice(reversed(samples), max(0, new)):
+            self.latency.observe(seconds)
 
     def on_stats(self, stats_json: str) -> None:
         """librdkafka's statistics callback (served from poll()); never raises into the producer."""
