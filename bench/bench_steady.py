@@ -98,6 +98,25 @@ def nmt_committed_mib(pid: int) -> float | None:
     return int(m.group(1)) / 1024 if m else None
 
 
+def live_heap(pid: int, out: Path) -> dict:
+    """A class histogram of the live heap (a full GC): its total, and what the status store
+    behind the Spark UI and Delta's snapshots hold. The whole histogram goes to `out`."""
+    try:
+        text = subprocess.run(["jcmd", str(pid), "GC.class_histogram"], capture_output=True, text=True,
+                              timeout=120).stdout
+    except (OSError, subprocess.SubprocessError):
+        return {}
+    out.write_text(text)
+    total = re.search(r"^Total\s+(\d+)\s+(\d+)", text, re.M)
+    watched = {}
+    for m in re.finditer(r"^\s*\d+:\s+(\d+)\s+(\d+)\s+(\S+)", text, re.M):
+        name = m.group(3)
+        if re.search(r"status\.(TaskDataWrapper|StageDataWrapper|JobDataWrapper)|ui\.(SQLExecutionUIData|SparkPlanGraph"
+                     r"(Node|Wrapper)?)$|delta\.Snapshot$|state\.RocksDB$", name):
+            watched[name.rsplit(".", 1)[-1]] = {"instances": int(m.group(1)), "mb": int(m.group(2)) / 1e6}
+    return {"live_heap_mb": int(total.group(2)) / 1e6 if total else None, "classes": watched}
+
+
 def sample(t0: float, job: psutil.Process, data: Path, nmt: bool) -> dict:
     jvm = jvm_of(job)
     rss = heap = native = None
@@ -201,6 +220,14 @@ def stop(proc: subprocess.Popen | None, timeout: float = 120) -> None:
         proc.wait(10)
 
 
+def wait_started(job: subprocess.Popen, log: Path, timeout: float = 900) -> None:
+    deadline = time.monotonic() + timeout
+    while "query high_value started" not in log.read_text(errors="replace"):
+        if job.poll() is not None or time.monotonic() > deadline:
+            raise SystemExit(f"the job did not start its query (exit {job.poll()}); see {log}")
+        time.sleep(1)
+
+
 def run(args, tmp: Path) -> tuple[list[dict], str]:
     env_vars = settings_env(args, tmp)
     env = {**os.environ, **env_vars, "PYTHONUNBUFFERED": "1"}
@@ -215,6 +242,7 @@ def run(args, tmp: Path) -> tuple[list[dict], str]:
     try:
         ensure_topic(Settings.from_env(env_vars))
         job = start(["job", "--query", "high_value"], env, tmp / "job.log")
+        wait_started(job, tmp / "job.log")  # a cold JVM takes minutes on a busy box: no backlog meanwhile
         emu = start(["emulate", "--rate", str(args.rate), "--no-control", "--quiet"], env, tmp / "emulator.log")
         t0, proc = time.monotonic(), psutil.Process(job.pid)
         while (elapsed := time.monotonic() - t0) < args.minutes * 60:
@@ -228,6 +256,9 @@ def run(args, tmp: Path) -> tuple[list[dict], str]:
                   f"  checkpoint {s['checkpoint_mb']:6.1f} MB  delta {s['delta_mb']:5.1f} MB"
                   f" ({s['delta_data_files']} files)  broker {s['broker_mb']:6.1f} MB  spark-tmp {s['spark_tmp_mb']:5.1f} MB",
                   flush=True)
+        jvm = jvm_of(proc)
+        heap = live_heap(jvm.pid, tmp / "histogram.txt") if jvm is not None else {}
+        print(f"live heap at the end: {heap.get('live_heap_mb') or 0:.0f} MB; {heap.get('classes')}", flush=True)
     finally:
         stop(emu, 30)
         stop(job)

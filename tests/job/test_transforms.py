@@ -107,3 +107,37 @@ def test_create_tables_makes_registers_and_upgrades(spark_session, tmp_path):
     tables.create_tables(spark_session, legacy)
     rows = spark_session.table("tormenta.quarantine").collect()
     assert [r["reason"] for r in rows] == ["bad"] and all(rows[0][c] is None for c in ADDED_COLUMNS["quarantine"])
+
+
+def test_the_streaming_dedupe_remembers_a_key_for_one_window_not_two(spark_session, tmp_path):
+    """A redelivery within the window is dropped; the same key a little more than one
+    window of arrival time later is counted again, because its state was evicted (with the
+    watermark delay at the whole window it lived two windows: issue 19). One file = one
+    micro-batch, in the order of their modification times."""
+    import os
+    import time
+
+    from pyspark.sql import functions as F
+
+    from pipeline.contract.fields import INGEST_TIME, TRANSACTION_ID
+
+    window, t0 = 60, datetime.fromtimestamp(time.time() + 3600)  # arrivals after the batch clock
+    plan = [("x", 0), ("p", 50), ("x", 55), ("q", 70), ("r", 72), ("x", 80)]  # (id, seconds after t0)
+    src = tmp_path / "src"
+    src.mkdir()
+    schema = None
+    for i, (tid, after) in enumerate(plan):
+        df = decode_messages(kafka_rows(spark_session, [t(tid, 2000)], start_offset=i)).withColumn(
+            INGEST_TIME, F.lit(t0.timestamp() + after).cast("timestamp"))
+        schema = df.schema
+        df.coalesce(1).write.parquet(str(tmp_path / f"w{i}"))
+        part = next((tmp_path / f"w{i}").glob("part-*.parquet"))
+        os.utime(part, (1_700_000_000 + i, 1_700_000_000 + i))
+        part.rename(src / f"{i}.parquet")
+    stream = spark_session.readStream.schema(schema).option("maxFilesPerTrigger", 1).parquet(str(src))
+    q = (transforms.dedupe(stream, window, Decimal("1500")).select(TRANSACTION_ID).writeStream
+         .format("memory").queryName("dedupe_window").trigger(availableNow=True)
+         .option("checkpointLocation", str(tmp_path / "ck")).start())
+    q.awaitTermination()
+    got = sorted(r[0] for r in spark_session.sql("SELECT * FROM dedupe_window").collect())
+    assert got == ["p", "q", "r", "x", "x"]  # x at +55 dropped, x at +80 counted again
