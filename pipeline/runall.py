@@ -101,7 +101,7 @@ def child_parts(settings: Settings, args, app_cmd: list[str] | None) -> list[tup
         parts.append(("app", app_cmd))
     # Prometheus and Alertmanager, last: stopped first, so stopping the run sends no "down" alerts
     # (TORMENTA_MONITORING=false or TORMENTA_METRICS_PORT=0: none)
-    return parts + monitoring.parts(settings)
+    return parts + monitoring.parts(settings, [name for name, _ in parts])
 
 
 def app_command(settings: Settings, secrets: list[Path] | None = None) -> list[str]:

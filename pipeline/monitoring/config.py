@@ -104,10 +104,11 @@ def write_file(path: Path, content: dict) -> Path:
     return path
 
 
-def write_configs(settings: Settings, nodes: int | None = None) -> ConfigPaths:
-    """Write both files under ``<data_dir>/monitoring/`` for this run's settings; returns their paths."""
+def write_configs(settings: Settings, nodes: int | None = None, parts: tuple[str, ...] | None = None) -> ConfigPaths:
+    """Write both files under ``<data_dir>/monitoring/`` for this run's settings (scraping `parts`,
+    None: every part); returns their paths."""
     base = settings.metrics_port
     nodes = nodes if nodes is not None else settings.broker_nodes
     folder = monitoring_dir(settings)
-    return ConfigPaths(write_file(folder / "prometheus.yml", prometheus_config(base, nodes)),
+    return ConfigPaths(write_file(folder / "prometheus.yml", prometheus_config(base, nodes, parts=parts)),
                        write_file(folder / "alertmanager.yml", alertmanager_config(settings.alert_webhook)))

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import shutil
 import socket
+from collections.abc import Iterable
 from pathlib import Path
 
 from pipeline.errors import TormentaError
@@ -78,12 +79,17 @@ def check_ready(settings: Settings) -> None:
                                   "stop it, or set TORMENTA_METRICS_PORT to another base port")
 
 
-def parts(settings: Settings, nodes: int | None = None) -> list[tuple[str, list[str]]]:
-    """The monitoring children of a run, configuration written; [] when monitoring is off."""
+def parts(settings: Settings, started: Iterable[str] | None = None, nodes: int | None = None) -> list[tuple[str, list[str]]]:
+    """The monitoring children of a run, configuration written; [] when monitoring is off.
+
+    `started`: the names of the run's other parts (job, live, emulator, app); Prometheus scrapes
+    those, the run itself and every broker node (None: every part)."""
     if not enabled(settings):
         return []
     check_ready(settings)
     folder = monitoring_dir(settings).resolve()
-    written = write_configs(settings, nodes)
+    scraped = None if started is None else tuple(
+        p for p in (ports.JOB, ports.LIVE, ports.EMULATOR, ports.APP) if p in set(started)) + (ports.RUN, ports.BROKER)
+    written = write_configs(settings, nodes, scraped)
     paths = ConfigPaths(written.prometheus.resolve(), written.alertmanager.resolve())
     return commands(paths, settings.metrics_port, folder)

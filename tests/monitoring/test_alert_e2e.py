@@ -11,9 +11,7 @@ from __future__ import annotations
 
 import json
 import shutil
-import threading
 import urllib.request
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import pytest
 import yaml
@@ -21,8 +19,8 @@ from prometheus_client import CollectorRegistry, Gauge, start_http_server
 
 from pipeline.metrics import ports
 from pipeline.settings import PROJECT_ROOT
-from tests.support.monitoring import running_alertmanager, running_prometheus
-from tests.support.ports import free_port, port_run
+from tests.support.monitoring import WebhookReceiver, running_alertmanager, running_prometheus
+from tests.support.ports import port_run
 from tests.support.waiting import wait_for
 
 pytestmark = [pytest.mark.integration,
@@ -35,36 +33,6 @@ def job_down_rule(for_: str = "2s") -> str:
     """The TormentaJobDown rule of monitoring/alerts.yaml, unchanged but for its `for`."""
     rule = next(r for g in yaml.safe_load(RULES.read_text())["groups"] for r in g["rules"] if r["alert"] == "TormentaJobDown")
     return yaml.safe_dump({"groups": [{"name": "e2e", "rules": [{**rule, "for": for_}]}]})
-
-
-class Receiver:
-    """A webhook receiver on loopback that keeps every notification Alertmanager posts."""
-
-    def __init__(self):
-        self.posts: list[dict] = []
-        posts = self.posts
-
-        class Handler(BaseHTTPRequestHandler):
-            def do_POST(self):  # noqa: N802 - http.server's name
-                posts.append(json.loads(self.rfile.read(int(self.headers["Content-Length"]))))
-                self.send_response(200)
-                self.end_headers()
-
-            def log_message(self, *args):
-                pass
-
-        self.server = ThreadingHTTPServer(("127.0.0.1", free_port()), Handler)
-        self.url = f"http://127.0.0.1:{self.server.server_address[1]}/hook"
-        self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
-        self.thread.start()
-
-    def got(self, status: str) -> dict | None:
-        return next((p for p in self.posts if p["status"] == status
-                     and any(a["labels"]["alertname"] == "TormentaJobDown" for a in p["alerts"])), None)
-
-    def close(self):
-        self.server.shutdown()
-        self.server.server_close()
 
 
 class FakeJob:
@@ -91,7 +59,7 @@ def _alertmanager_alerts(url: str) -> list[dict]:
 
 def test_job_down_fires_reaches_the_webhook_and_resolves(tmp_path):
     base = port_run(ports.SPAN)
-    receiver, job = Receiver(), FakeJob(ports.port_of(base, ports.JOB))
+    receiver, job = WebhookReceiver(), FakeJob(ports.port_of(base, ports.JOB))
     job.start()
     try:
         with running_alertmanager(tmp_path / "am", base, receiver.url) as am_url, \
@@ -107,14 +75,14 @@ def test_job_down_fires_reaches_the_webhook_and_resolves(tmp_path):
             assert firing[0].runbook == "docs/RUNBOOK.md#tormentajobdown"
             wait_for(lambda: any(a["labels"]["alertname"] == "TormentaJobDown" for a in _alertmanager_alerts(am_url)),
                      30, "the alert in Alertmanager")
-            note = wait_for(lambda: receiver.got("firing"), 30, "the firing notification at the webhook")
+            note = wait_for(lambda: receiver.got("TormentaJobDown", "firing"), 30, "the firing notification at the webhook")
             alert = next(a for a in note["alerts"] if a["labels"]["alertname"] == "TormentaJobDown")
             assert alert["labels"]["instance"] == f"127.0.0.1:{ports.port_of(base, ports.JOB)}"
             assert alert["annotations"]["summary"] == "The streaming job does not answer"
-            assert receiver.got("resolved") is None
+            assert receiver.got("TormentaJobDown", "resolved") is None
 
             job.start()
-            wait_for(lambda: receiver.got("resolved"), 30, "the resolved notification at the webhook")
+            wait_for(lambda: receiver.got("TormentaJobDown", "resolved"), 30, "the resolved notification at the webhook")
             assert prom.alerts() == []
     finally:
         receiver.close()

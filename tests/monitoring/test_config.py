@@ -79,6 +79,15 @@ def test_the_children_listen_on_loopback_only(tmp_path):
     assert (tmp_path / "monitoring" / "prometheus.yml").is_file()
 
 
+@pytest.mark.skipif(shutil.which("prometheus") is None, reason="prometheus is not installed (make monitoring)")
+def test_only_the_parts_a_run_starts_are_scraped(tmp_path):
+    stack.parts(settings(tmp_path, metrics_port=str(port_run(22)), broker_nodes=3), started=["job", "app"])
+    config = json.loads((tmp_path / "monitoring" / "prometheus.yml").read_text())
+    jobs = {j["job_name"]: len(j["static_configs"]) for j in config["scrape_configs"]}
+    assert jobs == {"tormenta-job": 1, "tormenta-app": 1, "tormenta-run": 1, "tormenta-broker": 3,
+                    "prometheus": 1, "alertmanager": 1}
+
+
 def test_client_says_where_prometheus_does_not_answer():
     port = closed_port()
     with pytest.raises(MonitoringUnreachable, match=f"127.0.0.1:{port}"):

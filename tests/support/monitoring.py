@@ -12,8 +12,11 @@ a 1 s scrape and evaluation interval so a test waits seconds, not minutes.
 from __future__ import annotations
 
 import contextlib
+import json
+import threading
 import urllib.request
 from collections.abc import Iterator
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 from pipeline.metrics import ports
@@ -21,6 +24,7 @@ from pipeline.monitoring.client import PrometheusClient
 from pipeline.monitoring.config import alertmanager_config, prometheus_config, write_file
 from pipeline.monitoring.stack import alertmanager_command, prometheus_command
 from pipeline.procs.child import Child
+from tests.support.ports import free_port
 from tests.support.waiting import wait_for
 
 # a rule that fires at the first evaluation, and one that stays pending for an hour
@@ -106,3 +110,34 @@ def running_alertmanager(folder: Path, base: int, webhook: str) -> Iterator[str]
     url = f"http://127.0.0.1:{port}"
     with running_process("alertmanager", alertmanager_command(config, port, folder / "am"), folder, url):
         yield url
+
+
+class WebhookReceiver:
+    """A webhook receiver on loopback that keeps every notification Alertmanager posts to `url`."""
+
+    def __init__(self):
+        self.posts: list[dict] = []
+        posts = self.posts
+
+        class Handler(BaseHTTPRequestHandler):
+            def do_POST(self):  # noqa: N802 - http.server's name
+                posts.append(json.loads(self.rfile.read(int(self.headers["Content-Length"]))))
+                self.send_response(200)
+                self.end_headers()
+
+            def log_message(self, *args):
+                pass
+
+        self.server = ThreadingHTTPServer(("127.0.0.1", free_port()), Handler)
+        self.url = f"http://127.0.0.1:{self.server.server_address[1]}/hook"
+        self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
+        self.thread.start()
+
+    def got(self, alert: str, status: str) -> dict | None:
+        """The first notification with `status` (firing, resolved) that carries `alert`."""
+        return next((p for p in list(self.posts) if p["status"] == status
+                     and any(a["labels"]["alertname"] == alert for a in p["alerts"])), None)
+
+    def close(self):
+        self.server.shutdown()
+        self.server.server_close()
