@@ -2,8 +2,8 @@
 
 Each visit loads the page, waits until Streamlit's script run has finished (no status
 widget) and counts the exception boxes (``stException``) and error boxes on it. A visit
-fails when the page does not load or settle within `PAGE_TIMEOUT_MS`, or shows an
-exception box. While ``parts.json`` says the app is not running (a chaos kill) the round
+fails when the page does not load or settle within `PAGE_TIMEOUT_MS` (a minute), or
+shows an exception box. While ``parts.json`` says the app is not running (a chaos kill) the round
 is skipped, not failed. Runs in its own thread (Playwright's sync API stays in the thread
 that started it) with Debian's ``/usr/bin/chromium``; `BrowserRounds.available()` says
 whether both are there.
@@ -25,7 +25,7 @@ log = logging.getLogger(__name__)
 CHROMIUM = Path("/usr/bin/chromium")
 CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
                  "--disable-component-update", "--no-first-run"]
-PAGE_TIMEOUT_MS = 30_000
+PAGE_TIMEOUT_MS = 60_000
 # The app's pages as URL paths (the file names in pages/; "" is the Overview), in the navigation's order.
 PAGE_PATHS = ("", "pipeline_health", "storm_control", "load_test", "live", "live_sales", "explorer", "sql")
 

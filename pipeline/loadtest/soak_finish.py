@@ -75,7 +75,8 @@ def _judge(soak, handed: dict[str, Any], batches: list[dict[str, Any]]) -> list[
     outage = soak.result.get("outage")
     excluded = excluded_periods(handed["kills"], outage, o.trigger_s, handed["t_end"])
     free_mb = psutil.disk_usage(str(rs.data_dir)).free / 2**20
-    inputs = sv.SoakInputs(samples=handed["samples"], batches=batches, t0=handed["t0"], t_end=handed["t_end"],
+    steady = [s for s in handed["samples"] if handed["t0"] <= s["t"] <= handed["t_end"]]  # not the wind-down
+    inputs = sv.SoakInputs(samples=steady, batches=[b for b in batches if float(b["trigger_time"]) <= handed["t_end"]], t0=handed["t0"], t_end=handed["t_end"],
                            rate=o.rate, trigger_s=o.trigger_s, dedupe_s=rs.dedup_window, retention_s=rs.retention,
                            free_mb=free_mb, excluded=excluded, event_times=fresh.event_times,
                            freshness_s=fresh.seconds)

@@ -9,10 +9,12 @@ the threshold; they are compared with the ``high_value`` table's ids by
 are compared with the sum of ``sales_count`` over ``sales_agg`` (each batch appends its
 own partial rows).
 
-Reading is fast for the usual case: a value that is plainly valid (a JSON object whose
-fields have the right types, an amount with at most the contract's decimals and a
-timestamp of the contract's pattern that Python parses) is counted without the full validator; anything else goes
-through `pipeline.contract.validate.validate`, so the verdict is the contract's. Distinct
+Reading is fast for the usual case: a value that is plainly valid (Avro: the framing, three
+ids of the allowed length, an amount in range and the rest of the record well formed, read
+field by field; JSON: an object whose fields have the right types, an amount with at most
+the contract's decimals and a timestamp of the contract's pattern that Python parses) is
+counted without the full validator; anything else goes through
+`pipeline.contract.validate.validate`, so the verdict is the contract's. Distinct
 valid ids are kept as 64-bit hashes (an hour at 10,000 tx/s is 36 million of them).
 """
 
@@ -28,6 +30,7 @@ from typing import Any
 
 import numpy as np
 
+from pipeline.contract.avro import HEADER_SIZE, MAGIC, SCHEMA_ID
 from pipeline.contract.errors import Invalid
 from pipeline.contract.fields import (
     AMOUNT_SCALE,
@@ -42,6 +45,8 @@ from pipeline.contract.validate import validate
 from pipeline.loadtest.reconcile import Reconciliation, compare_ids, read_high_value
 
 BATCH = 10_000
+MAX_CENTS = int(MAX_AMOUNT * 10**AMOUNT_SCALE)
+MIN_MICROS, MAX_MICROS = -62_135_596_800 * 10**6, 253_402_300_799 * 10**6   # years 1 .. 9999
 
 
 @dataclass
@@ -82,11 +87,67 @@ def _plain(obj: Any) -> tuple[str, Decimal] | None:
     return obj["transaction_id"], amount
 
 
+def _varint(b: bytes, i: int) -> tuple[int, int]:
+    """Avro's zig-zag varint at `i`: (value, next index); IndexError past the end."""
+    shift = acc = 0
+    while True:
+        byte = b[i]
+        i += 1
+        acc |= (byte & 0x7F) << shift
+        if not byte & 0x80:
+            return (acc >> 1) ^ -(acc & 1), i
+        shift += 7
+        if shift > 63:
+            raise IndexError("varint too long")
+
+
+def _plain_avro(b: bytes) -> tuple[str, int] | None:
+    """(transaction id, amount in cents) of a framed Avro message that is plainly valid: schema id 1,
+    three ids of 1..MAX_ID_LENGTH bytes, an amount in (0, MAX_AMOUNT], the timestamp, four optional
+    strings, nothing after; None = ask the validator."""
+    try:
+        if b[0] != MAGIC or int.from_bytes(b[1:HEADER_SIZE], "big") != SCHEMA_ID:
+            return None
+        i, ids = HEADER_SIZE, []
+        for _ in range(3):
+            n, i = _varint(b, i)
+            if not 1 <= n <= MAX_ID_LENGTH:
+                return None
+            ids.append(b[i:i + n])
+            i += n
+        n, i = _varint(b, i)
+        if not 1 <= n <= 8:
+            return None
+        cents = int.from_bytes(b[i:i + n], "big", signed=True)
+        i += n
+        micros, i = _varint(b, i)           # timestamp-micros: within the years Python can hold
+        if not MIN_MICROS < micros < MAX_MICROS:
+            return None
+        for _ in range(4):                  # currency, merchant_category, country, channel: null | string
+            branch, i = _varint(b, i)
+            if branch == 1:
+                n, i = _varint(b, i)
+                i += n
+            elif branch != 0:
+                return None
+        if i != len(b) or not 0 < cents <= MAX_CENTS:
+            return None
+        tid = ids[0].decode("utf-8")
+        ids[1].decode("utf-8"), ids[2].decode("utf-8")
+        return tid, cents
+    except (IndexError, UnicodeDecodeError):
+        return None
+
+
 def classify(value: bytes | None, threshold: Decimal) -> tuple[str, bool] | None:
     """(transaction id, over the threshold) of a valid message, None for an invalid one."""
     if value is None:
         return None
-    if value[:1] == b"{":
+    if value[:1] == b"\x00":
+        fast = _plain_avro(value)
+        if fast is not None:
+            return fast[0], fast[1] > threshold * 100
+    elif value[:1] == b"{":
         try:
             plain = _plain(json.loads(value, parse_float=Decimal, parse_int=Decimal))
         except (ValueError, RecursionError):

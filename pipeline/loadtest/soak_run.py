@@ -10,6 +10,7 @@ sampler after one last sample; `handover()` gives what the finish needs.
 
 from __future__ import annotations
 
+import json
 import threading
 import time
 from typing import Any
@@ -48,7 +49,8 @@ class Driver:
         event, o = self.soak.event, self.o
         self.t0 = time.time()
         self.sampler = SoakSampler(data_dir=self.rs.data_dir, topic=self.rs.topic, kafka=self.kafka,
-                                   interval=o.sample_every_s, metrics_url=self.stack.metrics_url).start()
+                                   interval=o.sample_every_s, metrics_url=self.stack.metrics_url,
+                                   on_sample=self._keep).start()
         self.ctl = EmulatorControl(self.rs, EMULATOR_NAME, role="admin")
         if o.browser_every_s:
             why = BrowserRounds.available()
@@ -67,6 +69,11 @@ class Driver:
         if o.outage_s:
             self.outage = Outage(self.stack.run_dir, self.t0 + o.outage_start_s, o.outage_s, o.outage_rate, o.rate,
                                  self._set_rate, event)
+
+    def _keep(self, sample: dict[str, Any]) -> None:
+        """Each sample also goes to ``samples.jsonl`` as it is taken (a soak that dies keeps its figures)."""
+        with open(self.soak.dir / "samples.jsonl", "a", encoding="utf-8") as f:
+            f.write(json.dumps(sample, default=str) + "\n")
 
     def _app_up(self) -> bool:
         app = read_parts(self.stack.run_dir).get("app")

@@ -11,6 +11,7 @@ children, then the broker) and makes sure nothing it listed is left.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import random
 import signal
@@ -20,13 +21,15 @@ import time
 import urllib.request
 from pathlib import Path
 
+import psutil
+
 from pipeline.contract.tables import HIGH_VALUE_QUERY
 from pipeline.loadtest import LoadTestError
 from pipeline.loadtest.soak_parts import read_parts
 from pipeline.procs.child import Child
 from pipeline.settings import Settings
 
-START_TIMEOUT_S = 420.0
+START_TIMEOUT_S = 600.0
 METRICS_BLOCK = 22   # the metrics base port and its offsets (+0 .. +21)
 
 
@@ -139,8 +142,21 @@ class SoakStack:
         code = self.run.stop(240.0)
         event(f"run stopped (exit code {code})")
         for name, pid in pids.items():
-            try:
-                os.killpg(pid, signal.SIGKILL)
-                event(f"{name} (pid {pid}) outlived run: killed")
-            except (ProcessLookupError, PermissionError):
-                continue
+            left = group_alive(pid)
+            if left:
+                for p in left:
+                    with contextlib.suppress(ProcessLookupError, PermissionError):
+                        os.kill(p, signal.SIGKILL)
+                event(f"{name}: {len(left)} process(es) of its group outlived run: killed")
+
+
+def group_alive(pgid: int) -> list[int]:
+    """Pids of the live (not zombie) processes in process group `pgid`."""
+    out = []
+    for p in psutil.process_iter(["status"]):
+        try:
+            if os.getpgid(p.pid) == pgid and p.info["status"] != psutil.STATUS_ZOMBIE:
+                out.append(p.pid)
+        except (OSError, psutil.Error):
+            continue
+    return out

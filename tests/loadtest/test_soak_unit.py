@@ -302,6 +302,23 @@ def test_classify_agrees_with_the_contract():
     assert classify(b"not json", th) is None and classify(None, th) is None
 
 
+def test_classify_reads_avro_like_the_contract():
+    from datetime import UTC, datetime
+
+    from pipeline.contract.avro import encode_reference, header
+
+    th = Decimal("1500")
+    rec = {"transaction_id": "tx-é1", "person_id": "p", "merchant_id": "m", "amount": Decimal("1500.01"),
+           "timestamp": datetime(2026, 12, 24, 18, tzinfo=UTC), "currency": "EUR", "channel": None}
+    good = encode_reference(rec)
+    assert classify(good, th) == ("tx-é1", True)
+    assert classify(encode_reference(dict(rec, amount=Decimal("1500.00"))), th) == ("tx-é1", False)
+    for bad in (encode_reference(dict(rec, amount=Decimal("0"))), encode_reference(dict(rec, person_id="")),
+                encode_reference(dict(rec, merchant_id="m" * 500)), good + b"\x00", good[:-3],
+                header(99) + good[5:]):
+        assert classify(bad, th) is None
+
+
 def test_topic_facts_count_distinct_valid_transactions():
     facts = TopicFacts()
     for got in [("a", True), ("b", False), ("a", True), None]:
