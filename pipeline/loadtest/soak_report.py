@@ -41,6 +41,9 @@ class SoakCharts:
                 fig.add_vline(x=self.minutes(k["at"]), line_color=KILL_COLOUR, line_dash="dot",
                               annotation_text=f"kill {k['part']}", annotation_font_size=10,
                               annotation_font_color=KILL_COLOUR)
+        if self.r.get("t_end"):
+            fig.add_vline(x=self.minutes(self.r["t_end"]), line_color="#868e96", line_dash="dash",
+                          annotation_text="end of the steady load", annotation_font_size=10)
         o = self.r.get("outage") or {}
         if o.get("started_at"):
             fig.add_vrect(x0=self.minutes(o["started_at"]), x1=self.minutes(o.get("back_at") or o["started_at"] + o["seconds"]),

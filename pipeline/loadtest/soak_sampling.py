@@ -204,7 +204,7 @@ class SoakSampler:
             m = self.watch.measure(part.pid)
             out[f"rss_{name}_mb"], out[f"cpu_{name}"] = round(m["rss"], 1), round(m["cpu"], 1)
             out[f"fds_{name}"], out[f"threads_{name}"] = m["fds"], m["threads"]
-            if m["jvm"]:
+            if m["jvm"] and m["rss"] - m["jvm"] > 1:  # a JVM beside other processes (the job's driver)
                 out[f"rss_{name}.jvm_mb"] = round(m["jvm"], 1)
         return out
 

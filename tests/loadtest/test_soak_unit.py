@@ -377,3 +377,18 @@ def test_report_shows_the_verdict_the_kills_and_escapes_values():
     assert "&lt;script&gt;" in html and "<script>\"" not in html and "r&lt;1&gt;" in html
     assert "21.0 s" in html and "3.5 s" in html and "FAIL" in html and "+9 MiB/h" in html
     assert html.count("plotly.js v") <= 2 and 'id="chart-rss"' in html and 'id="chart-batches"' in html
+
+
+def test_the_soak_runs_the_product_on_its_own_folder_and_ports(tmp_path):
+    from pipeline.loadtest.soak_stack import METRICS_BLOCK, SoakStack
+
+    st = SoakStack(tmp_path / "soak", rate=2000, trigger_s=10, nodes=3, base_env={"TORMENTA_DATA_DIR": "/elsewhere"})
+    env, ports = st.env, st.ports
+    assert env["TORMENTA_DATA_DIR"] == str(tmp_path / "soak" / "data") and st.run_dir == tmp_path / "soak" / "data" / "run"
+    assert env["TORMENTA_BROKER_NODES"] == "3" and env["TORMENTA_EMULATOR_RATE"] == "2000"
+    assert env["TORMENTA_TRIGGER_INTERVAL"] == "10s" and st.settings.trigger_interval == 10
+    spans = [range(ports["broker"], ports["broker"] + 6), range(ports["controller"], ports["controller"] + 6),
+             range(ports["app"], ports["app"] + 1), range(ports["metrics"], ports["metrics"] + METRICS_BLOCK)]
+    every = [p for r in spans for p in r]
+    assert len(every) == len(set(every))  # no two uses share a port
+    assert st.settings.app_port == ports["app"] and st.settings.metrics_port == ports["metrics"]
