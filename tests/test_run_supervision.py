@@ -40,6 +40,7 @@ class Run:
                      "TORMENTA_DRIVER_MEMORY": "1g", "TORMENTA_COMPACT_EVERY": "0", "TORMENTA_MONITORING": "false",
                      "PYTHONUNBUFFERED": "1"})
         full.update({f"TORMENTA_{k.upper()}": v for k, v in env.items()})
+        self.env = full
         self.proc = subprocess.Popen([sys.executable, "-m", "pipeline", "run", "--no-app"], cwd=PROJECT_ROOT,
                                      env=full, stdout=open(self.out, "wb"), stderr=subprocess.STDOUT,
                                      start_new_session=True)
@@ -118,6 +119,34 @@ def test_each_killed_part_comes_back_and_the_job_goes_on(tmp_path):
         assert "crash loop" not in run.text()
     finally:
         run.stop()
+    rec = _catch_up_and_reconcile(run)
+    assert rec.expected > 0 and (rec.lost, rec.duplicated, rec.unexpected) == (0, 0, 0), rec.sentence()
+
+
+def _catch_up_and_reconcile(run: Run):
+    """After the run: the broker again, `job --once` to process what is left in the topic, then every
+    high-value message of the topic against the high_value table, by id (the emulator was killed too,
+    so the topic, not the emulator, is the reference)."""
+    from pipeline.kafka.security import client_config
+    from pipeline.loadtest.soak_reconcile import reconcile_soak, scan_topic
+    from pipeline.settings import Settings
+
+    settings = Settings.from_env(run.env)
+
+    def cli(*args: str, timeout: float) -> subprocess.CompletedProcess:
+        return subprocess.run([sys.executable, "-m", "pipeline", *args], cwd=PROJECT_ROOT, env=run.env,
+                              capture_output=True, text=True, timeout=timeout)
+
+    start = cli("broker", "start", timeout=240)
+    try:
+        assert start.returncode == 0, start.stdout + start.stderr
+        once = cli("job", "--once", timeout=900)
+        assert once.returncode == 0, once.stderr[-3000:]
+        facts = scan_topic(client_config(settings, "admin"), settings.topic, settings.threshold, timeout_s=300)
+        rec, _ = reconcile_soak(facts, settings.delta_dir)
+    finally:
+        cli("broker", "stop", timeout=120)
+    return rec
 
 
 @pytest.mark.timeout(900)

@@ -93,6 +93,8 @@ def describe_topic(settings: Settings, name: str | None = None, timeout: float =
     try:
         cfg = client.describe_configs([res])[res].result(timeout=timeout)
     except KafkaException as exc:
+        if exc.args[0].code() == KafkaError.UNKNOWN_TOPIC_OR_PART:  # the node asked has not learnt of it yet
+            raise TopicError(f"topic {name} does not exist on every node yet; try again in a moment") from None
         if role == "admin" or exc.args[0].code() != KafkaError.TOPIC_AUTHORIZATION_FAILED:
             raise
         cfg = {}  # a least-privilege user may see the topic but not its configuration
