@@ -123,6 +123,15 @@ def run_cmd(settings: Settings, args) -> int:
     if not args.no_app and port_open("127.0.0.1", settings.app_port):
         raise TormentaError(f"port {settings.app_port} is taken (is the app already running?); "
                             "set TORMENTA_APP_PORT to a free port")
+    stopping = False
+
+    def on_signal(signum, _frame):
+        nonlocal stopping
+        stopping = True
+
+    # from here on Ctrl-C only asks to stop: a broker start under way finishes, then all stops in order
+    signal.signal(signal.SIGTERM, on_signal)
+    signal.signal(signal.SIGINT, on_signal)
     broker = KafkaCluster(settings)
     started_broker = not any(nd.status().running for nd in broker.nodes)
     print(broker.start())
@@ -131,20 +140,12 @@ def run_cmd(settings: Settings, args) -> int:
         print(f"  secured: job, live lane, emulator and app connect with their own users from {client_file(settings)}")
     settings = with_cluster(settings)
     sup = Supervisor(run_dir)
-    stopping = False
-
-    def on_signal(signum, _frame):
-        nonlocal stopping
-        stopping = True
-
-    signal.signal(signal.SIGTERM, on_signal)
-    signal.signal(signal.SIGINT, on_signal)
     server = None
     try:
         for nd in broker.nodes:  # only the nodes this run started are watched (and restarted)
             if nd.proc is not None:
                 sup.add(NodePart(broker, nd), kind="broker", started=True)
-        for info in ensure_all_topics(settings):
+        for info in ensure_all_topics(settings) if not stopping else []:
             print(info.describe())
         print("starting:")
         for name, cmd in child_parts(settings, args, app_cmd):
