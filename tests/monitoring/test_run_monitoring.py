@@ -66,7 +66,7 @@ def test_run_with_monitoring_alerts_on_a_frozen_job_and_resolves(tmp_path):
         parts = wait(lambda: (p := _parts(data)) and {"prometheus", "alertmanager", "job"} <= set(p)
                      and all(x["state"] == "running" for x in p.values()) and p, 300, "every part running")
         seen.update(p["pid"] for p in parts.values() if p["pid"])
-        assert f"Prometheus http://127.0.0.1:{metrics + 20}" in out.read_text()
+        wait(lambda: f"Prometheus http://127.0.0.1:{metrics + 20}" in out.read_text(), 60, "the Prometheus URL printed")
         for job in ("tormenta-run", "tormenta-broker", "tormenta-job", "alertmanager", "prometheus"):
             wait(lambda j=job: _up(prom, j), 120, f"Prometheus scrapes {job}")
         assert receiver.got("TormentaJobDown", "firing") is None
