@@ -20,6 +20,8 @@ def test_the_session_bounds_state_memory_history_and_the_status_store(tmp_path, 
     assert int(conf["spark.ui.retainedJobs"]) <= 500 and int(conf["spark.ui.retainedStages"]) <= 500
     assert int(conf["spark.databricks.delta.optimize.minFileSize"]) < 2**30
     assert all(conf[k] == v for k, v in STEADY_STATE_CONF.items())
+    # VACUUM's file listing runs as many tasks as this (Spark's default: 10,000)
+    assert int(conf["spark.sql.sources.parallelPartitionDiscovery.parallelism"]) <= 100
 
 
 def run_plan(plan: tables.UpkeepPlan, batches: int) -> dict[int, tuple[str, str]]:
