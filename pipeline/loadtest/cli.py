@@ -89,7 +89,13 @@ def soak_cmd(settings: Settings, args) -> int:
 
     options = SoakOptions.from_args(args)
     stop = threading.Event()
-    previous = {sig: signal.signal(sig, lambda *_: stop.set()) for sig in (signal.SIGINT, signal.SIGTERM)}
+
+    def on_signal(*_):
+        if stop.is_set():  # the second request: give up on the reconciliation (run is still stopped)
+            raise KeyboardInterrupt
+        stop.set()
+
+    previous = {sig: signal.signal(sig, on_signal) for sig in (signal.SIGINT, signal.SIGTERM)}
     try:
         soak = Soak(settings, options, run_id=args.run_id)
         print(f"soak {soak.run_id}: {options.rate:,.0f} tx/s for {options.duration_s:g} s, trigger {options.trigger_s:g} s"

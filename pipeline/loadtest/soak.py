@@ -15,7 +15,8 @@
    (`soak_verdict`), ``run`` is stopped, and ``samples.json``, ``result.json`` and
    ``report.html`` are written (`soak_report`).
 
-A stop request (Ctrl-C, SIGTERM) ends the soak early; it still reconciles and reports.
+A stop request (Ctrl-C, SIGTERM) ends the soak early; it still reconciles and reports. A
+second one interrupts that too; ``run`` is stopped in every case.
 """
 
 from __future__ import annotations
@@ -75,8 +76,10 @@ class Soak:
             log.exception("soak failed")
             self.event(f"failed: {self.result['error']}")
         finally:
-            report = finish(self, parts)
-            stack.stop(self.event)
+            try:
+                report = finish(self, parts)
+            finally:
+                stack.stop(self.event)  # even when a second Ctrl-C cuts the reconciliation short
         self.result["report"] = str(report)
         write_json(self.dir / "result.json", self.result | {"events": self.events})
         return self.result
