@@ -365,7 +365,7 @@ class Settings(BaseSettings):
     monitoring: Annotated[bool, BeforeValidator(_flag)] = _setting(
         "true", "`make run` also starts Prometheus and Alertmanager (loopback, configuration under the data folder) with Tormenta's alert rules")
     alert_webhook: Annotated[str, BeforeValidator(_webhook)] = _setting(
-        "", "URL Alertmanager posts firing alerts to (Slack- or PagerDuty-compatible webhook); empty = none")
+        "", "URL Alertmanager posts firing and resolved alerts to (its webhook JSON; a Slack incoming-webhook URL gets Slack messages; PagerDuty and e-mail: docs/MONITORING.md); empty = none")
 
     @model_validator(mode="after")
     def _kafka_security_complete(self) -> Settings:
