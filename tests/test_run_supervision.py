@@ -97,13 +97,13 @@ def _batches(data: Path) -> int:
 
 
 @pytest.mark.slow
-@pytest.mark.timeout(1500)
+@pytest.mark.timeout(2700)
 def test_each_killed_part_comes_back_and_the_job_goes_on(tmp_path):
     run = Run(tmp_path)
     names = {"broker", "job", "live", "emulator"}
     try:
         run.wait(lambda: run.all_running(names), 240, "every part running in parts.json")
-        run.wait(lambda: _batches(run.data) >= 2, 400, "the job's first batches")
+        run.wait(lambda: _batches(run.data) >= 2, 900, "the job's first batches")   # 6 min seen on a busy box
         for name in ("job", "live", "emulator", "broker"):   # the broker last: the others may restart after it
             old = run.parts()[name]
             assert old["restarts"] == 0 and _alive(old["pid"]), old
@@ -115,7 +115,7 @@ def test_each_killed_part_comes_back_and_the_job_goes_on(tmp_path):
             assert f"{name} exited with code -9" in run.text()
             assert f"{name} restarted (pid {back['pid']})" in run.text()
         seen = _batches(run.data)
-        run.wait(lambda: _batches(run.data) >= seen + 2, 400, "new batches of the job after all the kills")
+        run.wait(lambda: _batches(run.data) >= seen + 2, 900, "new batches of the job after all the kills")
         assert "crash loop" not in run.text()
     finally:
         run.stop()
