@@ -28,7 +28,11 @@ def agent_jar(jars_dir: Path) -> Path | None:
 
 
 def _free(port: int) -> bool:
+    """Nothing listens on `port`. SO_REUSEADDR as the JVM's server socket has it: after a crash the
+    port keeps the killed node's scrape connections in TIME_WAIT for a minute, which is no obstacle
+    to the agent, so it must not turn the restarted node's metrics off."""
     with socket.socket() as s:
+        s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         try:
             s.bind((HOST, port))
         except OSError:

@@ -48,3 +48,30 @@ def test_a_missing_jar_or_a_taken_port_is_one_warning_line_and_no_agent(tmp_path
     lines = log.read_text().splitlines()
     assert len(lines) == 2 and all("metrics of broker node 1 are off" in line for line in lines)
     assert "make jars" in lines[0] and f"127.0.0.1:{base + 10} is taken" in lines[1]
+
+
+def test_a_port_left_in_time_wait_by_a_killed_node_still_gets_the_agent(tmp_path):
+    """A node killed while Prometheus held a scrape connection leaves its port in TIME_WAIT for a
+    minute (the server side closed first); the restarted node must get its agent back."""
+    base = port_run(ports.SPAN)
+    port = base + 10
+    listener = socket.socket()
+    listener.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    listener.bind(("127.0.0.1", port))
+    listener.listen()
+    client = socket.create_connection(("127.0.0.1", port))
+    served, _ = listener.accept()
+    served.close()          # the node's side closes first, as when it is killed: TIME_WAIT on `port`
+    listener.close()
+    client.recv(1)          # the scraper sees the close, and closes too
+    client.close()
+    with socket.socket() as plain:  # without SO_REUSEADDR the port looks taken
+        try:
+            plain.bind(("127.0.0.1", port))
+            in_time_wait = False
+        except OSError:
+            in_time_wait = True
+    assert in_time_wait
+    log = tmp_path / "broker.log"
+    s = make_settings(tmp_path, metrics_port=base, jars_dir=_jars(tmp_path))
+    assert len(agent_options(s, 1, log)) == 1 and not log.exists()
