@@ -14,25 +14,16 @@ import shutil
 import urllib.request
 
 import pytest
-import yaml
 from prometheus_client import CollectorRegistry, Gauge, start_http_server
 
 from pipeline.metrics import ports
-from pipeline.settings import PROJECT_ROOT
-from tests.support.monitoring import WebhookReceiver, running_alertmanager, running_prometheus
+from tests.support.monitoring import WebhookReceiver, project_rules, running_alertmanager, running_prometheus
 from tests.support.ports import port_run
 from tests.support.waiting import wait_for
 
 pytestmark = [pytest.mark.integration,
               pytest.mark.skipif(shutil.which("prometheus") is None or shutil.which("prometheus-alertmanager") is None,
                                  reason="prometheus/alertmanager are not installed (make monitoring)")]
-RULES = PROJECT_ROOT / "monitoring" / "alerts.yaml"
-
-
-def job_down_rule(for_: str = "2s") -> str:
-    """The TormentaJobDown rule of monitoring/alerts.yaml, unchanged but for its `for`."""
-    rule = next(r for g in yaml.safe_load(RULES.read_text())["groups"] for r in g["rules"] if r["alert"] == "TormentaJobDown")
-    return yaml.safe_dump({"groups": [{"name": "e2e", "rules": [{**rule, "for": for_}]}]})
 
 
 class FakeJob:
@@ -63,7 +54,7 @@ def test_job_down_fires_reaches_the_webhook_and_resolves(tmp_path):
     job.start()
     try:
         with running_alertmanager(tmp_path / "am", base, receiver.url) as am_url, \
-                running_prometheus(tmp_path / "prom", base, job_down_rule(), parts=(ports.JOB,)) as prom:
+                running_prometheus(tmp_path / "prom", base, project_rules("TormentaJobDown"), parts=(ports.JOB,)) as prom:
             wait_for(lambda: prom.query('up{job="tormenta-job"} == 1'), 30, "Prometheus scrapes the job")
             assert prom.alerts() == [] and receiver.posts == []
 

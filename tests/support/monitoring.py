@@ -19,9 +19,11 @@ from collections.abc import Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
+import yaml
+
 from pipeline.metrics import ports
 from pipeline.monitoring.client import PrometheusClient
-from pipeline.monitoring.config import alertmanager_config, prometheus_config, write_file
+from pipeline.monitoring.config import RULES_FILE, alertmanager_config, prometheus_config, write_file
 from pipeline.monitoring.stack import alertmanager_command, prometheus_command
 from pipeline.procs.child import Child
 from tests.support.ports import free_port
@@ -59,6 +61,15 @@ groups:
 """
 
 
+def project_rules(*names: str, for_: str = "2s") -> str:
+    """The rules `names` of monitoring/alerts.yaml, unchanged but for their `for` (YAML text for
+    `running_prometheus`): a test waits seconds for an alert whose real `for` is minutes."""
+    rules = {r["alert"]: r for g in yaml.safe_load(RULES_FILE.read_text())["groups"] for r in g["rules"]}
+    missing = [n for n in names if n not in rules]
+    assert not missing, f"no rule {missing} in {RULES_FILE}"
+    return yaml.safe_dump({"groups": [{"name": "test", "rules": [{**rules[n], "for": for_} for n in names]}]})
+
+
 def _ready(url: str) -> bool:
     try:
         with urllib.request.urlopen(f"{url}/-/ready", timeout=1) as resp:
@@ -79,8 +90,8 @@ def running_process(name: str, cmd: list[str], folder: Path, url: str) -> Iterat
 
 
 def fast_prometheus_config(base: int, rules: Path, scrape: list[dict] | None = None,
-                           parts: tuple[str, ...] = ()) -> dict:
-    config = prometheus_config(base, 1, rule_files=[rules], parts=parts)
+                           parts: tuple[str, ...] = (), nodes: int = 1) -> dict:
+    config = prometheus_config(base, nodes, rule_files=[rules], parts=parts)
     config["global"].update(scrape_interval="1s", evaluation_interval="1s", scrape_timeout="1s")
     config["scrape_configs"] = [*(scrape or []), *config["scrape_configs"]]
     return config
@@ -88,12 +99,12 @@ def fast_prometheus_config(base: int, rules: Path, scrape: list[dict] | None = N
 
 @contextlib.contextmanager
 def running_prometheus(folder: Path, base: int, rules: str, scrape: list[dict] | None = None,
-                       parts: tuple[str, ...] = ()) -> Iterator[PrometheusClient]:
+                       parts: tuple[str, ...] = (), nodes: int = 1) -> Iterator[PrometheusClient]:
     """Prometheus on base + 20 with `rules` (YAML text), the scrape jobs of `parts` as `make run` writes
-    them and the extra `scrape` jobs; yields its client."""
+    them (the broker job with `nodes` targets) and the extra `scrape` jobs; yields its client."""
     folder.mkdir(parents=True, exist_ok=True)
     (folder / "rules.yaml").write_text(rules)
-    config = write_file(folder / "prometheus.yml", fast_prometheus_config(base, folder / "rules.yaml", scrape, parts))
+    config = write_file(folder / "prometheus.yml", fast_prometheus_config(base, folder / "rules.yaml", scrape, parts, nodes))
     port = ports.port_of(base, ports.PROMETHEUS)
     url = f"http://127.0.0.1:{port}"
     with running_process("prometheus", prometheus_command(config, port, folder / "tsdb"), folder, url):
