@@ -62,6 +62,12 @@ def loadtest_cmd(settings: Settings, args) -> int:
             print(_run_line(r))
         return 0
     if args.report:
+        soak = settings.data_dir / "soaks" / args.report
+        if soak.is_dir():
+            from pipeline.loadtest.soak_report import rebuild as rebuild_soak
+
+            print(rebuild_soak(soak))
+            return 0
         print(rebuild(runs.runs_dir(settings) / args.report))
         return 0
     if args.stop:

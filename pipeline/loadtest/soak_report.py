@@ -139,3 +139,10 @@ def write_report(folder: Path, result: dict[str, Any], samples: list[dict[str, A
     path = folder / "report.html"
     path.write_text(build_report(result, samples, events), encoding="utf-8")
     return path
+
+
+def rebuild(folder: Path) -> Path:
+    """Rewrite a soak's report from its result.json and samples.json (``loadtest --report RUN_ID``)."""
+    result = json.loads((folder / "result.json").read_text())
+    samples = json.loads((folder / "samples.json").read_text())
+    return write_report(folder, result, samples, result.get("events", []))

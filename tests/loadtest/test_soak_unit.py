@@ -392,3 +392,18 @@ def test_the_soak_runs_the_product_on_its_own_folder_and_ports(tmp_path):
     every = [p for r in spans for p in r]
     assert len(every) == len(set(every))  # no two uses share a port
     assert st.settings.app_port == ports["app"] and st.settings.metrics_port == ports["metrics"]
+
+
+def test_a_soak_report_rebuilds_from_its_files(tmp_path, capsys, monkeypatch):
+    folder = tmp_path / "soaks" / "20261205-000000-abcd"
+    folder.mkdir(parents=True)
+    result = {"run_id": "20261205-000000-abcd", "dir": str(folder), "state": "done", "verdict": "pass", "t0": T0,
+              "criteria": [sv.Criterion("lag bounded: records behind", True, "max 5 records behind").as_dict()],
+              "events": [{"t": T0, "text": "every part runs"}]}
+    (folder / "result.json").write_text(json.dumps(result))
+    (folder / "samples.json").write_text(json.dumps([{"t": T0 + i, "lag_records": 5} for i in range(5)]))
+    monkeypatch.setenv("TORMENTA_DATA_DIR", str(tmp_path))
+    assert main(["loadtest", "--report", "20261205-000000-abcd"]) == 0
+    assert capsys.readouterr().out.strip() == str(folder / "report.html")
+    html = (folder / "report.html").read_text()
+    assert "max 5 records behind" in html and "every part runs" in html
