@@ -55,6 +55,7 @@ class Outcome:
     job_rc: int | None = None
     state: str = "done"
     error: str | None = None
+    alerts: dict[str, Any] = field(default_factory=dict)   # `pipeline.loadtest.alerts.StepAlerts.collect`
 
 
 def machine_facts() -> dict[str, Any]:
@@ -121,7 +122,7 @@ def build_result(test: Run, out: Outcome, facts: dict[str, Any], broker_pid: int
         job_exit_code=out.job_rc, topic=_topic_facts(test, last), settings=_settings_facts(test, broker_pid),
         machine=facts | {"load_average_at_end": [round(x, 2) for x in os.getloadavg()]},
         events=list(progress.events), report=str(test.dir / "report.html"), broker_outage=dict(test.outage),
-        live=_live_lane(rs, ids, test.windows))
+        live=_live_lane(rs, ids, test.windows), alerts=dict(out.alerts))
 
 
 def _reconcile(run_dir: Path, ids: list[str], event_times: np.ndarray, batches: list[dict[str, Any]],

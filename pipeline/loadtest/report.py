@@ -23,6 +23,7 @@ import plotly.io as pio
 from markupsafe import Markup
 
 from pipeline.contract.tables import HIGH_VALUE
+from pipeline.loadtest.alerts import alert_rows, step_cell
 from pipeline.loadtest.result import LoadTestResult
 from pipeline.loadtest.verdict import summarise
 
@@ -208,7 +209,8 @@ def verdict_rows(result: LoadTestResult) -> list[dict[str, Any]]:
             "freshness p50 s": fr.get("p50"), "freshness p95 s": fr.get("p95"), "freshness max s": fr.get("max"),
             "CPU emulator %": s.cpu.get("emulator"), "CPU broker %": s.cpu.get("broker"),
             "CPU job %": s.cpu.get("job"), "CPU machine %": s.cpu.get("machine"),
-            "limiting stage": s.limiting_stage or "", "why": "; ".join(s.reasons),
+            "limiting stage": s.limiting_stage or "", "alerts": step_cell(result.alerts, s.label),
+            "why": "; ".join(s.reasons),
         })
     return rows
 
@@ -301,7 +303,8 @@ def build_report(result: LoadTestResult, samples: list[dict]) -> str:
     return _template().render(
         r=result, head=_headline(result), headers=list(rows[0]) if rows else ["step"], verdicts=rows,
         rec=_reconciliation_view(result), outage=_outage_view(result), facts=_fact_tables(result), charts=_chart_html(result, samples),
-        emu=result.emulator, num=_num, live_rows=_live_rows(result))
+        emu=result.emulator, num=_num, live_rows=_live_rows(result),
+        alert_rows=alert_rows(result.alerts, result.t0))
 
 
 def write_report(run_dir: Path, result: LoadTestResult, samples: list[dict]) -> Path:

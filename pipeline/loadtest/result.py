@@ -66,6 +66,7 @@ class LoadTestResult:
     report: str = ""
     broker_outage: dict[str, Any] = field(default_factory=dict)   # --kill-broker-at: node, step, down interval
     live: dict[str, Any] = field(default_factory=dict)   # the live lane: reconciliation and latency per step
+    alerts: dict[str, Any] = field(default_factory=dict)  # alerts per step from the run's Prometheus (loadtest.alerts)
 
     def to_dict(self) -> dict[str, Any]:
         """The saved form: plain JSON types, the keys of format 1 plus ``format``."""

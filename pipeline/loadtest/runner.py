@@ -40,6 +40,7 @@ from pipeline.kafka.cluster import KafkaCluster, with_cluster
 from pipeline.kafka.security import pinned
 from pipeline.loadtest import LoadTestError, verdict
 from pipeline.loadtest import plan as plans
+from pipeline.loadtest.alerts import StepAlerts
 from pipeline.loadtest.assemble import Outcome, build_result, machine_facts, read_batches
 from pipeline.loadtest.options import LoadTestOptions
 from pipeline.loadtest.progress import Progress
@@ -99,7 +100,7 @@ class LoadTest:
                 broker.start()
                 started_broker = True
             broker_pid = broker.nodes[0].read_pid() or listener_pid(self.settings.first_bootstrap[1])
-            outcome = self._drive(stop, broker_pid)
+            outcome = self._drive_watched(stop, broker_pid)
             self.progress.set_phase("reconciling")
             result = build_result(self, outcome, facts, broker_pid)
             self.progress.set_phase("writing report")
@@ -112,6 +113,16 @@ class LoadTest:
         self.progress.phase = "done"
         self.progress.write(state=result.state)
         return result
+
+    def _drive_watched(self, stop: threading.Event, broker_pid: int | None) -> Outcome:
+        """`_drive` under the run's own Prometheus (when monitoring is on): the alerts of each step."""
+        monitor = StepAlerts.start(self.run_settings, self.dir / "monitoring", self.cluster.size, self._event)
+        try:
+            out = self._drive(stop, broker_pid)
+            out.alerts = monitor.collect(self.windows)
+        finally:
+            monitor.stop()
+        return out
 
     def _drive(self, stop: threading.Event, broker_pid: int | None) -> Outcome:
         """Topic, job, sampler, emulator, steps, catch-up; always stops what it started."""

@@ -53,7 +53,8 @@ class RunStack:
             "TORMENTA_LIVE_TOPIC": rs.live_topic,
             "TORMENTA_DATA_DIR": str(rs.data_dir), "TORMENTA_TRIGGER_INTERVAL": f"{self.plan.trigger_s:g}s",
             "TORMENTA_COMPACT_EVERY": "0", "TORMENTA_THRESHOLD": str(rs.threshold),
-            "TORMENTA_PARTITIONS": str(rs.partitions), "PYTHONUNBUFFERED": "1",
+            "TORMENTA_PARTITIONS": str(rs.partitions), "TORMENTA_METRICS_PORT": str(rs.metrics_port),
+            "PYTHONUNBUFFERED": "1",
             **security_env(rs),
         })
 
