@@ -28,7 +28,7 @@ from pipeline.errors import TormentaError
 from pipeline.loadtest.plan import StepWindow
 from pipeline.metrics import ports
 from pipeline.monitoring.client import PrometheusClient
-from pipeline.monitoring.config import prometheus_config, write_file
+from pipeline.monitoring.config import JOB_NAMES, prometheus_config, write_file
 from pipeline.monitoring.stack import PROMETHEUS_BIN, enabled, prometheus_command
 from pipeline.procs.child import Child
 from pipeline.settings import Settings
@@ -132,6 +132,7 @@ class StepAlerts:
         parts = (ports.JOB, *((ports.LIVE,) if rs.live else ()), ports.EMULATOR, ports.BROKER)
         config = prometheus_config(rs.metrics_port, nodes, parts=parts)
         config.pop("alerting")              # no Alertmanager in a load test: nobody is notified
+        config["scrape_configs"] = [j for j in config["scrape_configs"] if j["job_name"] != JOB_NAMES[ports.ALERTMANAGER]]
         path = write_file(folder / "prometheus.yml", config)
         port = ports.port_of(rs.metrics_port, ports.PROMETHEUS)
         url = f"http://127.0.0.1:{port}"

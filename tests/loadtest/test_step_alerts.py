@@ -21,8 +21,11 @@ import pytest
 from pipeline.loadtest.alerts import QUERY, StepAlerts, alert_rows, per_step, step_cell, why_off
 from pipeline.loadtest.plan import StepWindow
 from pipeline.loadtest.report import build_report, verdict_rows
+from pipeline.metrics import ports
 from pipeline.monitoring.client import PrometheusClient
+from pipeline.monitoring.config import RULES_FILE
 from tests.support.loadtest_fixtures import synthetic_result
+from tests.support.ports import port_run
 from tests.support.stack import make_settings
 
 SAVED = Path(__file__).parent / "saved" / "alerts_query_range.json"
@@ -128,3 +131,22 @@ def test_report_lists_the_alerts_per_step(prometheus):
     off = build_report(dataclasses.replace(result, alerts={"state": "off", "note": "monitoring is off (x)"}), samples)
     assert "No alerts to show: monitoring is off (x)" in off
     assert 'id="alerts"' not in build_report(result, samples)  # a result saved before: no section
+
+
+def test_a_prometheus_that_does_not_start_is_a_line_in_the_report_not_a_failed_run(tmp_path):
+    fake = tmp_path / "prometheus"
+    fake.write_text("#!/bin/sh\necho 'bad flag' >&2\nexit 1\n")
+    fake.chmod(0o755)
+    base = port_run(ports.SPAN)
+    rs = make_settings(tmp_path / "data", metrics_port=base)
+    events: list[str] = []
+    monitor = StepAlerts.start(rs, tmp_path / "monitoring", 3, events.append, binary=str(fake))
+    assert monitor.child is None and monitor.collect(WINDOWS)["state"] == "off"
+    assert events == [f"no alerts in the report: Prometheus did not start (see {tmp_path / 'monitoring' / 'prometheus.log'})"]
+    config = json.loads((tmp_path / "monitoring" / "prometheus.yml").read_text())
+    assert "alerting" not in config and config["rule_files"] == [str(RULES_FILE)]
+    jobs = {j["job_name"]: [t for c in j["static_configs"] for t in c["targets"]] for j in config["scrape_configs"]}
+    assert jobs == {"tormenta-job": [f"127.0.0.1:{base}"], "tormenta-live": [f"127.0.0.1:{base + 1}"],
+                    "tormenta-emulator": [f"127.0.0.1:{base + 2}"],
+                    "tormenta-broker": [f"127.0.0.1:{base + 10 + i}" for i in range(3)],
+                    "prometheus": [f"127.0.0.1:{base + 20}"]}
