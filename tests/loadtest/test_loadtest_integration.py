@@ -126,6 +126,12 @@ def test_smoke_plan_on_the_real_stack(broker, tmp_path, artifacts):
         # The live lane ran beside the job: reconciled against Delta, latency per step.
         assert set(result.live) >= {"reconciliation", "steps"}, result.live
         assert [s["step"] for s in result.live["steps"]] == [s.label for s in result.windows]
+        # The run's own Prometheus evaluated monitoring/alerts.yaml: the alerts of each step; a step that
+        # holds fires none (every rule's `for` but one is longer than a smoke step; that one counts failures).
+        assert result.alerts.get("state") == "on", result.alerts
+        assert [s["step"] for s in result.alerts["steps"]] == [s.label for s in result.windows]
+        held = {s.label for s in result.steps if s.verdict == "holds"}
+        assert not [a for s in result.alerts["steps"] if s["step"] in held for a in s["alerts"] if a["state"] == "firing"]
         assert LoadTestResult.load(test.dir / "result.json") == result
     finally:
         test.delete_topics()
