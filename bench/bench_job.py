@@ -19,6 +19,11 @@ maxOffsetsPerTrigger = `--small`, so every micro-batch holds exactly `--small` m
 the time of each batch is Spark's own `triggerExecution` from the query progress, and the
 first batch of each query (query start, state store and code generation) is left out.
 
+``--metrics`` adds a third query to the steady measure: ours with the job's Prometheus
+metrics on (pipeline.metrics.job.JobMetrics fed by the writer, the progress polled every
+0.5 s as the runner's watch loop does, the endpoint rendered every second), and prints its
+median beside ours without metrics, and the CPU time the metrics' own work took.
+
 Prints both times, the ratio noop/ours (goal >= 0.6 for the big batch; <= 1.5 s for the
 small one) and the per-stage split of our batch. Everything it starts is stopped at the end.
 """
@@ -83,8 +88,8 @@ def batch_times(query) -> list[float]:
     return [p["durationMs"]["triggerExecution"] / 1000 for p in query.recentProgress if p.get("numInputRows")]
 
 
-def steady(spark, base: Settings, tmp: Path, fmt: str, small: int, batches: int) -> dict:
-    """Batches of `small` messages back to back in one running query, noop then ours."""
+def steady(spark, base: Settings, tmp: Path, fmt: str, small: int, batches: int, metrics: bool = False) -> dict:
+    """Batches of `small` messages back to back in one running query, noop then ours (then ours with metrics)."""
     from statistics import median
 
     from pipeline.job import runner, tables
@@ -94,16 +99,24 @@ def steady(spark, base: Settings, tmp: Path, fmt: str, small: int, batches: int)
     ensure_topic(settings)
     load(settings, small * (batches + 1))
     out = {"format": fmt, "records": small, "batches": batches}
-    for sink in ("noop", "ours"):
+    for sink in ("noop", "ours", "ours_metrics") if metrics else ("noop", "ours"):
+        poller = None
         if sink == "noop":
             stream = runner.kafka_stream(spark, settings).writeStream.format("noop")
             ckpt = str(tmp / f"{name}-noop")
         else:
-            tables.create_tables(spark, settings)
-            writer = runner.HighValueBatchWriter(settings, replayable_upto=-1)
-            stream = runner.high_value_input(spark, settings).writeStream.foreachBatch(writer)
-            ckpt = settings.checkpoint_uri(HIGH_VALUE_QUERY)
+            own = settings if sink == "ours" else settings.replace(data_dir=tmp / f"{name}-metrics")
+            tables.create_tables(spark, own)
+            writer = runner.HighValueBatchWriter(own, replayable_upto=-1)
+            if sink == "ours_metrics":
+                poller = MetricsPoller(own)
+                writer.metrics = poller.metrics
+            stream = runner.high_value_input(spark, own).writeStream.foreachBatch(writer)
+            ckpt = own.checkpoint_uri(HIGH_VALUE_QUERY)
         q = stream.trigger(availableNow=True).option("checkpointLocation", ckpt).start()
+        if poller is not None:
+            poller.watch(q)
+            out["metrics_cpu_s"] = poller.cpu_s
         q.awaitTermination()
         times = batch_times(q)
         # The source spreads the cap over the partitions with rounding, so the split may
@@ -116,12 +129,41 @@ def steady(spark, base: Settings, tmp: Path, fmt: str, small: int, batches: int)
     return out
 
 
+class MetricsPoller:
+    """The runner's metrics work beside a query: poll its progress every 0.5 s, render the endpoint's text every second."""
+
+    def __init__(self, settings: Settings):
+        from pipeline.metrics.job import JobMetrics
+
+        self.metrics = JobMetrics(settings)
+        self.cpu_s = 0.0
+
+    def watch(self, q) -> None:
+        from prometheus_client import generate_latest
+
+        ticks = 0
+        while q.isActive:
+            t0 = time.thread_time()
+            self.metrics.poll(q)
+            if ticks % 2 == 0:
+                generate_latest(self.metrics.registry)
+            self.cpu_s += time.thread_time() - t0
+            ticks += 1
+            q.awaitTermination(0.5)
+        self.metrics.poll(q)
+
+
 def report_steady(r: dict) -> None:
     stages = ", ".join(f"{k} {v:.2f} s" for k, v in r["stages"].items())
     print(f"{r['format']:>4} {r['records']:>10,} steady: median of {r['batches']} batches in a running query: "
           f"noop {r['noop_s']:5.2f} s, ours {r['ours_s']:5.2f} s, ratio noop/ours {r['noop_s'] / r['ours_s']:.2f} "
           f"(first batch noop {r['noop_first_s']:.2f} s, ours {r['ours_first_s']:.2f} s; "
           f"ours all {', '.join(f'{t:.2f}' for t in r['ours_all'])}; last batch {stages})", flush=True)
+    if "ours_metrics_s" in r:
+        print(f"{r['format']:>4} {r['records']:>10,} steady with metrics: median {r['ours_metrics_s']:5.2f} s vs "
+              f"{r['ours_s']:5.2f} s without ({100 * (r['ours_metrics_s'] / r['ours_s'] - 1):+.1f} %); the metrics' own "
+              f"driver work {r['metrics_cpu_s'] * 1000:.0f} ms CPU over {r['batches']} batches "
+              f"(all with metrics {', '.join(f'{t:.2f}' for t in r['ours_metrics_all'])})", flush=True)
 
 
 def measure(spark, base: Settings, tmp: Path, fmt: str, records: int) -> dict:
@@ -148,6 +190,7 @@ def main() -> int:
     ap.add_argument("--small", type=int, default=10_000)
     ap.add_argument("--formats", default="avro,json")
     ap.add_argument("--steady", type=int, default=8, help="batches of --small in the running-query measure (0: skip)")
+    ap.add_argument("--metrics", action="store_true", help="steady measure also with the job's metrics on")
     args = ap.parse_args()
     formats = [f.strip() for f in args.formats.split(",") if f.strip()]
     if args.records <= 0 or args.small <= 0 or args.steady < 0 or not set(formats) <= set(WIRE_FORMATS) or not formats:
@@ -159,7 +202,7 @@ def main() -> int:
         "TORMENTA_DATA_DIR": str(tmp / "base"), "TORMENTA_BOOTSTRAP_SERVERS": f"127.0.0.1:{free_port()}",
         "TORMENTA_CONTROLLER_PORT": str(free_port()),
         "TORMENTA_MAX_OFFSETS_PER_TRIGGER": str(max(args.records * 2, 1000)), "TORMENTA_COMPACT_EVERY": "0",
-        "TORMENTA_DRIVER_MEMORY": "3g",
+        "TORMENTA_DRIVER_MEMORY": "3g", "TORMENTA_METRICS_PORT": "0",
     })
     broker = EmbeddedBroker(base)
     broker.start()
@@ -172,7 +215,8 @@ def main() -> int:
         for fmt in formats:
             measure(spark, base, tmp, fmt, 20_000)
         results = [measure(spark, base, tmp, fmt, n) for n in (args.small, args.records) for fmt in formats]
-        steadies = [steady(spark, base, tmp, fmt, args.small, args.steady) for fmt in formats] if args.steady else []
+        steadies = [steady(spark, base, tmp, fmt, args.small, args.steady, args.metrics)
+                    for fmt in formats] if args.steady else []
         for r in results:
             report(r)
         for r in steadies:
