@@ -64,7 +64,7 @@ stop: ## stop whatever `make run` left running (normally Ctrl-C does it)
 	-$(PY) -m pipeline broker stop
 
 test: install browser ## install what is needed, then run every test (unit + real-stack integration + browser)
-	$(PY) -m pytest; rc=$$?; if [ $$rc -eq 5 ]; then echo "error: pytest collected no tests"; exit 1; fi; exit $$rc
+	TORMENTA_TEST_STARTUP_ROUNDS=5 $(PY) -m pytest; rc=$$?; if [ $$rc -eq 5 ]; then echo "error: pytest collected no tests"; exit 1; fi; exit $$rc
 
 test-unit: deps ## fast tests only (no broker, no JVM)
 	$(PY) -m pytest -m "not integration and not browser and not slow"

@@ -3,7 +3,9 @@ the cluster takes a replicated topic, so `topic create` right after it never fai
 
 Twenty rounds of start -> topic create (RF 2, 3 partitions) -> stop through the command line,
 each on a fresh data folder (every topic is created anew, the storage formatted anew).
-About 35 s a round on two idle cores: `make test-unit` skips it (marker ``slow``).
+About 35 s a round on two idle cores: `make test-unit` skips it (marker ``slow``), and `make test`
+runs 5 rounds (``TORMENTA_TEST_STARTUP_ROUNDS=5``) to stay within its time; the twenty-round run
+is recorded in docs/CLUSTER.md (run it by name: ``pytest tests/kafka/test_cluster_startup.py``).
 """
 
 from __future__ import annotations
@@ -19,7 +21,7 @@ from pipeline.settings import PROJECT_ROOT
 from tests.support.ports import port_run
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
-ROUNDS = 20
+ROUNDS = int(os.environ.get("TORMENTA_TEST_STARTUP_ROUNDS", "20"))
 
 
 def _cli(env: dict[str, str], *args: str, timeout: float = 240) -> subprocess.CompletedProcess:
@@ -28,7 +30,7 @@ def _cli(env: dict[str, str], *args: str, timeout: float = 240) -> subprocess.Co
 
 
 @pytest.mark.timeout(60 * 45)
-def test_topic_create_right_after_start_succeeds_twenty_times_in_a_row(tmp_path):
+def test_topic_create_right_after_start_succeeds_every_round(tmp_path):
     base = port_run(6)   # client ports base, +2, +4; controller ports +1, +3, +5
     common = {k: v for k, v in os.environ.items() if not k.startswith("TORMENTA_")}
     common.update({"TORMENTA_BOOTSTRAP_SERVERS": f"127.0.0.1:{base}", "TORMENTA_CONTROLLER_PORT": str(base + 1),
