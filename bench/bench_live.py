@@ -16,6 +16,8 @@ then for each rate: steers the emulator there (its control topic), lets it settl
   browser's clock, the same machine's clock) minus its input record's Kafka timestamp, over
   the sales the page showed (the ticker holds the 15 newest, refreshed every second, so it
   samples the newest sale of each refresh);
+- Prometheus and Alertmanager (monitoring, on by default in `run`): their CPU in cores over
+  the step and their RSS together at its end (issue 20's budget: <= 0.1 core, <= 300 MiB);
 - the live lane's CPU (user+sys of its whole process group: Python driver and Spark JVM)
   in cores over the step, and its RSS at the end;
 - freshness of both lanes by event time: live = receive time - event_time; Delta =
@@ -223,15 +225,32 @@ def _caught_up_consumer(settings: Settings, run: subprocess.Popen, log: Path, st
     return consumer
 
 
+def monitoring_pids(settings: Settings) -> list[int]:
+    """The pids (= process groups) of the run's Prometheus and Alertmanager, from parts.json."""
+    from pipeline.procs.supervise import read_parts
+
+    data = read_parts(settings.run_dir) or {"parts": []}
+    return [int(p["pid"]) for p in data["parts"]
+            if isinstance(p, dict) and p.get("name") in ("prometheus", "alertmanager") and p.get("pid")]
+
+
+def usage(pgids: list[int]) -> tuple[float, int]:
+    cpu_rss = [group_usage(g) for g in pgids]
+    return sum(c for c, _ in cpu_rss), sum(r for _, r in cpu_rss)
+
+
 def _step(settings: Settings, consumer, watch: PageWatch | None, rate: float, args) -> dict:
     """Measure one rate (after --warmup seconds there): the step's figures and its time window."""
     live_pgid = int((settings.run_dir / "live.pid").read_text())
     drain(consumer, time.time() + args.warmup, [])
+    mon = monitoring_pids(settings)
     cpu0, _ = group_usage(live_pgid)
+    mon_cpu0, _ = usage(mon)
     t0 = time.time()
     rows: list = []
     drain(consumer, t0 + args.seconds, rows)
     cpu1, rss = group_usage(live_pgid)
+    mon_cpu1, mon_rss = usage(mon)
     t1 = time.time()
     ids = [t for *_, t in rows]
     if args.dump:
@@ -241,7 +260,9 @@ def _step(settings: Settings, consumer, watch: PageWatch | None, rate: float, ar
             "latency_ms": quantiles([r - s for r, s, _, _ in rows]),
             "page_latency_ms": page_latency(watch.seen(), rows, t0, t1) if watch else quantiles([]),
             "live_freshness_ms": quantiles([r - e * 1000 for r, _, e, _ in rows if e is not None]),
-            "live_cpu_cores": (cpu1 - cpu0) / (t1 - t0), "live_rss_mib": rss / 2**20, "window": (t0, t1)}
+            "live_cpu_cores": (cpu1 - cpu0) / (t1 - t0), "live_rss_mib": rss / 2**20,
+            "monitoring_processes": len(mon), "monitoring_cpu_cores": (mon_cpu1 - mon_cpu0) / (t1 - t0),
+            "monitoring_rss_mib": mon_rss / 2**20, "window": (t0, t1)}
 
 
 def main(argv=None) -> int:
@@ -292,13 +313,15 @@ def _fmt(v, scale=1.0, unit="ms") -> str:
 def _print(run_id: str, results: list[dict]) -> None:
     print(f"run {run_id} (whole product: broker, micro-batch job, live lane, emulator, app)")
     print(f"{'rate tx/s':>10} {'live recs':>9} {'dup':>4} {'lat p50':>9} {'lat p95':>9} {'lat p99':>9} "
-          f"{'page p50':>9} {'page p95':>9} {'live fresh p95':>14} {'delta fresh p95':>15} {'lane cores':>10} {'lane RSS':>9}")
+          f"{'page p50':>9} {'page p95':>9} {'live fresh p95':>14} {'delta fresh p95':>15} {'lane cores':>10} {'lane RSS':>9} "
+          f"{'mon cores':>9} {'mon RSS':>8}")
     for r in results:
         lat, pg, lf, df = r["latency_ms"], r["page_latency_ms"], r["live_freshness_ms"], r["delta_freshness_ms"]
         print(f"{r['rate']:>10,.0f} {r['live_records']:>9,} {r['duplicates']:>4} {_fmt(lat['p50']):>9} "
               f"{_fmt(lat['p95']):>9} {_fmt(lat['p99']):>9} {_fmt(pg['p50']):>9} {_fmt(pg['p95']):>9} "
               f"{_fmt(lf['p95']):>14} {_fmt(df['p95']):>15} "
-              f"{r['live_cpu_cores']:>10.2f} {r['live_rss_mib']:>6.0f} MiB")
+              f"{r['live_cpu_cores']:>10.2f} {r['live_rss_mib']:>6.0f} MiB "
+              f"{r['monitoring_cpu_cores']:>9.3f} {r['monitoring_rss_mib']:>4.0f} MiB")
     print(json.dumps({"run_id": run_id, "results": results}))
 
 
