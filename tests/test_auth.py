@@ -182,6 +182,7 @@ def test_run_refuses_an_incomplete_auth_in_one_line_before_anything_starts(tmp_p
         f'[auth]\nredirect_uri = "http://localhost:8501/oauth2callback"\ncookie_secret = "{COOKIE_SECRET}"\n')
     data = tmp_path / "data"
     env = {k: v for k, v in os.environ.items() if not k.startswith("TORMENTA_")}
+    env["TORMENTA_METRICS_PORT"] = "0"  # no metrics endpoint: tests never bind the product's ports
     env.update(HOME=str(home), TORMENTA_DATA_DIR=str(data))
     res = subprocess.run([sys.executable, "-m", "pipeline", "run"], cwd=ROOT, env=env, capture_output=True,
                          text=True, timeout=60)

@@ -23,7 +23,7 @@ from pipeline.cli import build_parser
 from pipeline.kafka.security import kafka_auth
 from pipeline.settings import PROJECT_ROOT, Settings
 from tests.support.app_fixtures import launched_chromium
-from tests.support.ports import free_port
+from tests.support.ports import free_port, port_run
 from tests.support.waiting import wait_for
 
 pytestmark = [pytest.mark.integration, pytest.mark.browser]
@@ -40,6 +40,7 @@ def _secrets(settings: Settings) -> list[str]:
 def _env(settings: Settings, app_port: int) -> dict[str, str]:
     admin = kafka_auth(settings, "admin")
     env = {k: v for k, v in os.environ.items() if not k.startswith("TORMENTA_")}
+    env["TORMENTA_METRICS_PORT"] = str(port_run(22))  # metrics and monitoring on, on free ports: searched too
     env.update({
         "TORMENTA_DATA_DIR": str(settings.data_dir), "TORMENTA_BOOTSTRAP_SERVERS": settings.bootstrap_servers,
         "TORMENTA_CONTROLLER_PORT": str(settings.controller_port), "TORMENTA_TOPIC": settings.topic,

@@ -28,7 +28,8 @@ PAGE_FILES = [path for _, path, _, _ in PAGES if (ROOT / path).is_file()]
 def _env(tmp_path: Path) -> dict[str, str]:
     env = {k: v for k, v in os.environ.items() if not k.startswith("TORMENTA_") and k != "PYTHONPATH"}
     # nothing listens there: a page that got past the message would show broker boxes, not hang on Kafka
-    return env | {"TORMENTA_DATA_DIR": str(tmp_path), "TORMENTA_BOOTSTRAP_SERVERS": f"127.0.0.1:{free_port()}"}
+    return env | {"TORMENTA_DATA_DIR": str(tmp_path), "TORMENTA_BOOTSTRAP_SERVERS": f"127.0.0.1:{free_port()}",
+                  "TORMENTA_METRICS_PORT": "0"}
 
 
 def test_every_page_of_the_app_is_tried():

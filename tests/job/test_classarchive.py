@@ -74,7 +74,7 @@ def test_the_jobs_jvm_maps_the_built_archive(tmp_path):
     assert path == jvmoptions.archive_path(settings) and path.is_file() and path.stat().st_size > 10e6
     assert not list(path.parent.glob(".*.tmp")) and list(path.parent.glob("spark-*.jsa")) == [path]
     log = tmp_path / "classes.log"
-    env = {k: v for k, v in os.environ.items() if not k.startswith("TORMENTA_")} | env_settings
+    env = {k: v for k, v in os.environ.items() if not k.startswith("TORMENTA_")} | env_settings | {"TORMENTA_METRICS_PORT": "0"}
     done = subprocess.run([sys.executable, "-c", PROBE, str(log), str(tmp_path / "t")], cwd=PROJECT_ROOT, env=env,
                           capture_output=True, text=True, timeout=300)
     assert done.returncode == 0, done.stderr[-2000:]

@@ -71,6 +71,7 @@ def make_bucket(endpoint: str) -> str:
 
 def s3_env(settings: Settings, endpoint: str, uri: str, **extra: str) -> dict[str, str]:
     env = {k: v for k, v in os.environ.items() if not k.startswith("TORMENTA_") and k != "PYSPARK_GATEWAY_PORT"}
+    env["TORMENTA_METRICS_PORT"] = "0"  # no metrics endpoint: tests never bind the product's ports
     env.update({"TORMENTA_BOOTSTRAP_SERVERS": settings.bootstrap_servers, "TORMENTA_TOPIC": settings.topic,
                 "TORMENTA_DATA_DIR": str(settings.data_dir), "TORMENTA_STORAGE_URI": uri,
                 "TORMENTA_STORAGE_ENDPOINT": endpoint, "TORMENTA_STORAGE_PATH_STYLE": "true",

@@ -58,6 +58,7 @@ def _produce(settings: Settings, role: str, topic: str, value: bytes, idempotent
 
 def _env(settings: Settings) -> dict[str, str]:
     env = {k: v for k, v in os.environ.items() if not k.startswith("TORMENTA_")}
+    env["TORMENTA_METRICS_PORT"] = "0"  # no metrics endpoint: tests never bind the product's ports
     env.update({"TORMENTA_DATA_DIR": str(settings.data_dir), "TORMENTA_BOOTSTRAP_SERVERS": settings.bootstrap_servers,
                 "TORMENTA_CONTROLLER_PORT": str(settings.controller_port)})
     return env

@@ -47,6 +47,7 @@ def secured(secure_broker: Settings, tmp_path: Path) -> Settings:
 
 def _env(settings: Settings, **extra: str) -> dict[str, str]:
     env = {k: v for k, v in os.environ.items() if not k.startswith("TORMENTA_")}
+    env["TORMENTA_METRICS_PORT"] = "0"  # no metrics endpoint: tests never bind the product's ports
     env.update({"TORMENTA_BOOTSTRAP_SERVERS": settings.bootstrap_servers, "TORMENTA_TOPIC": settings.topic,
                 "TORMENTA_CONTROL_TOPIC": settings.control_topic, "TORMENTA_STATUS_TOPIC": settings.status_topic,
                 "TORMENTA_DATA_DIR": str(settings.data_dir), "TORMENTA_CONTROLLER_PORT": str(settings.controller_port),
