@@ -18,7 +18,8 @@ from tests.support.ports import free_port
 
 def secure_settings(data_dir, **env: str) -> Settings:
     base = {"TORMENTA_DATA_DIR": str(data_dir), "TORMENTA_BOOTSTRAP_SERVERS": f"127.0.0.1:{free_port()}",
-            "TORMENTA_CONTROLLER_PORT": str(free_port()), "TORMENTA_BROKER_HEAP": "512m"}
+            "TORMENTA_CONTROLLER_PORT": str(free_port()), "TORMENTA_BROKER_HEAP": "512m",
+            "TORMENTA_METRICS_PORT": "0"}  # no JMX agent on the product's default port (env may give a base)
     base.update({f"TORMENTA_{k.upper()}": str(v) for k, v in env.items()})
     return Settings.from_env(base)
 
