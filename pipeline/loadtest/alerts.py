@@ -19,7 +19,6 @@ from __future__ import annotations
 import shutil
 import socket
 import time
-import urllib.request
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -27,7 +26,7 @@ from typing import Any
 from pipeline.errors import TormentaError
 from pipeline.loadtest.plan import StepWindow
 from pipeline.metrics import ports
-from pipeline.monitoring.client import PrometheusClient
+from pipeline.monitoring.client import PrometheusClient, ready
 from pipeline.monitoring.config import JOB_NAMES, prometheus_config, write_file
 from pipeline.monitoring.stack import PROMETHEUS_BIN, enabled, prometheus_command
 from pipeline.procs.child import Child
@@ -94,14 +93,6 @@ def _taken(port: int) -> bool:
         return s.connect_ex(("127.0.0.1", port)) == 0
 
 
-def _ready(url: str) -> bool:
-    try:
-        with urllib.request.urlopen(f"{url}/-/ready", timeout=1) as resp:
-            return resp.status == 200
-    except OSError:
-        return False
-
-
 def why_off(settings: Settings, binary: str = PROMETHEUS_BIN) -> str | None:
     """Why the run cannot have its own Prometheus, or None when it can."""
     if not enabled(settings):
@@ -139,7 +130,7 @@ class StepAlerts:
         child = Child("prometheus", prometheus_command(path.resolve(), port, (folder / "tsdb").resolve(), binary),
                       folder / "prometheus.log").start()
         deadline = time.monotonic() + READY_TIMEOUT_S
-        while not _ready(url):
+        while not ready(url):
             if not child.alive() or time.monotonic() > deadline:
                 child.stop(10)
                 why = f"Prometheus did not start (see {folder / 'prometheus.log'})"

@@ -54,6 +54,15 @@ class Alert:
                    labels={k: v for k, v in labels.items() if k not in ("alertname", "severity")})
 
 
+def ready(url: str) -> bool:
+    """Whether the Prometheus or Alertmanager at `url` answers its readiness endpoint (/-/ready)."""
+    try:
+        with urllib.request.urlopen(f"{url}/-/ready", timeout=1) as resp:
+            return resp.status == 200
+    except OSError:
+        return False
+
+
 def _parse_time(text: str | None) -> datetime | None:
     if not text:
         return None

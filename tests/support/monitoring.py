@@ -14,7 +14,6 @@ from __future__ import annotations
 import contextlib
 import json
 import threading
-import urllib.request
 from collections.abc import Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
@@ -22,7 +21,7 @@ from pathlib import Path
 import yaml
 
 from pipeline.metrics import ports
-from pipeline.monitoring.client import PrometheusClient
+from pipeline.monitoring.client import PrometheusClient, ready
 from pipeline.monitoring.config import RULES_FILE, alertmanager_config, prometheus_config, write_file
 from pipeline.monitoring.stack import alertmanager_command, prometheus_command
 from pipeline.procs.child import Child
@@ -70,20 +69,12 @@ def project_rules(*names: str, for_: str = "2s") -> str:
     return yaml.safe_dump({"groups": [{"name": "test", "rules": [{**rules[n], "for": for_} for n in names]}]})
 
 
-def _ready(url: str) -> bool:
-    try:
-        with urllib.request.urlopen(f"{url}/-/ready", timeout=1) as resp:
-            return resp.status == 200
-    except OSError:
-        return False
-
-
 @contextlib.contextmanager
 def running_process(name: str, cmd: list[str], folder: Path, url: str) -> Iterator[Child]:
     log = folder / f"{name}.log"
     child = Child(name, cmd, log).start()
     try:
-        wait_for(lambda: _ready(url), 30, f"{name} ready at {url}", process=child, log=log)
+        wait_for(lambda: ready(url), 30, f"{name} ready at {url}", process=child, log=log)
         yield child
     finally:
         child.stop(10.0)
