@@ -15,7 +15,6 @@ import contextlib
 import os
 import random
 import signal
-import socket
 import sys
 import time
 import urllib.request
@@ -26,6 +25,7 @@ import psutil
 from pipeline.contract.tables import HIGH_VALUE_QUERY
 from pipeline.loadtest import LoadTestError
 from pipeline.loadtest.soak_parts import read_parts
+from pipeline.metrics.ports import bindable
 from pipeline.procs.child import Child
 from pipeline.settings import Settings
 
@@ -33,21 +33,12 @@ START_TIMEOUT_S = 600.0
 METRICS_BLOCK = 22   # the metrics base port and its offsets (+0 .. +21)
 
 
-def _free(port: int) -> bool:
-    with socket.socket() as s:
-        try:
-            s.bind(("127.0.0.1", port))
-        except OSError:
-            return False
-    return True
-
-
 def free_block(size: int, rng: random.Random, low: int = 20_000, high: int = 60_000, taken: set[int] = frozenset()) -> int:
     """The first port of `size` consecutive free loopback ports (none in `taken`)."""
     for _ in range(500):
         base = rng.randrange(low, high - size)
         ports = range(base, base + size)
-        if not taken.intersection(ports) and all(_free(p) for p in ports):
+        if not taken.intersection(ports) and all(bindable(p) for p in ports):
             return base
     raise LoadTestError(f"no {size} consecutive free ports on 127.0.0.1 between {low} and {high}")
 

@@ -8,6 +8,7 @@ settings table lists them and `python -m pipeline run` prints them.
 
 from __future__ import annotations
 
+import socket
 from typing import NamedTuple
 
 from pipeline.errors import SettingsError
@@ -47,3 +48,13 @@ def endpoints(base: int, *, nodes: int = 1, parts: tuple[str, ...] = (JOB, LIVE,
         return []
     found = [Endpoint(p, port_of(base, p)) for p in parts]
     return found + [Endpoint(f"{BROKER}-{i}", port_of(base, BROKER, i)) for i in range(1, nodes + 1)]
+
+
+def bindable(port: int) -> bool:
+    """Whether `port` is free on loopback now (nothing bound to 127.0.0.1:`port`)."""
+    with socket.socket() as s:
+        try:
+            s.bind(("127.0.0.1", port))
+        except OSError:
+            return False
+    return True

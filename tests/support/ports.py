@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import socket
 
+from pipeline.metrics.ports import bindable
+
 _HANDED_OUT: set[int] = set()
 
 
@@ -21,21 +23,12 @@ def free_port() -> int:
             return port
 
 
-def _bindable(port: int) -> bool:
-    with socket.socket() as s:
-        try:
-            s.bind(("127.0.0.1", port))
-        except OSError:
-            return False
-    return True
-
-
 def port_run(count: int) -> int:
     """A base port such that base .. base+count-1 are all free on loopback (a cluster's consecutive ports)."""
     for _ in range(200):
         with socket.socket() as s:
             s.bind(("127.0.0.1", 0))
             base = s.getsockname()[1]
-        if base + count < 65535 and all(_bindable(base + i) for i in range(count)):
+        if base + count < 65535 and all(bindable(base + i) for i in range(count)):
             return base
     raise AssertionError("no run of free loopback ports")
