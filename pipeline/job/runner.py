@@ -418,7 +418,10 @@ def _watch(handles, stop_event: threading.Event | None, metrics=None) -> None:
             return
         # Waits on a running query itself: returns as soon as it ends, or after 0.5 s to
         # look at the stop flag again.
-        next(h for h in handles if h.isActive).awaitTermination(0.5)
+        # A query may end between the look above and this one: then the loop looks again.
+        running = next((h for h in handles if h.isActive), None)
+        if running is not None:
+            running.awaitTermination(0.5)
 
 
 def _between_batches(handles, timeout: float = 120.0) -> None:

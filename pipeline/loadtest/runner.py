@@ -50,6 +50,8 @@ from pipeline.loadtest.sampling import Sampler, listener_pid
 from pipeline.loadtest.stack import RunStack
 from pipeline.settings import Settings
 
+NEVER_ENDS_PLAN = ("warmup", "ramp")  # step kinds whose break is reported but does not end the plan
+
 log = logging.getLogger(__name__)
 
 __all__ = ["LoadTest", "LoadTestError", "LoadTestOptions"]
@@ -188,7 +190,11 @@ class LoadTest:
             ctl.set_desired(rate=step.rate, profile={"name": "steady"})
 
     def _run_steps(self, stack: RunStack, stop: threading.Event) -> None:
-        """Each step in turn, until the plan ends, a steady step breaks, a process dies or a stop."""
+        """Each step in turn, until the plan ends, a steady step breaks, a process dies or a stop.
+
+        A ramp is a transition, and the warm-up runs at the normal rate while the other parts
+        (the live lane's Spark) still settle on a small machine: their
+        breaking is reported, and the plan goes on to the steps it exists for."""
         assert stack.sampler is not None
         self.progress.steps_started_at = time.time()
         for step in self.plan.steps:
@@ -205,7 +211,7 @@ class LoadTest:
             live = verdict.step_stats(window, list(stack.sampler.samples), read_batches(self.run_settings),
                                       self.plan.trigger_s)
             self._event(f"{step.label}: {live.verdict} (live)" + (f" — {'; '.join(live.reasons)}" if live.reasons else ""))
-            if live.verdict == verdict.BREAKS and step.kind != "ramp":
+            if live.verdict == verdict.BREAKS and step.kind not in NEVER_ENDS_PLAN:
                 self._event(f"stopping the plan: {step.label} breaks")
                 break
         self.progress.step = None

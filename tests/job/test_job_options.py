@@ -18,3 +18,28 @@ def test_the_kafka_source_does_not_park_a_fetch_at_the_partition_end(tmp_path):
     assert opts["kafka.fetch.max.wait.ms"] == str(runner.FETCH_MAX_WAIT_MS)
     assert int(opts["kafka.fetch.max.wait.ms"]) <= 50  # Kafka's default of 500 ms idled small batches
     assert opts["subscribe"] and opts["startingOffsets"] == "earliest"
+
+
+def test_watch_survives_a_query_that_ends_between_its_looks():
+    """`_watch` looks at every query, then waits on a running one: a query that ends in between
+    (a `--once` query finishing its last batch) is looked at again, not a crash."""
+    from pipeline.job.runner import _watch
+
+    class EndsWhileLookedAt:
+        name = "high_value"
+        looks = 0
+
+        @property
+        def isActive(self):  # noqa: N802 - the name StreamingQuery uses
+            self.looks += 1
+            return self.looks <= 2   # active for the loop's two looks, ended by the wait's
+
+        def exception(self):
+            return None
+
+        def awaitTermination(self, timeout):  # noqa: N802
+            raise AssertionError("waited on an ended query")
+
+    handle = EndsWhileLookedAt()
+    _watch([handle], None)
+    assert handle.looks >= 4

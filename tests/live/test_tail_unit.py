@@ -11,6 +11,7 @@ from pipeline.errors import SettingsError
 from pipeline.live import health, lane, tail
 from pipeline.live.tail import LiveSale
 from tests.support.stack import make_settings
+from tests.support.waiting import wait_for
 
 NOW = 1_800_000_000_000  # ms, a whole minute
 
@@ -125,6 +126,7 @@ def test_the_lane_claims_its_pid_file_unless_a_live_lane_owns_it(tmp_path):
     other = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)", "pipeline", "live"])
     try:
         (s.run_dir / "live.pid").write_text(str(other.pid))
+        wait_for(lambda: health.lane_process(s), 30, "the other lane's process to show its command line")
         assert not health.claim_pid_file(s)
         health.release_pid_file(s)
         assert (s.run_dir / "live.pid").read_text() == str(other.pid)
@@ -146,6 +148,7 @@ def test_health_reads_the_pid_file_and_the_checkpoint_folder(tmp_path):
         s.run_dir.mkdir(parents=True)
         (s.run_dir / "live.pid").write_text(str(proc.pid))
         os.utime(s.run_dir / "live.pid", (1000.0, 1000.0))
+        wait_for(lambda: health.lane_process(s), 30, "the lane's process to show its command line")
         assert health.lane_health(s).state == "starting"
         offsets = lane.checkpoint_path(s) / "offsets"
         offsets.mkdir(parents=True)

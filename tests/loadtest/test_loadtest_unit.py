@@ -244,3 +244,30 @@ def test_report_shows_the_live_lane_reconciliation_and_latency_per_step(tmp_path
     assert "<td>warmup 10,000</td><td>10,000</td><td>9</td><td>80</td><td>410</td><td>905</td>" in text
     loaded = json.loads((tmp_path / "result.json").read_text())
     assert loaded["live"]["reconciliation"]["missed"] == 1
+
+
+# ---- the plan's stop rule -------------------------------------------------------------------------
+@pytest.mark.parametrize(("breaking", "ran"), [
+    ("warmup", ["warmup", "ramp", "hold", "beyond"]),   # reported, the plan goes on
+    ("ramp", ["warmup", "ramp", "hold", "beyond"]),
+    ("hold", ["warmup", "ramp", "hold"]),                # a steady step that breaks ends the plan
+])
+def test_only_a_steady_step_that_breaks_ends_the_plan(tmp_path, monkeypatch, breaking, ran):
+    import threading
+    from types import SimpleNamespace
+
+    from pipeline.loadtest import runner
+    from pipeline.loadtest.options import LoadTestOptions
+    from tests.support.stack import make_settings
+
+    test = runner.LoadTest(make_settings(tmp_path / "data"),
+                           LoadTestOptions(profile="christmas", scale=0.1, ceiling=75_000))
+    clock = iter(range(0, 10_000, 10))
+    monkeypatch.setattr(test, "_apply", lambda ctl, step: None)
+    monkeypatch.setattr(test, "_hold_step", lambda step, stack, stop: plans.StepWindow.of(step, next(clock), next(clock)))
+    monkeypatch.setattr(runner, "read_batches", lambda settings: [])
+    monkeypatch.setattr(runner.verdict, "step_stats", lambda window, samples, batches, trigger: SimpleNamespace(
+        verdict=verdict.BREAKS if window.kind == breaking else verdict.HOLDS, reasons=["test"]))
+    stack = SimpleNamespace(sampler=SimpleNamespace(samples=[]), ctl=None, dead=lambda: None)
+    test._run_steps(stack, threading.Event())
+    assert [w.kind for w in test.windows] == ran
