@@ -30,6 +30,7 @@ import signal
 import subprocess
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 from pipeline.auth.login import AuthConfig, load_secrets, secrets_files
@@ -53,12 +54,27 @@ def register(sub) -> None:
     p.set_defaults(func=run_cmd)
 
 
+NEEDS_KAFKA = ("job", "live", "emulator")  # parts that exit when no broker answers
+
+
 def _start(sup: Supervisor, name: str, cmd: list[str], run_dir: Path, bootstrap: str) -> None:
     """Start one child of the run under `sup`, its output in ``<run_dir>/<name>.log``, its pid in ``<name>.pid``."""
     child = Child(name, cmd, run_dir / f"{name}.log", pid_file=run_dir / f"{name}.pid",
                   env=dict(os.environ, TORMENTA_BOOTSTRAP_SERVERS=bootstrap))
-    sup.add(ChildPart(child))
+    sup.add(ChildPart(child), needs=name in NEEDS_KAFKA)
     print(f"  {name:<12} pid {child.pid:<7} log {child.log_path}")
+
+
+def kafka_down(bootstrap: str) -> Callable[[], str | None]:
+    """The supervisor's dependency probe: why Kafka is down (no bootstrap server accepts a
+    connection), or None. A part that needs Kafka and exits meanwhile is no crash loop."""
+    servers = [s.rsplit(":", 1) for s in bootstrap.split(",") if s.strip()]
+
+    def probe() -> str | None:
+        if any(port_open(host.strip(), int(port), timeout=1.0) for host, port in servers):
+            return None
+        return f"no Kafka broker answers at {bootstrap}"
+    return probe
 
 
 class NodePart:
@@ -139,7 +155,7 @@ def run_cmd(settings: Settings, args) -> int:
         os.environ["TORMENTA_DATA_DIR"] = str(settings.data_dir.resolve())
         print(f"  secured: job, live lane, emulator and app connect with their own users from {client_file(settings)}")
     settings = with_cluster(settings)
-    sup = Supervisor(run_dir)
+    sup = Supervisor(run_dir, dependency_down=kafka_down(settings.bootstrap_servers))
     server = None
     try:
         for nd in broker.nodes:  # only the nodes this run started are watched (and restarted)

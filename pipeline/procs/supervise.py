@@ -13,6 +13,11 @@ the delay to 1 s. Five exits within 10 minutes are a crash loop: the part is lef
 one line says so, followed by the end of its log; the other parts keep running. Each
 restart is one line: part, exit code, next delay.
 
+A part that needs Kafka (the job, the live lane, the emulator: `Watched.needs`) and exits while
+Kafka does not answer (the supervisor's `dependency_down` probe, given by `run`) did not crash by
+itself: its exit still grows the delay (up to 60 s) but does not count toward a crash loop, so
+a broker outage of any length never leaves those parts down once the broker is back.
+
 State for the dashboard and the tests: ``<run_dir>/parts.json``, written atomically (a
 temporary file renamed over it) at every change and every few seconds, one entry per
 part (state running / restarting / crash-loop / stopped, pid, restarts, last exit code,
@@ -66,12 +71,14 @@ class RestartPolicy:
         self.next_delay = first
         self.exits: deque[float] = deque()
 
-    def on_exit(self, now: float, uptime: float) -> float | None:
+    def on_exit(self, now: float, uptime: float, counted: bool = True) -> float | None:
         """Record an exit at `now` (monotonic seconds) after `uptime` seconds up; the delay before
-        the restart, or None when this exit makes `loop_exits` within `loop_window`."""
+        the restart, or None when this exit makes `loop_exits` within `loop_window`. An exit not
+        `counted` (a dependency was down) grows the delay but is no step toward a crash loop."""
         if uptime >= self.healthy_after:
             self.next_delay = self.first
-        self.exits.append(now)
+        if counted:
+            self.exits.append(now)
         while self.exits and self.exits[0] <= now - self.loop_window:
             self.exits.popleft()
         if len(self.exits) >= self.loop_exits:
@@ -129,6 +136,7 @@ class Watched:
     part: Part
     policy: RestartPolicy
     kind: str = "child"               # "child" (stopped by `stop_children`) or "broker" (the caller's)
+    needs: bool = False               # it exits when the dependency (Kafka) is down: see `dependency_down`
     state: str = RUNNING
     restarts: int = 0
     last_exit: int | None = None
@@ -150,6 +158,7 @@ class Supervisor:
     clock: Callable[[], float] = time.monotonic
     wall: Callable[[], float] = time.time
     policy: Callable[[], RestartPolicy] = RestartPolicy
+    dependency_down: Callable[[], str | None] = lambda: None   # why the parts' dependency is down, or None
     watched: list[Watched] = field(default_factory=list)
     lock: threading.Lock = field(default_factory=threading.Lock)
     _written: float = float("-inf")
@@ -158,9 +167,10 @@ class Supervisor:
     def path(self) -> Path:
         return self.run_dir / PARTS_FILE
 
-    def add(self, part: Part, *, kind: str = "child", started: bool = False) -> Watched:
-        """Watch `part`; start it unless it is `started` already (a broker node `run` launched)."""
-        w = Watched(part, self.policy(), kind)
+    def add(self, part: Part, *, kind: str = "child", started: bool = False, needs: bool = False) -> Watched:
+        """Watch `part`; start it unless it is `started` already (a broker node `run` launched).
+        `needs`: the part exits when `dependency_down` says why; such exits are no crash loop."""
+        w = Watched(part, self.policy(), kind, needs)
         if not started:
             part.start()
         w.started, w.started_at = self.clock(), self.wall()
@@ -186,7 +196,8 @@ class Supervisor:
         now = self.clock()
         uptime = now - w.started
         w.part.cleanup()
-        delay = w.policy.on_exit(now, uptime)
+        why = self.dependency_down() if w.needs else None
+        delay = w.policy.on_exit(now, uptime, counted=why is None)
         with self.lock:
             w.last_exit = code
             if delay is None:
@@ -200,7 +211,7 @@ class Supervisor:
             self.out(f"\n{w.message}; its last lines:\n{w.part.tail(12)}")
         else:
             self.out(f"{w.part.name} exited with code {code} after {uptime:.0f}s; restarting in {delay:g}s "
-                     f"(restart {w.restarts + 1})")
+                     f"(restart {w.restarts + 1})" + (f"; {why}: not counted toward a crash loop" if why else ""))
 
     def _restart(self, w: Watched) -> None:
         try:

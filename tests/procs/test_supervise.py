@@ -157,6 +157,55 @@ def test_a_crash_loop_stops_that_part_only_with_one_line_and_its_log(sup, tmp_pa
     assert emu.starts == 5 and _entry(sup, "app")["state"] == RUNNING   # the rest keeps running
 
 
+def test_exits_while_kafka_is_down_grow_the_delay_but_are_no_crash_loop(sup, tmp_path):
+    """A broker outage longer than the backoff makes the job exit again and again: that is the
+    broker's fault, not the job's, so the job is still started again when the broker is back."""
+    down = ["no Kafka broker answers at 127.0.0.1:9092"]
+    sup.dependency_down = lambda: down[0]
+    job, app = FakePart("job", tmp_path), FakePart("app", tmp_path)
+    sup.add(job, needs=True)
+    sup.add(app)
+    delays = []
+    for _ in range(8):                            # eight exits within 10 minutes, Kafka down for each
+        job.code = 1
+        sup.tick()
+        delays.append(_entry(sup, "job")["next_restart_at"] - (1.7e9 + sup.fake_clock.t))
+        sup.fake_clock.t += 61
+        sup.tick()
+    assert job.starts == 9 and _entry(sup, "job")["state"] == RUNNING
+    assert [round(d) for d in delays] == [1, 2, 4, 8, 16, 32, 60, 60]
+    assert all("not counted toward a crash loop" in ln for ln in sup.lines if ln.startswith("job exited"))
+    for _ in range(5):                            # the broker is back: a part that then keeps failing loops
+        app.code = 1
+        sup.tick()
+        sup.fake_clock.t += 61
+        sup.tick()
+    assert _entry(sup, "app")["state"] == CRASH_LOOP   # not `needs`: the probe is never asked for it
+    down[0] = None
+    for _ in range(5):
+        job.code = 1
+        sup.tick()
+        sup.fake_clock.t += 61
+        sup.tick()
+    assert _entry(sup, "job")["state"] == CRASH_LOOP
+
+
+def test_the_kafka_probe_names_the_servers_and_sees_a_listener():
+    import socket
+
+    from pipeline.runall import kafka_down
+
+    with socket.socket() as listener:
+        listener.bind(("127.0.0.1", 0))
+        listener.listen()
+        port = listener.getsockname()[1]
+        with socket.socket() as closed:
+            closed.bind(("127.0.0.1", 0))
+            dead = closed.getsockname()[1]    # bound, never listening: refuses connections
+            assert kafka_down(f"127.0.0.1:{dead},127.0.0.1:{port}")() is None
+            assert kafka_down(f"127.0.0.1:{dead}")() == f"no Kafka broker answers at 127.0.0.1:{dead}"
+
+
 def test_a_start_that_fails_counts_as_an_exit(sup, tmp_path):
     job = FakePart("job", tmp_path)
     sup.add(job)
