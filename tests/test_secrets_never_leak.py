@@ -1,10 +1,10 @@
 """Secrets never leak: the whole product runs with known secrets, and none shows anywhere.
 
-`python -m pipeline run` starts the job, the emulator and the app on the secured embedded
+`python -m pipeline run` starts the job, the live lane, the emulator and the app on the secured embedded
 broker with the admin's SASL password given directly in the environment (the way a company's
 deployment passes a mounted secret), plus an S3 secret key that the Overview must show as
 "set". Then every page is read in headless Chromium and through AppTest, a small load test
-runs and writes its report, every sub-command prints its --help, and a few refused commands
+runs and writes its report, the live lane's topic is read over SASL_SSL (the lane works secured), every sub-command prints its --help, and a few refused commands
 print their errors. The secrets must appear in none of it, nor in any log or file the run
 wrote (the broker's own 0600 credential files apart).
 """
@@ -20,7 +20,8 @@ from pathlib import Path
 import pytest
 
 from pipeline.cli import build_parser
-from pipeline.kafka.security import kafka_auth
+from pipeline.kafka.security import ROLES, kafka_auth
+from pipeline.live.tail import LiveTail
 from pipeline.settings import PROJECT_ROOT, Settings
 from tests.support.app_fixtures import launched_chromium
 from tests.support.ports import free_port, port_run
@@ -28,13 +29,12 @@ from tests.support.waiting import wait_for
 
 pytestmark = [pytest.mark.integration, pytest.mark.browser]
 S3_SECRET = "s3-secret-Zq8vT1w"  # also set: it must read "set" on the Overview, never its value
-PAGE_PATHS = ["", "pipeline_health", "storm_control", "live_sales", "explorer", "load_test"]
+PAGE_PATHS = ["", "pipeline_health", "storm_control", "live", "live_sales", "explorer", "sql", "load_test"]
 
 
 def _secrets(settings: Settings) -> list[str]:
     """Every password of the secured broker (the admin's is the one given directly), and the S3 key."""
-    return [kafka_auth(settings, role).password.get_secret_value() for role in ("admin", "producer", "job", "app")] \
-        + [S3_SECRET]
+    return [kafka_auth(settings, role).password.get_secret_value() for role in ROLES] + [S3_SECRET]
 
 
 def _env(settings: Settings, app_port: int) -> dict[str, str]:
@@ -45,6 +45,7 @@ def _env(settings: Settings, app_port: int) -> dict[str, str]:
         "TORMENTA_DATA_DIR": str(settings.data_dir), "TORMENTA_BOOTSTRAP_SERVERS": settings.bootstrap_servers,
         "TORMENTA_CONTROLLER_PORT": str(settings.controller_port), "TORMENTA_TOPIC": settings.topic,
         "TORMENTA_CONTROL_TOPIC": settings.control_topic, "TORMENTA_STATUS_TOPIC": settings.status_topic,
+        "TORMENTA_LIVE_TOPIC": settings.live_topic,
         "TORMENTA_APP_PORT": str(app_port), "TORMENTA_TRIGGER_INTERVAL": "2s", "TORMENTA_EMULATOR_RATE": "200",
         "TORMENTA_DRIVER_MEMORY": "1g", "TORMENTA_COMPACT_EVERY": "0", "PYTHONUNBUFFERED": "1",
         "TORMENTA_KAFKA_SECURITY_PROTOCOL": "SASL_SSL", "TORMENTA_KAFKA_USERNAME": admin.username,
@@ -128,11 +129,23 @@ def _help_and_errors(env: dict[str, str]) -> str:
     return "\n".join(out)
 
 
+def check_live_lane_output(env: dict[str, str]) -> None:
+    """The live lane of the secured run writes high-value sales to its topic (read as the admin over SASL_SSL)."""
+    settings = Settings.from_env(env)
+    tail = LiveTail(settings, lookback_s=3600).start()
+    try:
+        sales = wait_for(lambda: tail.snapshot().sales, 300, "a sale on the secured run's live topic")
+        assert all(sale.amount > settings.threshold for sale in sales), sales[:3]
+    finally:
+        tail.close()
+
+
 def test_no_secret_in_logs_pages_report_help_or_errors(secure_broker, tmp_path):
     # The broker's own data folder: `run` finds the broker running there (and leaves it running),
     # and every log the broker writes is searched too.
     data = secure_broker.data_dir
-    settings = secure_broker.replace(topic="leak-tx", control_topic="leak-ctl", status_topic="leak-status")
+    settings = secure_broker.replace(topic="leak-tx", control_topic="leak-ctl", status_topic="leak-status",
+                                     live_topic="leak-live")
     secrets = _secrets(settings)
     port = free_port()
     env = _env(settings, port)
@@ -144,6 +157,7 @@ def test_no_secret_in_logs_pages_report_help_or_errors(secure_broker, tmp_path):
                  process=run, log=tmp_path / "run.out")
         wait_for(lambda: "Tormenta is running" in (tmp_path / "run.out").read_text(), 60, "the app",
                  process=run, log=tmp_path / "run.out")
+        check_live_lane_output(env)
         texts = _browser_texts(port)
         texts.update({f"apptest:{k}": v for k, v in _app_test_texts(env).items()})
         loadtest = subprocess.run([sys.executable, "-m", "pipeline", "loadtest", "--profile", "smoke", "--scale", "0.25",
