@@ -15,6 +15,7 @@ from pipeline.live import tail as live
 from pipeline.live.health import lane_health
 from pipeline.live.settled import minutes_span, settled_per_minute
 from pipeline.read.dashboard import fmt_count, fmt_money
+from pipeline.read.units import compact
 
 TICKER_ROWS = 15
 COMPARE_MINUTES = 5
@@ -101,7 +102,7 @@ def compare_view():
 
 
 def _ms(v) -> str:
-    return "–" if v is None else (f"{v:.0f} ms" if v < 1000 else f"{v / 1000:.1f} s")
+    return "–" if v is None else (f"{v:.0f} ms" if v < 1000 else f"{compact(v / 1000, 1)} s")
 
 
 now_view()

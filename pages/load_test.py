@@ -128,7 +128,7 @@ def progress() -> None:
     m[2].metric("Lag (records)", compact(last.get("lag_records") or 0),
                 help="Broker log end minus the job's committed offsets")
     lag_s = last.get("lag_s")
-    m[3].metric("Oldest unprocessed record", f"{lag_s:,.1f} s" if lag_s is not None else "–")
+    m[3].metric("Oldest unprocessed record", f"{compact(lag_s, 1)} s" if lag_s is not None else "–")
     for e in (pr.get("events") or [])[-4:]:
         st.caption(e["text"])
     st.button("Stop this run", key="lt_stop", on_click=stop_run, args=(r.run_id,),
@@ -169,10 +169,10 @@ def answer(res: LoadTestResult) -> None:
     st.markdown(f"**{summ.answer}**")
     m = st.columns(4)
     msr = summ.max_sustainable_rate
-    m[0].metric("Maximum sustainable rate", f"{msr:,.0f} tx/s" if msr is not None else "none")
+    m[0].metric("Maximum sustainable rate", f"{compact(msr)} tx/s" if msr is not None else "none")
     m[1].metric("Limiting stage", summ.limiting_stage or "none (ceiling)")
-    m[2].metric(f"At the peak ({summ.peak_rate:,.0f} tx/s)", summ.peak_verdict or "not reached")
-    m[3].metric("Lost / duplicated ids", f"{rec.lost:,} / {rec.duplicated:,}",
+    m[2].metric(f"At the peak ({compact(summ.peak_rate)} tx/s)", summ.peak_verdict or "not reached")
+    m[3].metric("Lost / duplicated ids", f"{compact(rec.lost)} / {compact(rec.duplicated)}",
                 help=f"{rec.expected:,} high-value ids sent, {rec.actual_unique:,} in Delta; {rec.unexpected:,} unexpected")
 
 

@@ -92,7 +92,7 @@ def _headline(df, s) -> health.RetentionRisk:
     qrate = health.quarantine_rate(df)
     interval = float(last["trigger_interval_s"])
     m = st.columns(5)
-    m[0].metric("Last batch duration", f"{last['duration_s']:.1f} s",
+    m[0].metric("Last batch duration", f"{compact(last['duration_s'], 1)} s",
                 delta=f"{last['duration_s'] - interval:+.1f} s vs trigger", delta_color="inverse",
                 help=f"Trigger interval: {format_duration(interval)}")
     m[1].metric("Input rows, last batch", fmt_count(last["input_rows"]))

@@ -40,7 +40,7 @@ from pipeline.read.dashboard import (
     TICK_MAX_MS,
     TICK_MIN_MS,
     clamp_rate,
-    fmt_count,
+    emulator_figures,
     rate_from_ticks,
     records_per_tick,
     status_frame,
@@ -211,15 +211,8 @@ def live():
                     "(or everything with `make run`); it picks up the settings above.",
                     icon=":material/power_off:")
         else:
-            m = st.columns(6)
-            m[0].metric("State", str(status.get("state", "?")))
-            m[1].metric("Target rate", f"{fmt_count(status.get('target_rate'))} tx/s")
-            m[2].metric("Achieved rate", f"{fmt_count(status.get('achieved_rate'))} tx/s")
-            m[3].metric("Delivered / failed", f"{fmt_count(status.get('delivered'))} / "
-                                              f"{fmt_count(status.get('failed'))}")
-            m[4].metric("Latency p50 / p99", f"{status.get('latency_p50_ms') or 0:,.0f} / "
-                                             f"{status.get('latency_p99_ms') or 0:,.0f} ms")
-            m[5].metric("Send queue", f"{fmt_count(status.get('queue_depth'))} records")
+            for col, (label, value) in zip(st.columns(6), emulator_figures(status), strict=True):
+                col.metric(label, value)
         if len(history):
             fig = make_subplots(rows=1, cols=2, subplot_titles=("Rate (tx/s)", "Delivery latency (ms)"))
             fig.add_trace(go.Scatter(x=history["time"], y=history["target_rate"], name="target",

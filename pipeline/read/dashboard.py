@@ -125,6 +125,20 @@ def fmt_money(x) -> str:
     return f"{float(x):,.2f}" if abs(float(x)) < 1e6 else compact(x)
 
 
+def emulator_figures(status: dict) -> list[tuple[str, str]]:
+    """(label, value) of the six Storm control boxes for an emulator status, all in compact units."""
+    def ms(key: str) -> str:
+        return compact(status.get(key) or 0)
+    return [
+        ("State", str(status.get("state", "?"))),
+        ("Target rate", f"{fmt_count(status.get('target_rate'))} tx/s"),
+        ("Achieved rate", f"{fmt_count(status.get('achieved_rate'))} tx/s"),
+        ("Delivered / failed", f"{fmt_count(status.get('delivered'))} / {fmt_count(status.get('failed'))}"),
+        ("Latency p50 / p99", f"{ms('latency_p50_ms')} / {ms('latency_p99_ms')} ms"),
+        ("Send queue", f"{fmt_count(status.get('queue_depth'))} records"),
+    ]
+
+
 WIRE_FORMAT_LABELS = {JSON: "JSON", AVRO: "Avro"}
 
 

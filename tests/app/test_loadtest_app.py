@@ -55,12 +55,15 @@ def test_page_shows_a_saved_run_and_recomputes_capacity(monkeypatch, tmp_path):
     run_dir = tmp_path / "loadtests" / "20261124-191200-abcd"
     result.run_id = run_dir.name
     result.topic.bytes_per_record_on_disk = 60.0
+    result.reconciliation.lost, result.reconciliation.duplicated = 1_234_567, 2_500  # big figures, compact units
     write_report(run_dir, result, samples)
     at = open_page(monkeypatch, tmp_path)
     metrics = {m.label: m.value for m in at.metric}
-    assert metrics["Maximum sustainable rate"] == f"{result.summary.max_sustainable_rate:,.0f} tx/s"
+    assert result.summary.max_sustainable_rate == 50_000 and result.summary.peak_rate == 50_000
+    assert metrics["Maximum sustainable rate"] == "50.0 k tx/s"
     assert metrics["Limiting stage"] == "job"
-    assert metrics["Lost / duplicated ids"] == "0 / 0"
+    assert "At the peak (50.0 k tx/s)" in metrics
+    assert metrics["Lost / duplicated ids"] == "1.23 M / 2.5 k"
     verdicts = next(f for f in frames(at) if "verdict" in f.columns)
     assert list(verdicts["step"])[:3] == ["warmup 10,000", "ramp 10,000→50,000", "hold 50,000"]
     assert at.number_input(key="cap_tp").value > 0                 # measured job throughput of the run
