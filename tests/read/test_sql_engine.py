@@ -112,7 +112,7 @@ def test_the_memory_pool_bounds_a_big_sort(data):
     try:
         assert roomy.run("SELECT * FROM high_value ORDER BY person_id, merchant_id").table.num_rows == 3_000
     finally:
-        e.close()
+        roomy.close()
 
 
 def test_every_ready_question_runs(engine):
