@@ -3,10 +3,15 @@ in the page address, errors and refusals are one line, empty tables say how to f
 
 from __future__ import annotations
 
+import os
+import time
+from datetime import UTC, datetime, timedelta
+
 import pytest
 from streamlit.testing.v1 import AppTest
 
 from pipeline.sql.questions import QUESTIONS
+from tests.support.app_fixtures import write_demo_tables
 from tests.support.apptest import APP, DEMO_HIGH_VALUE_ROWS, assert_clean, failures, texts, use_env
 
 pytestmark = pytest.mark.usefixtures("release_cached_clients")
@@ -111,6 +116,53 @@ def test_as_of_a_version(monkeypatch, demo_dir):
     assert_clean(at)
     assert "Delta version read: high_value v0 (high_value as of version 0)" in texts(at)
     assert result_frame(at)["n"].tolist() == [DEMO_HIGH_VALUE_ROWS // 2]  # the first of two days
+
+
+def test_as_of_a_time(monkeypatch, tmp_path):
+    """Every table as it was at a time: high_value's first append is dated an hour back (Delta time travel
+    goes by the commit file's time), so half an hour ago it held only its first day."""
+    write_demo_tables(tmp_path, high_value_rows=400, days=2, agg_minutes=30, metrics_minutes=10, dims=5)
+    first_commit = tmp_path / "delta" / "high_value" / "_delta_log" / f"{0:020d}.json"
+    an_hour_ago = time.time() - 3600
+    os.utime(first_commit, (an_hour_ago, an_hour_ago))
+    use_env(monkeypatch, tmp_path)
+    at = open_sql("SELECT count(*) AS n FROM high_value")
+    assert result_frame(at)["n"].tolist() == [400]  # latest: both days
+    at.radio(key="sql_asof_mode").set_value("Time").run()
+    half_hour_ago = (datetime.now(UTC) - timedelta(minutes=30)).replace(tzinfo=None, second=0, microsecond=0)
+    at.datetime_input(key="sql_asof_time").set_value(half_hour_ago).run()
+    at.button(key="sql_run").click().run()
+    assert_clean(at)
+    assert f"Delta version read: high_value v0 (as of {half_hour_ago:%Y-%m-%d %H:%M:%S} UTC)" in texts(at)
+    assert result_frame(at)["n"].tolist() == [200]  # the first of two days
+
+
+def test_a_query_with_no_rows_says_so(monkeypatch, demo_dir):
+    use_env(monkeypatch, demo_dir)
+    at = open_sql("SELECT transaction_id, amount FROM high_value WHERE amount < 0")
+    assert_clean(at)
+    assert "**0 rows** · Delta version read: high_value v1" in texts(at)
+    assert [i.value for i in at.info] == ["The query returned no rows."]
+    assert not at.dataframe and not at.get("plotly_chart") and not at.download_button
+
+
+def test_the_result_downloads_as_csv(monkeypatch, demo_dir):
+    """The download button comes with the result and carries the CSV of all its rows."""
+    from pipeline.sql import output
+
+    made: list[str] = []
+    to_csv = output.to_csv
+    monkeypatch.setattr(output, "to_csv", lambda table: made.append(to_csv(table)) or made[-1])
+    use_env(monkeypatch, demo_dir)
+    at = open_sql("SELECT country, count(*) AS n FROM high_value GROUP BY country ORDER BY country")
+    assert_clean(at)
+    df = result_frame(at)
+    button = at.download_button(key="sql_csv")
+    assert button.label == f"Download the {len(df):,} rows as CSV" and button.proto.url
+    lines = made[-1].splitlines()
+    assert lines[0] == "country,n" and len(lines) == len(df) + 1
+    assert lines[1:] == [f"{c},{n}" for c, n in zip(df["country"], df["n"], strict=True)]
+    assert sum(int(line.rsplit(",", 1)[1]) for line in lines[1:]) == DEMO_HIGH_VALUE_ROWS
 
 
 def test_empty_data_folder_says_how_to_fill_it(monkeypatch, tmp_path):

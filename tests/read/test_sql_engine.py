@@ -6,6 +6,7 @@ from __future__ import annotations
 import subprocess
 import sys
 import time
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
@@ -54,6 +55,35 @@ def test_as_of_a_version_reads_the_table_as_it_was(engine, data):
     assert first.table.column("n")[0].as_py() == data[1]["high_value_rows"] // 2  # the first of two days
     with pytest.raises(QueryError, match="has no version 99"):
         engine.run("SELECT count(*) FROM high_value", AsOf(table="high_value", version=99))
+
+
+def _commit_times(engine, table: str) -> dict[int, datetime]:
+    """Version -> commit time (UTC) of a table, from its Delta log."""
+    from deltalake import DeltaTable
+
+    history = DeltaTable(engine.settings.table_uri(table)).history()
+    return {h["version"]: datetime.fromtimestamp(h["timestamp"] / 1000, UTC) for h in history}
+
+
+def test_as_of_a_time_reads_every_table_as_it_was(engine, data):
+    times = _commit_times(engine, "high_value")
+    assert times[1] > times[0]  # two appends, one after the other
+    sql = "SELECT count(*) AS n FROM high_value"
+    first = engine.run(sql, AsOf(time=times[0]))
+    assert first.versions == {"high_value": 0}
+    assert first.table.column("n")[0].as_py() == data[1]["high_value_rows"] // 2  # the first of two days
+    naive = engine.run(sql, AsOf(time=times[0].replace(tzinfo=None)))  # a time without zone is UTC
+    assert naive.versions == {"high_value": 0}
+    later = engine.run(sql, AsOf(time=times[1] + timedelta(minutes=5)))
+    assert later.versions == {"high_value": 1} and later.table.column("n")[0].as_py() == data[1]["high_value_rows"]
+    assert later.as_of.label() == f"as of {times[1] + timedelta(minutes=5):%Y-%m-%d %H:%M:%S} UTC"
+
+
+def test_a_query_with_no_rows_answers_an_empty_table(engine):
+    r = engine.run("SELECT transaction_id, amount FROM high_value WHERE amount < 0")
+    assert r.table.num_rows == 0 and r.table.column_names == ["transaction_id", "amount"]
+    assert not r.truncated and r.versions == {"high_value": 1}
+    assert r.frame().empty and list(r.frame().columns) == ["transaction_id", "amount"]
 
 
 def test_unknown_column_shows_datafusions_message_in_one_line(engine):
