@@ -58,11 +58,9 @@ def test_as_of_a_version_reads_the_table_as_it_was(engine, data):
 
 
 def _commit_times(engine, table: str) -> dict[int, datetime]:
-    """Version -> commit time (UTC) of a table, from its Delta log."""
-    from deltalake import DeltaTable
-
-    history = DeltaTable(engine.settings.table_uri(table)).history()
-    return {h["version"]: datetime.fromtimestamp(h["timestamp"] / 1000, UTC) for h in history}
+    """Version -> commit time (UTC) of a table: its commit file's time, which Delta time travel goes by."""
+    log = Path(engine.settings.table_uri(table)) / "_delta_log"
+    return {int(f.stem): datetime.fromtimestamp(f.stat().st_mtime, UTC) for f in log.glob("*.json")}
 
 
 def test_as_of_a_time_reads_every_table_as_it_was(engine, data):
