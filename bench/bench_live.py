@@ -46,6 +46,7 @@ sys.path.insert(0, str(ROOT))
 
 import numpy as np  # noqa: E402
 
+from pipeline.contract.tables import BATCH_METRICS, HIGH_VALUE, HIGH_VALUE_QUERY  # noqa: E402
 from pipeline.live.tail import parse_record  # noqa: E402
 from pipeline.settings import Settings  # noqa: E402
 from tests.support.ports import free_port, port_run  # noqa: E402
@@ -153,13 +154,13 @@ def delta_freshness(settings: Settings, start: float, end: float) -> dict:
     from pipeline.loadtest.freshness import Freshness
     from pipeline.read.readers import read_columns
 
-    hv = settings.table_path("high_value")
-    bm = settings.table_path("batch_metrics")
+    hv = settings.table_path(HIGH_VALUE)
+    bm = settings.table_path(BATCH_METRICS)
     if not (hv / "_delta_log").is_dir() or not (bm / "_delta_log").is_dir():
         return quantiles([])
     rows = read_columns(hv, ["event_time", "batch_id"]).to_pandas()
     batches = read_columns(bm, ["batch_id", "trigger_time", "duration_s", "query"]).to_pandas()
-    batches = batches[batches["query"] == "high_value"]
+    batches = batches[batches["query"] == HIGH_VALUE_QUERY]
     batch_list = [{"batch_id": int(b.batch_id), "trigger_time": b.trigger_time.timestamp(),
                    "duration_s": float(b.duration_s)} for b in batches.itertuples()]
     et = rows["event_time"].map(lambda t: t.timestamp()).to_numpy(dtype=float)
@@ -172,7 +173,7 @@ def wait_for_batch_after(settings: Settings, t: float, timeout: float) -> None:
     """Until the job has started a batch after `t` (epoch s), so the step's rows are in Delta; bounded."""
     from pipeline.read.readers import read_columns
 
-    bm = settings.table_path("batch_metrics")
+    bm = settings.table_path(BATCH_METRICS)
     deadline = time.time() + timeout
     while time.time() < deadline:
         try:

@@ -42,6 +42,7 @@ import psutil
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
+from pipeline.contract.tables import HIGH_VALUE_QUERY  # noqa: E402
 from pipeline.kafka.broker import EmbeddedBroker  # noqa: E402
 from pipeline.kafka.topic import ensure_topic  # noqa: E402
 from pipeline.settings import Settings  # noqa: E402
@@ -127,7 +128,7 @@ def sample(t0: float, job: psutil.Process, data: Path, nmt: bool) -> dict:
             pass
         heap = heap_used_mib(jvm.pid)
         native = nmt_committed_mib(jvm.pid) if nmt else None
-    state, state_files = dir_size(data / "checkpoints" / "high_value" / "state")
+    state, state_files = dir_size(data / "checkpoints" / HIGH_VALUE_QUERY / "state")
     return {"t_min": (time.monotonic() - t0) / 60, "jvm_rss_mib": rss, "heap_used_mib": heap, "jvm_nmt_mib": native,
             "state_mb": state / 1e6, "state_files": state_files,
             "checkpoint_mb": dir_size(data / "checkpoints")[0] / 1e6,
@@ -222,7 +223,7 @@ def stop(proc: subprocess.Popen | None, timeout: float = 120) -> None:
 
 def wait_started(job: subprocess.Popen, log: Path, timeout: float = 900) -> None:
     deadline = time.monotonic() + timeout
-    while "query high_value started" not in log.read_text(errors="replace"):
+    while f"query {HIGH_VALUE_QUERY} started" not in log.read_text(errors="replace"):
         if job.poll() is not None or time.monotonic() > deadline:
             raise SystemExit(f"the job did not start its query (exit {job.poll()}); see {log}")
         time.sleep(1)
@@ -241,7 +242,7 @@ def run(args, tmp: Path) -> tuple[list[dict], str]:
     samples: list[dict] = []
     try:
         ensure_topic(Settings.from_env(env_vars))
-        job = start(["job", "--query", "high_value"], env, tmp / "job.log")
+        job = start(["job", "--query", HIGH_VALUE_QUERY], env, tmp / "job.log")
         wait_started(job, tmp / "job.log")  # a cold JVM takes minutes on a busy box: no backlog meanwhile
         emu = start(["emulate", "--rate", str(args.rate), "--no-control", "--quiet"], env, tmp / "emulator.log")
         t0, proc = time.monotonic(), psutil.Process(job.pid)

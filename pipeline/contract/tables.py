@@ -17,6 +17,7 @@ QUARANTINE = "quarantine"
 SALES_AGG = "sales_agg"
 SALES_HOURLY = "sales_hourly"
 BATCH_METRICS = "batch_metrics"
+DATABASE = "tormenta"  # the Spark SQL database the tables are registered in: tormenta.<name>
 
 # The job's streaming queries (also the `query` column of batch_metrics and the name of
 # each query's checkpoint): the per-batch query writes high_value, quarantine, sales_agg

@@ -12,12 +12,11 @@ from __future__ import annotations
 import logging
 import time
 
-from pipeline.contract.tables import ADDED_COLUMNS, PARTITIONS, TABLES, ddl
+from pipeline.contract.tables import ADDED_COLUMNS, DATABASE, PARTITIONS, TABLES, ddl
 from pipeline.settings import Settings
 
 log = logging.getLogger(__name__)
 
-DATABASE = "tormenta"
 TABLE_PROPERTIES = {
     "delta.enableDeletionVectors": "false",
     "delta.checkpointPolicy": "classic",

@@ -33,12 +33,15 @@ import numpy as np
 from pipeline.contract.avro import HEADER_SIZE, MAGIC, SCHEMA_ID
 from pipeline.contract.errors import Invalid
 from pipeline.contract.fields import (
+    AMOUNT,
     AMOUNT_SCALE,
     ID_FIELDS,
     MAX_AMOUNT,
     MAX_ID_LENGTH,
     REQUIRED_FIELDS,
+    TIMESTAMP,
     TIMESTAMP_RE,
+    TRANSACTION_ID,
 )
 from pipeline.contract.tables import HIGH_VALUE, SALES_AGG
 from pipeline.contract.validate import validate
@@ -74,7 +77,7 @@ def _plain(obj: Any) -> tuple[str, Decimal] | None:
         v = obj[name]
         if not isinstance(v, str) or not 1 <= len(v) <= MAX_ID_LENGTH:
             return None
-    amount, ts = obj["amount"], obj["timestamp"]
+    amount, ts = obj[AMOUNT], obj[TIMESTAMP]
     if not isinstance(amount, Decimal) or not amount.is_finite() or not 0 < amount <= MAX_AMOUNT \
             or amount.as_tuple().exponent < -AMOUNT_SCALE:
         return None
@@ -84,7 +87,7 @@ def _plain(obj: Any) -> tuple[str, Decimal] | None:
         datetime.fromisoformat(ts.replace("z", "Z").replace("t", "T"))
     except ValueError:
         return None
-    return obj["transaction_id"], amount
+    return obj[TRANSACTION_ID], amount
 
 
 def _varint(b: bytes, i: int) -> tuple[int, int]:
@@ -158,7 +161,7 @@ def classify(value: bytes | None, threshold: Decimal) -> tuple[str, bool] | None
         record = validate(value)
     except Invalid:
         return None
-    return record["transaction_id"], record["amount"] > threshold
+    return record[TRANSACTION_ID], record[AMOUNT] > threshold
 
 
 def scan_topic(kafka: dict[str, Any], topic: str, threshold: Decimal, timeout_s: float = 3600.0) -> TopicFacts:

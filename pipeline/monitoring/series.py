@@ -16,6 +16,7 @@ from dataclasses import dataclass
 
 import pandas as pd
 
+from pipeline.contract.tables import HIGH_VALUE_QUERY
 from pipeline.monitoring.client import PrometheusClient, last_hour
 
 
@@ -37,7 +38,7 @@ def _frame(series: list[dict], column: str) -> pd.DataFrame:
     return frame
 
 
-def job_history(client: PrometheusClient, trigger_s: float, query: str = "high_value",
+def job_history(client: PrometheusClient, trigger_s: float, query: str = HIGH_VALUE_QUERY,
                 minutes: int = 60, now: float | None = None) -> JobHistory:
     start, end, step = last_hour(now, minutes)
     window = f"{int(max(60.0, 3 * trigger_s))}s"

@@ -23,10 +23,9 @@ from __future__ import annotations
 import logging
 from dataclasses import dataclass
 
-from pipeline.contract.tables import TABLE_NAMES
+from pipeline.contract.tables import DATABASE, TABLE_NAMES
 from pipeline.errors import SettingsError
 
-DATABASE = "tormenta"  # the Spark SQL database of the tables (pipeline.job.tables.DATABASE)
 MAX_SQL_CHARS = 20_000
 ALLOWED = "one SELECT or WITH ... SELECT query over " + ", ".join(TABLE_NAMES)
 DIALECTS = {"delta-rs": None, "spark": "spark"}  # engine -> sqlglot dialect read

@@ -91,7 +91,8 @@ def spark_query(spark, settings: Settings, checked, limit: int):
     as tormenta.<name>, bare names through USE tormenta); its jobs are cancelled at the timeout."""
     import time
 
-    from pipeline.job.tables import DATABASE, register_all
+    from pipeline.contract.tables import DATABASE
+    from pipeline.job.tables import register_all
     from pipeline.sql.engine import QueryError, QueryTimeout
     from pipeline.sql.worker import one_line
 
