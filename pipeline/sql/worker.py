@@ -23,7 +23,8 @@ import os
 import struct
 import sys
 import time
-from datetime import datetime
+from datetime import UTC, datetime
+from pathlib import Path
 
 
 def _read(stream, n: int) -> bytes | None:
@@ -42,6 +43,18 @@ def one_line(exc: BaseException, limit: int = 600) -> str:
     return text if len(text) <= limit else text[: limit - 1] + "…"
 
 
+def created_at(uri: str) -> float | None:
+    """When a local table's first commit was written (epoch s: the commit file's time, which
+    delta-rs' time travel goes by), or None for a table on object storage (not checked)."""
+    if "://" in uri and not uri.startswith("file://"):
+        return None
+    first = Path(uri.removeprefix("file://")) / "_delta_log" / f"{0:020d}.json"
+    try:
+        return first.stat().st_mtime
+    except OSError:
+        return None
+
+
 class Tables:
     """DeltaTables by location, opened once and refreshed before each query (time travel: opened fresh)."""
 
@@ -54,8 +67,15 @@ class Tables:
         if version is not None:
             return DeltaTable(uri, version=int(version), storage_options=options)
         if at is not None:
+            when = datetime.fromisoformat(at)
             dt = DeltaTable(uri, storage_options=options)
-            dt.load_as_version(datetime.fromisoformat(at))
+            dt.load_as_version(when)
+            created = created_at(uri) if dt.version() == 0 else None
+            stamp = (when if when.tzinfo is not None else when.replace(tzinfo=UTC)).timestamp()
+            if created is not None and stamp < created - 1.0:
+                # delta-rs answers version 0 for a time before the table existed
+                raise ValueError(f"it was created at {datetime.fromtimestamp(created, UTC):%Y-%m-%d %H:%M:%S} UTC, "
+                                 "after that time")
             return dt
         dt = self._latest.get(uri)
         if dt is None:

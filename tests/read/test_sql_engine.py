@@ -75,6 +75,10 @@ def test_as_of_a_time_reads_every_table_as_it_was(engine, data):
     later = engine.run(sql, AsOf(time=times[1] + timedelta(minutes=5)))
     assert later.versions == {"high_value": 1} and later.table.column("n")[0].as_py() == data[1]["high_value_rows"]
     assert later.as_of.label() == f"as of {times[1] + timedelta(minutes=5):%Y-%m-%d %H:%M:%S} UTC"
+    # before the table existed: said so, not version 0 (delta-rs alone answers version 0)
+    with pytest.raises(QueryError, match=rf"high_value table has no time .*: it was created at "
+                                         rf"{times[0]:%Y-%m-%d %H:%M:%S} UTC, after that time"):
+        engine.run(sql, AsOf(time=times[0] - timedelta(hours=1)))
 
 
 def test_a_query_with_no_rows_answers_an_empty_table(engine):
