@@ -292,7 +292,8 @@ def judge(x: SoakInputs) -> list[Criterion]:
     duration = x.t_end - x.t0
     out = memory_flat(x.samples, x.t0, duration)
     out.append(work_flat(x.batches, x.t0, x.t_end, x.excluded))
-    state_key = "state_rows" if any(s.get("state_rows") is not None for s in x.samples) else "state_mb"
+    # rows only when the job really counts them: an all-zero series is a query that exports 0, not a state
+    state_key = "state_rows" if any(s.get("state_rows") for s in x.samples) else "state_mb"
     out.append(state_levels_off(x.samples, state_key, x.t0, x.t_end, x.dedupe_s,
                                 "rows" if state_key == "state_rows" else "bytes on disk (MiB)"))
     out.append(upkeep_stall(x.batches, x.trigger_s, x.excluded))

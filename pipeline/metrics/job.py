@@ -27,6 +27,7 @@ behind.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import threading
@@ -102,6 +103,8 @@ def _state_rows(operators: list[dict]) -> int | None:
     """Rows in the state stores; None when Spark does not count them: with RocksDB's
     `trackTotalNumberOfRows` off (the job turns it off: counting costs a read per message)
     numRowsTotal stays 0 while rows are being added."""
+    if not operators:  # a query without state (the hourly rollup): no rows to report
+        return None
     total = sum(int(op.get("numRowsTotal") or 0) for op in operators)
     updated = sum(int(op.get("numRowsUpdated") or 0) for op in operators)
     return None if total == 0 and updated > 0 else total
@@ -189,7 +192,10 @@ class JobMetrics:
             self.batch_duration.labels(q).observe(fig.duration_s)
             self.last_batch.labels(q).set(fig.finished_at)
             if fig.state_rows is None:
-                self._rows_untracked.add(q)
+                if q not in self._rows_untracked:
+                    self._rows_untracked.add(q)
+                    with contextlib.suppress(KeyError):  # a 0 set by an earlier batch is no figure
+                        self.state_rows.remove(q)
             elif q not in self._rows_untracked:
                 self.state_rows.labels(q).set(fig.state_rows)
             self.state_bytes.labels(q).set(fig.state_bytes)

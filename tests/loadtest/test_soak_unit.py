@@ -151,6 +151,17 @@ def test_judge_lists_every_criterion_and_overall_fails_on_one_failure():
     assert sv.overall(sv.judge(x)) == "fail"
 
 
+def test_an_all_zero_state_rows_series_is_no_measure_the_bytes_are_judged():
+    """A job that exports 0 state rows (Spark does not count them) must not pass the state
+    criterion on zeros: the state folder's bytes, growing here, are judged instead."""
+    samples = [dict(s, lag_records=0, disk_total_mb=100, state_rows=0.0, state_mb=(s["t"] - T0) / 10)
+               for s in rss_samples(500, 0)]
+    x = sv.SoakInputs(samples=samples, batches=batches([5.0] * 60), t0=T0, t_end=T0 + HOUR, rate=1000, trigger_s=60,
+                      dedupe_s=600, retention_s=86400, free_mb=1e6)
+    state = next(c for c in sv.judge(x) if c.name.startswith("work flat: state"))
+    assert state.name == "work flat: state bytes on disk (MiB)" and state.passed is False
+
+
 # ---- chaos --------------------------------------------------------------------------------------
 def test_schedule_is_seeded_within_the_gaps_and_leaves_time_to_recover():
     targets = ["app", "emulator", "job"]

@@ -60,7 +60,7 @@ def test_progress_figures_of_a_kafka_batch():
 def test_progress_figures_of_the_delta_source_query():
     fig = progress_figures(HOURLY)
     assert fig.query == "sales_hourly" and fig.input_rows == 1 and fig.offsets == {}
-    assert fig.state_rows == 0 and fig.state_bytes == 0
+    assert fig.state_rows is None and fig.state_bytes == 0   # no state operator: no rows to report, not "0 rows"
 
 
 def test_offsets_behind_per_partition_and_as_json_strings():
@@ -86,8 +86,20 @@ def test_counters_add_up_once_per_progress(metrics):
     assert value(f, "tormenta_job_offsets_behind_latest", query="high_value", topic=TOPIC, partition="2") == 0
     assert value(f, "tormenta_job_state_bytes", query="high_value") == 10680
     assert ("tormenta_job_state_rows", frozenset({("query", "high_value")})) not in f
-    assert value(f, "tormenta_job_state_rows", query="sales_hourly") == 0
+    assert not [k for k in f if k[0] == "tormenta_job_state_rows"]   # neither query has a counted state
     assert value(f, "tormenta_topic_retention_seconds", topic=TOPIC) == 2 * 86400
+
+
+def test_a_zero_from_an_empty_batch_is_dropped_once_the_rows_prove_untracked(metrics):
+    """An empty batch first (0 rows added, 0 counted) looks like an empty state; the next batch adds
+    rows that Spark does not count: the earlier 0 must not stay exported as the state's size."""
+    metrics.observe_progress(HV_SECOND)
+    assert value(found(metrics), "tormenta_job_state_rows", query="high_value") == 0
+    later = copy.deepcopy(HV_FIRST)
+    later["batchId"] = HV_SECOND["batchId"] + 1
+    later["timestamp"] = "2026-12-05T00:30:00.000Z"
+    assert metrics.observe_progress(later)
+    assert ("tormenta_job_state_rows", frozenset({("query", "high_value")})) not in found(metrics)
 
 
 def test_a_restarted_query_keeps_the_counters_growing(metrics):
