@@ -18,7 +18,6 @@ from __future__ import annotations
 import base64
 import os
 import signal
-import socket
 import subprocess
 import time
 import uuid
@@ -32,6 +31,7 @@ from pipeline.kafka.security import client_config
 from pipeline.metrics.broker import agent_options
 from pipeline.procs.group import signal_reaches
 from pipeline.procs.jvm import broker_classpath, java_version
+from pipeline.procs.net import port_open
 from pipeline.settings import Settings
 
 LOG4J2 = """\
@@ -63,14 +63,6 @@ def _cluster_id(draw=lambda: uuid.uuid4().bytes) -> str:
         cid = base64.urlsafe_b64encode(draw()).decode().rstrip("=")
         if not cid.startswith("-"):
             return cid
-
-
-def port_open(host: str, port: int, timeout: float = 0.5) -> bool:
-    try:
-        with socket.create_connection((host, port), timeout=timeout):
-            return True
-    except OSError:
-        return False
 
 
 def pid_alive(pid: int) -> bool:

@@ -17,7 +17,6 @@ nothing (state ``off``), and the run goes on without it.
 from __future__ import annotations
 
 import shutil
-import socket
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -30,6 +29,7 @@ from pipeline.monitoring.client import PrometheusClient, ready
 from pipeline.monitoring.config import JOB_NAMES, prometheus_config, write_file
 from pipeline.monitoring.stack import PROMETHEUS_BIN, enabled, prometheus_command
 from pipeline.procs.child import Child
+from pipeline.procs.net import port_open
 from pipeline.settings import Settings
 
 READY_TIMEOUT_S = 60.0
@@ -88,9 +88,7 @@ def alert_rows(found: dict[str, Any], t0: float) -> list[tuple]:
 
 
 def _taken(port: int) -> bool:
-    with socket.socket() as s:
-        s.settimeout(0.5)
-        return s.connect_ex(("127.0.0.1", port)) == 0
+    return port_open("127.0.0.1", port)
 
 
 def why_off(settings: Settings, binary: str = PROMETHEUS_BIN) -> str | None:

@@ -12,13 +12,13 @@ bind 0.0.0.0:9094) and keep their data under ``<data_dir>/monitoring/``.
 from __future__ import annotations
 
 import shutil
-import socket
 from collections.abc import Iterable
 from pathlib import Path
 
 from pipeline.errors import TormentaError
 from pipeline.metrics import ports
 from pipeline.monitoring.config import ConfigPaths, monitoring_dir, write_configs
+from pipeline.procs.net import port_open
 from pipeline.settings import Settings
 
 PROMETHEUS_BIN = "/usr/bin/prometheus"
@@ -61,9 +61,7 @@ def commands(paths: ConfigPaths, base: int, folder: Path) -> list[tuple[str, lis
 
 
 def _taken(port: int) -> bool:
-    with socket.socket() as s:
-        s.settimeout(0.5)
-        return s.connect_ex(("127.0.0.1", port)) == 0
+    return port_open("127.0.0.1", port)
 
 
 def check_ready(settings: Settings) -> None:

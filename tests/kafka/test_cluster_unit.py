@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import socket
 from pathlib import Path
 
 import pytest
@@ -15,6 +14,7 @@ from pipeline.kafka.cluster import KafkaCluster, PartitionFact, cluster_bootstra
 from pipeline.kafka.topic import replication_for
 from pipeline.read import health
 from pipeline.settings import Settings
+from tests.support.ports import port_run
 
 APP = str(Path(__file__).resolve().parents[2] / "streamlit_app.py")
 
@@ -107,8 +107,9 @@ def test_broker_part_is_up_while_any_node_serves_and_names_the_lost_ones():
 
 
 def test_cluster_status_lines_without_nodes(tmp_path):
-    cluster = KafkaCluster(settings(tmp_path, broker_nodes=3, bootstrap_servers=f"127.0.0.1:{_closed_run()}",
-                                    controller_port=_closed_run() + 1))
+    base = _closed_run()
+    cluster = KafkaCluster(settings(tmp_path, broker_nodes=3, bootstrap_servers=f"127.0.0.1:{base}",
+                                    controller_port=base + 1))
     st_ = cluster.status(with_controller=False)
     lines = st_.lines()
     assert st_.up == 0 and len(lines) == 5 and all(" down " in ln for ln in lines[:3])
@@ -116,9 +117,8 @@ def test_cluster_status_lines_without_nodes(tmp_path):
 
 
 def _closed_run() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1] & ~1 if s.getsockname()[1] > 2000 else 40000
+    """A base port whose three nodes' client and controller ports (base .. base+5) are all closed."""
+    return port_run(6)
 
 
 @pytest.mark.parametrize("page", ["pages/overview.py", "pages/pipeline_health.py"])
