@@ -18,6 +18,7 @@ contract timestamps with any offset are normalised the same way everywhere.
 from __future__ import annotations
 
 import logging
+import math
 import os
 import sys
 import urllib.error
@@ -49,6 +50,22 @@ LOCAL_DISK_CONF = {
 
 # What keeps a job that runs for days flat (issue 19; docs/PERFORMANCE.md, "Steady state").
 STATE_MEMORY_MB = 256
+# The state folder's history. Spark keeps the newest STATE_HISTORY_BATCHES versions and
+# deletes older changelogs only behind a snapshot, and only once at least
+# STATE_HISTORY_BATCHES x STATE_EXTRA_RATIO stale versions have gathered; RocksDB snapshots
+# every STATE_SNAPSHOT_EVERY batches. A restart replays one batch from the newest snapshot
+# plus its changelogs, so ten versions are plenty.
+STATE_HISTORY_BATCHES = 10
+STATE_SNAPSHOT_EVERY = 5
+STATE_EXTRA_RATIO = 0.3
+
+
+def state_folder_batches() -> int:
+    """How many batches of changelogs the state folder can hold at most before a clean-up:
+    after that many batches its size saw-tooths around a level instead of growing."""
+    return STATE_HISTORY_BATCHES + STATE_SNAPSHOT_EVERY + math.ceil(STATE_HISTORY_BATCHES * STATE_EXTRA_RATIO)
+
+
 STEADY_STATE_CONF = {
     # RocksDB's memtables (64 MB, two per state partition by default), its block caches
     # and the index and filter blocks of every state file live outside the heap, unbounded
@@ -58,9 +75,12 @@ STEADY_STATE_CONF = {
     "spark.sql.streaming.stateStore.rocksdb.maxMemoryUsageMB": str(STATE_MEMORY_MB),
     # The checkpoint keeps this many batches of offsets, commits and state changelogs
     # (Spark's default 100, plus 30 % before a clean-up: over two hours of every dedupe
-    # key written and evicted at a one-minute trigger). A restart replays one batch, and
-    # the state store snapshots every 10 batches, so 20 are plenty.
-    "spark.sql.streaming.minBatchesToRetain": "20",
+    # key written and evicted at a one-minute trigger). With 20 and a snapshot every 10
+    # batches (Spark's default) the state folder grew for 46 batches before its first
+    # clean-up (the one-hour soak); 10 and 5 level it off after 18.
+    "spark.sql.streaming.minBatchesToRetain": str(STATE_HISTORY_BATCHES),
+    "spark.sql.streaming.stateStore.minDeltasForSnapshot": str(STATE_SNAPSHOT_EVERY),
+    "spark.sql.streaming.ratioExtraSpaceAllowedInCheckpoint": str(STATE_EXTRA_RATIO),
     # The status store behind the Spark UI listens even with the UI off (the SQL listener
     # and the job/stage/task listener are always attached) and keeps 1,000 SQL executions
     # with their plans and metrics, 1,000 jobs and 1,000 stages: heap that grows with every

@@ -17,6 +17,7 @@ from typing import Any
 import psutil
 
 from pipeline.contract.tables import BATCH_METRICS, HIGH_VALUE
+from pipeline.job.spark import state_folder_batches
 from pipeline.loadtest import soak_verdict as sv
 from pipeline.loadtest.soak_events import outage_figures
 
@@ -79,7 +80,7 @@ def _judge(soak, handed: dict[str, Any], batches: list[dict[str, Any]]) -> list[
     inputs = sv.SoakInputs(samples=steady, batches=[b for b in batches if float(b["trigger_time"]) <= handed["t_end"]], t0=handed["t0"], t_end=handed["t_end"],
                            rate=o.rate, trigger_s=o.trigger_s, dedupe_s=rs.dedup_window, retention_s=rs.retention,
                            free_mb=free_mb, excluded=excluded, event_times=fresh.event_times,
-                           freshness_s=fresh.seconds)
+                           freshness_s=fresh.seconds, state_history_s=state_folder_batches() * o.trigger_s)
     soak.result["freshness"] = fresh.overall()
     soak.result["batch_freshness"] = fresh.per_batch(batches)
     return sv.judge(inputs)

@@ -96,6 +96,31 @@ def test_state_must_level_off_after_the_dedupe_window():
     assert bad.passed is False and "x" in bad.figure
 
 
+def test_the_state_folder_is_judged_once_its_changelog_history_has_filled():
+    """The folder's bytes climb until the first clean-up of old changelogs (25 batches here):
+    judged from minute 10 (the dedupe window) a plateau reached at minute 25 fails; judged
+    once the history has filled it passes, and growth after that still fails."""
+    def level(t):
+        return min(t, 1500) / 6 + 5 * ((t // 60) % 5)  # fills for 25 min, then a sawtooth of 5 batches
+
+    filling = [{"t": T0 + t, "state_mb": level(t)} for t in range(0, 3601, 30)]
+    assert sv.state_levels_off(filling, "state_mb", T0, T0 + HOUR, 600, "bytes").passed is False
+    settled = sv.state_levels_off(filling, "state_mb", T0, T0 + HOUR, 600, "bytes", history_s=1500)
+    assert settled.passed is True and settled.values["settled_min"] == 25
+    grows = [{"t": T0 + t, "state_mb": level(t) + t / 20} for t in range(0, 3601, 30)]
+    assert sv.state_levels_off(grows, "state_mb", T0, T0 + HOUR, 600, "bytes", history_s=1500).passed is False
+
+
+def test_the_history_window_follows_the_jobs_checkpoint_settings():
+    from pipeline.job import spark
+
+    conf = spark.STEADY_STATE_CONF
+    assert int(conf["spark.sql.streaming.minBatchesToRetain"]) == spark.STATE_HISTORY_BATCHES
+    assert int(conf["spark.sql.streaming.stateStore.minDeltasForSnapshot"]) == spark.STATE_SNAPSHOT_EVERY
+    assert float(conf["spark.sql.streaming.ratioExtraSpaceAllowedInCheckpoint"]) == spark.STATE_EXTRA_RATIO
+    assert spark.state_folder_batches() == 10 + 5 + 3
+
+
 def test_a_stall_longer_than_one_trigger_fails_and_one_inside_a_kill_does_not():
     b = batches([5.0] * 30)
     for x in b[20:]:
