@@ -29,7 +29,7 @@ from pathlib import Path
 from pipeline.errors import JobError
 from pipeline.job import jvmoptions
 from pipeline.job.jvmoptions import JIT_OPTIONS
-from pipeline.procs.jvm import java_version, spark_extra_jars
+from pipeline.procs.jvm import java_version, service_heap_options, spark_extra_jars
 from pipeline.settings import PREFIX, Settings
 
 log = logging.getLogger(__name__)
@@ -100,8 +100,12 @@ def submitted() -> bool:
     return "PYSPARK_GATEWAY_PORT" in os.environ
 
 
-def build_spark(settings: Settings, app_name: str = "tormenta-job", *, extra_conf: dict[str, str] | None = None):
-    """Create (or return the running) SparkSession configured for Tormenta."""
+def build_spark(settings: Settings, app_name: str = "tormenta-job", *, extra_conf: dict[str, str] | None = None,
+                service: bool = False):
+    """Create (or return the running) SparkSession configured for Tormenta.
+
+    `service`: a process that runs for hours (the job, the live lane) takes its whole heap
+    at start (`SERVICE_HEAP_OPTIONS`)."""
     java_version()
     check_storage(settings)
     os.environ.setdefault("PYSPARK_PYTHON", sys.executable)
@@ -111,7 +115,7 @@ def build_spark(settings: Settings, app_name: str = "tormenta-job", *, extra_con
     builder = SparkSession.builder.appName(app_name)
     conf = session_conf(settings)
     if not submitted():
-        conf.update(launch_conf(settings))
+        conf.update(launch_conf(settings, service=service))
         builder = builder.master(settings.spark_master_url)
     for k, v in {**conf, **(extra_conf or {})}.items():
         builder = builder.config(k, v)
@@ -128,14 +132,15 @@ def build_spark(settings: Settings, app_name: str = "tormenta-job", *, extra_con
     return spark
 
 
-def launch_conf(settings: Settings) -> dict[str, str]:
+def launch_conf(settings: Settings, *, service: bool = False) -> dict[str, str]:
     """What only counts when this process launches the JVM (spark-submit passes its own)."""
     jars = spark_extra_jars(settings.jars_dir)
     conf = {
         "spark.driver.memory": settings.driver_memory,
         "spark.executor.memory": settings.executor_memory,
         "spark.driver.extraJavaOptions": " ".join(filter(None, (
-            f"-XX:+UseG1GC -Dio.netty.tryReflectionSetAccessible=true {JIT_OPTIONS}", jvmoptions.java_options(settings)))),
+            f"-XX:+UseG1GC -Dio.netty.tryReflectionSetAccessible=true {JIT_OPTIONS}",
+            service_heap_options(settings.driver_memory) if service else "", jvmoptions.java_options(settings)))),
     }
     if settings.on_object_storage:
         s3 = [j for j in spark_extra_jars(settings.jars_dir, s3=True) if j not in jars]
@@ -224,7 +229,7 @@ def spark_submit_args(settings: Settings) -> list[str]:
     return ["--jars", ",".join(spark_extra_jars(settings.jars_dir, s3=settings.on_object_storage)),
             "--py-files", str(package_zip(settings)),
             "--driver-memory", settings.driver_memory,
-            "--driver-java-options", JIT_OPTIONS,
+            "--driver-java-options", f"{JIT_OPTIONS} {service_heap_options(settings.driver_memory)}",
             "--conf", f"spark.executor.memory={settings.executor_memory}"]
 
 

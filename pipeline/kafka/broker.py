@@ -30,7 +30,7 @@ from pipeline.kafka import secure as sec
 from pipeline.kafka.security import client_config
 from pipeline.metrics.broker import agent_options
 from pipeline.procs.group import signal_reaches
-from pipeline.procs.jvm import broker_classpath, java_version
+from pipeline.procs.jvm import broker_classpath, java_version, service_heap_options
 from pipeline.procs.net import port_open
 from pipeline.settings import Settings
 
@@ -249,19 +249,23 @@ class EmbeddedBroker:
             raise BrokerError(f"controller port {c} ({self.name}) is already taken; "
                               "set TORMENTA_CONTROLLER_PORT to a free port")
 
+    def command(self) -> list[str]:
+        """The broker's java command line: its heap reserved at start, G1 with Kafka's pause goal."""
+        heap = node_heap(self.settings.broker_heap, self.node.nodes)
+        cmd = self._java("kafka.Kafka", str(self.config_file), heap=heap)
+        cmd[1:1] = [*service_heap_options(heap).split(), "-XX:+UseG1GC", "-XX:MaxGCPauseMillis=20",
+                    "-Djava.awt.headless=true", *(sec.jvm_options(self.settings) if self.secure else []),
+                    # Kafka's JMX metrics for Prometheus on 127.0.0.1 (none when TORMENTA_METRICS_PORT=0)
+                    *agent_options(self.settings, self.node.node_id, self.log_file)]
+        return cmd
+
     def launch(self, cluster_id: str | None = None) -> int:
         """Write the config, format storage if new, spawn the JVM; returns its pid (does not wait)."""
         java_version()
         self._write_config()
         self._format_storage(cluster_id)
-        heap = node_heap(self.settings.broker_heap, self.node.nodes)
-        cmd = self._java("kafka.Kafka", str(self.config_file), heap=heap)
-        cmd[1:1] = [f"-Xms{min_heap(heap)}", "-XX:+UseG1GC", "-XX:MaxGCPauseMillis=20",
-                    "-Djava.awt.headless=true", *(sec.jvm_options(self.settings) if self.secure else []),
-                    # Kafka's JMX metrics for Prometheus on 127.0.0.1 (none when TORMENTA_METRICS_PORT=0)
-                    *agent_options(self.settings, self.node.node_id, self.log_file)]
         with open(self.log_file, "ab") as log:
-            self.proc = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
+            self.proc = subprocess.Popen(self.command(), stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
                                          start_new_session=True, cwd=self.dir)
         self.pid_file.write_text(str(self.proc.pid))
         return self.proc.pid
@@ -380,11 +384,6 @@ def _mb(heap: str) -> int:
 def node_heap(heap: str, nodes: int) -> str:
     """Heap of one node: TORMENTA_BROKER_HEAP for a single node, half of it (>= 256m) per node of a cluster."""
     return heap if nodes == 1 else f"{max(256, _mb(heap) // 2)}m"
-
-
-def min_heap(heap: str) -> str:
-    """Initial heap: half the cap, at most 512m (start-up is faster, RSS stays small)."""
-    return f"{max(64, min(512, _mb(heap) // 2))}m"
 
 
 def _is_group_leader(pid: int) -> bool:

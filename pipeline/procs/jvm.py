@@ -81,3 +81,12 @@ def spark_extra_jars(jars_dir: Path, *, s3: bool = False) -> list[str]:
         if not any(Path(j).name.startswith(needed) for j in jars):
             raise JarsMissingError(f"{needed} jar missing in {folder}; run `make jars`")
     return jars
+
+
+def service_heap_options(heap: str) -> str:
+    """A long-running JVM's heap committed and touched at start (as Kafka's start script fixes
+    -Xms = -Xmx): G1 otherwise commits regions as it first needs them, so the process's RSS
+    climbed towards the cap for an hour (the soak read that as growth) and a machine could be
+    overcommitted hours after start. From the first minute the RSS is the working size, and
+    what grows after that is a real leak."""
+    return f"-Xms{heap} -XX:+AlwaysPreTouch"

@@ -5,7 +5,7 @@ import pytest
 
 from pipeline.contract.tables import TABLES
 from pipeline.job import tables, transforms
-from pipeline.job.spark import STEADY_STATE_CONF, session_conf
+from pipeline.job.spark import STEADY_STATE_CONF, launch_conf, session_conf, spark_submit_args
 from tests.support.stack import make_settings
 
 
@@ -22,6 +22,16 @@ def test_the_session_bounds_state_memory_history_and_the_status_store(tmp_path, 
     assert all(conf[k] == v for k, v in STEADY_STATE_CONF.items())
     # VACUUM's file listing runs as many tasks as this (Spark's default: 10,000)
     assert int(conf["spark.sql.sources.parallelPartitionDiscovery.parallelism"]) <= 100
+
+
+def test_the_job_and_the_lane_reserve_their_heap_and_short_lived_sessions_do_not(tmp_path):
+    settings = make_settings(tmp_path, driver_memory="3g")
+    service = launch_conf(settings, service=True)["spark.driver.extraJavaOptions"].split()
+    assert "-Xms3g" in service and "-XX:+AlwaysPreTouch" in service and "-XX:+UseG1GC" in service
+    tool = launch_conf(settings)["spark.driver.extraJavaOptions"].split()
+    assert not any(o.startswith("-Xms") or o == "-XX:+AlwaysPreTouch" for o in tool)
+    submit = spark_submit_args(settings)
+    assert "-Xms3g" in submit[submit.index("--driver-java-options") + 1].split()
 
 
 def run_plan(plan: tables.UpkeepPlan, batches: int) -> dict[int, tuple[str, str]]:

@@ -51,6 +51,13 @@ def test_node_config_has_its_own_id_ports_and_the_cluster_replication(tmp_path):
     assert "offsets.topic.replication.factor=1\n" in single.config_file.read_text()
 
 
+def test_a_node_reserves_its_whole_heap_at_start(tmp_path):
+    s = settings(tmp_path, broker_nodes=3, broker_heap="1g")
+    cmd = EmbeddedBroker(s, node_specs(s)[0]).command()
+    assert "-Xmx512m" in cmd and "-Xms512m" in cmd and "-XX:+AlwaysPreTouch" in cmd
+    assert cmd[-2:][0] == "kafka.Kafka"
+
+
 def test_heap_per_node_is_half_the_setting():
     assert node_heap("1g", 1) == "1g" and node_heap("1g", 3) == "512m" and node_heap("256m", 3) == "256m"
 
