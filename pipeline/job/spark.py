@@ -105,7 +105,7 @@ def build_spark(settings: Settings, app_name: str = "tormenta-job", *, extra_con
     """Create (or return the running) SparkSession configured for Tormenta.
 
     `service`: a process that runs for hours (the job, the live lane) takes its whole heap
-    at start (`SERVICE_HEAP_OPTIONS`)."""
+    at start (`pipeline.procs.jvm.service_heap_options`)."""
     java_version()
     check_storage(settings)
     os.environ.setdefault("PYSPARK_PYTHON", sys.executable)
