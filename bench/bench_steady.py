@@ -88,15 +88,17 @@ def heap_used_mib(pid: int) -> float | None:
         return None
 
 
-def nmt_committed_mib(pid: int) -> float | None:
-    """What the JVM accounts for itself (Native Memory Tracking 'committed' total)."""
+def nmt_committed_mib(pid: int) -> dict[str, float]:
+    """What the JVM accounts for itself (Native Memory Tracking, 'committed'): the total under
+    "total" and each category (Java Heap, Class, Thread, Code, GC, Other, ...) under its name."""
     try:
         out = subprocess.run(["jcmd", str(pid), "VM.native_memory", "summary"], capture_output=True, text=True,
                              timeout=30).stdout
     except (OSError, subprocess.SubprocessError):
-        return None
-    m = re.search(r"Total: reserved=\d+KB, committed=(\d+)KB", out)
-    return int(m.group(1)) / 1024 if m else None
+        return {}
+    found = {"total": m.group(1)} if (m := re.search(r"Total: reserved=\d+KB, committed=(\d+)KB", out)) else {}
+    found |= dict(re.findall(r"^-\s+(\S[^(]*?)\s+\(reserved=\d+KB, committed=(\d+)KB", out, re.M))
+    return {k: int(v) / 1024 for k, v in found.items()}
 
 
 def live_heap(pid: int, out: Path) -> dict:
@@ -120,16 +122,18 @@ def live_heap(pid: int, out: Path) -> dict:
 
 def sample(t0: float, job: psutil.Process, data: Path, nmt: bool) -> dict:
     jvm = jvm_of(job)
-    rss = heap = native = None
+    rss = heap = None
+    native: dict[str, float] = {}
     if jvm is not None:
         try:
             rss = jvm.memory_info().rss / 2**20
         except psutil.Error:
             pass
         heap = heap_used_mib(jvm.pid)
-        native = nmt_committed_mib(jvm.pid) if nmt else None
+        native = nmt_committed_mib(jvm.pid) if nmt else {}
     state, state_files = dir_size(data / "checkpoints" / HIGH_VALUE_QUERY / "state")
-    return {"t_min": (time.monotonic() - t0) / 60, "jvm_rss_mib": rss, "heap_used_mib": heap, "jvm_nmt_mib": native,
+    return {"t_min": (time.monotonic() - t0) / 60, "jvm_rss_mib": rss, "heap_used_mib": heap, "jvm_nmt_mib": native.get("total"),
+            "nmt_mib": native, "rss_outside_nmt_mib": rss - native["total"] if rss and "total" in native else None,
             "state_mb": state / 1e6, "state_files": state_files,
             "checkpoint_mb": dir_size(data / "checkpoints")[0] / 1e6,
             "delta_mb": dir_size(data / "delta")[0] / 1e6, "delta_data_files": data_files(data / "delta"),
@@ -188,7 +192,21 @@ def summary(samples: list[dict], batches: list[dict], upkeeps: list[dict], warmu
         "state_mb_last": samples[-1]["state_mb"] if samples else None,
         "state_mb_max": max((s["state_mb"] for s in samples), default=None),
         "upkeep_longest_s": max((u["seconds"] for u in upkeeps), default=0.0), "upkeep_steps": len(upkeeps),
+        **nmt_growth(late),
     }
+
+
+def nmt_growth(late: list[dict]) -> dict:
+    """From the first sample after warm-up to the last: the growth of RSS outside what the JVM
+    accounts for, and of each NMT category that grew by 5 MiB or more (with --nmt)."""
+    if len(late) < 2 or not late[0].get("nmt_mib") or not late[-1].get("nmt_mib"):
+        return {}
+    first, last = late[0], late[-1]
+    grown = {f"nmt_growth_mib {k}": last["nmt_mib"][k] - v for k, v in first["nmt_mib"].items()
+             if k in last["nmt_mib"] and last["nmt_mib"][k] - v >= 5}
+    if first["rss_outside_nmt_mib"] is not None and last["rss_outside_nmt_mib"] is not None:
+        grown["rss_outside_nmt_growth_mib"] = last["rss_outside_nmt_mib"] - first["rss_outside_nmt_mib"]
+    return grown
 
 
 def settings_env(args, tmp: Path) -> dict[str, str]:
@@ -253,7 +271,7 @@ def run(args, tmp: Path) -> tuple[list[dict], str]:
             samples.append(sample(t0, proc, tmp, args.nmt))
             s = samples[-1]
             print(f"{s['t_min']:5.1f} min  jvm rss {s['jvm_rss_mib'] or 0:6.0f} MiB  heap {s['heap_used_mib'] or 0:6.0f}"
-                  f"  nmt {s['jvm_nmt_mib'] or 0:6.0f}  state {s['state_mb']:6.1f} MB ({s['state_files']} files)"
+                  f"  nmt {s['jvm_nmt_mib'] or 0:6.0f} (outside {s['rss_outside_nmt_mib'] or 0:5.0f})  state {s['state_mb']:6.1f} MB ({s['state_files']} files)"
                   f"  checkpoint {s['checkpoint_mb']:6.1f} MB  delta {s['delta_mb']:5.1f} MB"
                   f" ({s['delta_data_files']} files)  broker {s['broker_mb']:6.1f} MB  spark-tmp {s['spark_tmp_mb']:5.1f} MB",
                   flush=True)

@@ -64,6 +64,24 @@ def test_memory_fits_the_longest_stretch_of_one_pid_so_a_restart_does_not_hide_a
     assert sv.longest_segment([(0, 1, 1), (1, 1, 1), (2, 1, None), (3, 1, 2)]) == [(0, 1), (1, 1)]
 
 
+def prometheus_samples(start_mb: float, mib_per_h: float, every: float = 30.0) -> list[dict]:
+    return [{"t": T0 + i * every, "rss_prometheus_mb": start_mb + mib_per_h * i * every / HOUR, "pid_prometheus": 7}
+            for i in range(int(HOUR / every) + 1)]
+
+
+def test_prometheus_is_judged_by_its_projected_ceiling_not_by_its_growth_in_the_hour():
+    # +40 % in the hour is its head block filling; projected to 3 h it stays well in budget
+    ok = sv.memory_flat(prometheus_samples(60, 24), T0, HOUR)[0]
+    assert ok.name == "memory bounded: prometheus" and ok.passed is True
+    assert ok.values["projected_mib"] == pytest.approx(60 + 24 * 3, rel=0.01)
+    # a Prometheus that would reach 60 + 3 x 80 = 300 MiB at its ceiling is over the 256 MiB budget
+    big = sv.memory_flat(prometheus_samples(60, 80), T0, HOUR)[0]
+    assert big.passed is False and big.values["projected_mib"] > 256
+    # any other process with the same figures fails the 5 % growth rule
+    other = [{"t": s["t"], "rss_app_mb": s["rss_prometheus_mb"], "pid_app": 7} for s in prometheus_samples(60, 24)]
+    assert sv.memory_flat(other, T0, HOUR)[0].passed is False
+
+
 def test_windows_scale_with_short_runs():
     assert sv.window_s(HOUR) == 600 and sv.window_s(2 * HOUR) == 600
     assert sv.window_s(180) == 30
