@@ -19,6 +19,7 @@ from deltalake import DeltaTable
 
 from pipeline.errors import SettingsError
 from pipeline.job.spark import JIT_OPTIONS, package_zip, spark_submit_args
+from pipeline.procs.jvm import service_heap_options
 from pipeline.settings import Settings
 from tests.support.spark_standalone import StandaloneCluster, spark_home
 from tests.support.stack import produce, tx
@@ -140,6 +141,6 @@ def test_package_zip_and_spark_submit_args(tmp_path):
     jars = args[args.index("--jars") + 1].split(",")
     assert any("spark-sql-kafka" in j for j in jars) and not any("hadoop-aws" in j for j in jars)
     assert args[args.index("--py-files") + 1] == str(tmp_path / "spark-pyfiles" / "pipeline.zip")
-    assert args[args.index("--driver-java-options") + 1] == f"{JIT_OPTIONS} -Xms{settings.driver_memory} -XX:+AlwaysPreTouch"
+    assert args[args.index("--driver-java-options") + 1] == f"{JIT_OPTIONS} {service_heap_options(settings.driver_memory)}"
     s3 = spark_submit_args(settings.replace(storage_uri="s3a://bucket/tormenta"))
     assert any("hadoop-aws" in j for j in s3[s3.index("--jars") + 1].split(","))

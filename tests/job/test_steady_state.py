@@ -1,11 +1,15 @@
 """What keeps the job flat over hours (issue 19): bounded native memory and status store,
-a short checkpoint history, compaction in small steps, a dedupe state of one window (pure logic)."""
+a short checkpoint history, compaction in small steps, a dedupe state of one window (pure logic, and one real `java -version` with the service options)."""
+
+import re
+import subprocess
 
 import pytest
 
 from pipeline.contract.tables import TABLES
 from pipeline.job import tables, transforms
 from pipeline.job.spark import STEADY_STATE_CONF, launch_conf, session_conf, spark_submit_args
+from pipeline.procs.jvm import NATIVE_TRIM_MS, java_accepts, service_heap_options
 from tests.support.stack import make_settings
 
 
@@ -32,6 +36,24 @@ def test_the_job_and_the_lane_reserve_their_heap_and_short_lived_sessions_do_not
     assert not any(o.startswith("-Xms") or o == "-XX:+AlwaysPreTouch" for o in tool)
     submit = spark_submit_args(settings)
     assert "-Xms3g" in submit[submit.index("--driver-java-options") + 1].split()
+
+
+def test_service_memory_options_start_a_real_jvm_with_them_in_effect():
+    """The options are handed to every service JVM: the local java must start with all of them,
+    and they must be what the JVM then runs with."""
+    options = service_heap_options("64m").split()
+    assert "-XX:+ExplicitGCInvokesConcurrent" in options
+    out = subprocess.run(["java", *options, "-XX:+PrintFlagsFinal", "-version"], capture_output=True, text=True,
+                         timeout=120)
+    assert out.returncode == 0, out.stderr[-500:]
+    flags = {m.group(1): m.group(2) for m in re.finditer(r"^\s*\S+\s+(\w+)\s+=\s+(\S+)", out.stdout, re.M)}
+    assert flags["ExplicitGCInvokesConcurrent"] == "true" and flags["AlwaysPreTouch"] == "true"
+    assert flags["InitialHeapSize"] == str(64 * 2**20)
+    if java_accepts("-XX:TrimNativeHeapInterval=1000"):   # JDK 17.0.9 and later
+        assert flags["TrimNativeHeapInterval"] == str(NATIVE_TRIM_MS)
+    assert not java_accepts("-XX:NoSuchTormentaFlag=1")
+    # and the job's session asks Spark's cleaner for that GC more often than its default 30 min
+    assert STEADY_STATE_CONF["spark.cleaner.periodicGC.interval"] == "5min"
 
 
 def run_plan(plan: tables.UpkeepPlan, batches: int) -> dict[int, tuple[str, str]]:
