@@ -85,7 +85,10 @@ class SoakCharts:
         part = lambda k: k.split("_", 1)[1].rsplit("_mb", 1)[0]  # noqa: E731 - a label function
         c = self.series_chart
         return [
-            ("rss", c("Resident memory per part (process group)", "MiB", self.keys("rss_", "_mb"), part)),
+            ("pss", c("Memory per part (PSS of its process group) and in total", "MiB",
+                      self.keys("pss_", "_mb") + ["mem_total_mb"], part)),
+            ("rss", c("Resident memory per part (RSS summed over its process group; a JVM alone)", "MiB",
+                      self.keys("rss_", "_mb"), part)),
             ("cpu", c("CPU per part (% of one core)", "%", self.keys("cpu_"), part)),
             ("fds", c("Open file descriptors per part", "fds", self.keys("fds_"), part)),
             ("threads", c("Threads per part", "threads", self.keys("threads_"), part)),

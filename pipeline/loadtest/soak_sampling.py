@@ -1,17 +1,19 @@
 """What a soak measures every interval (30 s by default), as one flat dict per sample.
 
-* per part of ``run`` (pids from ``parts.json``): RSS (MiB), CPU (% of one core), open file
-  descriptors and threads of its whole process group -- the part's process, what it
-  started (the Spark JVM of the job and of the live lane) and anything else in its group;
-  ``rss_<part>.jvm_mb`` separately when a JVM is in it; its pid, state and restarts;
+* per part of ``run`` (pids from ``parts.json``): RSS and PSS (MiB), CPU (% of one core),
+  open file descriptors and threads of its whole process group -- the part's process, what
+  it started (the Spark JVM of the job and of the live lane) and anything else in its group;
+  ``rss_<part>.jvm_mb`` separately when a JVM is in it; its pid, state and restarts; and
+  ``mem_total_mb``, the PSS summed over every part (the product's memory: a page shared by
+  forked processes counted once);
 * disk (MiB) of the broker logs, the Delta tables and the checkpoints, the size of the
   job's streaming state folder, and each Delta table's active file count (``files_<t>``);
 * the topic's log end, the job's committed offset and batches (its checkpoint, as the load
   test reads them), records behind latest and the age of the oldest unprocessed record;
 * the job's state rows when it exports them (``tormenta_job_state_rows`` on its metrics port).
 
-Keys: ``rss_<part>_mb``, ``cpu_<part>``, ``fds_<part>``, ``threads_<part>``, ``pid_<part>``,
-``state_<part>``, ``restarts_<part>``, ``disk_<what>_mb``, ``disk_total_mb``, ``state_mb``,
+Keys: ``rss_<part>_mb``, ``pss_<part>_mb``, ``mem_total_mb``, ``cpu_<part>``, ``fds_<part>``,
+``threads_<part>``, ``pid_<part>``, ``state_<part>``, ``restarts_<part>``, ``disk_<what>_mb``, ``disk_total_mb``, ``state_mb``,
 ``state_rows``, ``files_<table>``, ``log_end``, ``job_offset``, ``batches``, ``lag_records``,
 ``lag_s``, ``t`` (epoch s), ``elapsed``.
 """
@@ -77,7 +79,7 @@ def active_files(table: Path) -> int | None:
 
 
 class GroupWatch:
-    """RSS, CPU, fds and threads of a process, its descendants and its process group."""
+    """RSS, PSS, CPU, fds and threads of a process, its descendants and its process group."""
 
     def __init__(self) -> None:
         self._procs: dict[int, psutil.Process] = {}
@@ -109,12 +111,13 @@ class GroupWatch:
         return [self._cached(p) for p in found.values()]
 
     def measure(self, pid: int) -> dict[str, float]:
-        out = {"rss": 0.0, "cpu": 0.0, "fds": 0.0, "threads": 0.0, "jvm": 0.0}
+        out = {"rss": 0.0, "pss": 0.0, "cpu": 0.0, "fds": 0.0, "threads": 0.0, "jvm": 0.0}
         for p in self.members(pid):
             try:
                 with p.oneshot():
                     rss = p.memory_info().rss / MIB
                     out["rss"] += rss
+                    out["pss"] += proportional_mib(p, rss)
                     out["cpu"] += p.cpu_percent(None)
                     out["fds"] += p.num_fds()
                     out["threads"] += p.num_threads()
@@ -123,6 +126,17 @@ class GroupWatch:
             except psutil.Error:
                 continue
         return out
+
+
+def proportional_mib(p: psutil.Process, rss_mib: float) -> float:
+    """The process's proportional set size (PSS, MiB): its private pages plus its share of the
+    pages it shares. Summed over a process group it counts a page once, where RSS counts it in
+    every process that maps it (PySpark's forked workers share most of their parent's pages).
+    Falls back to the RSS when the kernel does not let us read it."""
+    try:
+        return p.memory_full_info().pss / MIB
+    except (psutil.AccessDenied, AttributeError):
+        return rss_mib
 
 
 def scrape_gauge(url: str, name: str, timeout: float = 2.0) -> float | None:
@@ -196,6 +210,7 @@ class SoakSampler:
 
     def processes(self) -> dict[str, Any]:
         out: dict[str, Any] = {}
+        total = 0.0
         for name, part in read_parts(self.data_dir / "run").items():
             out[f"state_{name}"], out[f"restarts_{name}"] = part.state, part.restarts
             out[f"pid_{name}"] = part.pid if part.running else None
@@ -203,9 +218,12 @@ class SoakSampler:
                 continue
             m = self.watch.measure(part.pid)
             out[f"rss_{name}_mb"], out[f"cpu_{name}"] = round(m["rss"], 1), round(m["cpu"], 1)
+            out[f"pss_{name}_mb"] = round(m["pss"], 1)
+            total += m["pss"]
             out[f"fds_{name}"], out[f"threads_{name}"] = m["fds"], m["threads"]
             if m["jvm"] and m["rss"] - m["jvm"] > 1:  # a JVM beside other processes (the job's driver)
                 out[f"rss_{name}.jvm_mb"] = round(m["jvm"], 1)
+        out["mem_total_mb"] = round(total, 1)
         return out
 
     def disk(self) -> dict[str, Any]:

@@ -7,7 +7,7 @@ below that (`window_s`). Periods around a chaos kill or the outage (from the kil
 the part is healthy again plus two trigger intervals) are `Excluded` from the work, lag
 and stall criteria: a restart carries a backlog on purpose.
 
-* **memory flat**: per process series (``rss_<part>_mb``, the part's whole process
+* **memory flat**: per process series (``pss_<part>_mb``, the part's whole process
   group, and ``rss_<part>.jvm_mb`` for a JVM in it), after the warm-up, on the longest
   stretch with one pid (a restart starts a new process): a least-squares line, its slope
   in MiB/h, and growth = slope x span / fitted value at the start <= 5 %. Prometheus is
@@ -15,6 +15,7 @@ and stall criteria: a restart carries a backlog on purpose.
   1.5 x its 2-hour block range before it is written out, so it grows through the first three
   hours of any run by design; it is judged by the fitted line projected to that ceiling
   against a budget ("memory bounded");
+* **memory total**: the peak of the PSS summed over every part ≤ 8 GiB (``TOTAL_MEMORY_MIB``);
 * **work flat**: median duration of the batches with data in the last window <= 1.2 x
   the median in the first window after the warm-up; the state (rows when the job exports
   them, else bytes of the state folder) in the last window <= 1.2 x its level right after
@@ -46,6 +47,7 @@ LAG_BATCHES = 2.0
 MIN_FIT_POINTS = 4
 # part -> (seconds after start when its memory stops growing by design, budget in MiB)
 BOUNDED_BY_DESIGN = {"prometheus": (3 * HOUR, 256.0)}
+TOTAL_MEMORY_MIB = 8 * 1024.0   # the whole product, Christmas rate included (issue 19)
 FULL_WINDOW_S = 600.0
 
 
@@ -129,15 +131,34 @@ def memory_growth(name: str, points: list[tuple[float, float, int | None]], star
 
 
 def memory_series(samples: list[dict[str, Any]]) -> dict[str, list[tuple[float, float, int | None]]]:
-    """Every ``rss_*_mb`` series of the samples with the pid that goes with it."""
+    """Every memory series of the samples with the pid that goes with it: per part its process
+    group's PSS (``pss_<part>_mb``; its RSS in samples taken before the sampler read PSS, since
+    summed RSS counts the pages of forked workers once per process), and ``rss_<part>.jvm_mb``."""
     out: dict[str, list[tuple[float, float, int | None]]] = {}
     for s in samples:
         for key, v in s.items():
-            if key.startswith("rss_") and key.endswith("_mb") and v is not None:
-                part = key[4:-3]
-                pid = s.get(f"pid_{part.split('.')[0]}")
-                out.setdefault(part, []).append((float(s["t"]), float(v), pid))
+            if v is None or not key.endswith("_mb") or not key.startswith(("rss_", "pss_")):
+                continue
+            part = key[4:-3]
+            if key.startswith("rss_") and "." not in part and s.get(f"pss_{part}_mb") is not None:
+                continue   # the group's PSS stands for it
+            pid = s.get(f"pid_{part.split('.')[0]}")
+            out.setdefault(part, []).append((float(s["t"]), float(v), pid))
     return out
+
+
+def memory_peak(samples: list[dict[str, Any]], t0: float, budget_mib: float = TOTAL_MEMORY_MIB) -> Criterion:
+    """The product's memory at its highest: the PSS summed over every part, against a budget."""
+    pts = [(float(s["mem_total_mb"]), float(s["t"])) for s in samples if s.get("mem_total_mb")]
+    name = "memory total: peak"
+    if not pts:
+        return Criterion(name, None, "no total memory sampled", "samples taken before the sampler summed PSS")
+    peak, at = max(pts)
+    median = float(np.median([v for v, _ in pts]))
+    return Criterion(name, peak <= budget_mib,
+                     f"peak {peak / 1024:,.2f} GiB at minute {(at - t0) / 60:.0f} (median {median / 1024:,.2f} GiB)",
+                     f"PSS summed over every part ≤ {budget_mib / 1024:g} GiB",
+                     {"peak_mib": round(peak, 1), "median_mib": round(median, 1), "at": at, "budget_mib": budget_mib})
 
 
 def memory_flat(samples: list[dict[str, Any]], t0: float, duration_s: float) -> list[Criterion]:
@@ -324,6 +345,7 @@ def judge(x: SoakInputs) -> list[Criterion]:
     """Every criterion of the soak, in the report's order."""
     duration = x.t_end - x.t0
     out = memory_flat(x.samples, x.t0, duration)
+    out.append(memory_peak(x.samples, x.t0))
     out.append(work_flat(x.batches, x.t0, x.t_end, x.excluded))
     # rows only when the job really counts them: an all-zero series is a query that exports 0, not a state
     state_key = "state_rows" if any(s.get("state_rows") for s in x.samples) else "state_mb"

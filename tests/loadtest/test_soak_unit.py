@@ -82,6 +82,35 @@ def test_prometheus_is_judged_by_its_projected_ceiling_not_by_its_growth_in_the_
     assert sv.memory_flat(other, T0, HOUR)[0].passed is False
 
 
+def test_a_group_is_judged_by_its_pss_so_forked_workers_do_not_read_as_a_leak():
+    # summed RSS jumps whenever PySpark forks workers (their shared pages counted in each);
+    # the group's PSS stays flat and stands for it
+    samples = rss_samples(1000, 0.0)
+    for i, s in enumerate(samples):
+        s["pss_job_mb"] = s["rss_job_mb"] - 50
+        if i > len(samples) * 0.8:
+            s["rss_job_mb"] += 4000
+    flat = sv.memory_flat(samples, T0, HOUR)
+    assert [(c.name, c.passed) for c in flat] == [("memory flat: job", True)]
+    assert flat[0].values["start_mib"] == pytest.approx(950)
+    # a PSS that grows is a leak, whatever the RSS says
+    leaking = [dict(s, pss_job_mb=p["rss_job_mb"]) for s, p in zip(samples, rss_samples(1000, 0.3), strict=True)]
+    assert sv.memory_flat(leaking, T0, HOUR)[0].passed is False
+    # a JVM's own RSS series is still judged beside its group's PSS
+    with_jvm = [dict(s, **{"rss_job.jvm_mb": 700 + (s["t"] - T0) / 10}) for s in samples]
+    assert {c.name: c.passed for c in sv.memory_flat(with_jvm, T0, HOUR)} == {"memory flat: job": True,
+                                                                            "memory flat: job.jvm": False}
+
+
+def test_the_products_peak_memory_is_judged_against_its_budget():
+    samples = [{"t": T0 + i * 30, "mem_total_mb": 6000.0 + (2500 if i == 70 else 0)} for i in range(121)]
+    over = sv.memory_peak(samples, T0)
+    assert over.passed is False and over.values["peak_mib"] == 8500 and "minute 35" in over.figure
+    assert over.values["median_mib"] == 6000
+    assert sv.memory_peak(samples[:60], T0).passed is True
+    assert sv.memory_peak([{"t": T0, "rss_job_mb": 1.0}], T0).passed is None   # an older run: n/a
+
+
 def test_windows_scale_with_short_runs():
     assert sv.window_s(HOUR) == 600 and sv.window_s(2 * HOUR) == 600
     assert sv.window_s(180) == 30
@@ -189,6 +218,7 @@ def test_judge_lists_every_criterion_and_overall_fails_on_one_failure():
     crit = sv.judge(x)
     names = [c.name for c in crit]
     assert names[0] == "memory flat: job" and "upkeep never stalls the stream" in names
+    assert "memory total: peak" in names
     assert "disk: files of sales_agg" in names and sv.overall(crit) == "pass"
     x.samples = rss_samples(500, 0.5)
     assert sv.overall(sv.judge(x)) == "fail"
