@@ -388,7 +388,7 @@ def run_job(settings: Settings, *, once: bool = False, stop_event: threading.Eve
     from pipeline.job.spark import build_spark
 
     check_source(settings)
-    spark = build_spark(settings, service=True)
+    spark = build_spark(settings, service=True, part="job")
     tables.create_tables(spark, settings)
     handles = []
     try:

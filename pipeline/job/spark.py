@@ -27,7 +27,7 @@ import zipfile
 from pathlib import Path
 
 from pipeline.errors import JobError
-from pipeline.job import jvmoptions
+from pipeline.job import jvmoptions, scratch
 from pipeline.job.jvmoptions import JIT_OPTIONS
 from pipeline.procs.jvm import java_version, service_heap_options, spark_extra_jars
 from pipeline.settings import PREFIX, Settings
@@ -107,11 +107,13 @@ def submitted() -> bool:
 
 
 def build_spark(settings: Settings, app_name: str = "tormenta-job", *, extra_conf: dict[str, str] | None = None,
-                service: bool = False):
+                service: bool = False, part: str | None = None):
     """Create (or return the running) SparkSession configured for Tormenta.
 
     `service`: a process that runs for hours (the job, the live lane) takes its whole heap
-    at start (`pipeline.procs.jvm.service_heap_options`)."""
+    at start (`pipeline.procs.jvm.service_heap_options`). `part` ("job", "live"): when this
+    process launches the driver JVM, its temp files and Spark's scratch go to the part's own
+    folder, emptied first (`driver_scratch`)."""
     java_version()
     check_storage(settings)
     os.environ.setdefault("PYSPARK_PYTHON", sys.executable)
@@ -119,9 +121,10 @@ def build_spark(settings: Settings, app_name: str = "tormenta-job", *, extra_con
     from pyspark.sql import SparkSession
 
     builder = SparkSession.builder.appName(app_name)
-    conf = session_conf(settings)
+    tmp_dir = driver_scratch(settings, part)
+    conf = session_conf(settings, local_dir=tmp_dir)
     if not submitted():
-        conf.update(launch_conf(settings, service=service))
+        conf.update(launch_conf(settings, service=service, tmp_dir=tmp_dir))
         builder = builder.master(settings.spark_master_url)
     for k, v in {**conf, **(extra_conf or {})}.items():
         builder = builder.config(k, v)
@@ -132,21 +135,44 @@ def build_spark(settings: Settings, app_name: str = "tormenta-job", *, extra_con
         ship_package(spark, settings)
     if settings.on_object_storage:
         open_storage(spark, settings)
-    log.info("spark session: %s, shuffle partitions %d, driver memory %s, tables and checkpoints in %s",
+    log.info("spark session: %s, shuffle partitions %d, driver memory %s, tables and checkpoints in %s%s",
              master, settings.effective_shuffle_partitions, settings.driver_memory,
-             settings.storage_uri if settings.on_object_storage else settings.data_dir)
+             settings.storage_uri if settings.on_object_storage else settings.data_dir,
+             f", temp files in {tmp_dir}" if tmp_dir else "")
     return spark
 
 
-def launch_conf(settings: Settings, *, service: bool = False) -> dict[str, str]:
-    """What only counts when this process launches the JVM (spark-submit passes its own)."""
+def launches_jvm() -> bool:
+    """True when the next session of this process starts a driver JVM (not under spark-submit,
+    no JVM started earlier: PySpark keeps its first one for every later session)."""
+    from pyspark import SparkContext
+
+    return not submitted() and SparkContext._gateway is None
+
+
+def driver_scratch(settings: Settings, part: str | None) -> Path | None:
+    """The part's temp folder, locked and emptied (`pipeline.job.scratch`), when this process
+    launches the part's driver JVM; else None (Spark's defaults: /tmp, the data folder's spark-tmp).
+
+    Under spark-submit the driver JVM and its options are the command line's."""
+    if part is None or not launches_jvm():
+        return None
+    return scratch.claim(settings.data_dir, part)
+
+
+def launch_conf(settings: Settings, *, service: bool = False, tmp_dir: Path | None = None) -> dict[str, str]:
+    """What only counts when this process launches the JVM (spark-submit passes its own).
+
+    `tmp_dir`: the driver's java.io.tmpdir (the part's temp folder); ahead of the archive's
+    options, so none of ours overrides it."""
     jars = spark_extra_jars(settings.jars_dir)
     conf = {
         "spark.driver.memory": settings.driver_memory,
         "spark.executor.memory": settings.executor_memory,
         "spark.driver.extraJavaOptions": " ".join(filter(None, (
             f"-XX:+UseG1GC -Dio.netty.tryReflectionSetAccessible=true {JIT_OPTIONS}",
-            service_heap_options(settings.driver_memory) if service else "", jvmoptions.java_options(settings)))),
+            service_heap_options(settings.driver_memory) if service else "",
+            scratch.java_option(tmp_dir) if tmp_dir is not None else "", jvmoptions.java_options(settings)))),
     }
     if settings.on_object_storage:
         s3 = [j for j in spark_extra_jars(settings.jars_dir, s3=True) if j not in jars]
@@ -160,10 +186,13 @@ def launch_conf(settings: Settings, *, service: bool = False) -> dict[str, str]:
     return conf
 
 
-def session_conf(settings: Settings) -> dict[str, str]:
-    """The job's Spark configuration (no secrets: those go to the Hadoop configuration later)."""
+def session_conf(settings: Settings, *, local_dir: Path | None = None) -> dict[str, str]:
+    """The job's Spark configuration (no secrets: those go to the Hadoop configuration later).
+
+    `local_dir`: Spark's scratch on the driver (the part's temp folder); else the data
+    folder's ``spark-tmp``."""
     shuffle = str(settings.effective_shuffle_partitions)
-    local_dir = settings.data_dir / "spark-tmp"
+    local_dir = local_dir or settings.data_dir / "spark-tmp"
     local_dir.mkdir(parents=True, exist_ok=True)
     delta = "spark.databricks.delta."
     return {

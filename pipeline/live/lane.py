@@ -180,7 +180,7 @@ def run_lane(settings: Settings, stop: threading.Event | None = None) -> None:
     lane_settings = settings.replace(driver_memory=DRIVER_MEMORY, **({} if master is None else {"spark_master": master}))
     checkpoint_path(settings).parent.mkdir(parents=True, exist_ok=True)
     metrics = LaneMetrics.start(settings)  # latency and records out, read off the live topic (None: metrics off)
-    spark = build_spark(lane_settings, "tormenta-live", service=True, extra_conf={
+    spark = build_spark(lane_settings, "tormenta-live", service=True, part="live", extra_conf={
         # One long task per partition, nothing shuffled: no speculative copies, no AQE.
         "spark.speculation": "false",
         "spark.sql.adaptive.enabled": "false",

@@ -273,7 +273,8 @@ class LoadTest:
     def _cleanup(self, started_broker: bool, broker) -> None:
         if not self.options.keep_topic:
             self.delete_topics()
-        shutil.rmtree(self.run_settings.data_dir / "spark-tmp", ignore_errors=True)
+        for scratch in ("spark-tmp", "tmp"):  # Spark's scratch, the temp folders of the job and the live lane
+            shutil.rmtree(self.run_settings.data_dir / scratch, ignore_errors=True)
         if started_broker:
             self._event(broker.stop())
 
