@@ -1,6 +1,6 @@
 """Shared fixtures: a real Kafka broker per test session, unique topics per test, one Spark session;
 more in the tests/support modules listed in `pytest_plugins` (secured broker, sample transactions,
-the dashboard's demo data).
+the dashboard's demo data, the whole-product run the supervision and monitoring tests share).
 
 Integration tests start the real embedded broker (Maven jars) on free loopback ports in a
 temporary folder and stop it afterwards, also when a test fails.
@@ -21,7 +21,8 @@ from tests.support.ports import free_port, port_run
 from tests.support.stack import make_settings
 
 # Fixtures defined in tests/support, available to every test.
-pytest_plugins = ["tests.support.secure_fixtures", "tests.support.emulator_fixtures", "tests.support.apptest"]
+pytest_plugins = ["tests.support.secure_fixtures", "tests.support.emulator_fixtures", "tests.support.apptest",
+                  "tests.support.product_run"]
 
 ARTIFACTS = Path(__file__).resolve().parent.parent / "test-artifacts"
 
