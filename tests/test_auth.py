@@ -174,6 +174,21 @@ operators = ["olga@example.com"]
     assert CLIENT_SECRET not in " ".join(cmd) and COOKIE_SECRET not in " ".join(cmd)
 
 
+def test_the_app_watches_no_files(tmp_path):
+    """Streamlit's file watcher (hot reload) follows every write under the project, where the data
+    folder lives: in a soak it took a quarter of the app's CPU (py-spy). Off for `run` and for a
+    `streamlit run` by hand (the project's config)."""
+    import tomllib
+
+    from pipeline.runall import app_command
+    from pipeline.settings import PROJECT_ROOT
+
+    cmd = app_command(Settings.from_env({"TORMENTA_DATA_DIR": str(tmp_path)}), secrets=[])
+    assert cmd[cmd.index("--server.fileWatcherType") + 1] == "none"
+    config = tomllib.loads((PROJECT_ROOT / ".streamlit" / "config.toml").read_text())
+    assert config["server"]["fileWatcherType"] == "none"
+
+
 def test_run_refuses_an_incomplete_auth_in_one_line_before_anything_starts(tmp_path):
     """`python -m pipeline run` with ~/.streamlit/secrets.toml missing keys: exit 2, one line, nothing created."""
     home = tmp_path / "home"
