@@ -32,6 +32,7 @@ import pytest
 from pipeline.monitoring.client import PrometheusClient
 from pipeline.procs.group import signal_reaches
 from pipeline.settings import PROJECT_ROOT
+from tests.support.metrics import samples, scrape, value
 from tests.support.monitoring import WebhookReceiver
 from tests.support.ports import port_run
 from tests.support.waiting import wait_for
@@ -114,6 +115,16 @@ def batches(data: Path) -> int:
     """The job's batches so far: commits of its batch_metrics table under the run's data folder."""
     log = data / "delta" / "batch_metrics" / "_delta_log"
     return len(list(log.glob("*.json"))) if log.is_dir() else 0
+
+
+def emulator_delivered(run: Run) -> float:
+    """Messages the run's emulator process has had acknowledged (its own counter: a restarted one starts
+    at 0); 0 while its endpoint does not answer."""
+    try:
+        text = scrape(f"http://127.0.0.1:{run.metrics_base + 2}/metrics", timeout=2)   # the emulator: base + 2
+        return value(samples(text), "tormenta_emulator_delivered_total")
+    except (OSError, KeyError):
+        return 0.0
 
 
 class SharedRun:
