@@ -388,7 +388,8 @@ def run_job(settings: Settings, *, once: bool = False, stop_event: threading.Eve
     from pipeline.job.spark import build_spark
 
     check_source(settings)
-    spark = build_spark(settings, service=True, part="job")
+    # a one-shot catch-up is no service: no heap reserved and touched at start
+    spark = build_spark(settings, service=not once, part="job")
     tables.create_tables(spark, settings)
     handles = []
     try:

@@ -88,3 +88,26 @@ def test_the_dedupe_watermark_delay_is_half_the_window():
     # two delays. One window of memory needs a delay of half of it.
     for window in (1, 120, 600):
         assert 2 * transforms.watermark_delay_seconds(window) == pytest.approx(window)
+
+
+@pytest.mark.parametrize(("once", "service"), [(False, True), (True, False)])
+def test_the_running_job_is_a_service_and_a_catch_up_once_is_not(monkeypatch, tmp_path, once, service):
+    """The running job reserves and touches its whole heap at start (a service of hours); a
+    `job --once` does not pay for that on every start."""
+    import pipeline.job.runner as runner
+    import pipeline.job.spark as spark_mod
+
+    seen = {}
+
+    class Built(Exception):
+        pass
+
+    def fake_build_spark(settings, *args, **kwargs):
+        seen.update(kwargs)
+        raise Built
+
+    monkeypatch.setattr(runner, "check_source", lambda settings: None)
+    monkeypatch.setattr(spark_mod, "build_spark", fake_build_spark)
+    with pytest.raises(Built):
+        runner.run_job(make_settings(tmp_path), once=once)
+    assert seen == {"service": service, "part": "job"}
