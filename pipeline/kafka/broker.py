@@ -359,6 +359,19 @@ class EmbeddedBroker:
         self.pid_file.unlink(missing_ok=True)
         return msg
 
+    def gone(self, pid: int) -> bool:
+        """Whether the terminated node's process has exited (reaped if it is our child); never waits."""
+        return _wait_gone(pid, time.monotonic())
+
+    def kill_pid(self, pid: int) -> None:
+        """SIGKILL a terminated node that cannot finish stopping; wait until it is gone."""
+        try:
+            os.kill(pid, signal.SIGKILL)
+        except ProcessLookupError:
+            pass
+        _wait_gone(pid, time.monotonic() + 10)
+        self.pid_file.unlink(missing_ok=True)
+
     def stop(self, timeout: float = 30.0) -> str:
         pid = self.terminate()
         if pid is None:

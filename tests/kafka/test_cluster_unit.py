@@ -179,3 +179,50 @@ def test_report_shows_the_broker_outage():
     from pipeline.loadtest.result import LoadTestResult
 
     assert LoadTestResult.from_dict(result.to_dict()).broker_outage["down_s"] == 36.5
+
+
+# ---- stop: a node left without its quorum ---------------------------------------------------------
+def _node_process(ignores_term: bool):
+    """A stand-in for a node's JVM in its own session (as `launch` starts it): one that exits on
+    SIGTERM, or one that cannot finish stopping (SIGTERM ignored, like a node stuck in its
+    controlled shutdown)."""
+    import subprocess
+
+    script = "trap '' TERM; echo ready; while :; do sleep 0.2; done" if ignores_term else "echo ready; exec sleep 600"
+    proc = subprocess.Popen(["bash", "-c", script], start_new_session=True, stdout=subprocess.PIPE)
+    assert proc.stdout.readline() == b"ready\n"   # its trap is set before anyone signals it
+    return proc
+
+
+def _cluster_of(tmp_path, ignores: list[bool]):
+    cluster = KafkaCluster(settings(tmp_path, broker_nodes=3))
+    procs = []
+    for nd, ignore in zip(cluster.nodes, ignores, strict=True):
+        proc = _node_process(ignore)
+        nd.pid_file.parent.mkdir(parents=True, exist_ok=True)
+        nd.pid_file.write_text(str(proc.pid))
+        procs.append(proc)
+    return cluster, procs
+
+
+def test_stop_kills_a_node_left_without_its_quorum_after_a_short_grace_and_says_so(tmp_path):
+    import time
+
+    cluster, procs = _cluster_of(tmp_path, [False, False, True])
+    t0 = time.monotonic()
+    out = cluster.stop(timeout=60, alone_grace=1.0).splitlines()
+    assert time.monotonic() - t0 < 15    # not the whole timeout
+    assert out[0].startswith("node 1 (pid") and out[0].endswith("stopped")
+    assert out[1].startswith("node 2 (pid") and out[1].endswith("stopped")
+    assert "killed 1 s after the rest of its quorum had stopped" in out[2], out
+    assert all(p.poll() is not None for p in procs)
+    assert not any(nd.pid_file.exists() for nd in cluster.nodes)
+
+
+def test_stop_waits_its_whole_timeout_while_a_quorum_still_runs(tmp_path):
+    # two of three still stopping are a quorum: they may finish, so no early kill
+    cluster, procs = _cluster_of(tmp_path, [True, True, False])
+    out = cluster.stop(timeout=3, alone_grace=0.5).splitlines()
+    assert out[2].endswith("stopped") and "quorum" not in out[2]
+    assert all("did not stop in time and was killed" in line for line in out[:2]), out
+    assert all(p.poll() is not None for p in procs)
