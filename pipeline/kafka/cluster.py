@@ -266,7 +266,7 @@ class KafkaCluster:
                     for nd, pid in running:
                         nd.kill_pid(pid)
                         lines[nd.name] = (f"{nd.name} (pid {pid}) stopped: killed {alone_grace:.0f} s after the rest of "
-                                          f"its quorum had stopped (a node cannot finish its controlled shutdown "
+                                          f"its quorum had exited (a node cannot finish its controlled shutdown "
                                           f"alone; its logs are recovered at its next start)")
                     running = []
             time.sleep(0.1)
