@@ -24,8 +24,9 @@ and stall criteria: a restart carries a backlog on purpose.
   two trigger intervals (one trigger of stall);
 * **lag bounded**: records behind latest never above two batches' worth (2 x rate x
   trigger); freshness p95 of the last window <= 1.2 x that of the first after warm-up;
-* **disk**: growth per hour (fitted), projection to one day (capped by the topic's
-  record lifetime) against the free space; each Delta table's active file count bounded
+* **disk**: growth per hour (fitted), projection to one day against the free space, each
+  part by what bounds it (broker logs: the topic's record lifetime; Delta: none; checkpoints:
+  the state's settling time); each Delta table's active file count bounded
   (the last quarter's maximum <= 1.5 x the first half's maximum after warm-up + 5).
 """
 
@@ -284,28 +285,50 @@ def freshness_flat(event_times: np.ndarray, seconds: np.ndarray, t0: float, t_en
 
 
 # ---- disk ----------------------------------------------------------------------------------
+def _slope(samples: list[dict[str, Any]], key: str, start: float) -> tuple[float, float, float] | None:
+    """(fitted MiB/s, last value, last time) of `key` from `start` on, or None without two samples."""
+    pts = [(float(s["t"]), float(s[key])) for s in samples if s.get(key) is not None and s["t"] >= start]
+    fit = fit_line([t for t, _ in pts], [v for _, v in pts])
+    return None if fit is None else (fit[0], pts[-1][1], pts[-1][0])
+
+
 def disk_growth(samples: list[dict[str, Any]], t0: float, duration_s: float, retention_s: float,
-                free_mb: float | None) -> Criterion:
+                free_mb: float | None, settle_s: float = 0.0) -> Criterion:
     """Growth of the run's data folder per hour (fitted after warm-up) and its size after one day.
 
-    The topic keeps records `retention_s`, so the broker part grows for at most that long; the
-    projection assumes everything grows at the fitted rate for min(one day, retention) more."""
+    Each part is projected by what bounds it:
+    * the broker's logs grow at their fitted rate until the records' lifetime (`retention_s`) has
+      passed since the start, then old segments go as new ones come;
+    * the Delta tables are the product's output: they grow at their fitted rate the whole day;
+    * the checkpoints (mostly the dedupe state) grow only until the state has settled
+      (`settle_s` after the start: the dedupe window and the checkpoint's history), then saw-tooth
+      around a level ("work flat: state" judges that level), so they grow at most until then.
+    Samples without the per-part sizes are projected as one total, at its fitted rate."""
     start = t0 + window_s(duration_s)
-    pts = [(float(s["t"]), float(s["disk_total_mb"])) for s in samples
-           if s.get("disk_total_mb") is not None and s["t"] >= start]
-    fit = fit_line([t for t, _ in pts], [v for _, v in pts])
-    if fit is None:
-        return Criterion("disk: growth and one-day projection", None, f"{len(pts)} samples after warm-up", "")
-    slope, _ = fit
-    now_mb = pts[-1][1]
-    more_s = max(0.0, min(86400.0, retention_s) - (pts[-1][0] - t0))
-    day_mb = now_mb + max(0.0, slope) * more_s
+    total = _slope(samples, "disk_total_mb", start)
+    if total is None:
+        return Criterion("disk: growth and one-day projection", None, "too few samples after warm-up", "")
+    now_mb, now_t = total[1], total[2]
+    elapsed = now_t - t0
+    grows_for = {"broker": max(0.0, min(86400.0, retention_s) - elapsed), "delta": max(0.0, 86400.0 - elapsed),
+                 "checkpoints": max(0.0, settle_s - elapsed)}
+    parts = {k: _slope(samples, f"disk_{k}_mb", start) for k in grows_for}
+    if all(v is not None for v in parts.values()):
+        day_mb = now_mb + sum(max(0.0, v[0]) * grows_for[k] for k, v in parts.items() if v is not None)
+        how = ", ".join(f"{k} {v[0] * HOUR:+,.0f}" for k, v in parts.items() if v is not None)
+        split = f" ({how} MiB/h)"
+    else:
+        day_mb = now_mb + max(0.0, total[0]) * max(0.0, min(86400.0, retention_s) - elapsed)
+        split = ""
     ok = None if free_mb is None else day_mb <= now_mb + free_mb
     room = "" if free_mb is None else f"; {free_mb / 1024:,.1f} GiB free"
     return Criterion("disk: growth and one-day projection", ok,
-                     f"{slope * HOUR:+,.0f} MiB/h; {now_mb:,.0f} MiB now -> {day_mb / 1024:,.1f} GiB after one day{room}",
-                     "the one-day projection fits in the free space",
-                     {"mib_per_h": round(slope * HOUR, 1), "now_mib": round(now_mb, 1), "day_mib": round(day_mb, 1)})
+                     f"{total[0] * HOUR:+,.0f} MiB/h{split}; {now_mb:,.0f} MiB now -> {day_mb / 1024:,.1f} GiB after "
+                     f"one day{room}",
+                     "the one-day projection fits in the free space (broker logs up to the records' lifetime, Delta "
+                     "all day, checkpoints until the state settles)",
+                     {"mib_per_h": round(total[0] * HOUR, 1), "now_mib": round(now_mb, 1), "day_mib": round(day_mb, 1)}
+                     | {f"{k}_mib_per_h": round(v[0] * HOUR, 1) for k, v in parts.items() if v is not None})
 
 
 def files_bounded(samples: list[dict[str, Any]], key: str, t0: float, t_end: float) -> Criterion:
@@ -355,7 +378,8 @@ def judge(x: SoakInputs) -> list[Criterion]:
     out.append(upkeep_stall(x.batches, x.trigger_s, x.excluded))
     out.append(lag_bounded(x.samples, x.rate, x.trigger_s, x.t0, x.excluded))
     out.append(freshness_flat(x.event_times, x.freshness_s, x.t0, x.t_end, x.excluded))
-    out.append(disk_growth(x.samples, x.t0, duration, x.retention_s, x.free_mb))
+    out.append(disk_growth(x.samples, x.t0, duration, x.retention_s, x.free_mb,
+                           max(x.dedupe_s, window_s(duration), x.state_history_s)))
     tables = sorted({k for s in x.samples for k in s if k.startswith("files_")})
     out += [files_bounded(x.samples, k, x.t0, x.t_end) for k in tables]
     return out

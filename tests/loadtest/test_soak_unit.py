@@ -197,6 +197,27 @@ def test_freshness_p95_that_grows_fails():
     assert c.passed is False and c.values["last_p95_s"] > 1.2 * c.values["first_p95_s"]
 
 
+def test_disk_projection_bounds_each_part_by_what_bounds_it():
+    # broker +1,000 MiB/h, Delta +10 MiB/h, checkpoints +600 MiB/h until minute 30, then flat
+    samples = []
+    for t in range(0, 3601, 30):
+        b, d, c = 100 + t / 3600 * 1000, 5 + t / 3600 * 10, 600 * min(t, 1800) / 3600
+        samples.append({"t": T0 + t, "disk_broker_mb": b, "disk_delta_mb": d, "disk_checkpoints_mb": c,
+                        "disk_total_mb": b + d + c})
+    c = sv.disk_growth(samples, T0, HOUR, 86400, free_mb=26_000, settle_s=1800)
+    # now 1,100 + 15 + 300; then 23 h of broker and Delta, no more checkpoints (settled at minute 30)
+    assert c.values["day_mib"] == pytest.approx(1415 + 23 * 1000 + 23 * 10, rel=0.02)
+    assert c.passed is True and "broker +1,000" in c.figure
+    # the same samples lumped into one total project the checkpoints' early climb over the whole day
+    lumped = [{"t": s["t"], "disk_total_mb": s["disk_total_mb"]} for s in samples]
+    assert sv.disk_growth(lumped, T0, HOUR, 86400, free_mb=26_000).passed is False
+    # a state that has not settled by the end is projected to grow until it does
+    late = sv.disk_growth(samples, T0, HOUR, 86400, free_mb=26_000, settle_s=3 * HOUR)
+    assert late.values["day_mib"] > c.values["day_mib"] + 200
+    # and too little room fails
+    assert sv.disk_growth(samples, T0, HOUR, 86400, free_mb=20_000, settle_s=1800).passed is False
+
+
 def test_disk_projection_against_the_free_space_and_files_bounded():
     samples = [{"t": T0 + t, "disk_total_mb": 100 + t / 3600 * 2000, "files_high_value": 10 + t // 360}
                for t in range(0, 3601, 30)]
