@@ -26,10 +26,10 @@ from __future__ import annotations
 import fcntl
 import logging
 import os
-import shutil
 from pathlib import Path
 
 from pipeline.errors import JobError
+from pipeline.procs.tmpdir import empty
 
 log = logging.getLogger(__name__)
 
@@ -77,37 +77,6 @@ def release(folder: Path) -> None:
     fd = _HELD.pop(Path(folder), None)
     if fd is not None:
         os.close(fd)
-
-
-def empty(folder: Path) -> tuple[int, int]:
-    """Remove everything inside `folder` (created if missing); (entries removed, bytes freed).
-
-    Symbolic links are removed themselves, never followed; what cannot be removed is logged."""
-    folder.mkdir(parents=True, exist_ok=True)
-    entries = size = 0
-    for entry in os.scandir(folder):
-        freed = _size(entry)
-        try:
-            if entry.is_dir(follow_symlinks=False):
-                shutil.rmtree(entry.path)
-            else:
-                os.unlink(entry.path)
-        except FileNotFoundError:
-            continue
-        except OSError as exc:
-            log.warning("temp folder %s: cannot remove %s (%s)", folder, entry.name, exc.strerror or exc)
-            continue
-        entries, size = entries + 1, size + freed
-    return entries, size
-
-
-def _size(entry: os.DirEntry) -> int:
-    try:
-        if not entry.is_dir(follow_symlinks=False):
-            return entry.stat(follow_symlinks=False).st_size
-        return sum(os.lstat(os.path.join(top, name)).st_size for top, _, files in os.walk(entry.path) for name in files)
-    except OSError:
-        return 0
 
 
 def java_option(folder: Path) -> str:

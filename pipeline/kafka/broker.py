@@ -32,6 +32,7 @@ from pipeline.metrics.broker import agent_options
 from pipeline.procs.group import signal_reaches
 from pipeline.procs.jvm import broker_classpath, java_version, service_heap_options
 from pipeline.procs.net import port_open
+from pipeline.procs.tmpdir import empty
 from pipeline.settings import Settings
 
 LOG4J2 = """\
@@ -254,16 +255,25 @@ class EmbeddedBroker:
         heap = node_heap(self.settings.broker_heap, self.node.nodes)
         cmd = self._java("kafka.Kafka", str(self.config_file), heap=heap)
         cmd[1:1] = [*service_heap_options(heap).split(), "-XX:+UseG1GC", "-XX:MaxGCPauseMillis=20",
-                    "-Djava.awt.headless=true", *(sec.jvm_options(self.settings) if self.secure else []),
+                    "-Djava.awt.headless=true", f"-Djava.io.tmpdir={self.tmp_dir}",
+                    *(sec.jvm_options(self.settings) if self.secure else []),
                     # Kafka's JMX metrics for Prometheus on 127.0.0.1 (none when TORMENTA_METRICS_PORT=0)
                     *agent_options(self.settings, self.node.node_id, self.log_file)]
         return cmd
 
+    @property
+    def tmp_dir(self) -> Path:
+        """The node JVM's ``java.io.tmpdir``: lz4-java unpacks its native library there on every start."""
+        return self.dir / "tmp"
+
     def launch(self, cluster_id: str | None = None) -> int:
-        """Write the config, format storage if new, spawn the JVM; returns its pid (does not wait)."""
+        """Write the config, format storage if new, empty the node's temp folder, spawn the JVM; returns its pid
+        (does not wait). Callers launch only a node that is not running (its ports are free), so what the
+        temp folder holds was left by a node that ended: a kill -9 leaves its lz4 library behind."""
         java_version()
         self._write_config()
         self._format_storage(cluster_id)
+        empty(self.tmp_dir)
         with open(self.log_file, "ab") as log:
             self.proc = subprocess.Popen(self.command(), stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
                                          start_new_session=True, cwd=self.dir)

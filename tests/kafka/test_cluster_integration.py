@@ -5,7 +5,9 @@
   high_value holds exactly the ids the emulator recorded as delivered over the threshold,
   the job process never stopped, no delivery failed, and health saw the node down;
 * the whole cluster stopped and started again keeps every record;
-* the single-node broker killed with SIGKILL and restarted: the job resumes, nothing lost.
+* the single-node broker killed with SIGKILL and restarted: the job resumes, nothing lost; the
+  lz4 library its JVM unpacks lives in the node's own temp folder, a kill -9 leaves it there,
+  the restart empties the folder (nothing of it ever in /tmp).
 
 Slow (several minutes on two cores): ``make test-unit`` skips it (marker ``slow``).
 """
@@ -144,6 +146,16 @@ def test_whole_cluster_stop_and_start_keeps_every_record(cluster):
     assert got == sorted(json.dumps(v).encode() for v in values)
 
 
+def _mapped(pid: int | None, library: str) -> Path | None:
+    """The file of `library` that process `pid` has mapped, or None."""
+    try:
+        maps = Path(f"/proc/{pid}/maps").read_text() if pid else ""
+    except OSError:
+        return None
+    return next((Path(f[5]) for f in (ln.split(None, 5) for ln in maps.splitlines()) if len(f) == 6 and library in f[5]),
+                None)
+
+
 def test_single_broker_killed_and_restarted_lets_the_job_resume(tmp_path):
     s = make_settings(tmp_path / "data", bootstrap_servers=f"127.0.0.1:{port_run(2)}", broker_heap="768m",
                       emulator_rate=5_000, topic="tx-single")
@@ -158,9 +170,14 @@ def test_single_broker_killed_and_restarted_lets_the_job_resume(tmp_path):
         pid = job.pid
         with Background(StormEmulator(s, control=False, record_ids=ids, seed=3)) as bg:
             wait_for(lambda: log_end(s) >= 10_000, 60, "the emulator's first 10,000 records", every=0.5)
+            # the emulator sends lz4 batches, which the broker decompresses to validate them
+            first = wait_for(lambda: _mapped(broker.read_pid(), "liblz4"), 60, "the broker to load lz4-java")
+            assert first.parent == broker.tmp_dir, first    # not /tmp
             assert broker.kill()
             assert health.broker_health(s).state == health.DOWN
+            assert first.exists()                           # what a kill -9 leaves behind
             broker.start()
+            assert not first.exists()                       # ... the next start removes
             before = log_end(s)
             wait_for(lambda: log_end(s) >= before + 10_000, 60, "10,000 records after the restart", every=0.5)
             bg.stop.set()
