@@ -90,6 +90,8 @@ class SoakCharts:
             ("rss", c("Resident memory per part (RSS summed over its process group; a JVM alone)", "MiB",
                       self.keys("rss_", "_mb"), part)),
             ("cpu", c("CPU per part (% of one core)", "%", self.keys("cpu_"), part)),
+            ("host", c("The machine's CPU (% of one core): busy, stolen by the hypervisor, busy outside the parts",
+                       "%", ["host_cpu", "host_steal", "host_other"], lambda k: k[5:])),
             ("fds", c("Open file descriptors per part", "fds", self.keys("fds_"), part)),
             ("threads", c("Threads per part", "threads", self.keys("threads_"), part)),
             ("disk", c("Disk of the data folder", "MiB", ["disk_broker_mb", "disk_delta_mb", "disk_checkpoints_mb",

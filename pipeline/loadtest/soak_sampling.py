@@ -10,12 +10,17 @@
   job's streaming state folder, and each Delta table's active file count (``files_<t>``);
 * the topic's log end, the job's committed offset and batches (its checkpoint, as the load
   test reads them), records behind latest and the age of the oldest unprocessed record;
-* the job's state rows when it exports them (``tormenta_job_state_rows`` on its metrics port).
+* the job's state rows when it exports them (``tormenta_job_state_rows`` on its metrics port);
+* the machine's CPU over the interval, in % of one core like the parts: ``host_cpu`` (busy:
+  everything but idle and I/O wait), ``host_steal`` (time the hypervisor gave to other
+  guests) and ``host_other`` (busy minus the parts' sum: the soak's own browser and sampler,
+  and anything else on the machine). A batch that takes longer while the job's share stays
+  the same and ``host_other`` or ``host_steal`` rises was slowed from outside the product.
 
 Keys: ``rss_<part>_mb``, ``pss_<part>_mb``, ``mem_total_mb``, ``cpu_<part>``, ``fds_<part>``,
 ``threads_<part>``, ``pid_<part>``, ``state_<part>``, ``restarts_<part>``, ``disk_<what>_mb``, ``disk_total_mb``, ``state_mb``,
 ``state_rows``, ``files_<table>``, ``log_end``, ``job_offset``, ``batches``, ``lag_records``,
-``lag_s``, ``t`` (epoch s), ``elapsed``.
+``lag_s``, ``host_cpu``, ``host_steal``, ``host_other``, ``t`` (epoch s), ``elapsed``.
 """
 
 from __future__ import annotations
@@ -151,6 +156,31 @@ def scrape_gauge(url: str, name: str, timeout: float = 2.0) -> float | None:
     return sum(values) if values else None
 
 
+class HostCpu:
+    """The machine's CPU between two readings (`psutil.cpu_times`), in % of one core."""
+
+    def __init__(self) -> None:
+        self.last = psutil.cpu_times()
+
+    def read(self) -> dict[str, float]:
+        before, self.last = self.last, psutil.cpu_times()
+        return host_cpu(before, self.last, psutil.cpu_count() or 1)
+
+
+def host_cpu(before: Any, after: Any, cores: int) -> dict[str, float]:
+    """Pure: busy and steal between two `cpu_times` readings, in % of one core (`cores` x 100 at most).
+
+    Busy is everything but idle and I/O wait (steal included, as it is time this guest did not run)."""
+    fields = [f for f in after._fields if f not in ("guest", "guest_nice")]   # counted in user/nice already
+    delta = {f: max(0.0, getattr(after, f) - getattr(before, f)) for f in fields}
+    total = sum(delta.values())
+    if total <= 0:
+        return {"host_cpu": 0.0, "host_steal": 0.0}
+    scale = 100.0 * cores / total
+    idle = delta.get("idle", 0.0) + delta.get("iowait", 0.0)
+    return {"host_cpu": round((total - idle) * scale, 1), "host_steal": round(delta.get("steal", 0.0) * scale, 1)}
+
+
 class SoakSampler:
     """A thread taking one sample every `interval` seconds until `stop()`; `samples` grows in place."""
 
@@ -161,6 +191,7 @@ class SoakSampler:
         self.samples: list[dict[str, Any]] = []
         self.history = LogEndHistory()
         self.watch = GroupWatch()
+        self.host = HostCpu()
         self.t0 = time.time()
         self.lock = threading.Lock()
         self._stop = threading.Event()
@@ -202,6 +233,8 @@ class SoakSampler:
         now = time.time()
         s: dict[str, Any] = {"t": round(now, 3), "elapsed": round(now - self.t0, 1)}
         s.update(self.processes())
+        s.update(self.host.read())
+        s["host_other"] = round(max(0.0, s["host_cpu"] - sum(v for k, v in s.items() if k.startswith("cpu_"))), 1)
         s.update(self.disk())
         s.update(self.offsets(now))
         if self.metrics_url:
