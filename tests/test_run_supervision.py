@@ -59,7 +59,9 @@ def _catch_up_and_reconcile(run: Run):
     """After the run: the broker again, `job --once` to process what is left in the topic, then every
     high-value message of the topic against the high_value table, by id (the emulator was killed too,
     so the topic, not the emulator, is the reference)."""
+    from pipeline.contract.tables import HIGH_VALUE_QUERY
     from pipeline.kafka.security import client_config
+    from pipeline.loadtest.soak_finish import processed_offsets
     from pipeline.loadtest.soak_reconcile import reconcile_soak, scan_topic
     from pipeline.settings import Settings
 
@@ -72,12 +74,22 @@ def _catch_up_and_reconcile(run: Run):
     start = cli("broker", "start", timeout=240)
     try:
         assert start.returncode == 0, start.stdout + start.stderr
+        kafka = client_config(settings, "admin")
+        # first as a soak does when the job has not caught up: what it committed must be in Delta, the
+        # rest is "not yet processed"; then `job --once` processes exactly that rest
+        processed = processed_offsets({"caught_up": False}, settings.checkpoint_dir / HIGH_VALUE_QUERY, settings.topic)
+        before, _ = reconcile_soak(scan_topic(kafka, settings.topic, settings.threshold, timeout_s=300,
+                                              processed=processed), settings.delta_dir)
+        assert processed and before.complete is False, processed
+        assert (before.lost, before.duplicated, before.unexpected) == (0, 0, 0), before.sentence()
         once = cli("job", "--once", timeout=900)
         assert once.returncode == 0, once.stderr[-3000:]
-        facts = scan_topic(client_config(settings, "admin"), settings.topic, settings.threshold, timeout_s=300)
+        facts = scan_topic(kafka, settings.topic, settings.threshold, timeout_s=300)
         rec, _ = reconcile_soak(facts, settings.delta_dir)
     finally:
         cli("broker", "stop", timeout=120)
+    assert rec.expected == before.expected and rec.complete, (rec.sentence(), before.sentence())
+    assert rec.actual_unique == before.actual_unique + before.not_yet_processed, (rec.sentence(), before.sentence())
     return rec
 
 

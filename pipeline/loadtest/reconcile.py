@@ -44,6 +44,7 @@ class Reconciliation:
     totals: dict[str, Any] = field(default_factory=dict)
     complete: bool = True
     note: str = ""
+    not_yet_processed: int = 0
 
     @property
     def ok(self) -> bool:
@@ -53,11 +54,12 @@ class Reconciliation:
         return asdict(self) | {"ok": self.ok}
 
     def sentence(self) -> str:
+        later = f" Incomplete: {self.note}." if not self.complete and self.note else ""
         if self.ok:
             return (f"{self.expected:,} high-value transactions sent, {self.actual_unique:,} in Delta: "
-                    "0 lost, 0 duplicated, 0 unexpected.")
+                    f"0 lost, 0 duplicated, 0 unexpected.{later}")
         return (f"{self.expected:,} sent, {self.actual_unique:,} in Delta: {self.lost:,} lost, "
-                f"{self.duplicated:,} duplicated, {self.unexpected:,} unexpected.")
+                f"{self.duplicated:,} duplicated, {self.unexpected:,} unexpected.{later}")
 
 
 def compare_ids(expected: list[str], actual: list[str], *, max_examples: int = MAX_EXAMPLES) -> Reconciliation:

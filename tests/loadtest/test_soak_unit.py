@@ -16,10 +16,10 @@ from pipeline.errors import SettingsError
 from pipeline.loadtest import soak_verdict as sv
 from pipeline.loadtest.chaos import Chaos, kill_targets, schedule
 from pipeline.loadtest.soak_events import Health, Outage, outage_figures
-from pipeline.loadtest.soak_finish import excluded_periods, verdict_of
+from pipeline.loadtest.soak_finish import excluded_periods, processed_offsets, verdict_of
 from pipeline.loadtest.soak_options import SoakOptions, _range
 from pipeline.loadtest.soak_parts import read_parts
-from pipeline.loadtest.soak_reconcile import TopicFacts, _count, classify
+from pipeline.loadtest.soak_reconcile import TopicFacts, _count, classify, compare_soak
 from pipeline.loadtest.soak_report import build_report
 
 T0 = 1_700_000_000.0
@@ -432,6 +432,56 @@ def test_topic_facts_count_distinct_valid_transactions():
     assert facts.distinct_valid() == 2 and facts.high_value_ids == ["a", "a"]
 
 
+def facts_of(processed: list[tuple[str, bool] | None], pending: list[tuple[str, bool] | None]) -> TopicFacts:
+    facts = TopicFacts(complete=not pending)
+    for got in processed:
+        _count(facts, got)
+    for got in pending:
+        _count(facts, got, pending=True)
+    return facts
+
+
+def test_ids_past_the_jobs_committed_offsets_are_not_yet_processed_not_lost():
+    # a, b, c processed; d, e, f past the committed offsets; e already in Delta (a batch written after
+    # the offsets were read); "b" also again in the pending part (a producer retry)
+    facts = facts_of([("a", True), ("b", True), ("c", True), ("x", False), None],
+                     [("d", True), ("e", True), ("f", True), ("b", True), ("y", False)])
+    assert (facts.pending_messages, facts.distinct_valid(), facts.distinct_valid_with_pending()) == (5, 4, 8)
+    rec, sales = compare_soak(facts, ["a", "b", "c", "e"], agg=6)
+    assert (rec.lost, rec.duplicated, rec.unexpected, rec.not_yet_processed) == (0, 0, 0, 2), rec.sentence()
+    assert rec.ok and rec.complete is False and "not yet processed" in rec.sentence()
+    assert sales["ok"] and sales["exact"] is False and sales["distinct_valid_with_pending"] == 8
+    # what must still fail: a processed id missing, an id twice, an id from nowhere, a count out of bounds
+    rec, sales = compare_soak(facts, ["a", "c", "c", "z"], agg=9)
+    assert (rec.lost, rec.duplicated, rec.unexpected, rec.not_yet_processed) == (1, 1, 1, 3)
+    assert rec.lost_examples == ["b"] and not rec.ok and not sales["ok"]
+    assert not compare_soak(facts, ["a", "b", "c"], agg=3)[1]["ok"]   # fewer than the committed 4
+    # a complete scan: every id is expected and the count must be exact
+    whole = facts_of([("a", True), ("b", False)], [])
+    rec, sales = compare_soak(whole, [], agg=2)
+    assert (rec.lost, rec.complete, sales["ok"], sales["exact"]) == (1, True, True, True)
+    assert not compare_soak(whole, ["a"], agg=3)[1]["ok"]
+
+
+def test_the_job_caught_up_or_its_committed_offsets_from_the_checkpoint(tmp_path):
+    ck = tmp_path / "ck"
+    assert processed_offsets({"caught_up": True}, ck, "t") is None
+    assert processed_offsets({"caught_up": False}, ck, "t") == {}   # no checkpoint: nothing committed
+    (ck / "offsets").mkdir(parents=True)
+    (ck / "commits").mkdir()
+    for batch, ends in ((0, {"0": 5, "1": 7}), (1, {"0": 9, "1": 12})):
+        (ck / "offsets" / str(batch)).write_text('v1\n{"batchWatermarkMs":0}\n' + json.dumps({"t": ends}) + "\n")
+    (ck / "commits" / "0").write_text("v1\n{}\n")   # batch 1 is in flight: not committed
+    assert processed_offsets({"caught_up": None}, ck, "t") == {0: 5, 1: 7}
+
+
+def test_a_job_that_did_not_catch_up_fails_the_verdict_and_says_how_many_wait():
+    crit = [sv.Criterion("memory flat: job", True, "")]
+    r = {"reconciliation": {"ok": True, "complete": False, "not_yet_processed": 552_310}, "sales_agg": {"ok": True},
+         "state": "done"}
+    assert verdict_of(r, crit) == "fail" and r["problems"] == ["job not caught up: 552,310 high-value ids not yet processed"]
+
+
 def test_the_verdict_fails_on_a_lost_id_a_count_mismatch_or_an_unrecovered_kill():
     crit = [sv.Criterion("memory flat: job", True, "")]
     clean = {"reconciliation": {"ok": True}, "sales_agg": {"ok": True}, "kills": [{"part": "job", "at": 1}],
@@ -479,6 +529,13 @@ def test_report_shows_the_verdict_the_kills_and_escapes_values():
               "batches": batches([5.0] * 3, trigger=10), "browser": {"visits": 16, "failed": 0}}
     samples = [{"t": T0 + t, "rss_job_mb": 100, "lag_records": 0, "disk_total_mb": 1} for t in range(0, 100, 5)]
     html = build_report(result, samples, [{"t": T0, "text": "started <b>"}])
+    assert 'id="not-caught-up"' not in html
+    behind = dict(result, reconciliation=dict(result["reconciliation"], complete=False, not_yet_processed=4321,
+                                              note="the job had not caught up: 9 messages"),
+                  sales_agg={"ok": True, "exact": False, "sales_agg_count": 6, "distinct_valid": 5,
+                             "distinct_valid_with_pending": 7})
+    later = build_report(behind, samples, [])
+    assert 'id="not-caught-up"' in later and "4,321 ids not yet processed" in later and "between 5" in later
     assert "&lt;script&gt;" in html and "<script>\"" not in html and "r&lt;1&gt;" in html
     assert "21.0 s" in html and "3.5 s" in html and "FAIL" in html and "+9 MiB/h" in html
     assert html.count("plotly.js v") <= 2 and 'id="chart-rss"' in html and 'id="chart-batches"' in html
