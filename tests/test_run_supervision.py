@@ -15,6 +15,8 @@ import signal
 import subprocess
 import sys
 import urllib.request
+import uuid
+from datetime import UTC, datetime
 
 import pytest
 
@@ -64,6 +66,7 @@ def _catch_up_and_reconcile(run: Run):
     from pipeline.loadtest.soak_finish import processed_offsets
     from pipeline.loadtest.soak_reconcile import reconcile_soak, scan_topic
     from pipeline.settings import Settings
+    from tests.support.stack import produce, tx
 
     settings = Settings.from_env(run.env)
 
@@ -75,12 +78,15 @@ def _catch_up_and_reconcile(run: Run):
     try:
         assert start.returncode == 0, start.stdout + start.stderr
         kafka = client_config(settings, "admin")
-        # first as a soak does when the job has not caught up: what it committed must be in Delta, the
-        # rest is "not yet processed"; then `job --once` processes exactly that rest
+        # first as a soak does when the job has not caught up (10 new high-value sales it has not seen):
+        # what it committed must be in Delta, the rest is "not yet processed"; `job --once` processes that rest
+        now = datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+        late = [tx(f"late-{uuid.uuid4().hex}", amount, now) for amount in [1500.01] * 10 + [12.5] * 5]
+        produce(settings, [*late, "{not json"])
         processed = processed_offsets({"caught_up": False}, settings.checkpoint_dir / HIGH_VALUE_QUERY, settings.topic)
         before, _ = reconcile_soak(scan_topic(kafka, settings.topic, settings.threshold, timeout_s=300,
                                               processed=processed), settings.delta_dir)
-        assert processed and before.complete is False, processed
+        assert processed and before.complete is False and before.not_yet_processed >= 10, before.sentence()
         assert (before.lost, before.duplicated, before.unexpected) == (0, 0, 0), before.sentence()
         once = cli("job", "--once", timeout=900)
         assert once.returncode == 0, once.stderr[-3000:]
