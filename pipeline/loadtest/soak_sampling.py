@@ -15,12 +15,19 @@
   everything but idle and I/O wait), ``host_steal`` (time the hypervisor gave to other
   guests) and ``host_other`` (busy minus the parts' sum: the soak's own browser and sampler,
   and anything else on the machine). A batch that takes longer while the job's share stays
-  the same and ``host_other`` or ``host_steal`` rises was slowed from outside the product.
+  the same and ``host_other`` or ``host_steal`` rises was slowed from outside the product;
+* per part with a JVM (the brokers, the job's driver, the live lane), what the JVM says of
+  itself in its performance data (`pipeline.procs.hsperf`): ``gc_<part>`` and ``jit_<part>``,
+  the % of the interval in GC pauses and in the JIT compiler; ``heap_old_<part>_mb`` and
+  ``heap_<part>_mb`` (the heap is committed at start, so the RSS cannot show it filling),
+  ``metaspace_<part>_mb``, ``classes_<part>`` (loaded minus unloaded) and ``fullgc_<part>``.
+  A batch that takes longer while ``gc_job`` or ``heap_old_job_mb`` climbs is the heap.
 
 Keys: ``rss_<part>_mb``, ``pss_<part>_mb``, ``mem_total_mb``, ``cpu_<part>``, ``fds_<part>``,
 ``threads_<part>``, ``pid_<part>``, ``state_<part>``, ``restarts_<part>``, ``disk_<what>_mb``, ``disk_total_mb``, ``state_mb``,
 ``state_rows``, ``files_<table>``, ``log_end``, ``job_offset``, ``batches``, ``lag_records``,
-``lag_s``, ``host_cpu``, ``host_steal``, ``host_other``, ``t`` (epoch s), ``elapsed``.
+``lag_s``, ``host_cpu``, ``host_steal``, ``host_other``, ``gc_<part>``, ``jit_<part>``, ``heap_old_<part>_mb``,
+``heap_<part>_mb``, ``metaspace_<part>_mb``, ``classes_<part>``, ``fullgc_<part>``, ``t`` (epoch s), ``elapsed``.
 """
 
 from __future__ import annotations
@@ -39,6 +46,7 @@ import psutil
 from pipeline.contract.tables import HIGH_VALUE_QUERY, TABLE_NAMES
 from pipeline.loadtest.sampling import LogEndHistory, checkpoint_offsets
 from pipeline.loadtest.soak_parts import read_parts
+from pipeline.procs import hsperf
 
 log = logging.getLogger(__name__)
 MIB = 1024 * 1024
@@ -116,7 +124,7 @@ class GroupWatch:
         return [self._cached(p) for p in found.values()]
 
     def measure(self, pid: int) -> dict[str, float]:
-        out = {"rss": 0.0, "pss": 0.0, "cpu": 0.0, "fds": 0.0, "threads": 0.0, "jvm": 0.0}
+        out = {"rss": 0.0, "pss": 0.0, "cpu": 0.0, "fds": 0.0, "threads": 0.0, "jvm": 0.0, "jvm_pid": 0}
         for p in self.members(pid):
             try:
                 with p.oneshot():
@@ -128,6 +136,8 @@ class GroupWatch:
                     out["threads"] += p.num_threads()
                     if "java" in p.name():
                         out["jvm"] += rss
+                        if rss > out.get("jvm_rss", 0.0):   # the part's main JVM: its largest
+                            out["jvm_pid"], out["jvm_rss"] = p.pid, rss
             except psutil.Error:
                 continue
         return out
@@ -181,6 +191,35 @@ def host_cpu(before: Any, after: Any, cores: int) -> dict[str, float]:
     return {"host_cpu": round((total - idle) * scale, 1), "host_steal": round(delta.get("steal", 0.0) * scale, 1)}
 
 
+class JvmWatch:
+    """Per part, what its JVM says about itself (`pipeline.procs.hsperf`): the share of the last
+    interval spent in GC pauses and in the JIT compiler, the heap's old generation, metaspace and
+    loaded classes. Nothing for a part without a JVM or whose JVM keeps no performance data."""
+
+    def __init__(self, tmp: Path = Path("/tmp")) -> None:
+        self.tmp = tmp
+        self.last: dict[str, tuple[int, dict[str, float]]] = {}
+
+    def measure(self, name: str, pid: int) -> dict[str, Any]:
+        counters = hsperf.read(pid, self.tmp) if pid else None
+        if counters is None:
+            self.last.pop(name, None)
+            return {}
+        now = hsperf.stats(counters)
+        out: dict[str, Any] = {f"heap_old_{name}_mb": round(now["old_used_mb"], 1),
+                               f"heap_{name}_mb": round(now["heap_used_mb"], 1),
+                               f"metaspace_{name}_mb": round(now["metaspace_mb"], 1),
+                               f"classes_{name}": now["classes"], f"fullgc_{name}": now["full_gc_count"]}
+        before = self.last.get(name)
+        if before is not None and before[0] == pid:
+            for key, field in (("gc", "gc_pause_s"), ("jit", "jit_s")):
+                v = hsperf.share(before[1], now, field)
+                if v is not None:
+                    out[f"{key}_{name}"] = round(v, 2)
+        self.last[name] = (pid, now)
+        return out
+
+
 class SoakSampler:
     """A thread taking one sample every `interval` seconds until `stop()`; `samples` grows in place."""
 
@@ -191,6 +230,7 @@ class SoakSampler:
         self.samples: list[dict[str, Any]] = []
         self.history = LogEndHistory()
         self.watch = GroupWatch()
+        self.jvms = JvmWatch()
         self.host = HostCpu()
         self.t0 = time.time()
         self.lock = threading.Lock()
@@ -256,6 +296,7 @@ class SoakSampler:
             out[f"fds_{name}"], out[f"threads_{name}"] = m["fds"], m["threads"]
             if m["jvm"] and m["rss"] - m["jvm"] > 1:  # a JVM beside other processes (the job's driver)
                 out[f"rss_{name}.jvm_mb"] = round(m["jvm"], 1)
+            out.update(self.jvms.measure(name, int(m["jvm_pid"])))
         out["mem_total_mb"] = round(total, 1)
         return out
 

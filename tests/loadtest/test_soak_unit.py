@@ -527,8 +527,12 @@ def test_report_shows_the_verdict_the_kills_and_escapes_values():
               "kills": [{"part": "job", "planned_s": 60, "at": T0 + 61, "pid": 1, "new_pid": 2, "back_s": 3.5,
                          "healthy_s": 21.0, "problem": ""}],
               "batches": batches([5.0] * 3, trigger=10), "browser": {"visits": 16, "failed": 0}}
-    samples = [{"t": T0 + t, "rss_job_mb": 100, "lag_records": 0, "disk_total_mb": 1} for t in range(0, 100, 5)]
+    samples = [{"t": T0 + t, "rss_job_mb": 100, "lag_records": 0, "disk_total_mb": 1, "gc_job": 1.5,
+                "heap_old_job_mb": 300 + t} for t in range(0, 100, 5)]
     html = build_report(result, samples, [{"t": T0, "text": "started <b>"}])
+    gc = html.split('id="chart-gc"', 1)[1].split('<div class="chart"', 1)[0]
+    heap = html.split('id="chart-heap"', 1)[1].split('<div class="chart"', 1)[0]
+    assert '"name":"job"' in gc and "1.5" in gc and '"name":"job"' in heap and "395" in heap
     assert 'id="not-caught-up"' not in html
     behind = dict(result, reconciliation=dict(result["reconciliation"], complete=False, not_yet_processed=4321,
                                               note="the job had not caught up: 9 messages"),
