@@ -14,7 +14,10 @@
 * the machine's CPU over the interval, in % of one core like the parts: ``host_cpu`` (busy:
   everything but idle and I/O wait), ``host_steal`` (time the hypervisor gave to other
   guests) and ``host_other`` (busy minus the parts' sum: the soak's own browser and sampler,
-  and anything else on the machine). A batch that takes longer while the job's share stays
+  and anything else on the machine), with ``host_irq`` (interrupts and soft interrupts: the
+  loopback network's work among them) and ``host_iowait`` (idle waiting for the disk) apart;
+  and who was busy outside the parts: ``other_<name>``, processes summed by name (the soak
+  itself as ``soak``, Chromium's processes as ``browser``, kernel threads by kind). A batch that takes longer while the job's share stays
   the same and ``host_other`` or ``host_steal`` rises was slowed from outside the product;
 * per part with a JVM (the brokers, the job's driver, the live lane), what the JVM says of
   itself in its performance data (`pipeline.procs.hsperf`): ``gc_<part>`` and ``jit_<part>``,
@@ -26,7 +29,7 @@
 Keys: ``rss_<part>_mb``, ``pss_<part>_mb``, ``mem_total_mb``, ``cpu_<part>``, ``fds_<part>``,
 ``threads_<part>``, ``pid_<part>``, ``state_<part>``, ``restarts_<part>``, ``disk_<what>_mb``, ``disk_total_mb``, ``state_mb``,
 ``state_rows``, ``files_<table>``, ``log_end``, ``job_offset``, ``batches``, ``lag_records``,
-``lag_s``, ``host_cpu``, ``host_steal``, ``host_other``, ``gc_<part>``, ``jit_<part>``, ``heap_old_<part>_mb``,
+``lag_s``, ``host_cpu``, ``host_steal``, ``host_other``, ``host_irq``, ``host_iowait``, ``other_<name>``, ``gc_<part>``, ``jit_<part>``, ``heap_old_<part>_mb``,
 ``heap_<part>_mb``, ``metaspace_<part>_mb``, ``classes_<part>``, ``fullgc_<part>``, ``t`` (epoch s), ``elapsed``.
 """
 
@@ -34,6 +37,7 @@ from __future__ import annotations
 
 import logging
 import os
+import re
 import threading
 import time
 import urllib.request
@@ -96,6 +100,7 @@ class GroupWatch:
 
     def __init__(self) -> None:
         self._procs: dict[int, psutil.Process] = {}
+        self.seen: set[int] = set()   # the pids `measure` counted since the caller last cleared it
 
     def _cached(self, p: psutil.Process) -> psutil.Process:
         known = self._procs.get(p.pid)
@@ -104,6 +109,23 @@ class GroupWatch:
         p.cpu_percent(None)  # prime: the first reading is 0
         self._procs[p.pid] = p
         return p
+
+    def measure_others(self, parts: set[int], me: int) -> dict[str, float]:
+        """CPU (% of one core) of every process outside the parts' groups, summed by name
+        (`other_name`), the `me` process as ``soak``; only names at 1 % or more."""
+        by_name: dict[str, float] = {}
+        for p in psutil.process_iter():
+            if p.pid in parts:
+                continue
+            try:
+                p = self._cached(p)
+                cpu = p.cpu_percent(None)
+                if cpu > 0:
+                    label = "soak" if p.pid == me else other_name(p.name())
+                    by_name[label] = by_name.get(label, 0.0) + cpu
+            except psutil.Error:
+                continue
+        return {f"other_{k}": round(v, 1) for k, v in by_name.items() if v >= 1.0}
 
     def members(self, pid: int) -> list[psutil.Process]:
         try:
@@ -125,7 +147,9 @@ class GroupWatch:
 
     def measure(self, pid: int) -> dict[str, float]:
         out = {"rss": 0.0, "pss": 0.0, "cpu": 0.0, "fds": 0.0, "threads": 0.0, "jvm": 0.0, "jvm_pid": 0}
-        for p in self.members(pid):
+        members = self.members(pid)
+        self.seen.update(p.pid for p in members)
+        for p in members:
             try:
                 with p.oneshot():
                     rss = p.memory_info().rss / MIB
@@ -177,6 +201,15 @@ class HostCpu:
         return host_cpu(before, self.last, psutil.cpu_count() or 1)
 
 
+def other_name(name: str) -> str:
+    """Pure: a process name as a sample key's part: kernel threads by kind ("kworker/u4:2" ->
+    "kworker"), Chromium's processes as one, anything but letters, digits and dashes dropped."""
+    base = name.split("/", 1)[0].lower()
+    if base.startswith(("chrom", "headless_shell")):
+        return "browser"
+    return re.sub(r"[^a-z0-9-]", "", base.replace("_", "-").replace(".", "-")) or "unnamed"
+
+
 def host_cpu(before: Any, after: Any, cores: int) -> dict[str, float]:
     """Pure: busy and steal between two `cpu_times` readings, in % of one core (`cores` x 100 at most).
 
@@ -185,10 +218,12 @@ def host_cpu(before: Any, after: Any, cores: int) -> dict[str, float]:
     delta = {f: max(0.0, getattr(after, f) - getattr(before, f)) for f in fields}
     total = sum(delta.values())
     if total <= 0:
-        return {"host_cpu": 0.0, "host_steal": 0.0}
+        return {"host_cpu": 0.0, "host_steal": 0.0, "host_irq": 0.0, "host_iowait": 0.0}
     scale = 100.0 * cores / total
     idle = delta.get("idle", 0.0) + delta.get("iowait", 0.0)
-    return {"host_cpu": round((total - idle) * scale, 1), "host_steal": round(delta.get("steal", 0.0) * scale, 1)}
+    return {"host_cpu": round((total - idle) * scale, 1), "host_steal": round(delta.get("steal", 0.0) * scale, 1),
+            "host_irq": round((delta.get("irq", 0.0) + delta.get("softirq", 0.0)) * scale, 1),
+            "host_iowait": round(delta.get("iowait", 0.0) * scale, 1)}
 
 
 class JvmWatch:
@@ -272,7 +307,9 @@ class SoakSampler:
     def sample(self) -> dict[str, Any]:
         now = time.time()
         s: dict[str, Any] = {"t": round(now, 3), "elapsed": round(now - self.t0, 1)}
+        self.watch.seen.clear()
         s.update(self.processes())
+        s.update(self.watch.measure_others(self.watch.seen, os.getpid()))
         s.update(self.host.read())
         s["host_other"] = round(max(0.0, s["host_cpu"] - sum(v for k, v in s.items() if k.startswith("cpu_"))), 1)
         s.update(self.disk())
