@@ -114,7 +114,9 @@ class GroupWatch:
         """CPU (% of one core) of every process outside the parts' groups, summed by name
         (`other_name`), the `me` process as ``soak``; only names at 1 % or more."""
         by_name: dict[str, float] = {}
+        listed = set()
         for p in psutil.process_iter():
+            listed.add(p.pid)
             if p.pid in parts:
                 continue
             try:
@@ -125,6 +127,7 @@ class GroupWatch:
                     by_name[label] = by_name.get(label, 0.0) + cpu
             except psutil.Error:
                 continue
+        self._procs = {pid: p for pid, p in self._procs.items() if pid in listed}   # forget the dead
         return {f"other_{k}": round(v, 1) for k, v in by_name.items() if v >= 1.0}
 
     def members(self, pid: int) -> list[psutil.Process]:
@@ -143,7 +146,13 @@ class GroupWatch:
                     continue
         except OSError:
             pass
-        return [self._cached(p) for p in found.values()]
+        out = []
+        for p in found.values():
+            try:
+                out.append(self._cached(p))
+            except psutil.Error:   # exited since it was listed (a Spark worker, a browser process)
+                continue
+        return out
 
     def measure(self, pid: int) -> dict[str, float]:
         out = {"rss": 0.0, "pss": 0.0, "cpu": 0.0, "fds": 0.0, "threads": 0.0, "jvm": 0.0, "jvm_pid": 0}

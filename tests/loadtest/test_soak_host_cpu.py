@@ -75,3 +75,26 @@ def test_who_was_busy_outside_the_parts_by_name(tmp_path):
     got = s.get("other_tormenta-spin", 0)
     assert got >= 0.5 * spun and got > 5, (spun, {k: v for k, v in s.items() if k.startswith(("other_", "host_"))})
     assert not any(k.startswith("cpu_") for k in s)
+
+
+def test_a_process_that_exits_while_it_is_listed_is_left_out_not_a_failed_sample():
+    import os
+
+    import psutil
+
+    from pipeline.loadtest.soak_sampling import GroupWatch
+
+    class Racy(GroupWatch):   # the race: listed as a member, gone when its start time is read
+        def _cached(self, p):
+            if p.pid != os.getpid():
+                raise psutil.NoSuchProcess(p.pid)
+            return super()._cached(p)
+
+    child = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"])
+    try:
+        watch = Racy()
+        assert [p.pid for p in watch.members(os.getpid())] == [os.getpid()]
+        assert watch.measure(os.getpid())["rss"] > 0
+    finally:
+        child.kill()
+        child.wait(30)
