@@ -5,7 +5,10 @@ The lane's process owns ``<data_dir>/run/live.pid`` (`run` writes it as it start
 writes ``<data_dir>/checkpoints/live/offsets/<n>`` as each of its long batches starts
 (every `BATCH_DURATION_S`): a live process that has checkpointed since it started is up, one
 that has not yet is starting (Spark's start plus the decode's code generation takes a
-while), no live process means down, whatever the last checkpoint says.
+while), no live process means down, whatever the last checkpoint says. While all the lane's
+long-running tasks run, the lane touches ``<data_dir>/run/live.running``: a heartbeat from
+since the process started also says up (a restarted lane checkpoints only when the batch it
+resumed ends, up to five minutes later).
 """
 
 from __future__ import annotations
@@ -19,6 +22,7 @@ from pipeline.read.health import DOWN, IDLE, STARTING, UP, PartHealth
 from pipeline.settings import Settings, format_duration
 
 FIX = "python -m pipeline live"
+RUNNING_FRESH_S = 30.0   # a heartbeat older than this says nothing (the lane touches it every HEARTBEAT_S)
 
 
 @dataclass(frozen=True)
@@ -44,9 +48,30 @@ def last_checkpoint(settings: Settings) -> float | None:
         return None
 
 
-def judge_lane(enabled: bool, checkpointed: float | None, process: LaneProcess | None, now: float) -> PartHealth:
-    """Pure: the lane's state from its process and its last checkpoint time."""
-    if process is not None and checkpointed is not None and checkpointed >= process.started - 1:
+def running_path(settings: Settings):
+    """The lane's heartbeat: touched every few seconds while every one of its tasks runs."""
+    return settings.run_dir / "live.running"
+
+
+def last_running(settings: Settings) -> float | None:
+    """When the lane last saw all its long-running tasks running (epoch seconds), or None."""
+    try:
+        return running_path(settings).stat().st_mtime
+    except OSError:
+        return None
+
+
+def judge_lane(enabled: bool, checkpointed: float | None, process: LaneProcess | None, now: float,
+               running: float | None = None) -> PartHealth:
+    """Pure: the lane's state from its process, its last checkpoint time and its heartbeat.
+
+    Up: the process has checkpointed since it started, or its heartbeat (all tasks running)
+    is from since it started and at most `RUNNING_FRESH_S` old. The heartbeat is what shows a
+    restarted lane up at once: after a kill, Spark first finishes the batch that was running,
+    and writes no new checkpoint until that long batch ends (up to `BATCH_DURATION_S`)."""
+    beating = (process is not None and running is not None and running >= process.started - 1
+               and now - running <= RUNNING_FRESH_S)
+    if process is not None and (beating or (checkpointed is not None and checkpointed >= process.started - 1)):
         return PartHealth("live", UP, "The live lane writes each high-value sale to the live topic as it comes "
                           "(Spark Real-time Mode).")
     if process is not None:
@@ -83,4 +108,4 @@ def release_pid_file(settings: Settings) -> None:
 
 def lane_health(settings: Settings, now: float | None = None) -> PartHealth:
     return judge_lane(settings.live, last_checkpoint(settings), lane_process(settings),
-                      time.time() if now is None else now)
+                      time.time() if now is None else now, last_running(settings))

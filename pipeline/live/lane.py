@@ -48,6 +48,7 @@ ROLE = "live"                 # the Kafka identity (user tormenta-live on a secu
 BATCH_DURATION_S = 300        # RTM checkpoint interval (Spark's default; its minimum is 5 s). Each batch
                               # boundary pauses the stream for the commit and the next batch's start
                               # (seconds on a busy box): at 15 s they made p95/p99 (bench_live).
+HEARTBEAT_S = 5.0             # how often the lane touches run/live.running while all its tasks run
 START_LOOKBACK_S = 60         # a new checkpoint starts this far back in the topic
 # Stateless, a handful of rows in flight: the heap's live set is ~70 MiB of old generation
 # (jstat in a 10k soak). The heap is reserved at start (a service JVM), so its size is RSS:
@@ -190,14 +191,17 @@ def run_lane(settings: Settings, stop: threading.Event | None = None) -> None:
         if (slots := session_slots(spark)) < partitions:
             raise SettingsError(too_few_slots(spark.sparkContext.master, slots, partitions, settings.topic))
         query = start_lane(spark, settings, started_ms)
-        announced = False
+        announced, beat = False, 0.0
         while stop is None or not stop.is_set():
             if not query.isActive:
                 exc = query.exception()
                 raise JobError(f"live lane query failed: {_first_line(exc)}" if exc else "live lane query stopped")
-            if not announced and (checkpoint_path(settings) / "offsets" / "0").exists():
-                announced = True
-                log.info("live lane running: high-value sales of %s go to %s", settings.topic, settings.live_topic)
+            if time.monotonic() - beat >= HEARTBEAT_S and all_tasks_running(spark, partitions):
+                beat = time.monotonic()
+                heartbeat(settings)
+                if not announced:
+                    announced = True
+                    log.info("live lane running: high-value sales of %s go to %s", settings.topic, settings.live_topic)
             query.awaitTermination(0.5)
     finally:
         if query is not None:
@@ -211,6 +215,26 @@ def run_lane(settings: Settings, stop: threading.Event | None = None) -> None:
             pass
         if metrics is not None:
             metrics.close()
+
+
+def all_tasks_running(spark, partitions: int) -> bool:
+    """A stage of this application runs at least one task per Kafka partition right now: Real-time
+    Mode's long-running tasks are all up, so the lane passes records on as they come."""
+    tracker = spark.sparkContext.statusTracker()
+    for stage in tracker.getActiveStageIds():
+        info = tracker.getStageInfo(stage)
+        if info is not None and info.numActiveTasks >= partitions:
+            return True
+    return False
+
+
+def heartbeat(settings: Settings) -> None:
+    """Touch the lane's heartbeat file (`pipeline.live.health.last_running` reads it)."""
+    from pipeline.live.health import running_path
+
+    path = running_path(settings)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(f"{time.time():.3f}\n")
 
 
 def _first_line(exc) -> str:

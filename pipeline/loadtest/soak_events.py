@@ -3,7 +3,7 @@
 `Health` answers "is this part healthy again since it came back at `back_at`?" for the
 chaos kills: the job has committed a batch since, the app's health endpoint answers, the
 emulator's records reach the topic again (the log end moved since), the live lane has
-checkpointed since, a broker node is listed in the cluster's metadata again.
+checkpointed or seen all its tasks running since, a broker node is listed in the cluster's metadata again.
 
 `Outage` stops the job for a while without the supervisor noticing and then lets the
 supervisor bring it back: the job's process group (Python driver and Spark JVM) gets

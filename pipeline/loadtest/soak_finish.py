@@ -24,13 +24,29 @@ from pipeline.loadtest.soak_events import outage_figures
 log = logging.getLogger(__name__)
 
 
+def back_to_normal(samples: list[dict[str, Any]], since: float, normal_lag: float | None) -> float | None:
+    """Pure: the first sample time from `since` on with records behind ≤ `normal_lag`; `since`
+    itself without a bound, None when the lag never came back down."""
+    if normal_lag is None:
+        return since
+    for s in samples:
+        lag = s.get("lag_records")
+        if s["t"] >= since and lag is not None and lag <= normal_lag:
+            return float(s["t"])
+    return None
+
+
 def excluded_periods(kills: list[dict[str, Any]], outage: dict[str, Any] | None, trigger_s: float,
-                     t_end: float) -> list[sv.Excluded]:
-    """Pure: from each kill (and the outage start) until healthy/caught up + two triggers (run end if never)."""
+                     t_end: float, samples: list[dict[str, Any]] | None = None,
+                     normal_lag: float | None = None) -> list[sv.Excluded]:
+    """Pure: from each kill (and the outage start) until healthy and, with `samples`, records behind
+    back to `normal_lag` (what a restart left behind is not constant input), caught up for the
+    outage, + two triggers (run end if never)."""
     out = []
     for k in kills:
         if k.get("at"):
-            until = k.get("healthy_at") or t_end
+            healthy = k.get("healthy_at")
+            until = (back_to_normal(samples, healthy, normal_lag) if healthy and samples is not None else healthy) or t_end
             out.append(sv.Excluded(k["at"], until + 2 * trigger_s))
     if outage and outage.get("started_at"):
         until = outage.get("caught_up_at") or t_end
@@ -86,7 +102,8 @@ def _judge(soak, handed: dict[str, Any], batches: list[dict[str, Any]]) -> list[
     o, rs = soak.options, soak.stack.settings
     fresh = _freshness(rs, batches)
     outage = soak.result.get("outage")
-    excluded = excluded_periods(handed["kills"], outage, o.trigger_s, handed["t_end"])
+    excluded = excluded_periods(handed["kills"], outage, o.trigger_s, handed["t_end"], handed["samples"],
+                                o.rate * o.trigger_s)   # one batch's worth at the steady rate
     free_mb = psutil.disk_usage(str(rs.data_dir)).free / 2**20
     steady = [s for s in handed["samples"] if handed["t0"] <= s["t"] <= handed["t_end"]]  # not the wind-down
     inputs = sv.SoakInputs(samples=steady, batches=[b for b in batches if float(b["trigger_time"]) <= handed["t_end"]], t0=handed["t0"], t_end=handed["t_end"],

@@ -91,10 +91,13 @@ class Driver:
             return set()
 
     def _health(self) -> Health:
-        from pipeline.live.health import last_checkpoint
+        from pipeline.live.health import last_checkpoint, last_running
+
+        def live_up() -> float | None:   # checkpointed or all its tasks running: the later of the two
+            return max(filter(None, (last_checkpoint(self.rs), last_running(self.rs))), default=None)
 
         return Health(self.stack.run_dir, self.stack.job_committed_since, self.stack.app_healthy,
-                      self._log_end, lambda: last_checkpoint(self.rs), self._broker_ids)
+                      self._log_end, live_up, self._broker_ids)
 
     def _log_end(self) -> int | None:
         try:

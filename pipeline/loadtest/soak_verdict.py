@@ -162,10 +162,25 @@ def memory_peak(samples: list[dict[str, Any]], t0: float, budget_mib: float = TO
                      {"peak_mib": round(peak, 1), "median_mib": round(median, 1), "at": at, "budget_mib": budget_mib})
 
 
+def warmed_up(points: list[tuple[float, float, int | None]], warmup_s: float) -> list[tuple[float, float, int | None]]:
+    """Pure: the points of each pid from `warmup_s` after that pid was first seen: a process the
+    supervisor restarted has its own warm-up, like the one that ran from the start."""
+    first: dict[int, float] = {}
+    out = []
+    for t, v, pid in points:
+        if pid is not None:
+            first.setdefault(pid, t)
+            if t >= first[pid] + warmup_s:
+                out.append((t, v, pid))
+    return out
+
+
 def memory_flat(samples: list[dict[str, Any]], t0: float, duration_s: float) -> list[Criterion]:
-    start = t0 + window_s(duration_s)
+    w = window_s(duration_s)
+    start = t0 + w
+    series = {name: warmed_up(pts, w) for name, pts in sorted(memory_series(samples).items())}
     return [memory_bounded(name, pts, start, t0, *BOUNDED_BY_DESIGN[name]) if name in BOUNDED_BY_DESIGN
-            else memory_growth(name, pts, start) for name, pts in sorted(memory_series(samples).items())]
+            else memory_growth(name, pts, start) for name, pts in series.items()]
 
 
 def memory_bounded(name: str, points: list[tuple[float, float, int | None]], start: float, t0: float,

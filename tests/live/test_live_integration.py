@@ -13,6 +13,7 @@ import os
 import signal
 import subprocess
 import sys
+import time
 import uuid
 
 import pytest
@@ -21,6 +22,7 @@ from confluent_kafka import Consumer, Producer, TopicPartition
 from pipeline.contract.live import LIVE_FIELDS
 from pipeline.contract.tables import RECORD_COLUMNS
 from pipeline.kafka.topic import ensure_live_topic, ensure_topic
+from pipeline.live import health
 from pipeline.metrics import ports
 from pipeline.settings import PROJECT_ROOT, Settings
 from tests.support.metrics import promtool_check, samples, scrape, value
@@ -194,10 +196,15 @@ def test_kill_minus_nine_then_restart_misses_no_high_value_id(lane):
     running.kill()
     down = {f"k-down-{i}" for i in range(100)}
     produce(s, [tx(t, 1700) for t in sorted(down)] + [tx(f"k-low-{i}", 10) for i in range(50)])
+    restarted_at = time.time()
     running.start()
     wanted = before | racing | down
     wait_for(reader.has(wanted), FIRST_OUTPUT_S, "every high-value id after the restart", process=running.proc,
              log=running.log, every=0.3)
+    # Up by its heartbeat (all its tasks running), not only once the batch it resumed ends (minutes later)
+    wait_for(lambda: (health.last_running(s) or 0) > restarted_at, FIRST_OUTPUT_S, "the restarted lane's heartbeat",
+             process=running.proc, log=running.log)
+    assert health.lane_health(s).state == "up", health.lane_health(s)
     assert not any(i.startswith("k-low") for i in reader.ids())
     # At least once: a replay may repeat some ids, never lose one.
     assert wanted <= {k for k, _ in reader.records}

@@ -113,6 +113,16 @@ def test_judge_lane_states():
     assert health.judge_lane(False, None, None, 1000.0).state == "idle"
 
 
+def test_a_restarted_lane_is_up_by_its_heartbeat_before_it_checkpoints():
+    proc = health.LaneProcess(123, 1000.0)
+    old_checkpoint = 900.0   # the batch it resumed started before the restart: no checkpoint since
+    assert health.judge_lane(True, old_checkpoint, proc, 1040.0, running=1035.0).state == "up"
+    assert health.judge_lane(True, old_checkpoint, proc, 1040.0, running=990.0).state == "starting"  # a beat of the old process
+    stale = 1035.0 + health.RUNNING_FRESH_S + 1   # its tasks stopped running: the beat says nothing any more
+    assert health.judge_lane(True, old_checkpoint, proc, stale, running=1035.0).state == "starting"
+    assert health.judge_lane(True, old_checkpoint, None, 1040.0, running=1035.0).state == "down"
+
+
 def test_the_lane_claims_its_pid_file_unless_a_live_lane_owns_it(tmp_path):
     import os
     import subprocess
@@ -149,6 +159,10 @@ def test_health_reads_the_pid_file_and_the_checkpoint_folder(tmp_path):
         (s.run_dir / "live.pid").write_text(str(proc.pid))
         os.utime(s.run_dir / "live.pid", (1000.0, 1000.0))
         wait_for(lambda: health.lane_process(s), 30, "the lane's process to show its command line")
+        assert health.lane_health(s).state == "starting"
+        lane.heartbeat(s)
+        assert health.last_running(s) >= 1000.0 and health.lane_health(s).state == "up"
+        os.utime(health.running_path(s), (999.0, 999.0))   # a beat from before the process started
         assert health.lane_health(s).state == "starting"
         offsets = lane.checkpoint_path(s) / "offsets"
         offsets.mkdir(parents=True)

@@ -60,8 +60,21 @@ def test_memory_fits_the_longest_stretch_of_one_pid_so_a_restart_does_not_hide_a
         if s["pid_job"] == 200:
             s["rss_job_mb"] -= 250
     c = sv.memory_flat(samples, T0, HOUR)[0]
-    assert c.passed is False and c.values["span_s"] == pytest.approx(HOUR - 1200)
+    assert c.passed is False and c.values["span_s"] == pytest.approx(HOUR - 1200 - 600)   # after its own warm-up
     assert sv.longest_segment([(0, 1, 1), (1, 1, 1), (2, 1, None), (3, 1, 2)]) == [(0, 1), (1, 1)]
+
+
+def test_a_restarted_process_is_judged_after_its_own_warm_up():
+    # killed at 15 min: the new process climbs from 300 to 420 MiB in its first 10 minutes, then stays flat
+    def rss(t):
+        return 400.0 if t < 900 else min(420.0, 300.0 + 120.0 * (t - 900) / 600)
+    samples = [{"t": T0 + t, "rss_app_mb": rss(t), "pid_app": 1 if t < 900 else 2} for t in range(0, 3601, 30)]
+    c = sv.memory_flat(samples, T0, HOUR)[0]
+    assert c.passed is True and c.values["span_s"] == pytest.approx(HOUR - 1500), c.figure
+    still = [dict(s, rss_app_mb=s["rss_app_mb"] + 0.05 * (s["t"] - T0 - 1500) if s["t"] > T0 + 1500 else s["rss_app_mb"])
+             for s in samples]   # a leak after the warm-up still fails
+    assert sv.memory_flat(still, T0, HOUR)[0].passed is False
+    assert sv.warmed_up([(0, 1, 5), (10, 1, 5), (11, 1, None), (12, 1, 6), (30, 1, 6)], 15) == [(30, 1, 6)]
 
 
 def prometheus_samples(start_mb: float, mib_per_h: float, every: float = 30.0) -> list[dict]:
@@ -387,6 +400,12 @@ def test_excluded_periods_cover_each_kill_until_healthy_plus_two_triggers():
     ex = excluded_periods(kills, {"started_at": T0 + 1000, "caught_up_at": T0 + 1900}, 10, T0 + 3600)
     assert ex == [sv.Excluded(T0 + 100, T0 + 150), sv.Excluded(T0 + 500, T0 + 3620),
                   sv.Excluded(T0 + 1000, T0 + 1920)]
+    # with the samples: until records behind is back to one batch's worth after healthy
+    samples = [{"t": T0 + t, "lag_records": 900_000 if 100 <= t < 400 else 100_000} for t in range(0, 3600, 30)]
+    ex = excluded_periods(kills[:1], None, 10, T0 + 3600, samples, normal_lag=600_000)
+    assert ex == [sv.Excluded(T0 + 100, T0 + 420 + 20)]   # the first sample back to normal, + two triggers
+    never = [dict(s, lag_records=900_000) for s in samples if s["t"] >= T0 + 100]
+    assert excluded_periods(kills[:1], None, 10, T0 + 3600, never, 600_000) == [sv.Excluded(T0 + 100, T0 + 3620)]
 
 
 # ---- reconciliation glue ------------------------------------------------------------------------------
