@@ -32,6 +32,26 @@ from pipeline.settings import Settings
 QUORUM_GONE_GRACE_S = 20.0   # how long a node left without its quorum may go on stopping before SIGKILL
 
 
+def nodes_in_service(settings: Settings, timeout: float = 3.0) -> set[int]:
+    """The nodes that answer metadata on their own client port and list themselves in it.
+
+    The cluster's metadata alone lists a node killed with -9 until its session times out,
+    seconds later; a node that answers on its own port is running again (a KRaft broker
+    opens its listener once it has caught up with the metadata log)."""
+    from confluent_kafka.admin import AdminClient
+
+    conf = client_config(settings, "admin")
+    up = set()
+    for spec in node_specs(settings):
+        try:
+            own = AdminClient({**conf, "bootstrap.servers": f"{spec.host}:{spec.port}"})
+            if spec.node_id in own.list_topics(timeout=timeout).brokers:
+                up.add(spec.node_id)
+        except Exception:  # noqa: BLE001 - no answer from that port = not in service
+            continue
+    return up
+
+
 def node_specs(settings: Settings) -> list[NodeSpec]:
     """Each node's id, ports, folder and the shared voter list; SettingsError when ports collide."""
     n = settings.broker_nodes

@@ -25,7 +25,7 @@ import pytest
 
 from pipeline.emulator.storm import StormEmulator
 from pipeline.kafka.broker import EmbeddedBroker
-from pipeline.kafka.cluster import KafkaCluster, with_cluster
+from pipeline.kafka.cluster import KafkaCluster, nodes_in_service, with_cluster
 from pipeline.kafka.topic import describe_topic, ensure_topic, log_end_offsets
 from pipeline.loadtest.reconcile import read_high_value, read_ids
 from pipeline.loadtest.sampling import checkpoint_offsets
@@ -114,12 +114,14 @@ def test_a_killed_partition_leader_loses_nothing(cluster, tmp_path):
             wait_for(lambda: log_end(s) >= 20_000, 60, "the emulator's first 20,000 records", every=0.5)
             victim = c.leader_of(s.topic)
             assert victim and c.node(victim).kill()
+            assert nodes_in_service(s) == {1, 2, 3} - {victim}   # at once, though its registration lingers
             seen = watch_down(c, s, victim, DOWN_FOR)
             assert seen.count("down") == len(seen), seen
             led = health.cluster_view(s).nodes[victim - 1]
             assert led.leads == 0 and health.cluster_view(s).under_replicated
             c.start_node(victim)
             wait_for(lambda: not health.cluster_view(s).under_replicated, 90, "the replicas back in sync", every=0.5)
+            assert nodes_in_service(s) == {1, 2, 3}
             before = log_end(s)
             wait_for(lambda: log_end(s) >= before + 20_000, 60, "20,000 records after the restart", every=0.5)
             bg.stop.set()
