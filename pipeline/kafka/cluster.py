@@ -40,11 +40,10 @@ def nodes_in_service(settings: Settings, timeout: float = 3.0) -> set[int]:
     opens its listener once it has caught up with the metadata log)."""
     from confluent_kafka.admin import AdminClient
 
-    conf = client_config(settings, "admin")
     up = set()
     for spec in node_specs(settings):
         try:
-            own = AdminClient({**conf, "bootstrap.servers": f"{spec.host}:{spec.port}"})
+            own = AdminClient(client_config(settings, "admin", {"log_level": 0}, bootstrap=f"{spec.host}:{spec.port}"))
             if spec.node_id in own.list_topics(timeout=timeout).brokers:
                 up.add(spec.node_id)
         except Exception:  # noqa: BLE001 - no answer from that port = not in service

@@ -17,7 +17,7 @@ import os
 import time
 from dataclasses import dataclass
 
-from pipeline.live.lane import checkpoint_path
+from pipeline.live.lane import checkpoint_path, running_path
 from pipeline.read.health import DOWN, IDLE, STARTING, UP, PartHealth
 from pipeline.settings import Settings, format_duration
 
@@ -46,11 +46,6 @@ def last_checkpoint(settings: Settings) -> float | None:
         return max((f.stat().st_mtime for f in offsets.iterdir() if f.name.isdigit()), default=None)
     except OSError:
         return None
-
-
-def running_path(settings: Settings):
-    """The lane's heartbeat: touched every few seconds while every one of its tasks runs."""
-    return settings.run_dir / "live.running"
 
 
 def last_running(settings: Settings) -> float | None:

@@ -228,10 +228,13 @@ def all_tasks_running(spark, partitions: int) -> bool:
     return False
 
 
+def running_path(settings: Settings) -> Path:
+    """The lane's heartbeat: touched every `HEARTBEAT_S` while every one of its tasks runs."""
+    return settings.run_dir / "live.running"
+
+
 def heartbeat(settings: Settings) -> None:
     """Touch the lane's heartbeat file (`pipeline.live.health.last_running` reads it)."""
-    from pipeline.live.health import running_path
-
     path = running_path(settings)
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(f"{time.time():.3f}\n")

@@ -162,7 +162,7 @@ def test_health_reads_the_pid_file_and_the_checkpoint_folder(tmp_path):
         assert health.lane_health(s).state == "starting"
         lane.heartbeat(s)
         assert health.last_running(s) >= 1000.0 and health.lane_health(s).state == "up"
-        os.utime(health.running_path(s), (999.0, 999.0))   # a beat from before the process started
+        os.utime(lane.running_path(s), (999.0, 999.0))   # a beat from before the process started
         assert health.lane_health(s).state == "starting"
         offsets = lane.checkpoint_path(s) / "offsets"
         offsets.mkdir(parents=True)
