@@ -281,12 +281,17 @@ def lag_bounded(samples: list[dict[str, Any]], rate: float, trigger_s: float, t0
 
 def freshness_flat(event_times: np.ndarray, seconds: np.ndarray, t0: float, t_end: float,
                    excluded: list[Excluded]) -> Criterion:
-    """Freshness p95 of rows whose event time is in the last window vs the first after warm-up."""
+    """Freshness p95 of rows whose event time is in the last window vs the first after warm-up.
+
+    Rows that arrived or became visible inside an excluded period (a kill until its recovery)
+    are left out: a sale in the batch that a kill cut short waits for the recovery."""
     w = window_s(t_end - t0)
     name = "lag bounded: freshness p95"
     if event_times.size == 0:
         return Criterion(name, None, "no high-value rows", "")
-    keep = np.isfinite(seconds) & np.array([outside(float(t), excluded) for t in event_times], dtype=bool)
+    keep = np.isfinite(seconds) & np.array(
+        [outside(float(t), excluded) and (not np.isfinite(d) or outside(float(t + d), excluded))
+         for t, d in zip(event_times, seconds, strict=True)], dtype=bool)
     first = seconds[keep & (event_times >= t0 + w) & (event_times < t0 + 2 * w)]
     # rows of the last window: event times up to one window before the last one the job saw
     end = float(event_times[keep].max()) if keep.any() else t_end

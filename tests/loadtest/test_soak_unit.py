@@ -210,6 +210,19 @@ def test_freshness_p95_that_grows_fails():
     assert c.passed is False and c.values["last_p95_s"] > 1.2 * c.values["first_p95_s"]
 
 
+def test_freshness_leaves_out_rows_a_kill_held_back_until_its_recovery():
+    times = T0 + np.arange(0, HOUR, 1.0)
+    seconds = np.full(times.size, 40.0)
+    kill = sv.Excluded(T0 + 3200, T0 + 3400)
+    held = (times >= T0 + 3100) & (times < T0 + 3200)   # arrived before the kill, visible only after the recovery
+    seconds[held] = T0 + 3380 - times[held]   # visible at the end of the recovery
+    assert sv.freshness_flat(times, seconds, T0, T0 + HOUR, [kill]).passed is True
+    assert sv.freshness_flat(times, seconds, T0, T0 + HOUR, []).passed is False
+    late = seconds.copy()
+    late[times >= T0 + 3420] = 90.0   # slower after the recovery: still fails
+    assert sv.freshness_flat(times, late, T0, T0 + HOUR, [kill]).passed is False
+
+
 def test_disk_projection_bounds_each_part_by_what_bounds_it():
     # broker +1,000 MiB/h, Delta +10 MiB/h, checkpoints +600 MiB/h until minute 30, then flat
     samples = []
