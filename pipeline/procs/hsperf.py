@@ -69,7 +69,7 @@ def read(pid: int, tmp: Path = Path("/tmp")) -> dict[str, int | str] | None:
     """The counters of a running JVM, or None (no such file, not readable, not a JVM's)."""
     try:
         return parse(perf_file(pid, tmp).read_bytes())
-    except (OSError, ValueError, struct.error):
+    except (OSError, KeyError, ValueError, struct.error):   # KeyError: a uid without a user name
         return None
 
 
