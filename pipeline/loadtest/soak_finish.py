@@ -78,7 +78,7 @@ def _reconcile(soak, handed: dict[str, Any]) -> None:
 
     rs = soak.stack.settings
     try:  # the committed offsets first, then the topic and Delta (which holds at least what was committed)
-        processed = processed_offsets(handed, rs.data_dir / "checkpoints" / HIGH_VALUE_QUERY, rs.topic)
+        processed = processed_offsets(handed, rs.checkpoint_dir / HIGH_VALUE_QUERY, rs.topic)
         facts = scan_topic(handed["kafka"], rs.topic, rs.threshold, processed=processed)
         rec, sales = reconcile_soak(facts, rs.delta_dir)
         soak.result["reconciliation"] = rec.as_dict()
