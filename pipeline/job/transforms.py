@@ -31,6 +31,7 @@ from pipeline.contract.tables import HIGH_VALUE_ROW, QUARANTINE, RECORD_COLUMNS,
 from pipeline.contract.wire import AVRO
 
 QUARANTINE_ROW = tuple(c for c in columns(QUARANTINE) if c in (*KAFKA_OUT, "reason"))
+DECODE_BOUNDARY = "decoded"  # the observed metric that ends the decode's generated stage (`dedupe`)
 DEDUPE_SPAN = 6  # dedupe windows per event-time span of the dedupe key (one hour at 10 minutes)
 
 
@@ -55,11 +56,20 @@ def dedupe(decoded: DataFrame, window_seconds: float, threshold: Decimal) -> Dat
     high-value rows carry the whole record and only quarantined rows the raw bytes.
     """
     delay = f"{int(watermark_delay_seconds(window_seconds) * 1000)} milliseconds"
-    clock = F.greatest(F.col("arrival"), F.current_timestamp() - F.expr(f"INTERVAL {delay}"))
-    slim = _slim(decoded, window_seconds, threshold).select("*", clock.alias("dedupe_clock"))
+    slim = _slim(decoded, window_seconds, threshold)
     keys = ["dedupe_key", "dedupe_span"]
     if decoded.isStreaming:
-        kept = slim.withWatermark("dedupe_clock", delay).dropDuplicatesWithinWatermark(keys)
+        # The clock holds the batch time, which Spark writes into the generated Java code
+        # as a number. Beside the decode it made every micro-batch generate, compile and
+        # JIT-compile the decode's stage (one of the largest methods of the job) afresh and
+        # run it interpreted until the JIT caught up. `observe` (a narrow operator outside
+        # whole-stage code generation, one task per input partition, no data moved) ends
+        # that stage before the clock: the decode's code is then the same from batch to
+        # batch and Spark's code cache reuses it; only the small stage after it changes.
+        clock = F.greatest(F.col("arrival"), F.current_timestamp() - F.expr(f"INTERVAL {delay}"))
+        kept = (slim.observe(DECODE_BOUNDARY, F.count(F.lit(1)).alias("rows"))
+                .select("*", clock.alias("dedupe_clock"))
+                .withWatermark("dedupe_clock", delay).dropDuplicatesWithinWatermark(keys))
     else:  # a batch DataFrame (tests, backfills): the same keys, no state to keep
         kept = slim.dropDuplicates(keys)
     return kept.drop(*keys, "dedupe_clock", "arrival")

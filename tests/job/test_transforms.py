@@ -141,3 +141,60 @@ def test_the_streaming_dedupe_remembers_a_key_for_one_window_not_two(spark_sessi
     q.awaitTermination()
     got = sorted(r[0] for r in spark_session.sql("SELECT * FROM dedupe_window").collect())
     assert got == ["p", "q", "r", "x", "x"]  # x at +55 dropped, x at +80 counted again
+
+
+def test_the_decode_stage_is_generated_once_and_a_late_arrival_still_counts(spark_session, tmp_path):
+    """The streaming dedupe's clock holds the batch time, which Spark writes into the
+    generated Java code as a number. Next to the decode it made every micro-batch compile
+    the decode's stage (the largest generated method of the job) afresh: the generated code
+    of that stage must be the same in every batch. And the clock still keeps a message whose
+    Kafka time is hours behind the others from being dropped as late."""
+    import os
+    import time
+
+    from pyspark.sql import functions as F
+
+    from pipeline.contract.fields import TRANSACTION_ID
+
+    now = time.time()
+    plan = [("a", now), ("b", now + 1), ("c", now + 2), ("old", now - 7200), ("d", now + 3)]  # one file per batch
+    src = tmp_path / "src"
+    src.mkdir()
+    schema = None
+    for i, (tid, arrival) in enumerate(plan):
+        df = kafka_rows(spark_session, [t(tid, 2000), t(f"{tid}-small", 20)], start_offset=2 * i).withColumn(
+            "timestamp", F.lit(arrival).cast("timestamp"))   # the Kafka time: the dedupe's arrival
+        schema = df.schema
+        df.coalesce(1).write.parquet(str(tmp_path / f"w{i}"))
+        part = next((tmp_path / f"w{i}").glob("part-*.parquet"))
+        os.utime(part, (1_700_000_000 + i, 1_700_000_000 + i))
+        part.rename(src / f"{i}.parquet")
+
+    stages: list[dict[str, str]] = []   # per batch: the generated code of each stage, by its plan
+    kept: list[str] = []
+
+    def each_batch(batch_df, batch_id):
+        query = next(q for q in spark_session.streams.active if q.name == "codegen_once")
+        seq = query._jsq.streamingQuery().lastExecution().debug().codegenToSeq()
+        summary = transforms.batch_summary(batch_df, Decimal("1500"), 60)
+        rows = [r[TRANSACTION_ID] for r in transforms.summary_rows(summary, "high_value_rows").collect()]
+        if rows:   # (the last batch has no data: it only moves the watermark on)
+            stages.append({seq.apply(i)._1(): seq.apply(i)._2() for i in range(seq.size())})
+        kept.extend(rows)
+
+    stream = spark_session.readStream.schema(schema).option("maxFilesPerTrigger", 1).parquet(str(src))
+    q = (transforms.dedupe(decode_messages(stream), 600, Decimal("1500")).writeStream.foreachBatch(each_batch)
+         .queryName("codegen_once").trigger(availableNow=True)
+         .option("checkpointLocation", str(tmp_path / "ck")).start())
+    q.awaitTermination()
+
+    assert sorted(kept) == ["a", "b", "c", "d", "old"]  # "old" is two hours behind: not late, counted
+    assert len(stages) == len(plan)
+    # The decode's stage: the one that reads values by VARIANT paths (the strict JSON path).
+    decode = [[code for code in batch.values() if "parsedPath" in code] for batch in stages]
+    assert all(len(codes) == 1 for codes in decode), [len(codes) for codes in decode]
+    decode = [codes[0] for codes in decode]
+    for i, code in enumerate(decode[2:], start=2):
+        assert code == decode[1], f"the decode's generated code changed in batch {i}: compiled again"
+    # The batch time is still in the generated code, in the small stage after the decode.
+    assert sorted(stages[1].values()) != sorted(stages[2].values())
