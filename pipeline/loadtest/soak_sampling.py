@@ -101,6 +101,10 @@ class GroupWatch:
     def __init__(self) -> None:
         self._procs: dict[int, psutil.Process] = {}
         self.seen: set[int] = set()   # the pids `measure` counted since the caller last cleared it
+        # One listing of every process (pid -> (process, parent pid, process group)) serves
+        # a whole sample: each part's descendants and group, and the processes outside them.
+        self._table: dict[int, tuple[psutil.Process, int, int]] = {}
+        self._listed_at = -1e9
 
     def _cached(self, p: psutil.Process) -> psutil.Process:
         known = self._procs.get(p.pid)
@@ -110,46 +114,58 @@ class GroupWatch:
         self._procs[p.pid] = p
         return p
 
+    def listing(self, max_age: float = 1.0) -> dict[int, tuple[psutil.Process, int, int]]:
+        """Every process with its parent and group, listed once per `max_age` seconds."""
+        if time.monotonic() - self._listed_at > max_age:
+            table = {}
+            for p in psutil.process_iter(["ppid"]):
+                try:
+                    table[p.pid] = (p, p.info["ppid"] or 0, os.getpgid(p.pid))
+                except (OSError, psutil.Error):   # gone since it was listed
+                    continue
+            self._table, self._listed_at = table, time.monotonic()
+            self._procs = {pid: p for pid, p in self._procs.items() if pid in table}   # forget the dead
+        return self._table
+
     def measure_others(self, parts: set[int], me: int) -> dict[str, float]:
         """CPU (% of one core) of every process outside the parts' groups, summed by name
         (`other_name`), the `me` process as ``soak``; only names at 1 % or more."""
         by_name: dict[str, float] = {}
-        listed = set()
-        for p in psutil.process_iter():
-            listed.add(p.pid)
-            if p.pid in parts:
+        for pid, (p, _, _) in self.listing().items():
+            if pid in parts:
                 continue
             try:
                 p = self._cached(p)
                 cpu = p.cpu_percent(None)
                 if cpu > 0:
-                    label = "soak" if p.pid == me else other_name(p.name())
+                    label = "soak" if pid == me else other_name(p.name())
                     by_name[label] = by_name.get(label, 0.0) + cpu
             except psutil.Error:
                 continue
-        self._procs = {pid: p for pid, p in self._procs.items() if pid in listed}   # forget the dead
         return {f"other_{k}": round(v, 1) for k, v in by_name.items() if v >= 1.0}
 
     def members(self, pid: int) -> list[psutil.Process]:
-        try:
-            root = psutil.Process(pid)
-            found = {root.pid: root, **{c.pid: c for c in root.children(recursive=True)}}
-        except psutil.Error:
+        """The process `pid`, its descendants and every process of its group, from one listing."""
+        table = self.listing()
+        if pid not in table:
+            table = self.listing(max_age=0.0)   # started since the listing
+        if pid not in table:
             return []
-        try:
-            pgid = os.getpgid(pid)
-            for p in psutil.process_iter():
-                try:
-                    if p.pid not in found and os.getpgid(p.pid) == pgid:
-                        found[p.pid] = p
-                except (OSError, psutil.Error):
-                    continue
-        except OSError:
-            pass
+        children: dict[int, list[int]] = {}
+        for child, (_, ppid, _) in table.items():
+            children.setdefault(ppid, []).append(child)
+        found, todo = {pid}, [pid]
+        while todo:
+            for child in children.get(todo.pop(), ()):
+                if child not in found:
+                    found.add(child)
+                    todo.append(child)
+        pgid = table[pid][2]
+        found.update(other for other, (_, _, group) in table.items() if group == pgid)
         out = []
-        for p in found.values():
+        for member in sorted(found):
             try:
-                out.append(self._cached(p))
+                out.append(self._cached(table[member][0]))
             except psutil.Error:   # exited since it was listed (a Spark worker, a browser process)
                 continue
         return out
