@@ -190,3 +190,16 @@ def test_poll_catches_up_on_batches_between_two_polls(metrics):
     assert value(found(metrics), "tormenta_job_input_rows_total", query="high_value") == 100
     metrics.poll(FakeQuery([]))                            # a query with no progress yet: nothing, no error
     metrics.poll(object())                                 # not a query at all: never raises
+
+
+def test_the_state_summary_adds_up_every_state_store_and_skips_what_spark_did_not_report():
+    from pipeline.metrics.job import state_summary
+
+    assert state_summary([]) is None
+    ops = [{"numRowsUpdated": 6_000_000, "numRowsRemoved": 10, "commitTimeMs": 1500,
+            "customMetrics": {"rocksdbGetLatency": 40_000, "rocksdbWriterStallLatencyMs": 7}},
+           {"numRowsUpdated": 5, "numRowsRemoved": 0, "commitTimeMs": 500, "customMetrics": {}}]
+    assert state_summary(ops) == ("updated 6,000,005, evicted 10, commit_ms 2,000, get_ms 40,000, stall_ms 7")
+    # the captured progress of a real job batch (RocksDB, one dedupe operator)
+    line = state_summary(PROGRESS[0]["stateOperators"])
+    assert line.startswith("updated 5, evicted 0, updates_ms 3,479, evictions_ms 138, commit_ms 362")
