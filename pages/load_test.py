@@ -206,7 +206,8 @@ def capacity_inputs() -> CapacityInput | None:
     return CapacityInput(rate=rate, record_bytes=size, replication=int(rf), brokers=int(brokers),
                          retention_s=retention_h * 3600, trigger_s=trigger, partitions=int(partitions),
                          cores=int(cores), compression_ratio=compression,
-                         max_offsets_per_trigger=s.max_offsets_per_trigger, job_throughput=throughput or None)
+                         max_offsets_per_trigger=s.max_offsets_per_trigger, job_throughput=throughput or None,
+                         dedupe_window_s=s.dedup_window)
 
 
 def capacity_figures() -> None:

@@ -30,6 +30,10 @@ if TYPE_CHECKING:
 
 SEGMENT_BYTES = 256 * 1024 * 1024  # log.segment.bytes of the embedded broker
 DISK_MARGIN = 0.25                 # keep disks below 80 % full
+# Spark 4.2's streaming dedupe finds the expired keys by reading every key of its state in
+# every batch. Measured by the job's per-batch state line: 0.56-0.68 us of task time per
+# key held (RocksDB, 19-28 M keys, run 20261206-022504-6335 of docs/LOADTEST.md).
+EVICTION_US_PER_KEY = 0.6
 
 
 @dataclass(frozen=True)
@@ -49,6 +53,8 @@ class CapacityInput:
     segment_bytes: int = SEGMENT_BYTES
     disk_margin: float = DISK_MARGIN
     job_throughput: float | None = None  # measured records per busy second of the job (load test)
+    dedupe_window_s: float = 600.0    # TORMENTA_DEDUP_WINDOW: the dedupe state holds rate x window keys
+    eviction_us_per_key: float = EVICTION_US_PER_KEY
 
     def validated(self) -> CapacityInput:
         checks = [("rate", self.rate >= 0), ("record_bytes", self.record_bytes > 0), ("key_bytes", self.key_bytes >= 0),
@@ -58,7 +64,8 @@ class CapacityInput:
                   ("partitions", self.partitions >= 1), ("cores", self.cores >= 1),
                   ("max_offsets_per_trigger", self.max_offsets_per_trigger >= 1),
                   ("disk_margin", 0 <= self.disk_margin < 10),
-                  ("job_throughput", self.job_throughput is None or self.job_throughput > 0)]
+                  ("job_throughput", self.job_throughput is None or self.job_throughput > 0),
+                  ("dedupe_window_s", self.dedupe_window_s >= 0), ("eviction_us_per_key", self.eviction_us_per_key >= 0)]
         bad = [name for name, ok in checks if not ok]
         if bad:
             raise SettingsError(f"capacity input out of range: {', '.join(bad)} (rates/sizes >= 0, counts >= 1, "
@@ -87,6 +94,8 @@ class CapacityPlan:
     idle_cores_during_read: int
     records_per_task: float
     partition_bytes_per_s: float
+    dedupe_state_keys: float
+    eviction_s_per_batch: float
     est_batch_s: float | None
     max_rate_for_trigger: float | None
     assumptions: list[str] = field(default_factory=list)
@@ -112,8 +121,11 @@ class CapacityPlan:
             ("Records per task", f"{self.records_per_task:,.0f}"),
             ("Ingress per partition", f"{human_bytes(self.partition_bytes_per_s)}/s"),
         ]
+        if self.dedupe_state_keys:
+            r.append(("Dedupe state (rate × dedupe window)", f"{self.dedupe_state_keys:,.0f} keys"))
+            r.append(("Eviction scan per batch (every key read)", f"{self.eviction_s_per_batch:,.1f} s"))
         if self.est_batch_s is not None:
-            r.append(("Estimated batch duration (measured throughput)", f"{self.est_batch_s:,.1f} s"))
+            r.append(("Estimated batch duration (measured throughput + eviction)", f"{self.est_batch_s:,.1f} s"))
         if self.max_rate_for_trigger is not None:
             r.append(("Highest rate the job can take at this trigger", f"{self.max_rate_for_trigger:,.0f} tx/s"))
         return r
@@ -138,11 +150,17 @@ def capacity(inp: CapacityInput) -> CapacityPlan:
     per_batch = inp.rate * inp.trigger_s
     capped = min(per_batch, inp.max_offsets_per_trigger)
     waves = math.ceil(inp.partitions / inp.cores)
+    keys = inp.rate * inp.dedupe_window_s
+    scan_s_per_key = inp.eviction_us_per_key / 1e6 / inp.cores   # wall time per key held, all cores reading
+    eviction = keys * scan_s_per_key
     est = max_rate = None
     if inp.job_throughput:
-        est = capped / inp.job_throughput
-        max_rate = inp.job_throughput  # above it the job processes less than what arrives
-    warnings = _warnings(inp, per_batch, waves, est)
+        est = capped / inp.job_throughput + eviction
+        # A batch of rate x trigger records takes rate x (trigger / throughput + window x scan):
+        # above this rate it takes longer than the trigger (and never above the throughput).
+        max_rate = min(inp.job_throughput,
+                       inp.trigger_s / (inp.trigger_s / inp.job_throughput + inp.dedupe_window_s * scan_s_per_key))
+    warnings = _warnings(inp, per_batch, waves, est, eviction)
     assumptions = _assumptions(inp, per_record)
     return CapacityPlan(
         inputs=asdict(inp), bytes_per_record_on_disk=per_record, ingress_bytes_per_s=ingress,
@@ -151,12 +169,19 @@ def capacity(inp: CapacityInput) -> CapacityPlan:
         records_per_batch_capped=capped, bytes_per_batch_raw=per_batch * (inp.record_bytes + inp.key_bytes),
         tasks_per_batch=inp.partitions, task_waves=waves, idle_cores_during_read=max(0, inp.cores - inp.partitions),
         records_per_task=capped / inp.partitions, partition_bytes_per_s=ingress / inp.partitions,
-        est_batch_s=est, max_rate_for_trigger=max_rate, assumptions=assumptions, warnings=warnings,
+        dedupe_state_keys=keys, eviction_s_per_batch=eviction, est_batch_s=est, max_rate_for_trigger=max_rate, assumptions=assumptions, warnings=warnings,
     )
 
-def _warnings(inp: CapacityInput, per_batch: float, waves: int, est: float | None) -> list[str]:
-    """What in these figures would hurt: capped batches, idle cores, batches longer than the trigger."""
+def _warnings(inp: CapacityInput, per_batch: float, waves: int, est: float | None,
+              eviction: float = 0.0) -> list[str]:
+    """What in these figures would hurt: capped batches, idle cores, batches longer than the trigger,
+    a dedupe state whose eviction scan takes much of the trigger."""
     warnings: list[str] = []
+    if eviction > inp.trigger_s / 4:
+        warnings.append(f"the dedupe state holds {inp.rate * inp.dedupe_window_s:,.0f} keys (rate × "
+                        f"{inp.dedupe_window_s:g} s window) once the window has passed, and every batch reads them "
+                        f"all to evict the expired ones: ≈{eviction:,.1f} s of each {inp.trigger_s:g} s trigger "
+                        "(a longer trigger or a shorter dedupe window lowers the share)")
     if per_batch > inp.max_offsets_per_trigger:
         warnings.append(f"{per_batch:,.0f} records arrive per trigger but a batch reads at most "
                         f"{inp.max_offsets_per_trigger:,} (maxOffsetsPerTrigger): the lag grows by "
@@ -189,9 +214,14 @@ def _assumptions(inp: CapacityInput, per_record: float) -> list[str]:
         f"Spark's Kafka source: one task per partition ({inp.partitions}); {inp.cores} job cores",
         "batch bytes are uncompressed values + keys (what the job decodes)",
     ]
+    if inp.dedupe_window_s:
+        assumptions.append(f"dedupe state = rate × window ({inp.dedupe_window_s:g} s); Spark reads every key each "
+                           f"batch to evict: {inp.eviction_us_per_key:g} µs of task time per key, on {inp.cores} "
+                           "job cores (measured at 19-28 M keys)")
     if inp.job_throughput:
         assumptions.append(f"job throughput {inp.job_throughput:,.0f} records per busy second, measured by a "
-                           "load test on this machine (batch overhead ignored)")
+                           "load test on this machine (batch overhead ignored); batch time = records / "
+                           "throughput + the eviction scan")
     return assumptions
 
 

@@ -192,7 +192,7 @@ def capacity_cmd(settings: Settings, args) -> int:
         trigger_s=parse_duration(args.trigger, name="--trigger") if args.trigger else settings.trigger_interval,
         partitions=args.partitions or settings.partitions, cores=args.cores or settings.job_cores,
         compression_ratio=args.compression, max_offsets_per_trigger=settings.max_offsets_per_trigger,
-        job_throughput=args.job_throughput)
+        job_throughput=args.job_throughput, dedupe_window_s=settings.dedup_window)
     plan = capacity(inp)
     if args.json:
         print(json.dumps(plan.as_dict(), indent=2))

@@ -47,6 +47,7 @@ def test_page_without_runs_shows_the_form_and_the_calculator(monkeypatch, tmp_pa
                                   retention_s=s_retention, trigger_s=60, partitions=3, cores=2))
     assert figures["Records per micro-batch"] == "3,000,000"
     assert figures["Broker disk needed, per broker"] == dict(plan.rows())["Broker disk needed, per broker"]
+    assert figures["Dedupe state (rate × dedupe window)"] == "30,000,000 keys"   # 50,000 tx/s × the 10 min window
     assert any(c.value.startswith("plan christmas: warmup 10,000 tx/s") for c in at.caption)
 
 

@@ -23,7 +23,7 @@ from tests.support.loadtest_fixtures import synthetic_result
 def test_disk_and_batch_figures_follow_the_stated_formulas():
     p = capacity(CapacityInput(rate=50_000, record_bytes=220, key_bytes=8, overhead_bytes=12, replication=3,
                                brokers=3, retention_s=86400, trigger_s=10, partitions=6, cores=2,
-                               segment_bytes=100_000_000, disk_margin=0.25))
+                               segment_bytes=100_000_000, disk_margin=0.25, dedupe_window_s=0))
     assert p.bytes_per_record_on_disk == 240
     assert p.ingress_bytes_per_s == 50_000 * 240 == 12_000_000
     assert p.retained_bytes_one_copy == 12_000_000 * 86400
@@ -40,7 +40,7 @@ def test_disk_and_batch_figures_follow_the_stated_formulas():
 
 def test_compression_and_measured_throughput():
     p = capacity(CapacityInput(rate=100_000, record_bytes=220, compression_ratio=4, trigger_s=10, partitions=3,
-                               cores=2, job_throughput=80_000))
+                               cores=2, job_throughput=80_000, dedupe_window_s=0))
     assert p.bytes_per_record_on_disk == 60
     assert p.est_batch_s == pytest.approx(1_000_000 / 80_000)
     assert p.max_rate_for_trigger == 80_000
@@ -48,6 +48,31 @@ def test_compression_and_measured_throughput():
     assert "batches run back to back" in text and "exceeds the measured job throughput" in text
     assert "last of 2 waves leaves 1 core(s) idle" in text
     assert compression_ratio_for(220, 60) == 4.0 and compression_ratio_for(220, None) == 1.0
+
+
+def test_the_dedupe_state_eviction_scan_limits_the_rate_a_short_trigger_can_take():
+    """Spark reads every dedupe key in every batch: at 50,000 tx/s a 10-minute window holds
+    30 M keys, whose scan takes most of a 10 s trigger (the 10-minute hold of run
+    20261206-022504-6335 broke that way) but a modest share of a one-minute one."""
+    short = capacity(CapacityInput(rate=50_000, trigger_s=10, cores=2, partitions=6, job_throughput=90_000))
+    assert short.dedupe_state_keys == 30_000_000
+    assert short.eviction_s_per_batch == pytest.approx(30_000_000 * 0.6e-6 / 2)   # 9 s
+    assert short.est_batch_s == pytest.approx(500_000 / 90_000 + 9.0)
+    assert short.max_rate_for_trigger == pytest.approx(10 / (10 / 90_000 + 600 * 0.3e-6))
+    assert 30_000 < short.max_rate_for_trigger < 50_000
+    text = " ".join(short.warnings)
+    assert "30,000,000 keys" in text and "batches run back to back" in text
+    assert any("Eviction scan" in figure for figure, _ in short.rows())
+    assert any("every key each batch" in a for a in short.assumptions)
+
+    minute = capacity(CapacityInput(rate=50_000, trigger_s=60, cores=2, partitions=6, job_throughput=90_000))
+    assert minute.est_batch_s == pytest.approx(3_000_000 / 90_000 + 9.0) and minute.est_batch_s < 60
+    assert minute.max_rate_for_trigger > 50_000 and not any("keys" in w for w in minute.warnings)
+    # without the dedupe (a window of 0) the scan disappears and the throughput is the limit again
+    none = capacity(CapacityInput(rate=50_000, trigger_s=10, cores=2, job_throughput=90_000, dedupe_window_s=0))
+    assert none.eviction_s_per_batch == 0 and none.max_rate_for_trigger == 90_000
+    with pytest.raises(SettingsError, match="dedupe_window_s"):
+        capacity(CapacityInput(rate=1, dedupe_window_s=-1))
 
 
 def test_warnings_for_capped_batches_and_idle_cores():
