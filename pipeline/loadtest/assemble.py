@@ -110,7 +110,9 @@ def build_result(test: Run, out: Outcome, facts: dict[str, Any], broker_pid: int
              for w in test.windows]
     last = out.samples[-1] if out.samples else {}
     return LoadTestResult(
-        run_id=test.run_id, plan=plan, summary=verdict.summarise(steps, plan.peak_rate, plan.ceiling),
+        run_id=test.run_id, plan=plan,
+        summary=verdict.summarise(steps, plan.peak_rate, plan.ceiling, trigger_s=plan.trigger_s,
+                                  dedupe_window_s=rs.dedup_window, cores=rs.job_cores),
         reconciliation=_reconcile(test.dir, ids, event_times, batches, out, last),
         state=out.state, error=out.error,
         started=datetime.fromtimestamp(progress.started, UTC).isoformat(timespec="seconds"),
@@ -179,6 +181,7 @@ def _settings_facts(test: Run, broker_pid: int | None) -> dict[str, Any]:
         "bootstrap_servers": rs.bootstrap_servers, "partitions": rs.partitions,
         "trigger_interval_s": test.plan.trigger_s, "threshold": str(rs.threshold),
         "max_offsets_per_trigger": rs.max_offsets_per_trigger, "job_cores": rs.job_cores,
+        "dedup_window_s": rs.dedup_window,
         "shuffle_partitions": rs.effective_shuffle_partitions, "driver_memory": rs.driver_memory,
         "broker_heap": test.settings.broker_heap, "ingest_interval_s": rs.ingest_interval,
         "retention_s": rs.retention, "compact_every": 0, "data_dir": str(rs.data_dir), "broker_pid": broker_pid,

@@ -322,6 +322,9 @@ def rebuild(run_dir: Path) -> Path:
     stats, so a run judged by an older release gets the current wording."""
     result = LoadTestResult.load(run_dir / "result.json")
     if result.steps:
-        result.summary = summarise(result.steps, result.plan.peak_rate, result.plan.ceiling)
+        facts = result.settings or {}
+        result.summary = summarise(result.steps, result.plan.peak_rate, result.plan.ceiling,
+                                   trigger_s=result.plan.trigger_s, dedupe_window_s=facts.get("dedup_window_s"),
+                                   cores=facts.get("job_cores"))
     samples = json.loads((run_dir / "samples.json").read_text())
     return write_report(run_dir, result, samples)

@@ -314,8 +314,34 @@ class Summary:
         return asdict(self)
 
 
-def summarise(stats: list[StepStats], peak_rate: float, ceiling: float) -> Summary:
-    """Max sustainable rate, the limiting stage and a one-sentence answer."""
+def full_state_caveat(stats: list[StepStats], trigger_s: float, dedupe_window_s: float | None,
+                      cores: int | None) -> str:
+    """What the hold at the peak could not show when it was shorter than the dedupe window:
+    the dedupe state was not full, and Spark reads every key of it in every batch to evict
+    the expired ones (see `capacity`). "" when the hold filled the window, or without a hold,
+    a measured throughput or the settings."""
+    from pipeline.loadtest.capacity import CapacityInput, capacity
+
+    hold = next((s for s in stats if s.kind == "hold"), None)
+    if hold is None or not dedupe_window_s or not cores or not hold.job_throughput:
+        return ""
+    held = hold.end - hold.start
+    if held >= dedupe_window_s:
+        return ""
+    plan = capacity(CapacityInput(rate=hold.target_rate, trigger_s=trigger_s, cores=cores,
+                                  job_throughput=hold.job_throughput, dedupe_window_s=dedupe_window_s))
+    outcome = ("longer than the trigger: a longer hold (--scale) or a longer trigger tells whether it holds"
+               if plan.est_batch_s > trigger_s else "still within the trigger")
+    return (f" The hold lasted {held:,.0f} s, less than the {dedupe_window_s:,.0f} s dedupe window, so the dedupe "
+            f"state was not full. Full ({plan.dedupe_state_keys:,.0f} keys), Spark's scan of it to evict adds "
+            f"≈{plan.eviction_s_per_batch:,.1f} s to every batch: at the {hold.job_throughput:,.0f} records per second "
+            f"of batch time measured here a {trigger_s:g} s batch would take ≈{plan.est_batch_s:,.1f} s, {outcome}.")
+
+
+def summarise(stats: list[StepStats], peak_rate: float, ceiling: float, *, trigger_s: float | None = None,
+              dedupe_window_s: float | None = None, cores: int | None = None) -> Summary:
+    """Max sustainable rate, the limiting stage and a one-sentence answer (plus, given the
+    trigger, the dedupe window and the job's cores, what a hold shorter than the window hides)."""
     steady = [s for s in stats if s.kind != "ramp"]
     first_break = next((s for s in steady if s.verdict == BREAKS), None)
     below = [s for s in steady if first_break is None or s.index < first_break.index]
@@ -340,7 +366,8 @@ def summarise(stats: list[StepStats], peak_rate: float, ceiling: float) -> Summa
     lim_text = f"; limited by the {limiter.limiting_stage}: {limiter.why}" if limiter else ""
     return Summary(max_rate, limiter.limiting_stage if limiter else None, limiter.why if limiter else None,
                    peak_rate, peak.verdict if peak else None, first_break.target_rate if first_break else None,
-                   ceiling_reached, f"{peak_text}; {rate_text}{lim_text}.", unbroken)
+                   ceiling_reached, f"{peak_text}; {rate_text}{lim_text}."
+                   + (full_state_caveat(stats, trigger_s, dedupe_window_s, cores) if trigger_s else ""), unbroken)
 
 
 def percentiles(values) -> dict[str, float | None]:

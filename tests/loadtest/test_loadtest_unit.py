@@ -75,6 +75,30 @@ def test_job_limited_run_breaks_beyond_its_capacity():
     assert summary.highest_unbroken_rate == 75_000
 
 
+def test_a_hold_shorter_than_the_dedupe_window_says_what_a_full_state_would_cost():
+    """The plan's 60 s hold at 50,000 tx/s leaves the 10-minute dedupe state far from full;
+    a 10-minute hold broke on the scan Spark makes of that state (run 20261206-022504-6335).
+    The answer says so, with the capacity calculator's figures; a hold of the whole window
+    does not need it, and without the settings the answer is as before."""
+    plan = plans.build_plan("christmas")
+    stats, plain = judge_all(plan, *simulate(plan, job_capacity=90_000, overhead_s=1.0))
+    hold = next(s for s in stats if s.kind == "hold")
+    assert hold.verdict == "holds" and hold.end - hold.start == pytest.approx(60, abs=1)
+    summary = verdict.summarise(stats, plan.peak_rate, plan.ceiling, trigger_s=10, dedupe_window_s=600, cores=2)
+    assert summary.answer.startswith(plain.answer)
+    caveat = summary.answer[len(plain.answer):]
+    assert "less than the 600 s dedupe window" in caveat and "30,000,000 keys" in caveat
+    assert "≈9.0 s to every batch" in caveat and "longer than the trigger" in caveat
+    # at a one-minute trigger the same full state still fits
+    minute = verdict.summarise(stats, plan.peak_rate, plan.ceiling, trigger_s=60, dedupe_window_s=600, cores=2)
+    assert "still within the trigger" in minute.answer
+    # a hold as long as the window, or no dedupe, or no settings: nothing added
+    assert verdict.summarise(stats, plan.peak_rate, plan.ceiling, trigger_s=10, dedupe_window_s=60,
+                             cores=2).answer == plain.answer
+    assert verdict.summarise(stats, plan.peak_rate, plan.ceiling, trigger_s=10, dedupe_window_s=0,
+                             cores=2).answer == plain.answer
+
+
 def test_no_step_holds_names_the_highest_unbroken_rate(tmp_path):
     from pipeline.loadtest.report import rebuild
 
