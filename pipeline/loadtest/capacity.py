@@ -157,7 +157,7 @@ def capacity(inp: CapacityInput) -> CapacityPlan:
         # above this rate it takes longer than the trigger (and never above the throughput).
         max_rate = min(inp.job_throughput,
                        inp.trigger_s / (inp.trigger_s / inp.job_throughput + inp.dedupe_window_s * scan_s_per_key))
-    warnings = _warnings(inp, per_batch, waves, est, eviction)
+    warnings = _warnings(inp, per_batch, waves, est, keys, eviction)
     assumptions = _assumptions(inp, per_record)
     return CapacityPlan(
         inputs=asdict(inp), bytes_per_record_on_disk=per_record, ingress_bytes_per_s=ingress,
@@ -166,16 +166,17 @@ def capacity(inp: CapacityInput) -> CapacityPlan:
         records_per_batch_capped=capped, bytes_per_batch_raw=per_batch * (inp.record_bytes + inp.key_bytes),
         tasks_per_batch=inp.partitions, task_waves=waves, idle_cores_during_read=max(0, inp.cores - inp.partitions),
         records_per_task=capped / inp.partitions, partition_bytes_per_s=ingress / inp.partitions,
-        dedupe_state_keys=keys, eviction_s_per_batch=eviction, est_batch_s=est, max_rate_for_trigger=max_rate, assumptions=assumptions, warnings=warnings,
+        dedupe_state_keys=keys, eviction_s_per_batch=eviction, est_batch_s=est, max_rate_for_trigger=max_rate,
+        assumptions=assumptions, warnings=warnings,
     )
 
 def _warnings(inp: CapacityInput, per_batch: float, waves: int, est: float | None,
-              eviction: float = 0.0) -> list[str]:
+              keys: float, eviction: float) -> list[str]:
     """What in these figures would hurt: capped batches, idle cores, batches longer than the trigger,
     a dedupe state whose eviction scan takes much of the trigger."""
     warnings: list[str] = []
     if eviction > inp.trigger_s / 4:
-        warnings.append(f"the dedupe state holds {inp.rate * inp.dedupe_window_s:,.0f} keys (rate × "
+        warnings.append(f"the dedupe state holds {keys:,.0f} keys (rate × "
                         f"{inp.dedupe_window_s:g} s window) once the window has passed, and every batch reads them "
                         f"all to evict the expired ones: ≈{eviction:,.1f} s of each {inp.trigger_s:g} s trigger "
                         "(a longer trigger or a shorter dedupe window lowers the share)")

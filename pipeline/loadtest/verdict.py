@@ -37,6 +37,7 @@ from typing import Any
 
 import numpy as np
 
+from pipeline.loadtest.capacity import CapacityInput, capacity
 from pipeline.loadtest.plan import StepWindow
 
 HOLDS, DEGRADES, BREAKS = "holds", "degrades", "breaks"
@@ -320,8 +321,6 @@ def full_state_caveat(stats: list[StepStats], trigger_s: float, dedupe_window_s:
     the dedupe state was not full, and Spark reads every key of it in every batch to evict
     the expired ones (see `capacity`). "" when the hold filled the window, or without a hold,
     a measured throughput or the settings."""
-    from pipeline.loadtest.capacity import CapacityInput, capacity
-
     hold = next((s for s in stats if s.kind == "hold"), None)
     if hold is None or not dedupe_window_s or not cores or not hold.job_throughput:
         return ""
