@@ -1,11 +1,11 @@
 """Benchmark: what the job's dedupe costs per batch as its state fills (issue 19, catch-up).
 
-    nice -n 5 .venv/bin/python bench/bench_dedupe_state.py [--rows 3000000] [--batches 8]
+    nice -n 5 .venv/bin/python bench/bench_dedupe_state.py [--rows 3000000] [--batches 8] [--keys emulator]
         [--memory-mb 256] [--conf KEY=VALUE ...] [--out FILE.json]
 
 Spark alone, no broker: a `rate-micro-batch` source hands the stream `--rows` new ids per
 micro-batch as fast as the job takes them, and the same streaming dedupe as the job's
-(`dropDuplicatesWithinWatermark` on a 36-character id and a span, the clock of
+(`dropDuplicatesWithinWatermark` on an id (`--keys`) and a span, the clock of
 `pipeline.job.transforms.dedupe`, a 10-minute window) keeps them in RocksDB with the job's
 own session settings (`pipeline.job.spark.session_conf`). Nothing expires within the run,
 so after batch k the state holds k x rows keys, and every batch still reads all of them to
@@ -49,14 +49,19 @@ def parse(argv: list[str] | None = None) -> argparse.Namespace:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--rows", type=int, default=3_000_000, help="new ids per micro-batch (default 3,000,000)")
     p.add_argument("--batches", type=int, default=8, help="micro-batches to run (default 8)")
+    p.add_argument("--source-partitions", type=int, default=3,
+                   help="partitions of the source, as the topic's (default 3)")
+    p.add_argument("--keys", choices=("emulator", "random"), default="emulator",
+                   help="ids as the emulator makes them (a run token and a counter: each batch's keys lie "
+                        "side by side in RocksDB) or in random order as a real source's UUIDs (default emulator)")
     p.add_argument("--memory-mb", type=int, default=None,
                    help="the state store's memory budget (default: the job's, pipeline.job.spark.STATE_MEMORY_MB)")
     p.add_argument("--conf", type=conf_pair, action="append", default=[], metavar="KEY=VALUE",
                    help="a Spark setting on top of the job's (repeatable)")
     p.add_argument("--out", type=Path, help="also write the figures as JSON")
     args = p.parse_args(argv)
-    if args.rows < 1 or args.batches < 1:
-        p.error("--rows and --batches must be at least 1")
+    if args.rows < 1 or args.batches < 1 or args.source_partitions < 1:
+        p.error("--rows, --batches and --source-partitions must be at least 1")
     if args.memory_mb is not None and args.memory_mb < 16:
         p.error("--memory-mb must be at least 16")
     return args
@@ -87,10 +92,11 @@ def main(argv: list[str] | None = None) -> int:
         spark = build_spark(settings, "tormenta-bench-dedupe", extra_conf=extra)
         delay = f"{int(watermark_delay_seconds(WINDOW_S) * 1000)} milliseconds"
         source = (spark.readStream.format("rate-micro-batch")
-                  .option("rowsPerBatch", args.rows).option("numPartitions", settings.job_cores).load())
-        # A UUID-shaped id (36 characters), unique per row, as the samples' transaction ids.
-        key = F.format_string("%08x-%04x-4%03x-8%03x-%012x", F.col("value"), F.col("value") % 65536,
-                              F.col("value") % 4096, F.col("value") % 4091, F.col("value") * 2654435761)
+                  .option("rowsPerBatch", args.rows).option("numPartitions", args.source_partitions).load())
+        if args.keys == "emulator":  # the emulator's ids: a run token and a counter
+            key = F.format_string("E3f9a0c21-%d", F.col("value"))
+        else:  # 36 characters in random order, as a real source's UUIDs
+            key = F.format_string("tx-%016x-%016x", F.xxhash64("value"), F.xxhash64("value", F.lit(7)))
         clock = F.greatest(F.col("timestamp"), F.current_timestamp() - F.expr(f"INTERVAL {delay}"))
         deduped = (source.select(key.alias("dedupe_key"), F.lit(0).cast("long").alias("dedupe_span"),
                                  clock.alias("dedupe_clock"))
@@ -125,7 +131,7 @@ def main(argv: list[str] | None = None) -> int:
           f"({last['rows_per_s']:,}/s; first batch {first['rows_per_s']:,}/s); evictions "
           f"{last.get('evictions_ms', 0):,} ms, updates {last.get('updates_ms', 0):,} ms of task time")
     if args.out:
-        args.out.write_text(json.dumps({"args": {"rows": args.rows, "batches": args.batches,
+        args.out.write_text(json.dumps({"args": {"rows": args.rows, "batches": args.batches, "keys": args.keys,
                                                  "memory_mb": args.memory_mb, "conf": dict(args.conf)},
                                         "batches": rows}, indent=1))
     return 0

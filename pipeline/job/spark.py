@@ -49,7 +49,12 @@ LOCAL_DISK_CONF = {
 
 
 # What keeps a job that runs for days flat (issue 19; docs/PERFORMANCE.md, "Steady state").
-STATE_MEMORY_MB = 256
+# RocksDB's one memory budget in the job's JVM (block cache, memtables charged to it, the
+# state files' index and filter blocks). 256 MB held a steady hour, but in a catch-up the
+# 6M-record batches filled the memtables, pushed the filter blocks out and every lookup of
+# a new id read them again: 14-44 us per lookup, a 6M batch in 83-149 s on a 6-12M key
+# state, against 16-20 s with 1 GB (bench/bench_dedupe_state.py --rows 6000000, docs/PERFORMANCE.md).
+STATE_MEMORY_MB = 1024
 # The state folder's history. Spark keeps the newest STATE_HISTORY_BATCHES versions and
 # deletes older changelogs only behind a snapshot, and only once at least
 # STATE_HISTORY_BATCHES x STATE_EXTRA_RATIO stale versions have gathered; RocksDB snapshots
