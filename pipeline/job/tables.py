@@ -105,6 +105,13 @@ class UpkeepPlan:
         self.batches = 0
         self.since_step = 0
 
+    def batches_to_first_cycle(self) -> int:
+        """How many batches after the job's start every table has been compacted and
+        vacuumed once (0: upkeep is off). Before that a table's file count only grows."""
+        if not self.every or not self.steps:
+            return 0
+        return self.every + (len(self.steps) - 1) * self.gap
+
     def after_batch(self) -> tuple[str, str] | None:
         """Count one batch; the (table, operation) to run now, or None."""
         if not self.every or not self.steps:

@@ -16,8 +16,9 @@ from typing import Any
 
 import psutil
 
-from pipeline.contract.tables import BATCH_METRICS, HIGH_VALUE
+from pipeline.contract.tables import BATCH_METRICS, HIGH_VALUE, TABLES
 from pipeline.job.spark import state_folder_batches
+from pipeline.job.tables import UpkeepPlan
 from pipeline.loadtest import soak_verdict as sv
 from pipeline.loadtest.soak_events import outage_figures
 
@@ -109,7 +110,8 @@ def _judge(soak, handed: dict[str, Any], batches: list[dict[str, Any]]) -> list[
     inputs = sv.SoakInputs(samples=steady, batches=[b for b in batches if float(b["trigger_time"]) <= handed["t_end"]], t0=handed["t0"], t_end=handed["t_end"],
                            rate=o.rate, trigger_s=o.trigger_s, dedupe_s=rs.dedup_window, retention_s=rs.retention,
                            free_mb=free_mb, excluded=excluded, event_times=fresh.event_times,
-                           freshness_s=fresh.seconds, state_history_s=state_folder_batches() * o.trigger_s)
+                           freshness_s=fresh.seconds, state_history_s=state_folder_batches() * o.trigger_s,
+                           compaction_cycle_batches=UpkeepPlan(TABLES, rs.compact_every).batches_to_first_cycle())
     soak.result["freshness"] = fresh.overall()
     soak.result["batch_freshness"] = fresh.per_batch(batches)
     return sv.judge(inputs)

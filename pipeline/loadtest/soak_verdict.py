@@ -351,8 +351,13 @@ def disk_growth(samples: list[dict[str, Any]], t0: float, duration_s: float, ret
                      | {f"{k}_mib_per_h": round(v[0] * HOUR, 1) for k, v in parts.items() if v is not None})
 
 
-def files_bounded(samples: list[dict[str, Any]], key: str, t0: float, t_end: float) -> Criterion:
-    """A table's active file count: the last quarter's maximum vs the first half's (after warm-up)."""
+def files_bounded(samples: list[dict[str, Any]], key: str, t0: float, t_end: float, *, batches_run: int = 0,
+                  cycle_batches: int = 0) -> Criterion:
+    """A table's active file count: the last quarter's maximum vs the first half's (after warm-up).
+
+    `cycle_batches` (`UpkeepPlan.batches_to_first_cycle`, 0 = upkeep off): a run of fewer
+    batches has seen no compaction, so its file count only grew with the batches; that
+    says nothing of whether compaction bounds it (n/a)."""
     w = window_s(t_end - t0)
     mid = t0 + w + (t_end - t0 - w) / 2
     first = [float(s[key]) for s in samples if s.get(key) is not None and t0 + w <= s["t"] < mid]
@@ -360,6 +365,10 @@ def files_bounded(samples: list[dict[str, Any]], key: str, t0: float, t_end: flo
     name = f"disk: files of {key.removeprefix('files_')}"
     if not first or not last:
         return Criterion(name, None, "no file counts", "")
+    if cycle_batches and batches_run < cycle_batches:
+        return Criterion(name, None, f"{batches_run} batches in the run; every table is compacted once after "
+                                     f"{cycle_batches}", "needs a whole compaction cycle in the run",
+                         {"batches": batches_run, "cycle_batches": cycle_batches})
     a, z = max(first), max(last)
     bound = FILES_FACTOR * a + FILES_SLACK
     return Criterion(name, z <= bound, f"max {a:,.0f} files (first half) -> {z:,.0f} (last quarter); bound {bound:,.0f}",
@@ -382,6 +391,7 @@ class SoakInputs:
     event_times: np.ndarray = field(default_factory=lambda: np.array([]))
     freshness_s: np.ndarray = field(default_factory=lambda: np.array([]))
     state_history_s: float = 0.0   # time for the checkpoint's changelog history to fill (job.spark)
+    compaction_cycle_batches: int = 0  # batches until every table was compacted once (job.tables.UpkeepPlan)
 
 
 def judge(x: SoakInputs) -> list[Criterion]:
@@ -401,7 +411,8 @@ def judge(x: SoakInputs) -> list[Criterion]:
     out.append(disk_growth(x.samples, x.t0, duration, x.retention_s, x.free_mb,
                            max(x.dedupe_s, window_s(duration), x.state_history_s)))
     tables = sorted({k for s in x.samples for k in s if k.startswith("files_")})
-    out += [files_bounded(x.samples, k, x.t0, x.t_end) for k in tables]
+    out += [files_bounded(x.samples, k, x.t0, x.t_end, batches_run=len(x.batches),
+                          cycle_batches=x.compaction_cycle_batches) for k in tables]
     return out
 
 

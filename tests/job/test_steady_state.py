@@ -81,6 +81,20 @@ def test_upkeep_queue_with_more_steps_than_batches_still_runs_one_per_batch():
 
 def test_upkeep_off():
     assert run_plan(tables.UpkeepPlan(list(TABLES), every=0), 100) == {}
+    assert tables.UpkeepPlan(list(TABLES), every=0).batches_to_first_cycle() == 0
+
+
+@pytest.mark.parametrize(("names", "every"), [(list(TABLES), 30), (list(TABLES), 7), (["a", "b", "c"], 2), (["a"], 1)])
+def test_the_first_whole_upkeep_cycle_ends_when_the_plan_says(names, every):
+    # the batch after which every table has had each of its steps once, found by running the plan
+    plan = tables.UpkeepPlan(names, every)
+    wanted, seen, last = {(n, op) for n in names for op in tables.UPKEEP_OPS}, set(), None
+    for batch, step in run_plan(tables.UpkeepPlan(names, every), 10 * every + 50).items():
+        seen.add(step)
+        if seen == wanted:
+            last = batch
+            break
+    assert last is not None and plan.batches_to_first_cycle() == last
 
 
 def test_the_dedupe_watermark_delay_is_half_the_window():

@@ -256,6 +256,12 @@ def test_disk_projection_against_the_free_space_and_files_bounded():
     assert sv.files_bounded(samples, "files_high_value", T0, T0 + HOUR).passed is True
     growing = [dict(s, files_high_value=10 + (s["t"] - T0) // 20) for s in samples]
     assert sv.files_bounded(growing, "files_high_value", T0, T0 + HOUR).passed is False
+    # a run shorter than one compaction cycle has seen no compaction: its growth is n/a, not a failure
+    short = sv.files_bounded(growing, "files_high_value", T0, T0 + HOUR, batches_run=26, cycle_batches=57)
+    assert short.passed is None and "57" in short.figure
+    # from a whole cycle on it is judged again, and the growth fails
+    assert sv.files_bounded(growing, "files_high_value", T0, T0 + HOUR, batches_run=57, cycle_batches=57).passed is False
+    assert sv.files_bounded(growing, "files_high_value", T0, T0 + HOUR, batches_run=3, cycle_batches=0).passed is False
 
 
 def test_judge_lists_every_criterion_and_overall_fails_on_one_failure():
