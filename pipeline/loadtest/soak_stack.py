@@ -27,14 +27,20 @@ from pipeline.loadtest import LoadTestError
 from pipeline.loadtest.soak_parts import read_parts
 from pipeline.metrics.ports import bindable
 from pipeline.procs.child import Child
+from pipeline.procs.net import listening_port_range
 from pipeline.settings import Settings
 
 START_TIMEOUT_S = 600.0
 METRICS_BLOCK = 22   # the metrics base port and its offsets (+0 .. +21)
 
 
-def free_block(size: int, rng: random.Random, low: int = 20_000, high: int = 60_000, taken: set[int] = frozenset()) -> int:
-    """The first port of `size` consecutive free loopback ports (none in `taken`)."""
+def free_block(size: int, rng: random.Random, low: int | None = None, high: int | None = None,
+               taken: set[int] = frozenset()) -> int:
+    """The first port of `size` consecutive free loopback ports (none in `taken`), by
+    default outside the kernel's ephemeral range: the chaos run kills and restarts the
+    broker nodes, whose ports must not meanwhile become some connection's source port."""
+    span = listening_port_range()
+    low, high = low if low is not None else span[0], high if high is not None else span[1]
     for _ in range(500):
         base = rng.randrange(low, high - size)
         ports = range(base, base + size)

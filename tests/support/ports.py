@@ -1,34 +1,42 @@
-"""Free loopback ports for tests and benches (never used by the product itself)."""
+"""Free loopback ports for tests and benches (never used by the product itself).
+
+They come from below the kernel's ephemeral range (`pipeline.procs.net.listening_port_range`):
+a port picked from inside it can be handed to any outgoing connection while the server
+that owns it is down, and the restarted server then fails to bind (a cluster test's
+killed broker node did, once).
+"""
 
 from __future__ import annotations
 
-import socket
+import random
 
 from pipeline.metrics.ports import bindable
+from pipeline.procs.net import listening_port_range
 
 _HANDED_OUT: set[int] = set()
+_RNG = random.Random()
+TRIES = 2000
+
+
+def _free_run(count: int) -> int:
+    low, high = listening_port_range()
+    for _ in range(TRIES):
+        base = _RNG.randint(low, high - count + 1)
+        ports = range(base, base + count)
+        if not _HANDED_OUT.intersection(ports) and all(bindable(p) for p in ports):
+            _HANDED_OUT.update(ports)
+            return base
+    raise AssertionError(f"no run of {count} free loopback ports between {low} and {high}")
 
 
 def free_port() -> int:
-    """A free loopback port that this process has not handed out before.
-
-    The kernel may offer a just-released port again, so two quick calls could return the
-    same number (a broker whose client and controller ports collide does not start)."""
-    while True:
-        with socket.socket() as s:
-            s.bind(("127.0.0.1", 0))
-            port = s.getsockname()[1]
-        if port not in _HANDED_OUT:
-            _HANDED_OUT.add(port)
-            return port
+    """A free loopback port that this process has not handed out before (two quick calls
+    never return the same number: a broker whose client and controller ports collide does
+    not start)."""
+    return _free_run(1)
 
 
 def port_run(count: int) -> int:
-    """A base port such that base .. base+count-1 are all free on loopback (a cluster's consecutive ports)."""
-    for _ in range(200):
-        with socket.socket() as s:
-            s.bind(("127.0.0.1", 0))
-            base = s.getsockname()[1]
-        if base + count < 65535 and all(bindable(base + i) for i in range(count)):
-            return base
-    raise AssertionError("no run of free loopback ports")
+    """A base port such that base .. base+count-1 are all free on loopback (a cluster's
+    consecutive ports), none of them handed out before."""
+    return _free_run(count)
