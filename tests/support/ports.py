@@ -10,23 +10,16 @@ from __future__ import annotations
 
 import random
 
-from pipeline.metrics.ports import bindable
-from pipeline.procs.net import listening_port_range
+from pipeline.loadtest.soak_stack import free_block
 
 _HANDED_OUT: set[int] = set()
 _RNG = random.Random()
-TRIES = 2000
 
 
 def _free_run(count: int) -> int:
-    low, high = listening_port_range()
-    for _ in range(TRIES):
-        base = _RNG.randint(low, high - count + 1)
-        ports = range(base, base + count)
-        if not _HANDED_OUT.intersection(ports) and all(bindable(p) for p in ports):
-            _HANDED_OUT.update(ports)
-            return base
-    raise AssertionError(f"no run of {count} free loopback ports between {low} and {high}")
+    base = free_block(count, _RNG, taken=_HANDED_OUT)   # the soak stack's picker: the same range rule
+    _HANDED_OUT.update(range(base, base + count))
+    return base
 
 
 def free_port() -> int:
