@@ -240,6 +240,7 @@ class EmulatorControl:
             self._consumer = None
         if self._producer is not None:
             self._producer.flush(5)
+            self._producer.close()
             self._producer = None
 
     def __enter__(self) -> EmulatorControl:
@@ -390,6 +391,7 @@ class StatusPublisher:
 
     def close(self) -> None:
         self._producer.flush(5)
+        self._producer.close()
 
 
 class ControlLink(Protocol):

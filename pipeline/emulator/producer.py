@@ -206,3 +206,9 @@ class StormProducer:
             self._producer.purge()
             self._producer.flush(5)
         return remaining
+
+    def close(self) -> None:
+        """Destroy the Kafka handle now, on this thread (call `flush` first): the handle holds this
+        object's callbacks, so without it the pair, with its threads and sockets, would wait for
+        the garbage collector."""
+        self._producer.close()

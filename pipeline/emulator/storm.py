@@ -253,6 +253,8 @@ class StormEmulator:
             if self.metrics is not None:
                 self.metrics.on_status(self.status, run.sink)
             run.link.close()
+            if run.sink is not self.sink:  # the producer `_open` made: its threads end here
+                run.sink.close()
 
     # ---- status and summary ---------------------------------------------------------------------
     def _rate_fn(self, desired: DesiredState, profile_start: float) -> Callable[[float], float]:

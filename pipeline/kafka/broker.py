@@ -325,8 +325,8 @@ class EmbeddedBroker:
 
         try:
             conf = client_config(self.settings, "admin", {"log_level": 0}, bootstrap=self.node.address)
-            md = AdminClient(conf).list_topics(timeout=2)
-            return len(md.brokers) >= brokers
+            with AdminClient(conf) as client:
+                return len(client.list_topics(timeout=2).brokers) >= brokers
         except Exception:  # noqa: BLE001 - "not yet" while the broker boots
             return False
 

@@ -43,9 +43,10 @@ def nodes_in_service(settings: Settings, timeout: float = 3.0) -> set[int]:
     up = set()
     for spec in node_specs(settings):
         try:
-            own = AdminClient(client_config(settings, "admin", {"log_level": 0}, bootstrap=f"{spec.host}:{spec.port}"))
-            if spec.node_id in own.list_topics(timeout=timeout).brokers:
-                up.add(spec.node_id)
+            with AdminClient(client_config(settings, "admin", {"log_level": 0},
+                                           bootstrap=f"{spec.host}:{spec.port}")) as own:
+                if spec.node_id in own.list_topics(timeout=timeout).brokers:
+                    up.add(spec.node_id)
         except Exception:  # noqa: BLE001 - no answer from that port = not in service
             continue
     return up
@@ -135,7 +136,8 @@ def describe_partitions(bootstrap: str, timeout: float = 3.0, settings: Settings
 
     conf = client_config(settings or Settings.from_env(), role, {"socket.timeout.ms": int(timeout * 1000)},
                          bootstrap=bootstrap)
-    md = AdminClient(conf).list_topics(timeout=timeout)
+    with AdminClient(conf) as client:
+        md = client.list_topics(timeout=timeout)
     return [PartitionFact(t.topic, p.id, p.leader, list(p.replicas), list(p.isrs))
             for t in md.topics.values() if t.error is None for p in t.partitions.values()]
 
@@ -149,20 +151,29 @@ def cluster_accepts(settings: Settings, addresses: list[str], brokers: int, repl
     (not create) a topic of 3 partitions and `replication` copies. A node that answers
     metadata is not enough: right after start one node may still see fewer brokers, and a
     replicated topic created then fails (issue 19, once in five starts)."""
-    from confluent_kafka import KafkaError, KafkaException
-    from confluent_kafka.admin import AdminClient, NewTopic
+    from confluent_kafka.admin import AdminClient
 
-    client = None
-    for addr in addresses:
+    for i, addr in enumerate(addresses):
         conf = client_config(settings, "admin", {"log_level": 0, "socket.timeout.ms": int(timeout * 1000)},
                              bootstrap=addr)
-        client = AdminClient(conf)
-        try:
-            desc = client.describe_cluster(request_timeout=timeout).result(timeout=timeout + 1)
-        except Exception as exc:  # noqa: BLE001 - "not yet" while the nodes boot
-            return f"{addr} does not describe the cluster yet ({type(exc).__name__})"
-        if len(desc.nodes) < brokers or desc.controller is None:
-            return f"{addr} sees {len(desc.nodes)} of {brokers} brokers" + ("" if desc.controller else ", no controller")
+        with AdminClient(conf) as client:  # destroyed here, never by the collector (see topic.WatchedAdmin)
+            try:
+                desc = client.describe_cluster(request_timeout=timeout).result(timeout=timeout + 1)
+            except Exception as exc:  # noqa: BLE001 - "not yet" while the nodes boot
+                return f"{addr} does not describe the cluster yet ({type(exc).__name__})"
+            if len(desc.nodes) < brokers or desc.controller is None:
+                return (f"{addr} sees {len(desc.nodes)} of {brokers} brokers"
+                        + ("" if desc.controller else ", no controller"))
+            if i == len(addresses) - 1:
+                return _replicated_topic_refusal(client, replication, timeout)
+    return None
+
+
+def _replicated_topic_refusal(client, replication: int, timeout: float) -> str | None:
+    """None when the controller would create a topic of 3 partitions and `replication` copies."""
+    from confluent_kafka import KafkaError, KafkaException
+    from confluent_kafka.admin import NewTopic
+
     probe = NewTopic("tormenta.start-check", num_partitions=3, replication_factor=replication)
     try:
         client.create_topics([probe], validate_only=True, request_timeout=timeout)[probe.topic].result(timeout + 1)

@@ -247,15 +247,19 @@ def grant_acls(settings: Settings, bootstrap: str | None = None, timeout: float 
 
     A node that has just started may not reach its controller yet: timeouts and retriable
     errors are tried again until `timeout`; anything else is a BrokerError naming the ACL."""
-    import time
-
-    from confluent_kafka import KafkaException
     from confluent_kafka.admin import AdminClient
 
     from pipeline.kafka.security import client_config
 
-    client = AdminClient(client_config(settings, "admin", {"socket.timeout.ms": 5000}, bootstrap=bootstrap))
-    todo = acl_bindings(settings)
+    with AdminClient(client_config(settings, "admin", {"socket.timeout.ms": 5000}, bootstrap=bootstrap)) as client:
+        return _create_acls(client, acl_bindings(settings), timeout)
+
+
+def _create_acls(client, todo: list, timeout: float) -> int:
+    import time
+
+    from confluent_kafka import KafkaException
+
     total, deadline = len(todo), time.monotonic() + timeout
     while todo:
         left = []
@@ -286,10 +290,10 @@ def count_acls(settings: Settings, bootstrap: str | None = None, timeout: float 
 
     from pipeline.kafka.security import client_config
 
-    client = AdminClient(client_config(settings, "admin", {"socket.timeout.ms": 5000}, bootstrap=bootstrap))
     flt = AclBindingFilter(ResourceType.ANY, None, ResourcePatternType.ANY, None, None, AclOperation.ANY,
                            AclPermissionType.ANY)
-    return len(client.describe_acls(flt, request_timeout=timeout).result())
+    with AdminClient(client_config(settings, "admin", {"socket.timeout.ms": 5000}, bootstrap=bootstrap)) as client:
+        return len(client.describe_acls(flt, request_timeout=timeout).result())
 
 
 def summary(settings: Settings, bootstrap: str | None = None) -> str:

@@ -50,11 +50,19 @@ class TopicInfo:
 
 
 class WatchedAdmin(AdminClient):
-    """An AdminClient whose `watch` holds the first security refusal the broker gave it."""
+    """An AdminClient whose `watch` holds the first security refusal the broker gave it.
+
+    Open it in a `with` block, which destroys it on the thread that leaves the block. Otherwise
+    it can be freed on its own librdkafka thread, which aborts the process: that thread
+    completes the client's futures in Python and may drop the last reference to an exception
+    whose traceback still holds the client (once in a CI run: "calling rd_kafka_destroy() from
+    librdkafka owned thread is prohibited"; tests/kafka/test_client_lifetimes.py makes it certain).
+    """
     watch: RefusalWatch
 
 
 def admin(settings: Settings, role: str = "admin") -> WatchedAdmin:
+    """`role`'s admin client; use it as a context manager (see `WatchedAdmin`)."""
     conf, watch = watched_config(settings, role, {"socket.timeout.ms": 5000})
     client = WatchedAdmin(conf)
     client.watch = watch
@@ -79,7 +87,11 @@ def _broker_count(client: WatchedAdmin, timeout: float) -> int:
 def describe_topic(settings: Settings, name: str | None = None, timeout: float = 10, role: str = "admin") -> TopicInfo:
     """Partitions, replication and (for the admin role, which may read configs) the topic's config."""
     name = name or settings.topic
-    client = admin(settings, role)
+    with admin(settings, role) as client:
+        return _describe(client, name, timeout, role)
+
+
+def _describe(client: WatchedAdmin, name: str, timeout: float, role: str) -> TopicInfo:
     _broker_count(client, timeout)
     md = client.list_topics(topic=name, timeout=timeout)
     t = md.topics.get(name)
@@ -105,11 +117,22 @@ def ensure_topic(settings: Settings, name: str | None = None, *, partitions: int
                  config: dict[str, str] | None = None, timeout: float = 15, role: str = "admin") -> TopicInfo:
     """Create the topic if missing (contract defaults), else describe it."""
     name = name or settings.topic
-    client = admin(settings, role)
+    with admin(settings, role) as client:
+        created = _create_if_missing(settings, client, name, partitions, config, timeout)
+    if not created:
+        return describe_topic(settings, name, timeout, role)
+    info = _described_once_visible(settings, name, timeout, role)
+    info.created = True
+    return info
+
+
+def _create_if_missing(settings: Settings, client: WatchedAdmin, name: str, partitions: int | None,
+                       config: dict[str, str] | None, timeout: float) -> bool:
+    """Create topic `name` unless it exists; True when this call asked for its creation."""
     rf, min_isr = replication_for(settings, _broker_count(client, timeout))
     md = client.list_topics(timeout=timeout)
     if name in md.topics and md.topics[name].error is None:
-        return describe_topic(settings, name, timeout, role)
+        return False
     cfg = {"retention.ms": str(settings.retention_ms), "cleanup.policy": "delete", "min.insync.replicas": str(min_isr)}
     cfg.update(config or {})
     new = NewTopic(name, num_partitions=partitions or settings.partitions, replication_factor=rf, config=cfg)
@@ -123,9 +146,7 @@ def ensure_topic(settings: Settings, name: str | None = None, *, partitions: int
                                    "`python -m pipeline topic create` as the admin)") from None
         if err.name() != "TOPIC_ALREADY_EXISTS":
             raise TopicError(f"creating topic {name} failed: {err.str()}") from None
-    info = _described_once_visible(settings, name, timeout, role)
-    info.created = True
-    return info
+    return True
 
 
 def _described_once_visible(settings: Settings, name: str, timeout: float, role: str) -> TopicInfo:

@@ -284,15 +284,15 @@ class LoadTest:
 
         rs = self.run_settings
         try:
-            client = admin(rs)  # keep a reference: a destroyed client fails its futures (_DESTROY)
-            futures = client.delete_topics([rs.topic, rs.control_topic, rs.status_topic, rs.live_topic],
-                                           operation_timeout=15)
-            for name, f in futures.items():
-                try:
-                    f.result(20)
-                except Exception as exc:  # noqa: BLE001 - reported, never a reason to fail the run
-                    if "UNKNOWN_TOPIC" not in str(exc):
-                        self._event(f"could not delete topic {name}: {exc}")
+            with admin(rs) as client:  # open until every future has its answer (a destroyed client fails them)
+                futures = client.delete_topics([rs.topic, rs.control_topic, rs.status_topic, rs.live_topic],
+                                               operation_timeout=15)
+                for name, f in futures.items():
+                    try:
+                        f.result(20)
+                    except Exception as exc:  # noqa: BLE001 - reported, never a reason to fail the run
+                        if "UNKNOWN_TOPIC" not in str(exc):
+                            self._event(f"could not delete topic {name}: {exc}")
         except Exception as exc:  # noqa: BLE001
             self._event(f"could not delete the run's topics: {exc}")
 
