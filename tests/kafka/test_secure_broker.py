@@ -31,14 +31,15 @@ pytestmark = pytest.mark.integration
 @pytest.fixture(scope="module")
 def topics(secure_broker: Settings) -> Settings:
     """The default topic names (the ACLs granted at start name them), created by the admin user."""
-    admin = AdminClient(client_config(secure_broker, "admin"))
     wanted = [NewTopic(t, 1, 1) for t in (secure_broker.topic, secure_broker.status_topic, secure_broker.control_topic)]
-    for fut in admin.create_topics(wanted, operation_timeout=15).values():
-        try:
-            fut.result(30)
-        except KafkaException as exc:
-            if exc.args[0].code() != KafkaError.TOPIC_ALREADY_EXISTS:
-                raise
+    # A with block: the client must not be freed on its own thread (tests/kafka/test_client_lifetimes.py).
+    with AdminClient(client_config(secure_broker, "admin")) as admin:
+        for fut in admin.create_topics(wanted, operation_timeout=15).values():
+            try:
+                fut.result(30)
+            except KafkaException as exc:
+                if exc.args[0].code() != KafkaError.TOPIC_ALREADY_EXISTS:
+                    raise
     return secure_broker
 
 
