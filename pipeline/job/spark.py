@@ -52,9 +52,13 @@ LOCAL_DISK_CONF = {
 # RocksDB's one memory budget in the job's JVM (block cache, memtables charged to it, the
 # state files' index and filter blocks). 256 MB held a steady hour, but in a catch-up the
 # 6M-record batches filled the memtables, pushed the filter blocks out and every lookup of
-# a new id read them again: 14-44 us per lookup, a 6M batch in 83-149 s on a 6-12M key
-# state, against 16-20 s with 1 GB (bench/bench_dedupe_state.py --rows 6000000, docs/PERFORMANCE.md).
-STATE_MEMORY_MB = 1024
+# a new id read them again: a 6M batch in 83-149 s on a 6-12M key state. 1 GB cured that
+# (16-20 s) but at 10,000 tx/s the memtables between two snapshots kept filling it for
+# 25 minutes (job RSS +1.1 GiB after minute 10, run 20261206-062629-94ad). 384 MB: 6M
+# batches in 16-41 s up to 30M keys (bench/bench_dedupe_state.py --rows 6000000 --batches 6,
+# docs/PERFORMANCE.md), and a steady 10,000 tx/s reaches it by about minute 12 (in the 1 GB
+# run the state's memory passed 384 MB between batches 9 and 12), not after half an hour.
+STATE_MEMORY_MB = 384
 # The state folder's history. Spark keeps the newest STATE_HISTORY_BATCHES versions and
 # deletes older changelogs only behind a snapshot, and only once at least
 # STATE_HISTORY_BATCHES x STATE_EXTRA_RATIO stale versions have gathered; RocksDB snapshots
