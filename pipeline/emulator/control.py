@@ -240,6 +240,7 @@ class EmulatorControl:
             self._consumer = None
         if self._producer is not None:
             self._producer.flush(5)
+            self._producer.purge()   # what 5 s did not deliver was already reported; close() would wait for it
             self._producer.close()
             self._producer = None
 
@@ -391,6 +392,7 @@ class StatusPublisher:
 
     def close(self) -> None:
         self._producer.flush(5)
+        self._producer.purge()   # a status is worth nothing late; close() would wait for its timeout
         self._producer.close()
 
 
