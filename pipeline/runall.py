@@ -42,7 +42,7 @@ from pipeline.kafka.security import client_file
 from pipeline.kafka.topic import ensure_all_topics
 from pipeline.metrics import ports
 from pipeline.monitoring import stack as monitoring
-from pipeline.procs.child import Child
+from pipeline.procs.child import Child, product_env
 from pipeline.procs.supervise import ChildPart, Supervisor, serve_metrics, stop_metrics
 from pipeline.settings import PROJECT_ROOT, Settings, format_duration
 
@@ -60,7 +60,7 @@ NEEDS_KAFKA = ("job", "live", "emulator")  # parts that exit when no broker answ
 def _start(sup: Supervisor, name: str, cmd: list[str], run_dir: Path, bootstrap: str) -> None:
     """Start one child of the run under `sup`, its output in ``<run_dir>/<name>.log``, its pid in ``<name>.pid``."""
     child = Child(name, cmd, run_dir / f"{name}.log", pid_file=run_dir / f"{name}.pid",
-                  env=dict(os.environ, TORMENTA_BOOTSTRAP_SERVERS=bootstrap))
+                  env=product_env(os.environ, TORMENTA_BOOTSTRAP_SERVERS=bootstrap))
     sup.add(ChildPart(child), needs=name in NEEDS_KAFKA)
     print(f"  {name:<12} pid {child.pid:<7} log {child.log_path}")
 

@@ -18,6 +18,7 @@ import urllib.request
 import uuid
 from datetime import UTC, datetime
 
+import psutil
 import pytest
 
 from pipeline.settings import PROJECT_ROOT
@@ -30,6 +31,23 @@ RESTART_WITHIN = 1 + 5 + 30   # first backoff + the cleanup of the dead part's g
 @pytest.mark.slow
 @pytest.mark.timeout(2700)
 @pytest.mark.ends_product_run   # it kills every part, then stops the shared run to reconcile
+@pytest.mark.slow
+def test_the_parts_run_with_glibc_arenas_capped(product_run: SharedRun):
+    """`run` starts its parts with MALLOC_ARENA_MAX (procs.child.product_env), and the job's Spark
+    driver JVM inherits it: their memory levels off sooner (issue 19's soak)."""
+    parts = product_run.ready(240)
+
+    def tree(pid: int, jvm: bool) -> list[psutil.Process] | None:
+        procs = [psutil.Process(pid), *psutil.Process(pid).children(recursive=True)]
+        return procs if not jvm or any(p.name() == "java" for p in procs) else None
+
+    for name in ("job", "live", "emulator"):
+        pid = parts[name]["pid"]
+        procs = product_run.run.wait(lambda p=pid, j=name != "emulator": tree(p, j), 240, f"the {name}'s processes")
+        for p in procs:
+            assert p.environ().get("MALLOC_ARENA_MAX") == "2", (name, p.pid, p.name())
+
+
 def test_each_killed_part_comes_back_and_the_job_goes_on(product_run: SharedRun):
     run = product_run.run
     try:

@@ -17,7 +17,9 @@ and stall criteria: a restart carries a backlog on purpose.
   against a budget ("memory bounded");
 * **memory total**: the peak of the PSS summed over every part ≤ 8 GiB (``TOTAL_MEMORY_MIB``);
 * **work flat**: median duration of the batches with data in the last window <= 1.2 x
-  the median in the first window after the warm-up; the state (rows when the job exports
+  the median in the first window after the warm-up, which for the batches lasts until the
+  dedupe state evicts as many keys as it takes in (the dedupe window plus two triggers,
+  `work_warmup_s`); the state (rows when the job exports
   them, else bytes of the state folder) in the last window <= 1.2 x its level right after
   the dedupe window has passed;
 * **upkeep never stalls**: the start of each batch follows the previous one by at most
@@ -207,22 +209,36 @@ def _median(values: list[float]) -> float | None:
     return float(np.median(values)) if values else None
 
 
-def work_flat(batches: list[dict[str, Any]], t0: float, t_end: float, excluded: list[Excluded]) -> Criterion:
-    """Median batch duration (batches with data) of the last window vs the first after warm-up."""
+def work_warmup_s(duration_s: float, dedupe_s: float = 0.0, trigger_s: float = 0.0) -> float:
+    """When a batch's work stops growing by design: after the comparison window, and after the
+    dedupe window plus two triggers. Until the watermark has passed the dedupe window no key
+    expires; the batch after it evicts part of a batch's keys, the one after that a whole
+    batch's (evicted = updated from then on). A batch before that does less work by design."""
+    return max(window_s(duration_s), dedupe_s + 2 * trigger_s if dedupe_s > 0 else 0.0)
+
+
+def work_flat(batches: list[dict[str, Any]], t0: float, t_end: float, excluded: list[Excluded],
+              dedupe_s: float = 0.0, trigger_s: float = 0.0) -> Criterion:
+    """Median batch duration (batches with data) of the last window vs the first after warm-up
+    (`work_warmup_s`: the dedupe state evicting as much as it takes in)."""
     w = window_s(t_end - t0)
+    start = t0 + work_warmup_s(t_end - t0, dedupe_s, trigger_s)
     ok = [b for b in batches if (b.get("input_rows") or 0) > 0 and b.get("duration_s") is not None
           and outside(float(b["trigger_time"]), excluded)]
-    first = [float(b["duration_s"]) for b in ok if t0 + w <= float(b["trigger_time"]) < t0 + 2 * w]
+    first = [float(b["duration_s"]) for b in ok if start <= float(b["trigger_time"]) < start + w]
     last = [float(b["duration_s"]) for b in ok if float(b["trigger_time"]) >= t_end - w]
     a, z = _median(first), _median(last)
-    if a is None or z is None or t_end - w < t0 + 2 * w:
+    if a is None or z is None or t_end - w < start + w:
         return Criterion("work flat: batch duration", None, f"{len(first)} early and {len(last)} late batches",
-                         "needs batches in both windows")
+                         f"needs batches in both windows (the first from minute {(start - t0) / 60:g})")
     ratio = z / a if a > 0 else float("inf")
+    why = "the dedupe state evicting what it takes in" if dedupe_s > 0 else "after warm-up"
     return Criterion("work flat: batch duration", ratio <= WORK_GROWTH,
-                     f"median {a:.2f} s (first {w / 60:.0f} min after warm-up) -> {z:.2f} s (last); x{ratio:.2f}",
+                     f"median {a:.2f} s (minutes {(start - t0) / 60:g}-{(start + w - t0) / 60:g}, {why}) "
+                     f"-> {z:.2f} s (last {w / 60:g} min); x{ratio:.2f}",
                      f"last ≤ {WORK_GROWTH:g} x first", {"first_s": round(a, 3), "last_s": round(z, 3),
-                                                          "ratio": round(ratio, 3)})
+                                                          "ratio": round(ratio, 3),
+                                                          "from_min": round((start - t0) / 60, 2)})
 
 
 def state_levels_off(samples: list[dict[str, Any]], key: str, t0: float, t_end: float, dedupe_s: float,
@@ -399,7 +415,7 @@ def judge(x: SoakInputs) -> list[Criterion]:
     duration = x.t_end - x.t0
     out = memory_flat(x.samples, x.t0, duration)
     out.append(memory_peak(x.samples, x.t0))
-    out.append(work_flat(x.batches, x.t0, x.t_end, x.excluded))
+    out.append(work_flat(x.batches, x.t0, x.t_end, x.excluded, x.dedupe_s, x.trigger_s))
     # rows only when the job really counts them: an all-zero series is a query that exports 0, not a state
     state_key = "state_rows" if any(s.get("state_rows") for s in x.samples) else "state_mb"
     rows = state_key == "state_rows"   # the rows do not hold history; the folder's bytes do

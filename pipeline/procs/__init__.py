@@ -2,7 +2,8 @@
 
 - `child`: `Child`, one child process with its command, environment and log file, started in
   its own process group; `start()`, `poll()`, `stop()`, its exit code and uptime, and
-  `start()` again after it ended (what a supervisor that restarts dead children needs),
+  `start()` again after it ended (what a supervisor that restarts dead children needs), and
+  `product_env`, the environment of a long-running part (glibc's arenas capped),
 - `group`: `stop_group`, stop a child and everything it started (its process group), and
   `signal_reaches`, whether a pid or a group still exists,
 - `supervise`: the restart policy (backoff, crash loop) and the supervisor loop of

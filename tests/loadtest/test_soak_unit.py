@@ -141,6 +141,32 @@ def test_work_flat_passes_at_constant_duration_and_fails_when_batches_slow_down(
     assert slower.passed is False and slower.values["ratio"] > 1.2
 
 
+def test_work_warm_up_lasts_until_the_dedupe_state_evicts_what_it_takes_in():
+    assert sv.work_warmup_s(HOUR) == 600.0                          # no dedupe: the window alone
+    assert sv.work_warmup_s(HOUR, 600.0, 60.0) == 720.0             # 10-min dedupe: first full eviction at 12
+    assert sv.work_warmup_s(HOUR, 300.0, 60.0) == 600.0             # a short dedupe window ends inside it
+    assert sv.work_warmup_s(HOUR / 2, 900.0, 10.0) == 920.0
+
+
+def test_work_flat_compares_from_the_first_batch_that_evicts_a_whole_batch():
+    # a 15-minute dedupe window: no key expires before minute 15, every batch evicts from 17
+    d = [6.0] * 17 + [9.0] * 43
+    early = sv.work_flat(batches(d), T0, T0 + HOUR, [])              # compared from minute 10
+    assert early.passed is False and early.values["ratio"] == 1.5
+    settled = sv.work_flat(batches(d), T0, T0 + HOUR, [], dedupe_s=900.0, trigger_s=60.0)
+    assert settled.passed is True and settled.values["from_min"] == 17.0 and settled.values["first_s"] == 9.0
+    assert "minutes 17-27" in settled.figure
+    # a real drift after the state has settled still fails
+    drift = sv.work_flat(batches([6.0] * 17 + list(np.linspace(9, 14, 43))), T0, T0 + HOUR, [],
+                         dedupe_s=900.0, trigger_s=60.0)
+    assert drift.passed is False and drift.values["ratio"] > 1.2
+
+
+def test_work_flat_is_not_judged_when_the_run_ends_inside_the_warm_up():
+    c = sv.work_flat(batches([6.0] * 30), T0, T0 + 30 * 60, [], dedupe_s=1200.0, trigger_s=60.0)
+    assert c.passed is None and "minute 22" in c.detail
+
+
 def test_work_flat_leaves_out_the_batches_after_a_kill():
     d = [6.0] * 60
     d[50:56] = [40.0] * 6   # the backlog after a kill at minute 50

@@ -74,3 +74,12 @@ def test_a_child_never_started_cannot_be_waited_for(tmp_path):
     assert child.stop() is None and child.returncode is None and child.tail() == "(no log)"
     with pytest.raises(RuntimeError, match="never started"):
         child.wait(1)
+
+
+def test_product_env_caps_glibc_arenas_unless_the_environment_chose():
+    from pipeline.procs.child import product_env
+
+    env = product_env({"PATH": "/bin"}, TORMENTA_BOOTSTRAP_SERVERS="127.0.0.1:1")
+    assert env == {"PATH": "/bin", "MALLOC_ARENA_MAX": "2", "TORMENTA_BOOTSTRAP_SERVERS": "127.0.0.1:1"}
+    assert product_env({"MALLOC_ARENA_MAX": "8"})["MALLOC_ARENA_MAX"] == "8"   # the user's choice stays
+    assert product_env({"X": "1"}, MALLOC_ARENA_MAX="4")["MALLOC_ARENA_MAX"] == "4"
