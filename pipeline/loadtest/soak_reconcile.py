@@ -10,17 +10,20 @@ are compared with the sum of ``sales_count`` over ``sales_agg`` (each batch appe
 own partial rows).
 
 Reading is fast for the usual case: a value that is plainly valid (Avro: the framing, three
-ids of the allowed length, an amount in range and the rest of the record well formed, read
-field by field; JSON: an object whose fields have the right types, an amount with at most
-the contract's decimals and a timestamp of the contract's pattern that Python parses) is
-counted without the full validator; anything else goes through
-`pipeline.contract.validate.validate`, so the verdict is the contract's. Distinct
-valid ids are kept as 64-bit hashes (an hour at 10,000 tx/s is 36 million of them).
+ids of the allowed length, an amount in range and the rest of the record well formed; JSON:
+an object whose fields have the right types, an amount with at most the contract's decimals
+and a timestamp of the contract's pattern that Python parses) is counted without the full
+validator; anything else goes through `pipeline.contract.validate.validate`, so the verdict
+is the contract's. Each consumed batch's Avro messages are read all at once
+(`avro_scan.scan`, about seven times the one-message way); the messages it does not call
+plainly valid go the one-message way (`classify`). Distinct valid ids are kept as 64-bit
+FNV-1a hashes (`avro_scan.id_hash`; an hour at 10,000 tx/s is 36 million of them).
 """
 
 from __future__ import annotations
 
 import json
+import math
 from array import array
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -45,6 +48,8 @@ from pipeline.contract.fields import (
 )
 from pipeline.contract.tables import HIGH_VALUE, SALES_AGG
 from pipeline.contract.validate import validate
+from pipeline.loadtest import avro_scan
+from pipeline.loadtest.avro_scan import id_hash
 from pipeline.loadtest.reconcile import MAX_EXAMPLES, Reconciliation, compare_ids, read_high_value
 
 BATCH = 10_000
@@ -202,13 +207,15 @@ def scan_topic(kafka: dict[str, Any], topic: str, threshold: Decimal, timeout_s:
         c.assign([TopicPartition(topic, p, OFFSET_BEGINNING) for p in todo])
         deadline = time.monotonic() + timeout_s
         while todo and time.monotonic() < deadline:
+            values, pending = [], []
             for msg in c.consume(BATCH, timeout=1.0):
                 if msg.error() is not None or msg.partition() not in todo:
                     continue
-                pending = processed is not None and msg.offset() >= processed.get(msg.partition(), 0)
-                _count(facts, classify(msg.value(), threshold), pending=pending)
+                values.append(msg.value())
+                pending.append(processed is not None and msg.offset() >= processed.get(msg.partition(), 0))
                 if msg.offset() >= ends[msg.partition()] - 1:
                     todo.discard(msg.partition())
+            count_batch(facts, values, pending, threshold)
         if todo:
             raise TimeoutError(f"the topic was not read to its end within {timeout_s:.0f} s")
     finally:
@@ -226,9 +233,32 @@ def _count(facts: TopicFacts, got: tuple[str, bool] | None, pending: bool = Fals
         return
     tid, high = got
     facts.valid += 1
-    (facts.pending_valid_hashes if pending else facts.valid_hashes).append(hash(tid))
+    (facts.pending_valid_hashes if pending else facts.valid_hashes).append(id_hash(tid))
     if high:
         (facts.pending_high_value_ids if pending else facts.high_value_ids).append(tid)
+
+
+def count_batch(facts: TopicFacts, values: list[bytes | None], pending: list[bool], threshold: Decimal) -> None:
+    """`_count` for a consumed batch: the plainly valid Avro messages read all at once
+    (`avro_scan.scan`), every other message one by one (`classify`)."""
+    framed = [i for i, v in enumerate(values) if v is not None and v[:1] == b"\x00"]
+    fast = avro_scan.scan([values[i] for i in framed]) if framed else None
+    done = np.zeros(len(values), dtype=bool)
+    if fast is not None and fast.valid.any():
+        where = np.asarray(framed, dtype=np.int64)
+        late = np.asarray(pending, dtype=bool)[where]
+        over = fast.valid & (fast.cents > math.floor(threshold * 100))   # whole cents: > t is > floor(t)
+        for valid_hashes, high_ids, mask in ((facts.valid_hashes, facts.high_value_ids, ~late),
+                                             (facts.pending_valid_hashes, facts.pending_high_value_ids, late)):
+            valid_hashes.extend(fast.hashes[fast.valid & mask].tolist())
+            high_ids.extend(fast.transaction_id(int(j)) for j in np.flatnonzero(over & mask))
+        n = int(fast.valid.sum())
+        facts.messages += n
+        facts.valid += n
+        facts.pending_messages += int((fast.valid & late).sum())
+        done[where[fast.valid]] = True
+    for i in np.flatnonzero(~done):
+        _count(facts, classify(values[i], threshold), pending=pending[i])
 
 
 def sales_count(delta_dir: Path) -> int | None:
