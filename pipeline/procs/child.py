@@ -24,10 +24,12 @@ from pipeline.procs.group import stop_group
 from pipeline.settings import PROJECT_ROOT
 
 # glibc's malloc gives threads that allocate at once arenas of their own, up to 8 per core, and
-# keeps what is freed in each for reuse: a threaded process (the app runs every page view in a
-# thread of its own; a Spark driver and RocksDB run dozens) holds fragments in many arenas, and its
-# resident memory creeps up for tens of minutes before it levels off. Two arenas are what
-# long-running JVM and Python services commonly run with; set MALLOC_ARENA_MAX to choose otherwise.
+# keeps what is freed in each for reuse: a threaded process holds fragments in many arenas, and
+# its resident memory creeps up for tens of minutes before it levels off. It is for the Python
+# parts: the app runs every page view in a thread of its own, and the emulator's librdkafka a
+# thread per broker (its memory stepped up after each broker loss in the chaos hour). The JVMs
+# get it too and lose nothing by it; in the job it changed nothing measurable (docs/PERFORMANCE.md),
+# since they give freed C heap back every minute themselves. Set MALLOC_ARENA_MAX to choose otherwise.
 ALLOCATOR_DEFAULTS = {"MALLOC_ARENA_MAX": "2"}
 
 
