@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import logging
 import os
+import statistics
 import threading
 import time
 from collections.abc import Callable
@@ -95,7 +96,7 @@ class BrowserRounds:
         failed = [v for v in self.visits if not v.ok]
         return {"visits": len(self.visits), "failed": len(failed), "skipped_rounds": self.skipped_rounds,
                 "pages": self.pages, "error": self.error,
-                "failures": [v.as_dict() for v in failed[:50]]}
+                "failures": [v.as_dict() for v in failed[:50]], "by_page": load_times(self.visits)}
 
     def _loop(self) -> None:
         try:
@@ -150,6 +151,26 @@ class BrowserRounds:
         finally:
             page.close()
         return Visit(round(t, 1), path or "overview", not problem, round(time.monotonic() - started, 2), problem)
+
+
+def load_times(visits: list[Visit]) -> list[dict[str, Any]]:
+    """Pure: per page, the median load time of its loaded visits in the first and in the last
+    quarter of the run's visits (by time): a page that reads more as the tables grow gets slower,
+    and costs the box more CPU, as the hour goes on."""
+    ok = sorted((v for v in visits if v.ok), key=lambda v: v.t)
+    if not ok:
+        return []
+    span = ok[-1].t - ok[0].t
+    early, late = ok[0].t + span / 4, ok[-1].t - span / 4
+    out = []
+    for page in dict.fromkeys(v.page for v in ok):
+        first = [v.seconds for v in ok if v.page == page and v.t <= early]
+        last = [v.seconds for v in ok if v.page == page and v.t >= late]
+        a = statistics.median(first) if first else None
+        z = statistics.median(last) if last else None
+        out.append({"page": page, "visits": sum(v.page == page for v in ok), "first_s": a, "last_s": z,
+                    "ratio": round(z / a, 2) if a and z is not None else None})
+    return out
 
 
 def lower_priority(parent: int, niceness: int) -> int:

@@ -637,3 +637,25 @@ def test_a_soak_report_rebuilds_from_its_files(tmp_path, capsys, monkeypatch):
     assert capsys.readouterr().out.strip() == str(folder / "report.html")
     html = (folder / "report.html").read_text()
     assert "max 5 records behind" in html and "every part runs" in html
+
+
+def test_load_times_per_page_compare_the_first_and_the_last_quarter_of_the_run():
+    from pipeline.loadtest.soak_browser import Visit, load_times
+
+    visits = []
+    for i in range(40):                                        # 40 rounds of 30 s, two pages
+        visits.append(Visit(T0 + 30 * i, "overview", True, 1.0))
+        visits.append(Visit(T0 + 30 * i + 5, "explorer", True, 1.0 + i * 0.1))   # reads more each round
+    visits.append(Visit(T0 + 30 * 39 + 9, "explorer", False, 60.0, "TimeoutError"))   # a failed visit: left out
+    rows = {r["page"]: r for r in load_times(visits)}
+    assert rows["overview"] == {"page": "overview", "visits": 40, "first_s": 1.0, "last_s": 1.0, "ratio": 1.0}
+    assert rows["explorer"]["visits"] == 40 and rows["explorer"]["first_s"] < 2.0 < 4.0 < rows["explorer"]["last_s"]
+    assert rows["explorer"]["ratio"] > 2
+    assert load_times([]) == [] and load_times([Visit(T0, "sql", False, 1.0, "x")]) == []
+    result = {"run_id": "r", "dir": "/x", "state": "done", "verdict": "pass", "problems": [], "t0": T0,
+              "options": {"trigger_s": 10}, "criteria": [], "reconciliation": {}, "sales_agg": {}, "kills": [],
+              "batches": batches([5.0] * 3, trigger=10),
+              "browser": {"visits": 81, "failed": 1, "by_page": load_times(visits)}}
+    html = build_report(result, [{"t": T0, "rss_job_mb": 1}], [])
+    table = html.split('id="page-times"', 1)[1].split("</table>", 1)[0]
+    assert "explorer" in table and "overview" in table and "1.00 s" in table and "x1.00" in table
