@@ -15,7 +15,8 @@ What bounds a query:
 - **memory**: DataFusion's memory pool in the worker (``memory_limit``, 1 GiB by default:
   sorts, aggregations and joins fail with `QueryTooBig` past it) and the row cap
   (``TORMENTA_SQL_MAX_ROWS``): the result is read batch by batch and cut there
-  (``truncated``).
+  (``truncated``). A worker retires after `WORKER_QUERIES` answers and a fresh one takes
+  its place, so what the allocators keep between queries never adds up for the app's life.
 
 Errors are one line each: `QueryRefused` and `QueryError` (DataFusion's message: a syntax
 error, an unknown column) are `SettingsError`s, exit code 2 on the command line;
@@ -45,6 +46,11 @@ from pipeline.sql.check import CheckedQuery, check_query
 
 MEMORY_LIMIT = "1G"   # DataFusion memory pool of one query (sorts, aggregations, joins)
 WORKERS = 2           # queries that run at the same time; more wait for a free worker
+# A worker answers this many queries, then a fresh one takes its place (as web servers retire a
+# worker after N requests): what the allocators of Arrow and delta-rs keep after each query adds
+# up in a worker that lives as long as the app (+16 MiB/h in the soak's hour, one query every
+# 30 s), and a new worker starts in about a second, before the next query needs it.
+WORKER_QUERIES = 50
 
 
 class QueryError(SettingsError):
@@ -104,6 +110,7 @@ class SqlResult:
 
 class _Worker:
     def __init__(self):
+        self.answered = 0
         env = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [str(PROJECT_ROOT),
                                                                          os.environ.get("PYTHONPATH")]))}
         self.proc = subprocess.Popen([sys.executable, "-m", "pipeline.sql.worker"], stdin=subprocess.PIPE,
@@ -150,11 +157,13 @@ class _Worker:
 class SqlEngine:
     """Checked, bounded SQL over the Delta tables through delta-rs worker processes (thread-safe)."""
 
-    def __init__(self, settings: Settings, *, workers: int = WORKERS, memory_limit: str = MEMORY_LIMIT):
+    def __init__(self, settings: Settings, *, workers: int = WORKERS, memory_limit: str = MEMORY_LIMIT,
+                 worker_queries: int = WORKER_QUERIES):
         from pipeline.read.readers import storage_options
 
         self.settings = settings
         self.memory_limit = memory_limit
+        self.worker_queries = worker_queries
         self._options = storage_options(settings)
         self._idle: list[_Worker] = []
         self._lock = threading.Lock()
@@ -184,12 +193,21 @@ class SqlEngine:
             raise
 
     def _give(self, worker: _Worker | None) -> None:
-        with self._lock:
-            if worker is not None and worker.alive and not self._closed:
-                self._idle.append(worker)
-            elif worker is not None:
-                worker.kill()
-        self._slots.release()
+        retired = None
+        try:
+            with self._lock:
+                if worker is not None and worker.alive and not self._closed:
+                    if worker.answered < self.worker_queries:
+                        self._idle.append(worker)
+                    else:   # retired: a fresh one starts now, while nobody waits for it
+                        retired = worker
+                        self._idle.append(_Worker())
+                elif worker is not None:
+                    retired = worker
+        finally:
+            if retired is not None:
+                retired.kill()
+            self._slots.release()
 
     def close(self) -> None:
         """Stop every idle worker (a worker busy with a query stops when it is handed back)."""
@@ -233,6 +251,7 @@ class SqlEngine:
             worker.kill()
             self._give(None)
             raise
+        worker.answered += 1
         self._give(worker)
         if not head.get("ok"):
             kind, message = head.get("kind"), head.get("message", "")

@@ -185,3 +185,20 @@ def test_command_line_refusals_and_errors_exit_2_with_one_line(data):
         assert out.returncode == 2 and out.stdout == "", (sql, out)
         assert out.stderr.count("\n") == 1 and words in out.stderr, out.stderr
     assert (data[0] / "delta" / "high_value" / "_delta_log").is_dir()
+
+
+def test_a_worker_retires_after_its_queries_and_a_fresh_one_answers_the_next(data):
+    e = SqlEngine(make_settings(data[0]), workers=1, worker_queries=3)
+    try:
+        e.warm()
+        first = e._idle[0].proc.pid
+        pids = []
+        for _ in range(7):
+            assert e.run("SELECT count(*) AS n FROM batch_metrics").table.num_rows == 1
+            pids.append(e._idle[0].proc.pid)   # the worker that waits for the next query
+        # three answers each: the worker that answered the third is replaced at once
+        assert pids[:2] == [first, first] and pids[2] != first and pids[3:5] == [pids[2]] * 2
+        assert pids[5] not in (first, pids[2]) and pids[6] == pids[5] and len(e._idle) == 1
+        assert not Path(f"/proc/{first}").exists() or "zombie" in Path(f"/proc/{first}/status").read_text().lower()
+    finally:
+        e.close()
