@@ -49,12 +49,10 @@ from pipeline.contract.fields import (
 from pipeline.contract.tables import HIGH_VALUE, SALES_AGG
 from pipeline.contract.validate import validate
 from pipeline.loadtest import avro_scan
-from pipeline.loadtest.avro_scan import id_hash
+from pipeline.loadtest.avro_scan import MAX_CENTS, MAX_MICROS, MIN_MICROS, id_hash
 from pipeline.loadtest.reconcile import MAX_EXAMPLES, Reconciliation, compare_ids, read_high_value
 
 BATCH = 10_000
-MAX_CENTS = int(MAX_AMOUNT * 10**AMOUNT_SCALE)
-MIN_MICROS, MAX_MICROS = -62_135_596_800 * 10**6, 253_402_300_799 * 10**6   # years 1 .. 9999
 
 
 @dataclass
