@@ -1,15 +1,18 @@
 """Benchmark: what the job's dedupe costs per batch as its state fills (issue 19, catch-up).
 
     nice -n 5 .venv/bin/python bench/bench_dedupe_state.py [--rows 3000000] [--batches 8] [--keys emulator]
-        [--memory-mb 256] [--conf KEY=VALUE ...] [--out FILE.json]
+        [--window 600] [--memory-mb 256] [--conf KEY=VALUE ...] [--out FILE.json]
 
 Spark alone, no broker: a `rate-micro-batch` source hands the stream `--rows` new ids per
 micro-batch as fast as the job takes them, and the same streaming dedupe as the job's
 (`dropDuplicatesWithinWatermark` on an id (`--keys`) and a span, the clock of
 `pipeline.job.transforms.dedupe`, a 10-minute window) keeps them in RocksDB with the job's
-own session settings (`pipeline.job.spark.session_conf`). Nothing expires within the run,
-so after batch k the state holds k x rows keys, and every batch still reads all of them to
-evict (Spark's dedupe scans its whole state each batch).
+own session settings (`pipeline.job.spark.session_conf`). With the default window nothing
+expires within the run, so after batch k the state holds k x rows keys, and every batch
+still reads all of them to evict (Spark's dedupe scans its whole state each batch). A short
+`--window` (e.g. 90 s, batches back to back) brings the steady state of a long run within
+minutes: every key expires that many seconds after it came, and from then on a batch evicts
+about as many keys as it adds, as the job does at a constant rate.
 
 For each batch it prints the rows held, the batch duration, the records per second, and
 what the state store reported: updates and evictions (task time, summed over partitions),
@@ -54,14 +57,16 @@ def parse(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--keys", choices=("emulator", "random"), default="emulator",
                    help="ids as the emulator makes them (a run token and a counter: each batch's keys lie "
                         "side by side in RocksDB) or in random order as a real source's UUIDs (default emulator)")
+    p.add_argument("--window", type=int, default=WINDOW_S,
+                   help=f"the dedupe window in seconds of wall time (default {WINDOW_S}: nothing expires)")
     p.add_argument("--memory-mb", type=int, default=None,
                    help="the state store's memory budget (default: the job's, pipeline.job.spark.STATE_MEMORY_MB)")
     p.add_argument("--conf", type=conf_pair, action="append", default=[], metavar="KEY=VALUE",
                    help="a Spark setting on top of the job's (repeatable)")
     p.add_argument("--out", type=Path, help="also write the figures as JSON")
     args = p.parse_args(argv)
-    if args.rows < 1 or args.batches < 1 or args.source_partitions < 1:
-        p.error("--rows, --batches and --source-partitions must be at least 1")
+    if args.rows < 1 or args.batches < 1 or args.source_partitions < 1 or args.window < 2:
+        p.error("--rows, --batches and --source-partitions must be at least 1, --window at least 2")
     if args.memory_mb is not None and args.memory_mb < 16:
         p.error("--memory-mb must be at least 16")
     return args
@@ -90,7 +95,7 @@ def main(argv: list[str] | None = None) -> int:
         if args.memory_mb is not None:
             extra["spark.sql.streaming.stateStore.rocksdb.maxMemoryUsageMB"] = str(args.memory_mb)
         spark = build_spark(settings, "tormenta-bench-dedupe", extra_conf=extra)
-        delay = f"{int(watermark_delay_seconds(WINDOW_S) * 1000)} milliseconds"
+        delay = f"{int(watermark_delay_seconds(args.window) * 1000)} milliseconds"
         source = (spark.readStream.format("rate-micro-batch")
                   .option("rowsPerBatch", args.rows).option("numPartitions", args.source_partitions).load())
         if args.keys == "emulator":  # the emulator's ids: a run token and a counter
@@ -131,7 +136,7 @@ def main(argv: list[str] | None = None) -> int:
           f"({last['rows_per_s']:,}/s; first batch {first['rows_per_s']:,}/s); evictions "
           f"{last.get('evictions_ms', 0):,} ms, updates {last.get('updates_ms', 0):,} ms of task time")
     if args.out:
-        args.out.write_text(json.dumps({"args": {"rows": args.rows, "batches": args.batches, "keys": args.keys,
+        args.out.write_text(json.dumps({"args": {"rows": args.rows, "batches": args.batches, "keys": args.keys, "window": args.window,
                                                  "memory_mb": args.memory_mb, "conf": dict(args.conf)},
                                         "batches": rows}, indent=1))
     return 0

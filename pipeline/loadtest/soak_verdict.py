@@ -8,7 +8,8 @@ the part is healthy again plus two trigger intervals) are `Excluded` from the wo
 and stall criteria: a restart carries a backlog on purpose.
 
 * **memory flat**: per process series (``pss_<part>_mb``, the part's whole process
-  group, and ``rss_<part>.jvm_mb`` for a JVM in it), after the warm-up, on the longest
+  group, and ``rss_<part>.jvm_mb`` for a JVM in it), after the warm-up (for the job, which
+  holds the dedupe state, the same warm-up as its batch work below), on the longest
   stretch with one pid (a restart starts a new process): a least-squares line, its slope
   in MiB/h, and growth = slope x span / fitted value at the start <= 5 %. Prometheus is
   the one exception (``BOUNDED_BY_DESIGN``): its head block holds every sample of the last
@@ -50,6 +51,9 @@ LAG_BATCHES = 2.0
 MIN_FIT_POINTS = 4
 # part -> (seconds after start when its memory stops growing by design, budget in MiB)
 BOUNDED_BY_DESIGN = {"prometheus": (3 * HOUR, 256.0)}
+# parts whose memory holds the job's dedupe state (RocksDB in the job's JVM): their warm-up
+# lasts until that state evicts as many keys as it takes in (`work_warmup_s`)
+HOLDS_STATE = ("job",)
 TOTAL_MEMORY_MIB = 8 * 1024.0   # the whole product, Christmas rate included (issue 19)
 FULL_WINDOW_S = 600.0
 
@@ -177,12 +181,20 @@ def warmed_up(points: list[tuple[float, float, int | None]], warmup_s: float) ->
     return out
 
 
-def memory_flat(samples: list[dict[str, Any]], t0: float, duration_s: float) -> list[Criterion]:
+def memory_flat(samples: list[dict[str, Any]], t0: float, duration_s: float,
+                state_warmup_s: float = 0.0) -> list[Criterion]:
+    """Per process series after its warm-up: the window, and for a part that holds the dedupe
+    state (`HOLDS_STATE`) at least `state_warmup_s` (`work_warmup_s`): its state store takes
+    in a batch of keys per trigger and evicts none until the dedupe window has passed, so its
+    memory grows by design until then, like its batch work."""
     w = window_s(duration_s)
-    start = t0 + w
-    series = {name: warmed_up(pts, w) for name, pts in sorted(memory_series(samples).items())}
-    return [memory_bounded(name, pts, start, t0, *BOUNDED_BY_DESIGN[name]) if name in BOUNDED_BY_DESIGN
-            else memory_growth(name, pts, start) for name, pts in series.items()]
+    out = []
+    for name, pts in sorted(memory_series(samples).items()):
+        warm = max(w, state_warmup_s) if name.split(".")[0] in HOLDS_STATE else w
+        pts = warmed_up(pts, warm)
+        out.append(memory_bounded(name, pts, t0 + warm, t0, *BOUNDED_BY_DESIGN[name]) if name in BOUNDED_BY_DESIGN
+                   else memory_growth(name, pts, t0 + warm))
+    return out
 
 
 def memory_bounded(name: str, points: list[tuple[float, float, int | None]], start: float, t0: float,
@@ -413,7 +425,7 @@ class SoakInputs:
 def judge(x: SoakInputs) -> list[Criterion]:
     """Every criterion of the soak, in the report's order."""
     duration = x.t_end - x.t0
-    out = memory_flat(x.samples, x.t0, duration)
+    out = memory_flat(x.samples, x.t0, duration, work_warmup_s(duration, x.dedupe_s, x.trigger_s))
     out.append(memory_peak(x.samples, x.t0))
     out.append(work_flat(x.batches, x.t0, x.t_end, x.excluded, x.dedupe_s, x.trigger_s))
     # rows only when the job really counts them: an all-zero series is a query that exports 0, not a state

@@ -64,6 +64,27 @@ def test_memory_fits_the_longest_stretch_of_one_pid_so_a_restart_does_not_hide_a
     assert sv.longest_segment([(0, 1, 1), (1, 1, 1), (2, 1, None), (3, 1, 2)]) == [(0, 1), (1, 1)]
 
 
+def test_the_job_memory_warms_up_until_its_dedupe_state_is_full_and_no_other_part_does():
+    # the state store fills until the dedupe window plus two triggers (minute 12), then stays:
+    # its size again between minutes 10 and 12 (a big state), flat after
+    def rss(t):
+        return 3000.0 + 3000.0 * min(1.0, max(0.0, (t - 600) / 120))
+    def series(part, leak=0.0):
+        return [{"t": T0 + t, f"rss_{part}_mb": rss(t) + leak * max(0, t - 720), f"pid_{part}": 9}
+                for t in range(0, 3601, 30)]
+    warm = sv.work_warmup_s(HOUR, 600, 60)
+    assert warm == 720
+    job = sv.memory_flat(series("job"), T0, HOUR, warm)[0]
+    assert job.passed is True and job.values["span_s"] == pytest.approx(HOUR - 720), job.figure
+    assert sv.memory_flat(series("job"), T0, HOUR)[0].passed is False     # judged from minute 10
+    jvm = [{"t": s["t"], "rss_job.jvm_mb": s["rss_job_mb"], "pid_job": 9} for s in series("job")]
+    assert sv.memory_flat(jvm, T0, HOUR, warm)[0].passed is True          # the job's JVM alike
+    app = [{"t": s["t"], "rss_app_mb": s["rss_job_mb"], "pid_app": 9} for s in series("job")]
+    assert sv.memory_flat(app, T0, HOUR, warm)[0].passed is False         # holds no state: minute 10
+    # a job that leaks after its state is full still fails
+    assert sv.memory_flat(series("job", leak=0.2), T0, HOUR, warm)[0].passed is False
+
+
 def test_a_restarted_process_is_judged_after_its_own_warm_up():
     # killed at 15 min: the new process climbs from 300 to 420 MiB in its first 10 minutes, then stays flat
     def rss(t):
