@@ -27,6 +27,7 @@ import streamlit as st
 from pipeline.auth.login import ANONYMOUS, OPERATOR, AuthConfig, User, load_secrets
 from pipeline.auth.loopback import check_bind
 from pipeline.errors import DataUnavailable, SettingsError, TormentaError
+from pipeline.procs import trim
 from pipeline.read.health import FIX, broker_health
 from pipeline.read.readers import DeltaReader
 from pipeline.settings import Settings
@@ -217,7 +218,10 @@ def record_failure(exc: BaseException) -> None:
 
 
 def start_run() -> None:
-    """Called by the entry script before each page run: a fresh failure list, and the routing mark."""
+    """Called by the entry script before each page run: a fresh failure list, and the routing mark.
+    The app's process gives freed C memory back every minute from its first page run on
+    (`pipeline.procs.trim`; a later call finds the thread running)."""
+    trim.start()
     st.session_state[FAILURES] = []
     st.session_state[ROUTED] = True
     st.session_state.pop(HANDED_OVER, None)
