@@ -132,7 +132,10 @@ def app_command(settings: Settings, secrets: list[Path] | None = None) -> list[s
             "--server.headless", "true", "--browser.gatherUsageStats", "false",
             # no hot reload in a running product: the watcher follows every write under the project
             # (the data folder: broker logs, Delta, checkpoints) and took a quarter of the app's CPU
-            "--server.fileWatcherType", "none"]
+            "--server.fileWatcherType", "none",
+            # no full garbage collection after every script run (page view, fragment rerun): it
+            # walks every object of the process each time; `procs.trim` collects once a minute
+            "--runner.postScriptGC", "false"]
 
 
 def run_cmd(settings: Settings, args) -> int:
