@@ -77,6 +77,19 @@ def pid_alive(pid: int) -> bool:
         return True
 
 
+def brokers_seen_from(settings: Settings, address: str, timeout: float = 3.0) -> set[int] | None:
+    """The broker ids in the metadata that the node at ``address`` answers with; None when it
+    does not answer. Both start-up (does the node list the whole cluster?) and the soak's
+    health reading (does a node answer on its own port and list itself?) ask this."""
+    from confluent_kafka.admin import AdminClient
+
+    try:
+        with AdminClient(client_config(settings, "admin", {"log_level": 0}, bootstrap=address)) as client:
+            return set(client.list_topics(timeout=timeout).brokers)
+    except Exception:  # noqa: BLE001 - no answer (booting, killed, refused) reads as None
+        return None
+
+
 @dataclass(frozen=True)
 class NodeSpec:
     """Where one node listens and keeps its files, and the quorum it belongs to."""
@@ -321,14 +334,7 @@ class EmbeddedBroker:
         raise BrokerError(f"{self.name} did not answer within {timeout:.0f}s; see {self.log_file}")
 
     def _metadata_ok(self, brokers: int = 1) -> bool:
-        from confluent_kafka.admin import AdminClient
-
-        try:
-            conf = client_config(self.settings, "admin", {"log_level": 0}, bootstrap=self.node.address)
-            with AdminClient(conf) as client:
-                return len(client.list_topics(timeout=2).brokers) >= brokers
-        except Exception:  # noqa: BLE001 - "not yet" while the broker boots
-            return False
+        return len(brokers_seen_from(self.settings, self.node.address, timeout=2) or ()) >= brokers
 
     def _log_tail(self, lines: int = 15) -> str:
         try:

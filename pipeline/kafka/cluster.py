@@ -25,7 +25,7 @@ from dataclasses import dataclass, field
 
 from pipeline.errors import BrokerError, SettingsError
 from pipeline.kafka import secure as sec
-from pipeline.kafka.broker import BrokerStatus, EmbeddedBroker, NodeSpec, _cluster_id, single_node
+from pipeline.kafka.broker import BrokerStatus, EmbeddedBroker, NodeSpec, _cluster_id, brokers_seen_from, single_node
 from pipeline.kafka.security import client_config
 from pipeline.settings import Settings
 
@@ -38,18 +38,8 @@ def nodes_in_service(settings: Settings, timeout: float = 3.0) -> set[int]:
     The cluster's metadata alone lists a node killed with -9 until its session times out,
     seconds later; a node that answers on its own port is running again (a KRaft broker
     opens its listener once it has caught up with the metadata log)."""
-    from confluent_kafka.admin import AdminClient
-
-    up = set()
-    for spec in node_specs(settings):
-        try:
-            with AdminClient(client_config(settings, "admin", {"log_level": 0},
-                                           bootstrap=f"{spec.host}:{spec.port}")) as own:
-                if spec.node_id in own.list_topics(timeout=timeout).brokers:
-                    up.add(spec.node_id)
-        except Exception:  # noqa: BLE001 - no answer from that port = not in service
-            continue
-    return up
+    return {spec.node_id for spec in node_specs(settings)
+            if spec.node_id in (brokers_seen_from(settings, f"{spec.host}:{spec.port}", timeout) or ())}
 
 
 def node_specs(settings: Settings) -> list[NodeSpec]:

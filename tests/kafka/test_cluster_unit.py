@@ -9,8 +9,8 @@ import streamlit as st
 from streamlit.testing.v1 import AppTest
 
 from pipeline.errors import SettingsError
-from pipeline.kafka.broker import EmbeddedBroker, node_heap
-from pipeline.kafka.cluster import KafkaCluster, PartitionFact, cluster_bootstrap, node_specs
+from pipeline.kafka.broker import EmbeddedBroker, brokers_seen_from, node_heap
+from pipeline.kafka.cluster import KafkaCluster, PartitionFact, cluster_bootstrap, node_specs, nodes_in_service
 from pipeline.kafka.topic import replication_for
 from pipeline.read import health
 from pipeline.settings import Settings
@@ -227,3 +227,13 @@ def test_stop_waits_its_whole_timeout_while_a_quorum_still_runs(tmp_path):
     assert out[2].endswith("stopped") and "quorum" not in out[2]
     assert all("did not stop in time and was killed" in line for line in out[:2]), out
     assert all(p.poll() is not None for p in procs)
+
+
+def test_a_node_that_does_not_answer_is_seen_as_none_and_so_out_of_service(tmp_path):
+    """Nothing listens on these ports: the shared metadata probe says None (not an empty
+    cluster), start-up's readiness is False and no node is in service."""
+    base = port_run(6)
+    s = settings(tmp_path, bootstrap_servers=f"127.0.0.1:{base}", controller_port=base + 1, broker_nodes=3)
+    assert brokers_seen_from(s, f"127.0.0.1:{base}", timeout=0.5) is None
+    assert nodes_in_service(s, timeout=0.5) == set()
+    assert EmbeddedBroker(s)._metadata_ok() is False
