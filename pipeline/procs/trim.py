@@ -26,6 +26,7 @@ import ctypes.util
 import gc
 import logging
 import threading
+import time
 
 log = logging.getLogger(__name__)
 
@@ -71,10 +72,9 @@ def start(every_s: float = TRIM_EVERY_S) -> threading.Thread | None:
         if fn is None:
             log.info("no malloc_trim in this C library: freed C memory is not given back early")
             return None
-        stop = threading.Event()
-
         def loop() -> None:
-            while not stop.wait(every_s):
+            while True:   # a daemon: it ends with the process
+                time.sleep(every_s)
                 one_round(fn)
 
         _started = threading.Thread(target=loop, name="tormenta-malloc-trim", daemon=True)
