@@ -203,19 +203,46 @@ def test_state_must_level_off_after_the_dedupe_window():
     assert bad.passed is False and "x" in bad.figure
 
 
-def test_the_state_folder_is_judged_once_its_changelog_history_has_filled():
-    """The folder's bytes climb until the first clean-up of old changelogs (25 batches here):
-    judged from minute 10 (the dedupe window) a plateau reached at minute 25 fails; judged
-    once the history has filled it passes, and growth after that still fails."""
-    def level(t):
-        return min(t, 1500) / 6 + 5 * ((t // 60) % 5)  # fills for 25 min, then a sawtooth of 5 batches
+def test_the_state_folder_is_judged_once_the_history_of_a_full_state_has_filled():
+    """The folder holds the last 20 minutes of history (changelogs, snapshots) of a state that is
+    full after 15: it climbs from minute 15 to 35, while that history fills with the full state,
+    then saw-tooths. Judged from minute 15 (the state alone) or 20 (the later of the two) the
+    climb reads as growth; judged from minute 35 it passes, and growth after that fails."""
+    def level(t):   # then a sawtooth of 5 batches
+        return 100 + 300 * min(1.0, max(0.0, (t - 900) / 1200)) + 5 * ((t // 60) % 5)
 
     filling = [{"t": T0 + t, "state_mb": level(t)} for t in range(0, 3601, 30)]
-    assert sv.state_levels_off(filling, "state_mb", T0, T0 + HOUR, 600, "bytes").passed is False
-    settled = sv.state_levels_off(filling, "state_mb", T0, T0 + HOUR, 600, "bytes", history_s=1500)
-    assert settled.passed is True and settled.values["settled_min"] == 25
-    grows = [{"t": T0 + t, "state_mb": level(t) + t / 20} for t in range(0, 3601, 30)]
-    assert sv.state_levels_off(grows, "state_mb", T0, T0 + HOUR, 600, "bytes", history_s=1500).passed is False
+    assert sv.state_levels_off(filling, "state_mb", T0, T0 + HOUR, 900, "bytes").passed is False
+    later_of_two = sv.state_levels_off(filling, "state_mb", T0, T0 + HOUR, 0, "bytes", history_s=1200)
+    assert later_of_two.passed is False   # the rule before the soak hour 20261206-160706-eb9b
+    settled = sv.state_levels_off(filling, "state_mb", T0, T0 + HOUR, 900, "bytes", history_s=1200)
+    assert settled.passed is True and settled.values["settled_min"] == 35
+    with_triggers = sv.state_levels_off(filling, "state_mb", T0, T0 + HOUR, 780, "bytes", history_s=1200,
+                                        trigger_s=60)   # the state is full two triggers after the window
+    assert with_triggers.values["settled_min"] == 35
+    grows = [{"t": T0 + t, "state_mb": level(t) + t / 2} for t in range(0, 3601, 30)]
+    assert sv.state_levels_off(grows, "state_mb", T0, T0 + HOUR, 900, "bytes", history_s=1200).passed is False
+
+
+# The state folder (MiB) of the soak hour 20261206-160706-eb9b, one sample a minute: it grew until
+# minute 38, then saw-toothed between 365 and 485 MiB (10-minute dedupe window, 18-batch history).
+SOAK_EB9B_STATE_MB = [
+    2, 3, 8, 13, 43, 48, 53, 58, 63, 104, 108, 113, 121, 129, 201, 209, 218, 226, 234, 297, 305, 313, 321, 329, 360,
+    368, 376, 385, 393, 402, 410, 419, 427, 435, 436, 444, 452, 460, 468, 430, 438, 446, 454, 462, 365, 373, 381,
+    389, 397, 389, 397, 405, 413, 422, 444, 452, 461, 469, 477, 374, 382, 393]
+
+
+def test_the_recorded_soak_hours_state_folder_levels_off_and_the_same_with_growth_does_not():
+    samples = [{"t": T0 + 60 * i, "state_mb": mb} for i, mb in enumerate(SOAK_EB9B_STATE_MB)]
+    end = T0 + 60 * (len(samples) - 1)
+    history = 18 * 60
+    old_rule = sv.state_levels_off(samples, "state_mb", T0, end, 0, "bytes", history_s=history)
+    assert old_rule.passed is False   # from minute 18, as the printed verdict judged it: x1.2
+    judged = sv.state_levels_off(samples, "state_mb", T0, end, 600, "bytes", history_s=history, trigger_s=60)
+    assert judged.passed is True and judged.values["settled_min"] == 30, judged
+    growing = [dict(s, state_mb=s["state_mb"] + 13 * i) for i, s in enumerate(samples)]   # still climbing
+    assert sv.state_levels_off(growing, "state_mb", T0, end, 600, "bytes", history_s=history,
+                               trigger_s=60).passed is False
 
 
 def test_the_history_window_follows_the_jobs_checkpoint_settings():
