@@ -85,6 +85,24 @@ class Excluded:
         return self.start <= t < self.end
 
 
+def interrupted_by_app_kill(visit: dict[str, Any], kills: list[dict[str, Any]]) -> bool:
+    """A failed page visit that the chaos caused: it was under way while the app was down, from
+    its kill -9 until it was healthy again (the browser only starts a round while the app is up,
+    but a round under way goes on; the chaos hour `20261206-192528-3ec8` lost one visit whose
+    page was loading when the app was killed, 0.5 s into it)."""
+    start = float(visit.get("t", 0.0))
+    end = start + float(visit.get("seconds") or 0.0)
+    for k in kills:
+        if k.get("part") != "app" or k.get("at") is None:
+            continue
+        back = k.get("healthy_at") or k.get("back_at")
+        if back is None:   # never came back: that is the kill's own failure
+            continue
+        if start <= float(back) and end >= float(k["at"]):
+            return True
+    return False
+
+
 def window_s(duration_s: float) -> float:
     """Warm-up and comparison window: 10 minutes from an hour up, a sixth of the run below."""
     return FULL_WINDOW_S if duration_s >= 6 * FULL_WINDOW_S else duration_s / 6.0

@@ -607,6 +607,31 @@ def test_the_verdict_fails_on_a_lost_id_a_count_mismatch_or_an_unrecovered_kill(
     assert verdict_of(dict(clean), [sv.Criterion("lag", False, "")]) == "fail"
 
 
+def test_a_visit_under_way_when_the_app_was_killed_is_the_kills_doing_and_no_other():
+    crit = [sv.Criterion("memory flat: job", True, "")]
+    kills = [{"part": "app", "at": 1000.0, "back_at": 1003.0, "healthy_at": 1005.0},
+             {"part": "job", "at": 2000.0, "back_at": 2006.0, "healthy_at": 2170.0}]
+    clean = {"reconciliation": {"ok": True}, "sales_agg": {"ok": True}, "kills": kills, "state": "done"}
+
+    def run(*failures):
+        r = dict(clean, browser={"visits": 100, "failed": len(failures),
+                                 "failures": [{"t": t, "seconds": s, "page": "sql", "ok": False} for t, s in failures]})
+        return verdict_of(r, crit), r["browser"].get("interrupted")
+
+    assert run((999.5, 0.95)) == ("pass", 1)       # loading when the app was killed (the chaos hour 3ec8)
+    assert run((1004.0, 0.2)) == ("pass", 1)       # back, not yet healthy
+    assert run((990.0, 5.0)) == ("fail", 0)        # failed before the kill
+    assert run((1010.0, 1.0)) == ("fail", 0)       # failed once the app was healthy again
+    assert run((2001.0, 1.0)) == ("fail", 0)       # the job's kill must not break a page
+    assert run((999.5, 0.95), (1010.0, 1.0)) == ("fail", 1)
+    r = dict(clean, browser={"visits": 100, "failed": 60,   # only 50 are listed: 10 cannot be excused
+                             "failures": [{"t": 1000.0, "seconds": 1.0, "page": "sql", "ok": False}] * 50})
+    assert verdict_of(r, crit) == "fail" and r["browser"]["interrupted"] == 50
+    never = [{"part": "app", "at": 1000.0, "problem": "not back within 600 s"}]
+    r = dict(clean, kills=never, browser={"visits": 1, "failed": 1, "failures": [{"t": 1000.5, "seconds": 1.0}]})
+    assert verdict_of(r, crit) == "fail" and "page visits" in r["problems"]
+
+
 # ---- options and report ----------------------------------------------------------------------------
 def test_chaos_every_ranges_and_refusals():
     assert _range("60-90s") == (60, 90) and _range("5m-10m") == (300, 600) and _range(None) == (300, 600)
