@@ -16,6 +16,9 @@ core in py-spy samples of the app at minute 16 of the soak `20261206-150405-a10f
 the process grows); once a minute is enough to keep cycles from piling up. With both, the
 app read +12.7 MiB/h (+2.8 % over 50 minutes) in the soak hour `20261206-160706-eb9b`.
 
+The emulator runs the same round: librdkafka's queue swells while a broker is lost and
+glibc kept what it freed afterwards (`pipeline.emulator.cli`).
+
 Where the C library is not glibc (no ``malloc_trim``), `start` does nothing and says so.
 """
 
