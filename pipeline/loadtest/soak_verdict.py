@@ -244,7 +244,13 @@ def work_warmup_s(duration_s: float, dedupe_s: float = 0.0, trigger_s: float = 0
     dedupe window plus two triggers. Until the watermark has passed the dedupe window no key
     expires; the batch after it evicts part of a batch's keys, the one after that a whole
     batch's (evicted = updated from then on). A batch before that does less work by design."""
-    return max(window_s(duration_s), dedupe_s + 2 * trigger_s if dedupe_s > 0 else 0.0)
+    return max(window_s(duration_s), state_full_s(dedupe_s, trigger_s))
+
+
+def state_full_s(dedupe_s: float, trigger_s: float) -> float:
+    """Seconds from the start until the dedupe state holds a whole window of keys (and evicts a
+    batch's worth per batch): the window plus two triggers; 0 without a dedupe window."""
+    return dedupe_s + 2 * trigger_s if dedupe_s > 0 else 0.0
 
 
 def work_flat(batches: list[dict[str, Any]], t0: float, t_end: float, excluded: list[Excluded],
@@ -274,7 +280,7 @@ def work_flat(batches: list[dict[str, Any]], t0: float, t_end: float, excluded: 
 def state_settled_s(duration_s: float, dedupe_s: float, trigger_s: float, history_s: float) -> float:
     """Seconds from the start until the state folder saw-tooths in its band: the state is full
     (`work_warmup_s`), then the checkpoint's history of that full state has filled."""
-    return max(window_s(duration_s), (dedupe_s + 2 * trigger_s if dedupe_s > 0 else 0.0) + history_s)
+    return max(window_s(duration_s), state_full_s(dedupe_s, trigger_s) + history_s)
 
 
 def state_levels_off(samples: list[dict[str, Any]], key: str, t0: float, t_end: float, dedupe_s: float,
