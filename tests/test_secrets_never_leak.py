@@ -15,6 +15,7 @@ import os
 import signal
 import subprocess
 import sys
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import pytest
@@ -114,13 +115,17 @@ def _app_test_texts(env: dict[str, str]) -> dict[str, str]:
 
 def _help_and_errors(env: dict[str, str]) -> str:
     """Every sub-command's --help, and errors of refused commands, with the secrets in the environment."""
-    out = []
     commands = [[name, "--help"] for name in build_parser()._subparsers._group_actions[0].choices]
     commands += [["--help"], ["topic", "describe"], ["storm", "set", "--rate", "-5"], ["storm", "show"], ["emulate", "--rate", "fast"]]
-    for args in commands:
+
+    def printed(args: list[str]) -> str:
         done = subprocess.run([sys.executable, "-m", "pipeline", *args], cwd=PROJECT_ROOT, env=env,
                               capture_output=True, text=True, timeout=120)
-        out.append(done.stdout + done.stderr)
+        assert done.stdout + done.stderr, f"`pipeline {' '.join(args)}` printed nothing"
+        return done.stdout + done.stderr
+
+    with ThreadPoolExecutor(max_workers=3) as pool:  # each is a Python start-up (~2 s): a few at once
+        out = list(pool.map(printed, commands))
     wrong = {**env, "TORMENTA_KAFKA_CA_FILE": "/no/such/ca.pem"}
     done = subprocess.run([sys.executable, "-m", "pipeline", "smoke"], cwd=PROJECT_ROOT, env=wrong,
                           capture_output=True, text=True, timeout=60)

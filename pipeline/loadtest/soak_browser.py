@@ -1,5 +1,10 @@
 """A headless Chromium that opens every page of the app in turn, every 30 s, during a soak.
 
+One tab loads each page from its URL in turn and is kept for the whole run, as a user keeps a
+browser open (a new tab after a failed visit): the app's script bundle then comes from the
+browser's cache and the tab's renderer stays, instead of a new renderer compiling the bundle
+for every visit (`bench/bench_soak_browser.py`).
+
 Each visit loads the page, waits until Streamlit's script run has finished (no status
 widget) and counts the exception boxes (``stException``) and error boxes on it. A visit
 fails when the page does not load or settle within `PAGE_TIMEOUT_MS` (a minute), or
@@ -66,6 +71,8 @@ class BrowserRounds:
     skipped_rounds: int = 0
     error: str = ""
     launched: bool = False
+    reuse_tab: bool = True   # one tab for the whole run (a new one after a failed visit)
+    tabs_opened: int = 0
 
     def __post_init__(self) -> None:
         self._stop = threading.Event()
@@ -95,7 +102,7 @@ class BrowserRounds:
     def summary(self) -> dict[str, Any]:
         failed = [v for v in self.visits if not v.ok]
         return {"visits": len(self.visits), "failed": len(failed), "skipped_rounds": self.skipped_rounds,
-                "pages": self.pages, "error": self.error,
+                "pages": self.pages, "error": self.error, "tabs_opened": self.tabs_opened,
                 "failures": [v.as_dict() for v in failed[:50]], "by_page": load_times(self.visits)}
 
     def _loop(self) -> None:
@@ -119,26 +126,44 @@ class BrowserRounds:
             log.warning("soak browser stopped: %s", self.error)
 
     def _rounds(self, browser) -> None:
+        # As a user keeps a browser open: one context (its HTTP cache and compiled scripts) and one tab for
+        # the whole run. Each visit still loads the page from its URL; the tab is replaced after a failed
+        # visit (it may be stuck mid-load). With `reuse_tab` off, every round gets a new context and every
+        # visit a new tab (the soaks recorded up to 6 December): Chromium then started a renderer and
+        # compiled the app's script bundle for every visit (bench/bench_soak_browser.py measures both).
+        context, page = None, None
         next_t = time.monotonic()
-        while not self._stop.is_set():
-            if self.app_up():
-                context = browser.new_context(viewport={"width": 1280, "height": 900})
-                try:
+        try:
+            while not self._stop.is_set():
+                if self.app_up():
+                    if context is None:
+                        context = browser.new_context(viewport={"width": 1280, "height": 900})
                     for path in self.pages:
                         if self._stop.is_set():
                             break
-                        self.visits.append(self.visit(context, path))
-                finally:
-                    context.close()
-            else:
-                self.skipped_rounds += 1
-            next_t += self.every
-            self._stop.wait(max(0.0, next_t - time.monotonic()))
+                        if page is None:
+                            page = context.new_page()
+                            self.tabs_opened += 1
+                        visit = self.visit(page, path)
+                        self.visits.append(visit)
+                        if not visit.ok or not self.reuse_tab:
+                            page.close()
+                            page = None
+                    if not self.reuse_tab:
+                        context.close()
+                        context = None
+                else:
+                    self.skipped_rounds += 1
+                next_t += self.every
+                self._stop.wait(max(0.0, next_t - time.monotonic()))
+        finally:
+            if context is not None:
+                context.close()
 
-    def visit(self, context, path: str) -> Visit:
+    def visit(self, page, path: str) -> Visit:
+        """Load `path` in the tab `page` and wait until its script run has finished."""
         started, t = time.monotonic(), time.time()
-        page = context.new_page()
-        lower_priority(os.getpid(), BROWSER_NICENESS)   # the page's renderer is new
+        lower_priority(os.getpid(), BROWSER_NICENESS)   # Chromium starts helpers (a tab's renderer) lazily
         try:
             page.goto(f"{self.url}/{path}", wait_until="domcontentloaded", timeout=PAGE_TIMEOUT_MS)
             page.locator('[data-testid="stSidebarNav"]').first.wait_for(timeout=PAGE_TIMEOUT_MS)
@@ -148,8 +173,6 @@ class BrowserRounds:
             problem = f"{boxes} exception box(es)" if boxes else ""
         except Exception as exc:  # noqa: BLE001 - a page that does not load is a failed visit
             problem = f"{type(exc).__name__}: {str(exc).splitlines()[0][:200]}"
-        finally:
-            page.close()
         return Visit(round(t, 1), path or "overview", not problem, round(time.monotonic() - started, 2), problem)
 
 
