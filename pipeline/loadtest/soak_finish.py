@@ -48,10 +48,10 @@ def excluded_periods(kills: list[dict[str, Any]], outage: dict[str, Any] | None,
         if k.get("at"):
             healthy = k.get("healthy_at")
             until = (back_to_normal(samples, healthy, normal_lag) if healthy and samples is not None else healthy) or t_end
-            out.append(sv.Excluded(k["at"], until + 2 * trigger_s))
+            out.append(sv.Excluded(k["at"], until + 2 * trigger_s, str(k.get("part", ""))))
     if outage and outage.get("started_at"):
         until = outage.get("caught_up_at") or t_end
-        out.append(sv.Excluded(outage["started_at"], until + 2 * trigger_s))
+        out.append(sv.Excluded(outage["started_at"], until + 2 * trigger_s, "outage"))
     return out
 
 

@@ -80,6 +80,7 @@ class Excluded:
 
     start: float
     end: float
+    part: str = ""   # what was killed ("job", "broker-1", ...), "outage" for the outage
 
     def covers(self, t: float) -> bool:
         return self.start <= t < self.end
@@ -110,6 +111,14 @@ def window_s(duration_s: float) -> float:
 
 def outside(t: float, excluded: list[Excluded]) -> bool:
     return not any(e.covers(t) for e in excluded)
+
+
+CATCH_UP_PARTS = ("job", "outage")   # spans after which the job reads a backlog in one larger batch
+
+
+def too_short(points: list[tuple[float, float]], w: float) -> bool:
+    """Samples (t, value) that span less than half of a window `w`: too few to give its level."""
+    return not points or points[-1][0] - points[0][0] < w / 2
 
 
 def fit_line(ts: list[float], ys: list[float]) -> tuple[float, float] | None:
@@ -284,7 +293,8 @@ def state_settled_s(duration_s: float, dedupe_s: float, trigger_s: float, histor
 
 
 def state_levels_off(samples: list[dict[str, Any]], key: str, t0: float, t_end: float, dedupe_s: float,
-                     label: str, history_s: float = 0.0, trigger_s: float = 0.0) -> Criterion:
+                     label: str, history_s: float = 0.0, trigger_s: float = 0.0,
+                     excluded: list[Excluded] | None = None) -> Criterion:
     """The state's level once it has settled vs its level in the last window.
 
     The keys stop growing once the dedupe window plus two triggers has passed (`work_warmup_s`).
@@ -293,21 +303,39 @@ def state_levels_off(samples: list[dict[str, Any]], key: str, t0: float, t_end: 
     is of a full state only once the state is full, so the folder settles `history_s` after the
     state does, not at whichever of the two comes later: in the soak hour 20261206-160706-eb9b
     (10-minute window, 18-batch history) it grew until minute 38 and then saw-toothed in a band,
-    and judged from minute 18 the band's top read as growth (x1.23)."""
+    and judged from minute 18 the band's top read as growth (x1.23).
+
+    `excluded` (a kill until its recovery, the outage): after the job's own kills and the outage
+    the job reads the backlog in a larger batch than the steady ones, and that batch's changelog
+    stays in the folder for the whole history, so those spans are left out until `history_s`
+    after their end (the other parts' spans as they are: the job did not stop). The level once settled is
+    then the first window of samples outside them; in the chaos hour 20261206-223007-9f92 the
+    catch-ups of two job kills (minutes 30.6 and 53, 18-batch history) took the folder from 482
+    to 586 MiB. A run with no stretch outside them long enough for both windows reads n/a."""
     w = window_s(t_end - t0)
     settled = t0 + state_settled_s(t_end - t0, dedupe_s, trigger_s, history_s)
-    base = [float(s[key]) for s in samples if s.get(key) is not None and settled <= s["t"] < settled + w]
-    last = [float(s[key]) for s in samples if s.get(key) is not None and s["t"] >= t_end - w]
+    spans = [Excluded(e.start, e.end + (history_s if e.part in CATCH_UP_PARTS else 0.0), e.part)
+             for e in excluded or []]
+    kept = [(s["t"], float(s[key])) for s in samples
+            if s.get(key) is not None and s["t"] >= settled and outside(s["t"], spans)]
+    start = kept[0][0] if kept else settled
+    base = [(t, v) for t, v in kept if t < start + w]
+    last = [(t, v) for t, v in kept if t >= t_end - w]
     name = f"work flat: state {label}"
-    if not base or not last or t_end - w < settled:
+    if not spans and (not base or not last or t_end - w < settled):
         return Criterion(name, None, f"run shorter than the state's settling time ({(settled - t0) / 60:g} min) "
                          "+ two windows", "needs samples after the state has settled and at the end")
-    a, z = max(base), max(last)
+    if spans and (too_short(base, w) or too_short(last, w) or t_end - w < start + w):
+        return Criterion(name, None, f"no stretch of {w / 60:g} min once settled (minute {(settled - t0) / 60:g}) and "
+                         f"another at the end outside the kills' catch-up (+ {history_s / 60:g} min of history)",
+                         "needs samples after the state has settled and at the end, outside the kills",
+                         {"settled_min": round((settled - t0) / 60, 1), "excluded": len(spans)})
+    a, z = max(v for _, v in base), max(v for _, v in last)
     ratio = z / a if a > 0 else (1.0 if z == 0 else float("inf"))
     return Criterion(name, ratio <= STATE_GROWTH,
-                     f"{a:,.0f} once settled (from minute {(settled - t0) / 60:g}) -> {z:,.0f} at the end; x{ratio:.2f}",
+                     f"{a:,.0f} once settled (from minute {(start - t0) / 60:g}) -> {z:,.0f} at the end; x{ratio:.2f}",
                      f"end ≤ {STATE_GROWTH:g} x level once settled (the dedupe window, then the checkpoint's history)",
-                     {"after": a, "end": z, "settled_min": round((settled - t0) / 60, 1)})
+                     {"after": a, "end": z, "settled_min": round((start - t0) / 60, 1)})
 
 
 # ---- upkeep, lag -------------------------------------------------------------------------
@@ -467,7 +495,7 @@ def judge(x: SoakInputs) -> list[Criterion]:
     rows = state_key == "state_rows"   # the rows do not hold history; the folder's bytes do
     out.append(state_levels_off(x.samples, state_key, x.t0, x.t_end, x.dedupe_s,
                                 "rows" if rows else "bytes on disk (MiB)", 0.0 if rows else x.state_history_s,
-                                x.trigger_s))
+                                x.trigger_s, x.excluded))
     out.append(upkeep_stall(x.batches, x.trigger_s, x.excluded))
     out.append(lag_bounded(x.samples, x.rate, x.trigger_s, x.t0, x.excluded))
     out.append(freshness_flat(x.event_times, x.freshness_s, x.t0, x.t_end, x.excluded))

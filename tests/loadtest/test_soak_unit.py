@@ -245,6 +245,63 @@ def test_the_recorded_soak_hours_state_folder_levels_off_and_the_same_with_growt
                                trigger_s=60).passed is False
 
 
+# The state folder (MiB) of the chaos hour 20261206-223007-9f92, one sample a minute; the job was
+# killed at minutes 30.6 (healthy 34.6) and 53.0 (healthy 56.4), and its catch-ups took the folder
+# above its band for the 18 batches of history.
+CHAOS_9F92_STATE_MB = [
+    3, 7, 12, 17, 53, 58, 63, 68, 73, 113, 117, 125, 133, 141, 228, 237, 245, 253, 261, 301, 319, 327, 335, 341, 370,
+    375, 383, 391, 399, 420, 410, 414, 414, 415, 425, 425, 425, 442, 453, 465, 484, 497, 505, 494, 507, 516, 526,
+    534, 546, 561, 568, 576, 584, 513, 513, 513, 523, 492, 509, 523, 533, 543]
+
+
+def _span(start_min: float, end_min: float, part: str) -> sv.Excluded:
+    return sv.Excluded(T0 + 60 * start_min, T0 + 60 * end_min, part)
+
+
+def test_the_state_folder_leaves_out_a_job_kills_catch_up_for_the_whole_history():
+    """A job kill at minute 44 (healthy at 45), a 10-minute history: the catch-up batch lifts the
+    folder by 150 MiB until its changelog leaves the history at minute 55. Judged with the kill's
+    span + the history left out, the folder is level; without, the bump reads as growth. The same
+    span for another part (the job did not stop) is not stretched, and growth outside the spans
+    still fails."""
+    def level(t, grow=0.0):
+        bump = 150 if 44 * 60 <= t < 55 * 60 else 0
+        return 400 + 20 * ((t // 60) % 5) + bump + grow * t
+
+    samples = [{"t": T0 + t, "state_mb": level(t)} for t in range(0, 3601, 30)]
+    kill = [_span(44, 45, "job")]
+    args = ("state_mb", T0, T0 + HOUR, 300, "bytes")
+    opts = {"history_s": 600, "trigger_s": 60}
+    assert sv.state_levels_off(samples, *args, **opts).passed is False
+    judged = sv.state_levels_off(samples, *args, **opts, excluded=kill)
+    assert judged.passed is True and judged.values["end"] == 480, judged
+    app = sv.state_levels_off(samples, *args, **opts, excluded=[_span(44, 45, "app")])
+    assert app.passed is False   # an app kill leaves the job's batches alone: the bump is not its doing
+    grows = [{"t": T0 + t, "state_mb": level(t, grow=0.1)} for t in range(0, 3601, 30)]
+    assert sv.state_levels_off(grows, *args, **opts, excluded=kill).passed is False
+    late = sv.state_levels_off(samples, *args, **opts, excluded=[_span(44, 46, "job")])
+    assert late.passed is None   # minutes 56-60 are less than half of the last window
+
+
+def test_the_chaos_hours_state_folder_has_no_stretch_outside_its_two_job_kills():
+    samples = [{"t": T0 + 60 * i, "state_mb": mb} for i, mb in enumerate(CHAOS_9F92_STATE_MB)]
+    end = T0 + 60 * (len(samples) - 1)
+    args = ("state_mb", T0, end, 600, "bytes")
+    printed = sv.state_levels_off(samples, *args, history_s=18 * 60, trigger_s=60)
+    assert printed.passed is False and "x1.2" in printed.figure   # as the run printed it
+    kills = [_span(30.6, 36.6, "job"), _span(53.0, 58.4, "job"), _span(9.8, 12.9, "live")]
+    judged = sv.state_levels_off(samples, *args, history_s=18 * 60, trigger_s=60, excluded=kills)
+    assert judged.passed is None and "outside the kills" in judged.figure, judged
+
+
+def test_excluded_periods_name_the_part_that_was_killed():
+    kills = [{"part": "job", "at": T0 + 100, "healthy_at": T0 + 150}, {"part": "app", "at": T0 + 900,
+                                                                    "healthy_at": T0 + 905}]
+    spans = excluded_periods(kills, {"started_at": T0 + 2000, "caught_up_at": T0 + 2600}, 60, T0 + HOUR)
+    assert [e.part for e in spans] == ["job", "app", "outage"]
+    assert spans[0].end == T0 + 150 + 120 and spans[2].end == T0 + 2600 + 120
+
+
 def test_the_history_window_follows_the_jobs_checkpoint_settings():
     from pipeline.job import spark
 
@@ -492,7 +549,7 @@ def test_excluded_periods_cover_each_kill_until_healthy_plus_two_triggers():
              {"at": T0 + 500, "healthy_at": None}]
     ex = excluded_periods(kills, {"started_at": T0 + 1000, "caught_up_at": T0 + 1900}, 10, T0 + 3600)
     assert ex == [sv.Excluded(T0 + 100, T0 + 150), sv.Excluded(T0 + 500, T0 + 3620),
-                  sv.Excluded(T0 + 1000, T0 + 1920)]
+                  sv.Excluded(T0 + 1000, T0 + 1920, "outage")]
     # with the samples: until records behind is back to one batch's worth after healthy
     samples = [{"t": T0 + t, "lag_records": 900_000 if 100 <= t < 400 else 100_000} for t in range(0, 3600, 30)]
     ex = excluded_periods(kills[:1], None, 10, T0 + 3600, samples, normal_lag=600_000)
