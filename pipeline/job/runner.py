@@ -158,7 +158,7 @@ class HighValueBatchWriter:
         self.batches_done += 1
         if self.metrics is not None:
             self._count(stats, offsets, written, trigger_time)
-        if step := self.upkeep.after_batch():
+        if step := self.upkeep.after_batch(batch_id):
             tables.upkeep_step(batch_df.sparkSession, s, *step)
 
     def _count(self, stats: BatchStats, offsets: BatchOffsets, written: dict[str, bool], trigger_time) -> None:

@@ -91,39 +91,57 @@ VACUUM_RETAIN_HOURS = 2.0
 class UpkeepPlan:
     """When the job compacts and vacuums which table: at most one step after any batch.
 
-    Every `every` batches, each table's compaction and vacuum are queued; the queue is
-    worked off one step (one table, one operation) at a time, one step every
-    `every // steps` batches, so the steps spread over the cycle and no micro-batch waits
-    for more than one table's OPTIMIZE or VACUUM. (All of them after one batch held the
-    stream for minutes: issue 19.)"""
+    Every `every` batches, each table's compaction and vacuum fall due; the steps are spread
+    over the cycle, one (one table, one operation) every `every // steps` batches, so no
+    micro-batch waits for more than one table's OPTIMIZE or VACUUM. (All of them after one
+    batch held the stream for minutes: issue 19.)
+
+    The turns follow the query's batch id, which the checkpoint keeps, not a count of the
+    batches this process ran: a job restarted more often than once a cycle (the chaos hour
+    20261207-011537-f198 killed it at batches ~30 and ~52, a cycle is 57) otherwise starts
+    the count afresh each time and never compacts at all. A step whose turn fell on a batch
+    id without data (no batch to run it after) is queued and runs after the next batch with
+    data; a batch that a restart runs again may run its step again, which is harmless
+    (compaction and vacuum are idempotent)."""
 
     def __init__(self, names, every: int):
         self.every = every
         self.steps = [(name, op) for name in names for op in UPKEEP_OPS]
         self.gap = max(1, every // max(1, len(self.steps)))
         self.queue: list[tuple[str, str]] = []
-        self.batches = 0
-        self.since_step = 0
+        self.last_id: int | None = None
 
     def batches_to_first_cycle(self) -> int:
-        """How many batches after the job's start every table has been compacted and
+        """How many batches after the query's first one every table has been compacted and
         vacuumed once (0: upkeep is off). Before that a table's file count only grows."""
         if not self.every or not self.steps:
             return 0
         return self.every + (len(self.steps) - 1) * self.gap
 
-    def after_batch(self) -> tuple[str, str] | None:
-        """Count one batch; the (table, operation) to run now, or None."""
+    def due_at(self, batch_id: int) -> tuple[str, str] | None:
+        """Pure: the step whose turn is batch `batch_id` (ids from 0; batch n = id + 1), if any.
+
+        From batch `every` on, step k of each cycle comes `k * gap` batches into it; with more
+        steps than batches in a cycle, one step every batch, round the list."""
+        n = batch_id + 1
+        if not self.every or not self.steps or n < self.every:
+            return None
+        if len(self.steps) > self.every:
+            return self.steps[(n - self.every) % len(self.steps)]
+        k, rest = divmod(n % self.every, self.gap)
+        return self.steps[k] if rest == 0 and k < len(self.steps) else None
+
+    def after_batch(self, batch_id: int) -> tuple[str, str] | None:
+        """After the batch `batch_id` with data: the (table, operation) to run now, or None."""
         if not self.every or not self.steps:
             return None
-        self.batches += 1
-        self.since_step += 1
-        if self.batches % self.every == 0:
-            self.queue += [step for step in self.steps if step not in self.queue]
-        if self.queue and self.since_step >= self.gap:
-            self.since_step = 0
-            return self.queue.pop(0)
-        return None
+        # the turns since the last batch this process ran (no-data batches have ids too), at most a cycle
+        first = batch_id if self.last_id is None else max(self.last_id + 1, batch_id - self.batches_to_first_cycle())
+        for b in range(first, batch_id + 1):
+            if (step := self.due_at(b)) is not None and step not in self.queue:
+                self.queue.append(step)
+        self.last_id = max(batch_id, self.last_id if self.last_id is not None else batch_id)
+        return self.queue.pop(0) if self.queue else None
 
 
 def upkeep_step(spark, settings: Settings, name: str, op: str, retain_hours: float = VACUUM_RETAIN_HOURS) -> None:

@@ -1,6 +1,7 @@
 """The streaming job on the real broker and real Spark: exact ids, quarantine, dedupe, exactly-once."""
 
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -139,7 +140,12 @@ def _env(settings):
 
 
 def test_kill_minus_nine_then_restart_is_exactly_once(stack, spark_session):
+    """... and the restarted job keeps its query's upkeep turns: with a 5-batch cycle of the
+    tables' 10 steps (one step after every batch from batch 5 on), the restarted process runs
+    a step after its first batch, whose id is past the killed one's (a per-process count would
+    start again at 1 and, restarted more often than once a cycle, never compact)."""
     n_rounds, per_round = 4, 300
+    env = {**_env(stack), "TORMENTA_COMPACT_EVERY": "5"}
     expected = set()
     first = [tx(f"r0-{i}", 1501 + i) for i in range(per_round)]
     expected |= {v["transaction_id"] for v in first}
@@ -148,7 +154,7 @@ def test_kill_minus_nine_then_restart_is_exactly_once(stack, spark_session):
     first_log.parent.mkdir(parents=True, exist_ok=True)
     with open(first_log, "wb") as out:
         job = subprocess.Popen([sys.executable, "-m", "pipeline", "job", "--query", "high_value"], cwd=ROOT,
-                               env=_env(stack), stdout=out, stderr=subprocess.STDOUT, start_new_session=True)
+                               env=env, stdout=out, stderr=subprocess.STDOUT, start_new_session=True)
     try:
         metrics = stack.table_path("batch_metrics")
         wait_for(lambda: _rows(metrics) >= 1, 180, "a first batch", process=job, log=first_log, every=0.3)
@@ -171,7 +177,7 @@ def test_kill_minus_nine_then_restart_is_exactly_once(stack, spark_session):
     log = stack.data_dir / "restarted-job.log"
     with open(log, "wb") as out:
         job = subprocess.Popen([sys.executable, "-m", "pipeline", "job", "--query", "high_value"], cwd=ROOT,
-                               env=_env(stack), stdout=out, stderr=subprocess.STDOUT, start_new_session=True)
+                               env=env, stdout=out, stderr=subprocess.STDOUT, start_new_session=True)
     try:
         # More data after the restart, so the restarted job surely commits batches of its
         # own; caught up = a committed batch whose end offsets are the topic's log-end
@@ -186,6 +192,7 @@ def test_kill_minus_nine_then_restart_is_exactly_once(stack, spark_session):
         rc = stop_group(job, 90)
     text = log.read_text(errors="replace")
     assert rc == 0 and "Traceback" not in text, text[-3000:]
+    assert re.search(r"upkeep \w+: (optimize|vacuum)", text), text[-3000:]
     ids = list(table(stack, "high_value").transaction_id)
     assert len(ids) == len(set(ids)), "duplicated rows after kill -9 and restart"
     assert set(ids) == expected

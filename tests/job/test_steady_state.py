@@ -57,7 +57,8 @@ def test_service_memory_options_start_a_real_jvm_with_them_in_effect():
 
 
 def run_plan(plan: tables.UpkeepPlan, batches: int) -> dict[int, tuple[str, str]]:
-    return {b: step for b in range(1, batches + 1) if (step := plan.after_batch())}
+    """The step after each batch n (1..batches; its id is n - 1), by batch number."""
+    return {b: step for b in range(1, batches + 1) if (step := plan.after_batch(b - 1))}
 
 
 def test_upkeep_runs_one_step_per_batch_spread_over_the_cycle():
@@ -77,6 +78,39 @@ def test_upkeep_queue_with_more_steps_than_batches_still_runs_one_per_batch():
     steps = run_plan(plan, 12)
     assert list(steps) == list(range(2, 13))  # one step after every batch from the first cycle on
     assert len(set(steps.values())) == 6  # the queue never holds a step twice, and all get their turn
+
+
+def test_a_restarted_job_keeps_the_upkeep_turns_of_its_query():
+    """The job killed every 25 batches (a new plan each time, as a new process builds it), on a
+    30-batch cycle: the turns follow the batch ids, so the steps run after the same batches as
+    without restarts. Counted per process (the plan before the chaos hour 20261207-011537-f198),
+    no process ever reached batch 30 and no table was ever compacted."""
+    names, every = list(TABLES), 30
+    steady = run_plan(tables.UpkeepPlan(names, every), 200)
+    restarted, plan = {}, None
+    for b in range(1, 201):
+        if b % 25 == 1:
+            plan = tables.UpkeepPlan(names, every)   # kill -9 and a restart
+        if step := plan.after_batch(b - 1):
+            restarted[b] = step
+    assert restarted == steady and len(steady) >= 5 * len(names) * len(tables.UPKEEP_OPS)
+    per_process = {}
+    for start in range(1, 201, 25):
+        count = tables.UpkeepPlan(names, every)
+        per_process.update({start + i: s for i in range(25) if (s := count.after_batch(i))})
+    assert per_process == {}   # ids counted from 0 in each process: what the old count did
+
+
+def test_a_turn_on_a_batch_without_data_runs_after_the_next_batch_with_data():
+    plan = tables.UpkeepPlan(["a", "b"], every=8)   # 4 steps, one every 2 batches: batches 8, 10, 12, 14
+    assert [plan.due_at(n - 1) for n in (8, 10, 12, 14)] == [("a", "optimize"), ("a", "vacuum"),
+                                                             ("b", "optimize"), ("b", "vacuum")]
+    ran = {}
+    for n in [*range(1, 10), 13, 14, 15]:   # batches 10-12 had no data: Spark ran none for them
+        if step := plan.after_batch(n - 1):
+            ran[n] = step
+    assert ran == {8: ("a", "optimize"), 13: ("a", "vacuum"), 14: ("b", "optimize"), 15: ("b", "vacuum")}
+    assert plan.queue == []
 
 
 def test_upkeep_off():
