@@ -140,7 +140,7 @@ class UpkeepPlan:
         for b in range(first, batch_id + 1):
             if (step := self.due_at(b)) is not None and step not in self.queue:
                 self.queue.append(step)
-        self.last_id = max(batch_id, self.last_id if self.last_id is not None else batch_id)
+        self.last_id = batch_id if self.last_id is None else max(self.last_id, batch_id)
         return self.queue.pop(0) if self.queue else None
 
 
