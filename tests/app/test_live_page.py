@@ -32,11 +32,14 @@ def open_live() -> AppTest:
     return at
 
 
-def live_record(tid: str, amount: float, merchant: str, *, age_ms: int = 200) -> tuple[bytes, bytes]:
+def live_record(tid: str, amount: float, merchant: str, *, age_ms: int = 200,
+                now_ms: int | None = None) -> tuple[bytes, bytes]:
+    """One live record whose source time is `age_ms` before `now_ms` (the clock when not given)."""
+    now_ms = int(time.time() * 1000) if now_ms is None else now_ms
     doc = {"transaction_id": tid, "person_id": "P1", "merchant_id": merchant, "amount": amount,
            "event_time": "2026-11-24T19:12:03.123456Z", "currency": "USD", "merchant_category": "travel",
            "country": "ES", "channel": "pos", "kafka_partition": 0, "kafka_offset": 1,
-           "source_timestamp": int(time.time() * 1000) - age_ms}
+           "source_timestamp": now_ms - age_ms}
     return tid.encode(), json.dumps(doc).encode()
 
 
@@ -93,7 +96,9 @@ def test_data_with_the_lane_up(monkeypatch, tmp_path, stack, request):
     offsets = checkpoint_path(s) / "offsets"
     offsets.mkdir(parents=True)
     (offsets / "0").write_text("v1")
-    produce_live(s, [live_record(f"u-{i}", 2000.0 + i, f"M-UP-{i}", age_ms=100 + i) for i in range(30)])
+    now_ms = int(time.time() * 1000)  # one clock for all 30, so their ages differ by exactly 1 ms each
+    produce_live(s, [live_record(f"u-{i}", 2000.0 + i, f"M-UP-{i}", age_ms=100 + i, now_ms=now_ms)
+                     for i in range(30)])
     use_env(monkeypatch, s.data_dir, s.bootstrap_servers, live_topic=s.live_topic)
     at = open_live()
 
