@@ -35,6 +35,7 @@ and stall criteria: a restart carries a backlog on purpose.
 
 from __future__ import annotations
 
+import math
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
@@ -424,21 +425,42 @@ def disk_growth(samples: list[dict[str, Any]], t0: float, duration_s: float, ret
                  "checkpoints": max(0.0, settle_s - elapsed)}
     parts = {k: _slope(samples, f"disk_{k}_mb", start) for k in grows_for}
     if all(v is not None for v in parts.values()):
-        day_mb = now_mb + sum(max(0.0, v[0]) * grows_for[k] for k, v in parts.items() if v is not None)
+        rates = {k: max(0.0, v[0]) for k, v in parts.items() if v is not None}
+        day_mb = now_mb + sum(rates[k] * grows_for[k] for k in rates)
         how = ", ".join(f"{k} {v[0] * HOUR:+,.0f}" for k, v in parts.items() if v is not None)
         split = f" ({how} MiB/h)"
+        besides_broker = sum(rates[k] * grows_for[k] for k in rates if k != "broker")
+        broker_rate = rates["broker"]
     else:
         day_mb = now_mb + max(0.0, total[0]) * max(0.0, min(86400.0, retention_s) - elapsed)
         split = ""
+        besides_broker, broker_rate = 0.0, max(0.0, total[0])   # one total: the lifetime bounds all of it
     ok = None if free_mb is None else day_mb <= now_mb + free_mb
     room = "" if free_mb is None else f"; {free_mb / 1024:,.1f} GiB free"
+    lifetime = {}
+    if ok is False:
+        room += "; " + _lifetime_that_fits(free_mb - besides_broker, broker_rate, elapsed, lifetime)
     return Criterion("disk: growth and one-day projection", ok,
                      f"{total[0] * HOUR:+,.0f} MiB/h{split}; {now_mb:,.0f} MiB now -> {day_mb / 1024:,.1f} GiB after "
                      f"one day{room}",
                      "the one-day projection fits in the free space (broker logs up to the records' lifetime, Delta "
                      "all day, checkpoints until the state settles)",
                      {"mib_per_h": round(total[0] * HOUR, 1), "now_mib": round(now_mb, 1), "day_mib": round(day_mb, 1)}
-                     | {f"{k}_mib_per_h": round(v[0] * HOUR, 1) for k, v in parts.items() if v is not None})
+                     | {f"{k}_mib_per_h": round(v[0] * HOUR, 1) for k, v in parts.items() if v is not None} | lifetime)
+
+
+def _lifetime_that_fits(room_mb: float, broker_rate: float, elapsed: float, out: dict[str, float]) -> str:
+    """What a failed projection tells the team to change: the longest record lifetime whose broker
+    logs (growing `broker_rate` MiB/s until the lifetime has passed) fit in `room_mb`, the free space
+    left by what else grows. Sets ``out["fits_retention_h"]`` (0 when nothing fits)."""
+    if room_mb <= 0:
+        out["fits_retention_h"] = 0.0
+        return "does not fit even without more broker logs (Delta and checkpoints alone outgrow the free space)"
+    hours = (elapsed + room_mb / broker_rate) / HOUR if broker_rate > 0 else 24.0
+    hours = math.floor(hours * 10) / 10   # rounded down: a lifetime that is said to fit does
+    out["fits_retention_h"] = hours
+    return (f"fits with a record lifetime (TORMENTA_RETENTION) of at most {hours:,.1f} h, "
+            "or with more room for the broker's logs (on a cluster, each node on its own disk)")
 
 
 def files_bounded(samples: list[dict[str, Any]], key: str, t0: float, t_end: float, *, batches_run: int = 0,

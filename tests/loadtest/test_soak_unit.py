@@ -371,8 +371,18 @@ def test_disk_projection_bounds_each_part_by_what_bounds_it():
     # a state that has not settled by the end is projected to grow until it does
     late = sv.disk_growth(samples, T0, HOUR, 86400, free_mb=26_000, settle_s=3 * HOUR)
     assert late.values["day_mib"] > c.values["day_mib"] + 200
-    # and too little room fails
-    assert sv.disk_growth(samples, T0, HOUR, 86400, free_mb=20_000, settle_s=1800).passed is False
+    # and too little room fails, saying which record lifetime would fit: the broker's 1,000 MiB/h
+    # into the 20,000 MiB free less Delta's 23 h x 10 MiB/h, counted from the hour already run
+    tight = sv.disk_growth(samples, T0, HOUR, 86400, free_mb=20_000, settle_s=1800)
+    assert tight.passed is False and "TORMENTA_RETENTION) of at most 20.7 h" in tight.figure
+    assert tight.values["fits_retention_h"] == 20.7   # 1 + 19,770 / 1,000 = 20.77 h, rounded down
+    fitting = tight.values["fits_retention_h"] * 3600
+    assert sv.disk_growth(samples, T0, HOUR, fitting, free_mb=20_000, settle_s=1800).passed is True
+    assert sv.disk_growth(samples, T0, HOUR, fitting + 360, free_mb=20_000, settle_s=1800).passed is False
+    assert "fits_retention_h" not in c.values and "at most" not in c.figure   # a projection that fits says nothing
+    # when Delta alone outgrows the free space, no lifetime helps, and the figure says so
+    none = sv.disk_growth(samples, T0, HOUR, 86400, free_mb=200, settle_s=1800)
+    assert none.passed is False and none.values["fits_retention_h"] == 0 and "even without" in none.figure
 
 
 def test_disk_projection_against_the_free_space_and_files_bounded():
@@ -381,7 +391,8 @@ def test_disk_projection_against_the_free_space_and_files_bounded():
     fits = sv.disk_growth(samples, T0, HOUR, 86400, free_mb=500_000)
     assert fits.passed is True and fits.values["mib_per_h"] == pytest.approx(2000, rel=0.01)
     assert fits.values["day_mib"] == pytest.approx(2100 + 23 * 2000, rel=0.01)
-    assert sv.disk_growth(samples, T0, HOUR, 86400, free_mb=10_000).passed is False
+    lumped = sv.disk_growth(samples, T0, HOUR, 86400, free_mb=10_000)
+    assert lumped.passed is False and lumped.values["fits_retention_h"] == pytest.approx(1 + 10_000 / 2000, abs=0.1)
     # the record lifetime caps the projection: one hour of retention means no more growth after the hour
     assert sv.disk_growth(samples, T0, HOUR, 3600, free_mb=10_000).passed is True
     assert sv.files_bounded(samples, "files_high_value", T0, T0 + HOUR).passed is True
