@@ -439,7 +439,8 @@ def disk_growth(samples: list[dict[str, Any]], t0: float, duration_s: float, ret
     room = "" if free_mb is None else f"; {free_mb / 1024:,.1f} GiB free"
     lifetime = {}
     if ok is False:
-        room += "; " + _lifetime_that_fits(free_mb - besides_broker, broker_rate, elapsed, lifetime)
+        hours, advice = lifetime_that_fits(free_mb - besides_broker, broker_rate, elapsed)
+        room, lifetime = f"{room}; {advice}", {"fits_retention_h": hours}
     return Criterion("disk: growth and one-day projection", ok,
                      f"{total[0] * HOUR:+,.0f} MiB/h{split}; {now_mb:,.0f} MiB now -> {day_mb / 1024:,.1f} GiB after "
                      f"one day{room}",
@@ -449,18 +450,16 @@ def disk_growth(samples: list[dict[str, Any]], t0: float, duration_s: float, ret
                      | {f"{k}_mib_per_h": round(v[0] * HOUR, 1) for k, v in parts.items() if v is not None} | lifetime)
 
 
-def _lifetime_that_fits(room_mb: float, broker_rate: float, elapsed: float, out: dict[str, float]) -> str:
-    """What a failed projection tells the team to change: the longest record lifetime whose broker
-    logs (growing `broker_rate` MiB/s until the lifetime has passed) fit in `room_mb`, the free space
-    left by what else grows. Sets ``out["fits_retention_h"]`` (0 when nothing fits)."""
+def lifetime_that_fits(room_mb: float, broker_rate: float, elapsed: float) -> tuple[float, str]:
+    """What a failed projection tells the team to change: the longest record lifetime (hours,
+    rounded down, 0 when none) whose broker logs, growing `broker_rate` MiB/s until the lifetime has
+    passed, fit in `room_mb` (the free space that the other parts' growth leaves), and its words."""
     if room_mb <= 0:
-        out["fits_retention_h"] = 0.0
-        return "does not fit even without more broker logs (Delta and checkpoints alone outgrow the free space)"
+        return 0.0, "does not fit even without more broker logs (Delta and checkpoints alone outgrow the free space)"
     hours = (elapsed + room_mb / broker_rate) / HOUR if broker_rate > 0 else 24.0
     hours = math.floor(hours * 10) / 10   # rounded down: a lifetime that is said to fit does
-    out["fits_retention_h"] = hours
-    return (f"fits with a record lifetime (TORMENTA_RETENTION) of at most {hours:,.1f} h, "
-            "or with more room for the broker's logs (on a cluster, each node on its own disk)")
+    return hours, (f"fits with a record lifetime (TORMENTA_RETENTION) of at most {hours:,.1f} h, "
+                   "or with more free space for the broker's logs (on a cluster, each node's own disk)")
 
 
 def files_bounded(samples: list[dict[str, Any]], key: str, t0: float, t_end: float, *, batches_run: int = 0,
