@@ -13,7 +13,10 @@
 3. at the end the emulator pauses, the job catches up, the topic is read back and
    reconciled with Delta by id (`soak_reconcile`), the criteria are judged
    (`soak_verdict`), ``run`` is stopped, and ``samples.json``, ``result.json`` and
-   ``report.html`` are written (`soak_report`).
+   ``report.html`` are written (`soak_report`);
+4. once ``run`` has stopped, the run's broker logs and checkpoints (GiBs after an hour, read
+   by nothing once the product is down) are deleted, unless ``--keep-data``; the Delta
+   tables, the parts' logs and the report stay.
 
 A stop request (Ctrl-C, SIGTERM) ends the soak early; it still reconciles and reports. A
 second one interrupts that too; ``run`` is stopped in every case.
@@ -23,6 +26,7 @@ from __future__ import annotations
 
 import json
 import logging
+import shutil
 import threading
 import time
 from datetime import UTC, datetime
@@ -36,6 +40,7 @@ from pipeline.loadtest.soak_stack import SoakStack
 from pipeline.settings import Settings
 
 log = logging.getLogger(__name__)
+BULK = ("broker", "checkpoints", "spark-tmp", "tmp")  # under the run's data folder; only the running product reads them
 
 
 def soaks_dir(settings: Settings) -> Path:
@@ -81,6 +86,12 @@ class Soak:
             finally:
                 stack.stop(self.event)  # even when a second Ctrl-C cuts the reconciliation short
         self.result["report"] = str(report)
+        if not o.keep_data and self.result["state"] == "done" and not stop.is_set():
+            # (a failed or cut-short soak keeps everything, to look into)
+            removed = self.result["removed_mib"] = remove_bulk(self.dir / "data")
+            if removed:
+                self.event(f"deleted the run's broker logs, checkpoints and scratch ({sum(removed.values()):,.0f} MiB; "
+                           "--keep-data keeps them); the Delta tables, the parts' logs and the report are kept")
         write_json(self.dir / "result.json", self.result | {"events": self.events})
         return self.result
 
@@ -96,6 +107,29 @@ class Soak:
         finally:
             driver.stop()
         return driver.handover()
+
+
+def folder_mib(path: Path) -> float:
+    """MiB of the files under `path` (0 for none)."""
+    total = 0
+    for f in path.rglob("*"):
+        try:
+            if f.is_file() and not f.is_symlink():
+                total += f.stat().st_size
+        except OSError:
+            continue
+    return total / 2**20
+
+
+def remove_bulk(data: Path) -> dict[str, float]:
+    """Delete the `BULK` folders of a stopped run's data folder; MiB removed per folder that existed."""
+    removed = {}
+    for name in BULK:
+        path = data / name
+        if path.is_dir():
+            removed[name] = round(folder_mib(path), 1)
+            shutil.rmtree(path, ignore_errors=True)
+    return removed
 
 
 def _jsonable(o: SoakOptions) -> dict[str, Any]:

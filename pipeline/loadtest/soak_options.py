@@ -2,7 +2,7 @@
 
     --rate 10000 --duration 1h [--trigger 1m] [--chaos [--chaos-every 5m-10m] [--seed N]]
     [--nodes 1|3] [--outage 10m [--outage-rate 50000] [--outage-at 20m]]
-    [--sample-every 30s] [--browser-every 30s | --no-browser]
+    [--sample-every 30s] [--browser-every 30s | --no-browser] [--keep-data]
 
 `add_soak_arguments(parser)` declares them on the ``loadtest`` parser (default None, so
 a soak flag given to another profile is refused in one line); `SoakOptions.from_args`
@@ -21,7 +21,7 @@ SOAK = "soak"
 SOAK_FLAGS = {"rate": "--rate", "duration": "--duration", "chaos": "--chaos", "chaos_every": "--chaos-every",
               "seed": "--seed", "nodes": "--nodes", "outage": "--outage", "outage_rate": "--outage-rate",
               "outage_at": "--outage-at", "sample_every": "--sample-every", "browser_every": "--browser-every",
-              "no_browser": "--no-browser"}
+              "no_browser": "--no-browser", "keep_data": "--keep-data"}
 
 
 def add_soak_arguments(p: argparse.ArgumentParser) -> None:
@@ -38,6 +38,9 @@ def add_soak_arguments(p: argparse.ArgumentParser) -> None:
     g.add_argument("--sample-every", help="sampling interval (default 30s)")
     g.add_argument("--browser-every", help="interval of the browser's rounds over the pages (default 30s)")
     g.add_argument("--no-browser", action="store_const", const=True, help="no headless browser")
+    g.add_argument("--keep-data", action="store_const", const=True,
+                   help="keep the run's broker logs and checkpoints (default: deleted once reported; "
+                        "the Delta tables, logs and report are always kept)")
 
 
 def _dur(text: str | None, name: str, default: float) -> float:
@@ -73,6 +76,7 @@ class SoakOptions:
     sample_every_s: float = 30.0
     browser_every_s: float | None = 30.0
     catch_up_timeout_s: float = 600.0
+    keep_data: bool = False
 
     @property
     def outage_start_s(self) -> float:
@@ -90,7 +94,7 @@ class SoakOptions:
                 outage_at_s=_dur(args.outage_at, "--outage-at", 0.0) if args.outage_at is not None else None,
                 sample_every_s=_dur(args.sample_every, "--sample-every", 30.0),
                 browser_every_s=None if args.no_browser else _dur(args.browser_every, "--browser-every", 30.0),
-                catch_up_timeout_s=float(args.catch_up_timeout_s))
+                catch_up_timeout_s=float(args.catch_up_timeout_s), keep_data=bool(args.keep_data))
         o.check()
         return o
 

@@ -6,7 +6,7 @@ runs for 150 s at 1,000 tx/s with a 10 s trigger; the seeded schedule kills the 
 the supervisor must bring it back and its records must reach the topic again; the topic
 read back must match Delta: 0 lost, 0 duplicated, and the sales_agg count equal to the
 distinct valid transactions. The report is written with its charts and the kill; nothing
-is left running. (The emulator, not the job: a second Spark start would double the wall
+is left running, and the run's broker logs and checkpoints are deleted (not its Delta tables). (The emulator, not the job: a second Spark start would double the wall
 time on the shared box; the unit tests and docs/LOADTEST.md cover the job's kill.)
 """
 
@@ -69,6 +69,11 @@ def test_short_soak_kills_the_emulator_once_and_loses_nothing(tmp_path):
     assert f"{k['healthy_s']:,.1f} s" in html
     assert summary["report"] == str(folder / "report.html")
     assert result["browser"].get("visits", 0) > 0 or result["browser"].get("note"), result["browser"]
+
+    data = folder / "data"   # the bulk is deleted once run has stopped; what a reader looks into stays
+    assert result["removed_mib"]["broker"] > 1 and "checkpoints" in result["removed_mib"], result["removed_mib"]
+    assert not (data / "broker").exists() and not (data / "checkpoints").exists()
+    assert (data / "delta" / "high_value" / "_delta_log").is_dir() and (data / "run" / "job.log").is_file()
 
     groups = {p["pid"] for p in result["parts_at_end"].values() if p.get("pid")}
     assert {"job", "emulator", "app", "broker"} <= set(result["parts_at_end"]) and len(groups) >= 4

@@ -800,3 +800,72 @@ def test_load_times_per_page_compare_the_first_and_the_last_quarter_of_the_run()
     html = build_report(result, [{"t": T0, "rss_job_mb": 1}], [])
     table = html.split('id="page-times"', 1)[1].split("</table>", 1)[0]
     assert "explorer" in table and "overview" in table and "1.00 s" in table and "x1.00" in table
+
+
+# ---- what a soak leaves on disk -----------------------------------------------------------------
+def _run_folder(data):
+    for name, mib in (("broker/node-1", 2), ("checkpoints/high_value", 1), ("tmp", 0), ("delta/high_value", 1),
+                      ("run", 0), ("monitoring", 0)):
+        (data / name).mkdir(parents=True)
+        (data / name / "f").write_bytes(b"x" * (mib * 2**20))
+
+
+@pytest.mark.parametrize("state,keep,stopped,deleted", [
+    ("done", False, False, True),     # the default: a finished soak deletes its bulk
+    ("done", True, False, False),     # --keep-data
+    ("failed", False, False, False),  # a failed soak keeps everything to look into
+    ("done", False, True, False),     # and so does one cut short
+])
+def test_a_finished_soak_deletes_its_broker_logs_and_checkpoints_unless_kept(tmp_path, monkeypatch, state, keep,
+                                                                             stopped, deleted):
+    import threading
+
+    from pipeline.loadtest import soak as soak_mod
+    from pipeline.loadtest import soak_finish
+    from pipeline.settings import Settings
+
+    stops = []
+
+    class Stack:  # the product: its data folder filled as a run leaves it
+        def __init__(self, folder, **_):
+            self.folder = folder
+
+        def start(self, stop, event):
+            _run_folder(self.folder / "data")
+
+        def stop(self, event):
+            stops.append(sorted(p.name for p in (self.folder / "data").iterdir()))
+
+    def finish(soak, parts):
+        soak.result["state"] = state if state == "failed" else "done"
+        return soak.dir / "report.html"
+
+    monkeypatch.setattr(soak_mod, "SoakStack", Stack)
+    monkeypatch.setattr(soak_mod.Soak, "_drive", lambda self, stack, stop: {})
+    monkeypatch.setattr(soak_finish, "finish", finish)
+    stop = threading.Event()
+    if stopped:
+        stop.set()
+    s = soak_mod.Soak(Settings(data_dir=tmp_path), SoakOptions(keep_data=keep), run_id="r1")
+    result = s.run(stop)
+    data = tmp_path / "soaks" / "r1" / "data"
+    assert stops == [["broker", "checkpoints", "delta", "monitoring", "run", "tmp"]]  # deleted only after the stop
+    left = sorted(p.name for p in data.iterdir())
+    if deleted:
+        assert left == ["delta", "monitoring", "run"]
+        assert result["removed_mib"] == {"broker": 2.0, "checkpoints": 1.0, "tmp": 0.0}
+        assert any("3 MiB; --keep-data keeps them" in e["text"] for e in s.events)
+    else:
+        assert left == ["broker", "checkpoints", "delta", "monitoring", "run", "tmp"] and "removed_mib" not in result
+    assert json.loads((data.parent / "result.json").read_text()).get("removed_mib") == result.get("removed_mib")
+
+
+def test_keep_data_is_a_soak_flag():
+    from pipeline.cli import build_parser
+    from pipeline.loadtest.soak_options import refuse_soak_flags
+
+    args = build_parser().parse_args(["loadtest", "--profile", "soak", "--keep-data"])
+    assert args.keep_data is True
+    args = build_parser().parse_args(["loadtest", "--profile", "smoke", "--keep-data"])
+    with pytest.raises(SettingsError, match="--keep-data only go with --profile soak"):
+        refuse_soak_flags(args)
