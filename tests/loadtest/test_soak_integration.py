@@ -1,7 +1,7 @@
 """A short real soak through the whole path: ``python -m pipeline loadtest --profile soak --chaos``.
 
 `run` (broker, job, emulator, app; no live lane and no Prometheus, to spare the 2-core box)
-runs for 150 s at 1,000 tx/s with a 10 s trigger; the seeded schedule kills the emulator once
+runs for 100 s at 1,000 tx/s with a 10 s trigger; the seeded schedule kills the emulator once
 (kill -9: whatever it had not delivered is gone, which is why the reference is the topic);
 the supervisor must bring it back and its records must reach the topic again; the topic
 read back must match Delta: 0 lost, 0 duplicated, and the sales_agg count equal to the
@@ -25,7 +25,7 @@ from pipeline.loadtest.chaos import schedule
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 ROOT = Path(__file__).resolve().parents[2]
-DURATION_S, EVERY = 150, (50.0, 70.0)
+DURATION_S, EVERY = 100, (35.0, 45.0)
 
 
 def seed_killing(part: str, targets: list[str]) -> int:
@@ -38,7 +38,7 @@ def test_short_soak_kills_the_emulator_once_and_loses_nothing(tmp_path):
     seed = seed_killing("emulator", ["app", "emulator", "job"])
     env = dict(os.environ, TORMENTA_DATA_DIR=str(tmp_path), TORMENTA_LIVE="false", TORMENTA_MONITORING="false")
     cmd = [sys.executable, "-m", "pipeline", "loadtest", "--profile", "soak", "--rate", "1000",
-           "--duration", f"{DURATION_S}s", "--trigger", "10s", "--chaos", "--chaos-every", "50-70s",
+           "--duration", f"{DURATION_S}s", "--trigger", "10s", "--chaos", "--chaos-every", f"{EVERY[0]:.0f}-{EVERY[1]:.0f}s",
            "--seed", str(seed), "--sample-every", "5s", "--browser-every", "30s", "--catch-up-timeout", "300",
            "--json"]
     proc = subprocess.run(cmd, cwd=ROOT, env=env, capture_output=True, text=True, timeout=1500)
@@ -61,7 +61,7 @@ def test_short_soak_kills_the_emulator_once_and_loses_nothing(tmp_path):
     assert result["caught_up"] is True
 
     samples = json.loads((folder / "samples.json").read_text())
-    assert len(samples) >= 20 and any(s.get("rss_job.jvm_mb") for s in samples)
+    assert len(samples) >= 15 and any(s.get("rss_job.jvm_mb") for s in samples)
     assert {c["name"] for c in result["criteria"]} >= {"memory flat: job", "upkeep never stalls the stream",
                                                        "lag bounded: records behind", "work flat: batch duration"}
     html = (folder / "report.html").read_text()
