@@ -36,6 +36,7 @@ from typing import Any
 from pipeline.errors import TormentaError
 from pipeline.loadtest.runs import new_run_id, write_json
 from pipeline.loadtest.soak_options import SoakOptions
+from pipeline.loadtest.soak_sampling import folder_mb
 from pipeline.loadtest.soak_stack import SoakStack
 from pipeline.settings import Settings
 
@@ -109,25 +110,13 @@ class Soak:
         return driver.handover()
 
 
-def folder_mib(path: Path) -> float:
-    """MiB of the files under `path` (0 for none)."""
-    total = 0
-    for f in path.rglob("*"):
-        try:
-            if f.is_file() and not f.is_symlink():
-                total += f.stat().st_size
-        except OSError:
-            continue
-    return total / 2**20
-
-
 def remove_bulk(data: Path) -> dict[str, float]:
     """Delete the `BULK` folders of a stopped run's data folder; MiB removed per folder that existed."""
     removed = {}
     for name in BULK:
         path = data / name
         if path.is_dir():
-            removed[name] = round(folder_mib(path), 1)
+            removed[name] = round(folder_mb(path), 1)
             shutil.rmtree(path, ignore_errors=True)
     return removed
 

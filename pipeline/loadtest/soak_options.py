@@ -39,8 +39,8 @@ def add_soak_arguments(p: argparse.ArgumentParser) -> None:
     g.add_argument("--browser-every", help="interval of the browser's rounds over the pages (default 30s)")
     g.add_argument("--no-browser", action="store_const", const=True, help="no headless browser")
     g.add_argument("--keep-data", action="store_const", const=True,
-                   help="keep the run's broker logs and checkpoints (default: deleted once reported; "
-                        "the Delta tables, logs and report are always kept)")
+                   help="keep the run's broker logs and checkpoints (default: deleted once a finished soak "
+                        "has reported; a failed or stopped one keeps them; Delta, logs and report are always kept)")
 
 
 def _dur(text: str | None, name: str, default: float) -> float:
